@@ -1,0 +1,50 @@
+/**
+ * One error class per failure, each with a stable `code`. Messages are lowercase and say what to
+ * check. Mapping errors to HBONE/HTTP statuses and `response_flags` happens in one place:
+ * `core/hbone/status.ts`.
+ */
+export class MeshError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A SPIFFE ID that does not have the form spiffe://<trust-domain>/ns/<ns>/sa/<sa>. */
+export class InvalidSpiffeIdError extends MeshError {
+  constructor(input: string, why: string) {
+    super('ERR_INVALID_SPIFFE_ID', `invalid spiffe id ${JSON.stringify(input)}: ${why}`);
+  }
+}
+
+/** A CSR the CA refuses to sign. */
+export class CsrRejectedError extends MeshError {
+  constructor(why: string, options?: { cause?: unknown }) {
+    super('ERR_CSR_REJECTED', `certificate signing request rejected: ${why}`, options);
+  }
+}
+
+/** A configuration file or record that failed validation; `problems` lists every error found. */
+export class ConfigError extends MeshError {
+  readonly problems: readonly string[];
+  constructor(source: string, problems: readonly string[]) {
+    super(
+      'ERR_CONFIG_INVALID',
+      `invalid configuration in ${source}:\n  - ${problems.join('\n  - ')}`,
+    );
+    this.problems = problems;
+  }
+}
+
+/** The certificate for an identity could not be obtained. */
+export class CertificateUnavailableError extends MeshError {
+  constructor(identity: string, options?: { cause?: unknown }) {
+    super(
+      'ERR_CERT_UNAVAILABLE',
+      `no valid certificate for ${identity}; check that the ca is reachable and allows this identity`,
+      options,
+    );
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The internal model every data plane works on. Wire shapes (YAML files, discovery messages,
+ * Kubernetes objects) are converted into these types at exactly one boundary per source
+ * (`core/config/file.ts` for the file source); nothing else reads wire shapes.
+ *
+ * All objects are frozen once built; an update replaces them.
+ */
+
+export type Protocol = 'HBONE' | 'TCP';
+
+/** A node: where a workload runs and where its node's ztunnel listens for HBONE. */
+export interface NodeInfo {
+  readonly name: string;
+  /** The address of the node's ztunnel; HBONE to workloads on this node goes to ztunnelAddress:15008. */
+  readonly ztunnelAddress: string;
+  /** Override of the HBONE port, for several ztunnels on one host (tests, the lab). Default 15008. */
+  readonly hbonePort: number;
+}
+
+/** The address of a waypoint a workload or service sends its traffic through. */
+export interface WaypointRef {
+  /** The waypoint service's VIP or the waypoint workload's IP. */
+  readonly address: string;
+  /** HBONE port of the waypoint; 15008 by default. */
+  readonly hbonePort: number;
+}
+
+export interface Workload {
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly trustDomain: string;
+  readonly node: string;
+  readonly ips: readonly string[];
+  /** HBONE when the workload is in the mesh; TCP when traffic to it is plain passthrough. */
+  readonly protocol: Protocol;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly healthy: boolean;
+  readonly waypoint?: WaypointRef;
+}
+
+export interface ServicePort {
+  readonly port: number;
+  /** The port on the endpoints; equal to `port` when the service does not remap it. */
+  readonly targetPort: number;
+  readonly name?: string;
+}
+
+export interface Service {
+  readonly name: string;
+  readonly namespace: string;
+  /** e.g. echo.default.svc.cluster.local */
+  readonly hostname: string;
+  readonly vips: readonly string[];
+  readonly ports: readonly ServicePort[];
+  /** uids of the workloads behind this service. */
+  readonly endpoints: readonly string[];
+  /**
+   * SPIFFE IDs the endpoints may present besides their own (Istio's `subjectAltNames`); the
+   * HBONE client accepts a server identity that is the endpoint's own or one of these.
+   */
+  readonly subjectAltNames: readonly string[];
+  readonly waypoint?: WaypointRef;
+}
+
+export type PolicyAction = 'ALLOW' | 'DENY';
+
+/**
+ * One `from` source of an Istio AuthorizationPolicy rule. Each present field must match (AND);
+ * within a field any value may match (OR); `not*` fields must not match.
+ */
+export interface PolicySource {
+  readonly principals?: readonly string[];
+  readonly notPrincipals?: readonly string[];
+  readonly namespaces?: readonly string[];
+  readonly notNamespaces?: readonly string[];
+  readonly ipBlocks?: readonly string[];
+  readonly notIpBlocks?: readonly string[];
+  /** HTTP-only fields (requestPrincipals, remoteIpBlocks ...) were present; an L4 proxy cannot see them. */
+  readonly hasL7Fields: boolean;
+}
+
+export interface PolicyOperation {
+  readonly ports?: readonly number[];
+  readonly notPorts?: readonly number[];
+  /** HTTP-only fields (methods, paths, hosts ...) were present; an L4 proxy cannot see them. */
+  readonly hasL7Fields: boolean;
+}
+
+export interface PolicyCondition {
+  /** source.ip, source.namespace, source.principal, destination.ip, destination.port, or an L7 key. */
+  readonly key: string;
+  readonly values?: readonly string[];
+  readonly notValues?: readonly string[];
+}
+
+export interface PolicyRule {
+  /** OR over sources; absent (empty) matches any source. */
+  readonly from: readonly PolicySource[];
+  /** OR over operations; absent (empty) matches any operation. */
+  readonly to: readonly PolicyOperation[];
+  /** AND over conditions. */
+  readonly when: readonly PolicyCondition[];
+}
+
+export interface AuthorizationPolicy {
+  readonly name: string;
+  readonly namespace: string;
+  /**
+   * `mesh`: applies to every workload (policy in the root namespace without a selector);
+   * `namespace`: every workload in `namespace`; `workload`: workloads in `namespace` whose labels
+   * match `selector`.
+   */
+  readonly scope: 'mesh' | 'namespace' | 'workload';
+  readonly selector: Readonly<Record<string, string>>;
+  readonly action: PolicyAction;
+  /** OR over rules. An ALLOW policy with no rules matches nothing; a DENY policy with no rules matches nothing. */
+  readonly rules: readonly PolicyRule[];
+}
+
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE' | 'UNSET';
+
+export interface PeerAuthentication {
+  readonly name: string;
+  readonly namespace: string;
+  readonly scope: 'mesh' | 'namespace' | 'workload';
+  readonly selector: Readonly<Record<string, string>>;
+  readonly mode: MtlsMode;
+  /** Per-port overrides (Istio's portLevelMtls), keyed by the workload's target port. */
+  readonly portLevel: ReadonlyMap<number, MtlsMode>;
+}
+
+/** A complete, consistent configuration snapshot. */
+export interface MeshConfig {
+  readonly nodes: readonly NodeInfo[];
+  readonly workloads: readonly Workload[];
+  readonly services: readonly Service[];
+  readonly authorizationPolicies: readonly AuthorizationPolicy[];
+  readonly peerAuthentications: readonly PeerAuthentication[];
+}
