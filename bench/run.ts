@@ -1,0 +1,124 @@
+/**
+ * `npm run bench`: measures direct, stunnel pair, haproxy pair and ztunnel pair over loopback in
+ * one run and prints a table (or, with `--json`, one JSON object). See docs/benchmarks.md.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseBenchArgs, UsageError, USAGE, type BenchArgs } from './lib/args.js';
+import { generateCerts } from './lib/certs.js';
+import { measurePath, type MeasureOpts, type PathResult } from './lib/measure.js';
+import { startOrigin } from './lib/origin.js';
+import { direct } from './lib/paths/direct.js';
+import { haproxy } from './lib/paths/haproxy.js';
+import { stunnel } from './lib/paths/stunnel.js';
+import type { BenchContext, PathDriver, PathName } from './lib/paths/types.js';
+import { ztunnel } from './lib/paths/ztunnel.js';
+import { ProcessTracker } from './lib/procs.js';
+import { computeRatios } from './lib/ratios.js';
+import { renderJson, renderText, type BenchReport } from './lib/report.js';
+
+const DRIVERS: Record<PathName, PathDriver> = { direct, stunnel, haproxy, ztunnel };
+/** dist/bench/run.js → repository root. */
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** wrk shape of the requests/s step: 32 connections over 2 threads (the host has 2 cores). */
+const RPS_CONNECTIONS = 32;
+const RPS_THREADS = 2;
+
+const log = (msg: string): void => {
+  process.stderr.write(`[bench] ${msg}\n`);
+};
+
+async function main(argv: readonly string[]): Promise<number> {
+  let args: BenchArgs;
+  try {
+    args = parseBenchArgs(argv);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    return err instanceof UsageError || isParseArgsError(err) ? 2 : 1;
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const procs = new ProcessTracker();
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-'));
+  const teardown = installTeardown(procs, dir);
+  try {
+    const report = await runAll(procs, dir, args);
+    process.stdout.write(args.json ? renderJson(report) : renderText(report));
+    if (procs.wasInterrupted) return 130;
+    return args.strict && report.paths.some((p) => p.error) ? 1 : 0;
+  } catch (err) {
+    log(`run failed: ${err instanceof Error ? err.message : String(err)}`);
+    return procs.wasInterrupted ? 130 : 1;
+  } finally {
+    await procs.stopAll();
+    teardown();
+  }
+}
+
+/** Certificates, origin servers, then each path in turn; a failing path becomes an error row. */
+async function runAll(procs: ProcessTracker, dir: string, args: BenchArgs): Promise<BenchReport> {
+  const startedAt = new Date().toISOString();
+  log(`temp dir ${dir}`);
+  const certs = await generateCerts(procs, dir);
+  const origin = await startOrigin(procs, dir);
+  const ctx: BenchContext = {
+    procs,
+    dir,
+    certs,
+    origin,
+    ztunnelEntry: args.ztunnelEntry ?? join(REPO_ROOT, 'dist', 'ztunnel', 'main.js'),
+    log,
+  };
+  const opts: MeasureOpts = { durationSec: args.durationSec, rpsConnections: RPS_CONNECTIONS, rpsThreads: RPS_THREADS };
+  const paths: PathResult[] = [];
+  for (const name of args.paths) {
+    if (procs.wasInterrupted) break;
+    paths.push(await measurePath(DRIVERS[name], ctx, opts));
+  }
+  return {
+    benchmark: 'ztunnel-l4',
+    startedAt,
+    host: { cpus: cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` },
+    settings: opts,
+    paths,
+    ratios: computeRatios(paths),
+  };
+}
+
+/**
+ * Ctrl-C / SIGTERM stop every child and let `main` unwind; a second signal, an uncaught
+ * exception or any other exit kills what is left synchronously and removes the temp dir.
+ * Returns the normal-path cleanup.
+ */
+function installTeardown(procs: ProcessTracker, dir: string): () => void {
+  const lastResort = (): void => {
+    procs.killAllNow();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (procs.wasInterrupted) {
+      lastResort();
+      process.exit(130);
+    }
+    log(`${signal}: stopping everything`);
+    void procs.interrupt();
+  };
+  process.on('exit', lastResort);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    lastResort();
+  };
+}
+
+function isParseArgsError(err: unknown): boolean {
+  return typeof (err as { code?: unknown })?.code === 'string' && String((err as { code: string }).code).startsWith('ERR_PARSE_ARGS');
+}
+
+process.exitCode = await main(process.argv.slice(2));
