@@ -133,6 +133,12 @@ export interface PeerAuthentication {
 
 /** A complete, consistent configuration snapshot. */
 export interface MeshConfig {
+  /**
+   * Istio's root namespace the policy scopes were computed with: policies in it without a
+   * selector are mesh-wide, with a selector they select workloads in every namespace.
+   * Absent means `istio-system`.
+   */
+  readonly rootNamespace?: string;
   readonly nodes: readonly NodeInfo[];
   readonly workloads: readonly Workload[];
   readonly services: readonly Service[];

@@ -1,0 +1,141 @@
+import t from 'tap';
+import { Writable } from 'node:stream';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileConfigSource, DEFAULT_RELOAD_DEBOUNCE_MS } from '../../../core/config/file-source.js';
+import { ConfigError } from '../../../core/errors.js';
+import { createLogger } from '../../../core/telemetry/log.js';
+import type { MeshConfig } from '../../../core/model/types.js';
+
+const cfgText = (ip: string) => `
+nodes: [{name: node-a, ztunnelAddress: 127.0.0.2}]
+workloads: [{name: sleep, namespace: default, node: node-a, ips: [${ip}]}]
+`;
+
+/** A logger whose JSON lines land in `lines`. */
+function captureLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: createLogger({ component: 'test', level: 'debug', destination }), lines };
+}
+
+/** Polls `cond` until it holds; fails after 5 s (file events are asynchronous and coalesced). */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const ipOf = (c: MeshConfig | undefined) => c?.workloads[0]?.ips[0];
+
+t.test('delivers the file at start, then every good change; keeps the last good config on a bad one', async (t) => {
+  const dir = t.testdir({ 'config.yaml': cfgText('10.0.0.1'), 'other.txt': 'x' });
+  const path = join(dir, 'config.yaml');
+  const { logger, lines } = captureLogger();
+  const source = new FileConfigSource({ path, logger, debounceMs: 20 });
+  t.teardown(() => source.close());
+  const seen: MeshConfig[] = [];
+  await source.start((c) => seen.push(c));
+  t.equal(seen.length, 1, 'first config delivered before start resolves');
+  t.equal(ipOf(seen[0]), '10.0.0.1');
+  t.equal(source.lastError, undefined);
+
+  await writeFile(path, cfgText('10.0.0.2'));
+  await until(() => seen.length === 2, 'the reload after an in-place write');
+  t.equal(ipOf(seen[1]), '10.0.0.2');
+
+  // A bad change: logged with the field at fault, nothing delivered, lastError set.
+  await writeFile(path, cfgText('10.0.0.300'));
+  await until(() => source.lastError !== undefined, 'the bad file to be rejected');
+  t.type(source.lastError, ConfigError);
+  t.same((source.lastError as ConfigError).problems, ['workloads[0].ips[0]: "10.0.0.300" is not an IPv4 or IPv6 address']);
+  const rejected = lines.find((l) => l.msg === 'config file rejected; keeping the last good configuration');
+  t.ok(rejected, 'error logged');
+  t.equal(rejected?.level, 50);
+  t.same(rejected?.problems, ['workloads[0].ips[0]: "10.0.0.300" is not an IPv4 or IPv6 address']);
+  t.equal(seen.length, 2, 'the last good config stays');
+
+  // An unrelated file in the directory changes nothing.
+  await writeFile(join(dir, 'other.txt'), 'y');
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(seen.length, 2);
+
+  // Replaced the way editors save: write a temp file, rename it over the old one.
+  await writeFile(join(dir, '.config.yaml.tmp'), cfgText('10.0.0.3'));
+  await rename(join(dir, '.config.yaml.tmp'), path);
+  await until(() => seen.length === 3, 'the reload after a rename');
+  t.equal(ipOf(seen[2]), '10.0.0.3');
+  t.equal(source.lastError, undefined, 'a good file clears lastError');
+  t.ok(Object.isFrozen(seen[2]));
+});
+
+t.test('deleted file: error kept, config kept, recovers when it comes back', async (t) => {
+  const dir = t.testdir({ 'config.yaml': cfgText('10.0.0.1') });
+  const path = join(dir, 'config.yaml');
+  const { logger } = captureLogger();
+  const source = new FileConfigSource({ path, logger, debounceMs: 20 });
+  t.teardown(() => source.close());
+  const seen: MeshConfig[] = [];
+  await source.start((c) => seen.push(c));
+  await rm(path);
+  await until(() => source.lastError !== undefined, 'the missing file to be noticed');
+  t.match(source.lastError?.message, /cannot read the file \(ENOENT/);
+  await writeFile(path, cfgText('10.0.0.9'));
+  await until(() => seen.length === 2, 'the file to come back');
+  t.equal(ipOf(seen[1]), '10.0.0.9');
+  t.equal(source.lastError, undefined);
+});
+
+t.test('start fails with ConfigError on a bad or missing file', async (t) => {
+  const dir = t.testdir({ 'bad.yaml': 'nodes: [{name: a}]\n' });
+  const { logger } = captureLogger();
+  const bad = new FileConfigSource({ path: join(dir, 'bad.yaml'), logger });
+  await t.rejects(bad.start(() => t.fail('no config expected')), {
+    code: 'ERR_CONFIG_INVALID',
+    problems: ['nodes[0].ztunnelAddress: required field is missing; expected the IP address of the node\'s ztunnel'],
+  });
+  const missing = new FileConfigSource({ path: join(dir, 'nope.yaml'), logger });
+  await t.rejects(missing.start(() => t.fail('no config expected')), { code: 'ERR_CONFIG_INVALID', message: /ENOENT/ });
+  await t.rejects(bad.start(() => undefined), /after close/, 'a failed start leaves the source closed');
+});
+
+t.test('rootNamespace is passed to the parser; warnings are logged; close stops delivery', async (t) => {
+  const text = `authorizationPolicies: [{name: p, namespace: mesh-root, spec: {rules: [{to: [{operation: {methods: [GET]}}]}]}}]\n`;
+  const dir = t.testdir({ 'c.yaml': text });
+  const path = join(dir, 'c.yaml');
+  const { logger, lines } = captureLogger();
+  const source = new FileConfigSource({ path, logger, rootNamespace: 'mesh-root', debounceMs: 20 });
+  const seen: MeshConfig[] = [];
+  await source.start((c) => seen.push(c));
+  t.equal(seen[0]?.authorizationPolicies[0]?.scope, 'mesh');
+  t.ok(lines.some((l) => l.level === 40 && /mesh-root\/p uses HTTP attributes/.test(String(l.msg))), 'warning logged');
+  await t.rejects(source.start(() => undefined), /twice/);
+  await source.close();
+  await writeFile(path, 'nodes: []\n');
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(seen.length, 1, 'nothing after close');
+});
+
+t.test('a listener that throws is logged and does not stop reloads', async (t) => {
+  const dir = t.testdir({ 'c.yaml': cfgText('10.0.0.1') });
+  const path = join(dir, 'c.yaml');
+  const { logger, lines } = captureLogger();
+  const source = new FileConfigSource({ path, logger, debounceMs: 20 });
+  t.teardown(() => source.close());
+  let calls = 0;
+  await source.start(() => {
+    calls++;
+    throw new Error('boom');
+  });
+  await writeFile(path, cfgText('10.0.0.2'));
+  await until(() => calls === 2, 'the second delivery');
+  t.ok(lines.some((l) => l.msg === 'the config listener threw; the new configuration may be only partly applied'));
+  t.equal(DEFAULT_RELOAD_DEBOUNCE_MS, 100);
+});
