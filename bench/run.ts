@@ -2,7 +2,7 @@
  * `npm run bench`: measures direct, stunnel pair, haproxy pair and ztunnel pair over loopback in
  * one run and prints a table (or, with `--json`, one JSON object). See docs/benchmarks.md.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     const report = await runAll(procs, dir, args);
     process.stdout.write(args.json ? renderJson(report) : renderText(report));
+    if (args.output) writeFileSync(args.output, renderJson(report));
     if (procs.wasInterrupted) return 130;
     return args.strict && report.paths.some((p) => p.error) ? 1 : 0;
   } catch (err) {

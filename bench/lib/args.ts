@@ -9,6 +9,8 @@ export interface BenchArgs {
   readonly paths: readonly PathName[];
   /** Overrides `dist/ztunnel/main.js`. */
   readonly ztunnelEntry: string | undefined;
+  /** Also write the JSON report to this file (clean JSON even when npm prints its banner). */
+  readonly output: string | undefined;
   /** Exit 1 when any path failed (default: only when the run itself could not start). */
   readonly strict: boolean;
   readonly help: boolean;
@@ -25,6 +27,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --duration N         seconds per step (default ${DEFAULT_DURATION_SEC}); 3 steps per path
   --quick              same as --duration ${QUICK_DURATION_SEC}
   --only a,b           run only these paths (${PATH_NAMES.join(', ')}; direct is needed for added latency)
+  --output FILE        also write the JSON object to FILE
   --ztunnel-entry F    ztunnel entry point (default dist/ztunnel/main.js)
   --strict             exit 1 when any path failed
   -h, --help           this text`;
@@ -50,6 +53,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       'ztunnel-entry': { type: 'string' },
+      output: { type: 'string' },
       strict: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -63,6 +67,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     durationSec,
     paths,
     ztunnelEntry: values['ztunnel-entry'],
+    output: values.output,
     strict: values.strict,
     help: values.help,
   };

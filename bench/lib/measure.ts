@@ -1,4 +1,4 @@
-import { BenchError, TrafficNotProxiedError } from './errors.js';
+import { BenchError, InterruptedError, TrafficNotProxiedError } from './errors.js';
 import { runIperf } from './iperf.js';
 import { UsageSampler } from './proc-stats.js';
 import type { ManagedProcess } from './procs.js';
@@ -50,7 +50,9 @@ export async function measurePath(driver: PathDriver, ctx: BenchContext, opts: M
     await runSteps(ctx, path, driver.name, opts, result);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    result.error = path ? message + describeProxies(path.proxies) : message;
+    // After Ctrl-C the proxies are being killed; their state says nothing.
+    const interrupted = err instanceof InterruptedError;
+    result.error = path && !interrupted ? message + describeProxies(path.proxies) : message;
     result.errorCode = err instanceof BenchError ? err.code : undefined;
     ctx.log(`${driver.name}: FAILED: ${result.error.split('\n')[0] ?? ''}`);
   } finally {
@@ -72,7 +74,8 @@ async function runSteps(
     const step = (label: string, fn: () => Promise<void>): Promise<void> =>
       checkedStep(ctx, path, name, label, fn, result);
     await step('iperf3', async () => {
-      result.throughputGbps = (await runIperf(ctx.procs, { launcher: path.launcher, target: path.iperf, durationSec: opts.durationSec })).gbps;
+      const r = await runIperf(ctx.procs, { launcher: path.launcher, target: path.iperf, durationSec: opts.durationSec });
+      result.throughputGbps = r.gbps;
     });
     await step('wrk -c1', async () => {
       const r = await runWrk(ctx.procs, wrkOpts(path, opts, 1, 1, true));
@@ -86,12 +89,10 @@ async function runSteps(
       noteErrors(result, `wrk -c${opts.rpsConnections}`, r);
     });
   } finally {
+    const usage = sampler.stop();
     if (path.proxies.length > 0) {
-      const usage = sampler.stop();
       result.proxyCpuSec = usage.cpuSec;
       result.proxyPeakRssMiB = usage.peakRssMiB;
-    } else {
-      sampler.stop();
     }
   }
 }
@@ -114,7 +115,8 @@ async function checkedStep(
   const before = (await count?.()) ?? 0;
   await fn();
   if (!count) return;
-  const grown = await waitForGrowth(count, before);
+  const grown = await waitForGrowth(count, before, () => ctx.procs.wasInterrupted);
+  if (ctx.procs.wasInterrupted) throw new InterruptedError();
   if (grown === undefined) {
     result.notes.push(`${label}: proxy exposes no byte counter, could not verify the traffic went through it`);
     return;
@@ -130,9 +132,13 @@ async function checkedStep(
  * connection closes, a little after the client exits, and a late update must not be credited to
  * the next step. Polls for up to {@link SETTLE_MAX_MS}. Undefined when the counter never appears.
  */
-async function waitForGrowth(read: () => Promise<number | undefined>, before: number): Promise<number | undefined> {
+async function waitForGrowth(
+  read: () => Promise<number | undefined>,
+  before: number,
+  cancelled: () => boolean,
+): Promise<number | undefined> {
   let last: number | undefined;
-  for (let waited = 0; waited < SETTLE_MAX_MS; waited += SETTLE_POLL_MS) {
+  for (let waited = 0; waited < SETTLE_MAX_MS && !cancelled(); waited += SETTLE_POLL_MS) {
     const now = await read();
     if (now !== undefined && now > before && now === last) break;
     last = now;

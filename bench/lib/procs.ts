@@ -82,11 +82,15 @@ export class ProcessTracker {
   /** Runs a process to completion and returns its output; a non-zero exit is left to the caller. */
   async run(name: string, command: string, args: readonly string[], opts: RunOpts): Promise<RunResult> {
     const { proc, stdout, stderr } = await this.spawnTracked(name, command, args, opts, Number.MAX_SAFE_INTEGER);
-    const timer = setTimeout(() => signalGroup(proc.pid, 'SIGKILL'), opts.timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      signalGroup(proc.pid, 'SIGKILL');
+    }, opts.timeoutMs);
     const info = await proc.exited;
     clearTimeout(timer);
     if (this.interrupted) throw new InterruptedError();
-    if (info.signal === 'SIGKILL') {
+    if (timedOut) {
       throw new ToolFailedError(name, `no result within ${opts.timeoutMs} ms, killed`, proc.outputTail());
     }
     return { ...info, stdout: stdout.text(), stderr: stderr.text() };
