@@ -1,0 +1,252 @@
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import tls from 'node:tls';
+import { once } from 'node:events';
+import type { Logger } from '../telemetry/log.js';
+import type { WorkloadCertificate } from '../identity/certificate.js';
+import { peerSpiffeId } from '../identity/certificate.js';
+import { secureContextFor, sniForIdentity, HBONE_TLS } from './tls.js';
+import {
+  CONNECTION_WINDOW,
+  MAX_FRAME_SIZE,
+  MAX_HEADER_LIST_SIZE,
+  MAX_SESSION_MEMORY_MB,
+  MAX_STREAMS_PER_CONNECTION,
+  POOL_IDLE_TIMEOUT_MS,
+  STREAM_WINDOW,
+} from './constants.js';
+import { HboneError, hboneConnectFailed, hboneStatus, peerIdentityMismatch, tlsFailed } from './status.js';
+
+/** Where certificates come from (the secret manager). */
+export interface CertificateSource {
+  fetch(identity: string): Promise<WorkloadCertificate>;
+}
+
+export interface HboneClientInputs {
+  readonly certificates: CertificateSource;
+  readonly logger: Logger;
+  /** TLS + HTTP/2 setup deadline for a new pooled connection. */
+  readonly connectTimeoutMs?: number;
+  readonly idleTimeoutMs?: number;
+  readonly maxStreamsPerConnection?: number;
+  /** Socket creation, swappable in tests. */
+  readonly connectTls?: (opts: tls.ConnectionOptions) => tls.TLSSocket;
+}
+
+export interface HboneRequest {
+  /** SPIFFE ID of the source workload: the certificate this side presents. */
+  readonly sourceIdentity: string;
+  /** SPIFFE ID the server is asked to present (sent as SNI). */
+  readonly serverIdentity: string;
+  /** Every SPIFFE ID the server may present: the destination's own plus the service's extra SANs. */
+  readonly allowedIdentities: readonly string[];
+  /** The HBONE peer: a node's ztunnel or a waypoint. */
+  readonly host: string;
+  readonly port: number;
+  /** `ip:port` of the destination workload (or VIP:port when the peer is a waypoint). */
+  readonly authority: string;
+  /** Extra request headers: `forwarded`, `baggage`. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+interface PooledConnection {
+  readonly key: string;
+  session?: ClientHttp2Session;
+  readonly ready: Promise<ClientHttp2Session>;
+  /** Streams open or reserved (reserved before the session is ready so concurrent callers share it). */
+  streams: number;
+  closing: boolean;
+  idleTimer?: NodeJS.Timeout;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * The HBONE client: CONNECT streams multiplexed over pooled mTLS HTTP/2 connections, one pool per
+ * (source identity, allowed destination identities, peer address).
+ */
+export class HboneClient {
+  readonly #in: Required<Omit<HboneClientInputs, 'connectTls'>> & Pick<HboneClientInputs, 'connectTls'>;
+  readonly #pools = new Map<string, PooledConnection[]>();
+  #closed = false;
+
+  constructor(inputs: HboneClientInputs) {
+    this.#in = {
+      connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+      idleTimeoutMs: POOL_IDLE_TIMEOUT_MS,
+      maxStreamsPerConnection: MAX_STREAMS_PER_CONNECTION,
+      ...inputs,
+    };
+  }
+
+  /** Opens a CONNECT stream; resolves once the server answered 200, rejects with an HboneError. */
+  async connect(req: HboneRequest): Promise<ClientHttp2Stream> {
+    if (this.#closed) throw hboneConnectFailed(`${req.host}:${req.port}`, new Error('client closed'));
+    const conn = this.#reserve(req);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.#release(conn);
+    };
+    try {
+      const session = await conn.ready;
+      const stream = session.request(
+        { ':method': 'CONNECT', ':authority': req.authority, ...req.headers },
+        { endStream: false },
+      );
+      stream.once('close', release);
+      const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      const status = Number(headers[':status']);
+      if (status !== 200) {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        throw hboneStatus(`${req.host}:${req.port}`, status);
+      }
+      return stream;
+    } catch (err) {
+      release();
+      if (err instanceof HboneError) throw err;
+      throw hboneConnectFailed(`${req.host}:${req.port}`, err);
+    }
+  }
+
+  /** Number of pooled connections (for tests and `/config_dump`). */
+  get connectionCount(): number {
+    let n = 0;
+    for (const list of this.#pools.values()) n += list.length;
+    return n;
+  }
+
+  /** Pool contents for `/config_dump`. */
+  dump(): Array<{ key: string; streams: number; closing: boolean }> {
+    return [...this.#pools.values()].flat().map((c) => ({ key: c.key, streams: c.streams, closing: c.closing }));
+  }
+
+  /** Sends GOAWAY on every pooled connection; open streams finish. */
+  drain(): void {
+    for (const c of [...this.#pools.values()].flat()) this.#retire(c, false);
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const c of [...this.#pools.values()].flat()) this.#retire(c, true);
+  }
+
+  #reserve(req: HboneRequest): PooledConnection {
+    const key = `${req.sourceIdentity}|${[...req.allowedIdentities].sort().join(',')}|${req.host}:${req.port}`;
+    let list = this.#pools.get(key);
+    if (!list) this.#pools.set(key, (list = []));
+    let conn = list.find((c) => !c.closing && c.streams < this.#in.maxStreamsPerConnection);
+    if (!conn) {
+      conn = this.#open(key, req);
+      list.push(conn);
+    }
+    conn.streams++;
+    if (conn.idleTimer) {
+      clearTimeout(conn.idleTimer);
+      conn.idleTimer = undefined;
+    }
+    return conn;
+  }
+
+  #release(conn: PooledConnection): void {
+    conn.streams--;
+    if (conn.streams === 0 && !conn.closing) {
+      conn.idleTimer = setTimeout(() => this.#retire(conn, false), this.#in.idleTimeoutMs);
+      conn.idleTimer.unref();
+    }
+  }
+
+  #open(key: string, req: HboneRequest): PooledConnection {
+    const conn: PooledConnection = {
+      key,
+      streams: 0,
+      closing: false,
+      ready: this.#handshake(req).then((session) => {
+        conn.session = session;
+        const drop = () => this.#remove(conn);
+        session.once('close', drop);
+        session.once('goaway', () => this.#retire(conn, false));
+        session.on('error', (err) => this.#in.logger.debug({ err, peer: key }, 'hbone pooled connection error'));
+        if (conn.closing) session.close();
+        return session;
+      }),
+    };
+    // A failed handshake fails every stream reserved on it; the next request opens a new one.
+    conn.ready.catch(() => this.#remove(conn));
+    return conn;
+  }
+
+  async #handshake(req: HboneRequest): Promise<ClientHttp2Session> {
+    const peer = `${req.host}:${req.port}`;
+    const cert = await this.#in.certificates.fetch(req.sourceIdentity);
+    const connectTls = this.#in.connectTls ?? tls.connect;
+    const socket = connectTls({
+      host: req.host,
+      port: req.port,
+      secureContext: secureContextFor(cert),
+      servername: sniForIdentity(req.serverIdentity),
+      ALPNProtocols: [HBONE_TLS.alpn],
+      minVersion: HBONE_TLS.minVersion,
+      // Identity is checked against SPIFFE IDs below, not against DNS names.
+      checkServerIdentity: () => undefined,
+      rejectUnauthorized: true,
+    });
+    socket.setNoDelay(true);
+    const timer = setTimeout(
+      () => socket.destroy(new Error(`no tls handshake within ${this.#in.connectTimeoutMs} ms`)),
+      this.#in.connectTimeoutMs,
+    );
+    try {
+      await once(socket, 'secureConnect');
+    } catch (err) {
+      socket.destroy();
+      const e = err as NodeJS.ErrnoException;
+      throw e.code && /^(ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET)$/.test(e.code) || /handshake within/.test(e.message)
+        ? hboneConnectFailed(peer, err)
+        : tlsFailed(peer, err);
+    } finally {
+      clearTimeout(timer);
+    }
+    const got = peerSpiffeId(socket.getPeerCertificate());
+    if (!got || !req.allowedIdentities.includes(got)) {
+      socket.destroy();
+      throw peerIdentityMismatch(got, req.allowedIdentities);
+    }
+    if (socket.alpnProtocol !== HBONE_TLS.alpn) {
+      socket.destroy();
+      throw tlsFailed(peer, new Error(`peer did not negotiate alpn h2 (got ${socket.alpnProtocol || 'none'})`));
+    }
+    const session = http2.connect(`https://${peer}`, {
+      createConnection: () => socket,
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+      settings: {
+        enablePush: false,
+        initialWindowSize: STREAM_WINDOW,
+        maxFrameSize: MAX_FRAME_SIZE,
+        maxHeaderListSize: MAX_HEADER_LIST_SIZE,
+      },
+    });
+    session.setLocalWindowSize(CONNECTION_WINDOW);
+    return session;
+  }
+
+  #retire(conn: PooledConnection, force: boolean): void {
+    conn.closing = true;
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
+    if (conn.session) {
+      if (force) conn.session.destroy();
+      else conn.session.close();
+    }
+    if (force || !conn.session) this.#remove(conn);
+  }
+
+  #remove(conn: PooledConnection): void {
+    conn.closing = true;
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
+    const list = this.#pools.get(conn.key);
+    if (!list) return;
+    const i = list.indexOf(conn);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.#pools.delete(conn.key);
+  }
+}

@@ -1,0 +1,59 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+
+export const ZTUNNEL_MAIN = fileURLToPath(new URL('../../dist/ztunnel/main.js', import.meta.url));
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  /** Resolves with the exit code (or signal name). */
+  readonly exited: Promise<number | string>;
+  kill(): Promise<void>;
+}
+
+/** Starts `node dist/ztunnel/main.js` (compiled: the data path never runs through a TS loader). */
+export function startZtunnelProcess(env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [ZTUNNEL_MAIN], {
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  // A test process killed by its runner must not leave ztunnels behind.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    process.off('exit', reap);
+    return (code ?? signal) as number | string;
+  });
+  return {
+    child,
+    output: () => out,
+    exited,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+/** Polls an HTTP URL until it answers `status`. */
+export async function waitForStatus(url: string, status: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url);
+      if (res.status === status) return;
+      last = `status ${res.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${url} did not answer ${status} in time (last: ${last})`);
+}

@@ -1,0 +1,138 @@
+import { isIP } from 'node:net';
+import { ConfigError } from '../core/errors.js';
+import { PORTS } from '../core/hbone/constants.js';
+
+/** Environment variable names; the only place ztunnel reads the environment is `loadConfig`. */
+export const ENV = {
+  nodeName: 'NODE_NAME',
+  localConfigFile: 'LOCAL_CONFIG_FILE',
+  caRootCertFile: 'CA_ROOT_CERT_FILE',
+  caRootKeyFile: 'CA_ROOT_KEY_FILE',
+  trustDomain: 'TRUST_DOMAIN',
+  rootNamespace: 'ROOT_NAMESPACE',
+  address: 'ZTUNNEL_ADDRESS',
+  adminAddress: 'ADMIN_ADDRESS',
+  statsAddress: 'STATS_ADDRESS',
+  outboundPort: 'OUTBOUND_PORT',
+  inboundPort: 'INBOUND_PORT',
+  socks5Port: 'SOCKS5_PORT',
+  adminPort: 'ADMIN_PORT',
+  metricsPort: 'METRICS_PORT',
+  readinessPort: 'READINESS_PORT',
+  drainSeconds: 'DRAIN_TIMEOUT_SECONDS',
+  certTtlSeconds: 'WORKLOAD_CERT_TTL_SECONDS',
+  logLevel: 'LOG_LEVEL',
+} as const;
+
+export interface ZtunnelConfig {
+  readonly nodeName: string;
+  readonly localConfigFile: string;
+  readonly caRootCertFile: string;
+  readonly caRootKeyFile: string;
+  readonly trustDomain: string;
+  readonly rootNamespace: string;
+  /** Bind address of the outbound, inbound and SOCKS5 listeners. */
+  readonly address: string;
+  readonly adminAddress: string;
+  readonly statsAddress: string;
+  /** 0 disables a listener. */
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly socks5Port: number;
+  readonly adminPort: number;
+  readonly metricsPort: number;
+  readonly readinessPort: number;
+  readonly drainTimeoutMs: number;
+  readonly certTtlSeconds: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+const DEFAULTS = {
+  trustDomain: 'cluster.local',
+  // Istio's root namespace: policies there without a selector apply mesh-wide.
+  rootNamespace: 'istio-system',
+  // Node-level proxy: listens on every address of the node, like ztunnel with host networking.
+  address: '0.0.0.0',
+  // Admin can quit the process and dump config: local only, as in Istio.
+  adminAddress: '127.0.0.1',
+  // Kubernetes' default terminationGracePeriodSeconds is 30; leave 5 s for the forced close.
+  drainSeconds: 25,
+  // Istio's default workload certificate lifetime.
+  certTtlSeconds: 24 * 3600,
+  logLevel: 'info',
+} as const;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
+
+/**
+ * Builds the ztunnel configuration from an environment record: collects every problem before
+ * failing, applies cross-field rules, then freezes.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): ZtunnelConfig {
+  const problems: string[] = [];
+  const str = (name: string, fallback?: string): string => {
+    const v = env[name];
+    if (v === undefined || v === '') {
+      if (fallback === undefined) problems.push(`${name} is required`);
+      return fallback ?? '';
+    }
+    return v;
+  };
+  const port = (name: string, fallback: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n > 65535) {
+      problems.push(`${name}=${JSON.stringify(v)} is not a port (0 to disable, or 1-65535)`);
+      return fallback;
+    }
+    return n;
+  };
+  const ip = (name: string, fallback: string): string => {
+    const v = str(name, fallback);
+    if (isIP(v) === 0) problems.push(`${name}=${JSON.stringify(v)} is not an IPv4 or IPv6 address`);
+    return v;
+  };
+  const positive = (name: string, fallback: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) {
+      problems.push(`${name}=${JSON.stringify(v)} is not a positive number`);
+      return fallback;
+    }
+    return n;
+  };
+  const logLevel = str(ENV.logLevel, DEFAULTS.logLevel);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`${ENV.logLevel}=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const address = ip(ENV.address, DEFAULTS.address);
+  const cfg: ZtunnelConfig = {
+    nodeName: str(ENV.nodeName),
+    localConfigFile: str(ENV.localConfigFile),
+    caRootCertFile: str(ENV.caRootCertFile),
+    caRootKeyFile: str(ENV.caRootKeyFile),
+    trustDomain: str(ENV.trustDomain, DEFAULTS.trustDomain),
+    rootNamespace: str(ENV.rootNamespace, DEFAULTS.rootNamespace),
+    address,
+    adminAddress: ip(ENV.adminAddress, DEFAULTS.adminAddress),
+    statsAddress: ip(ENV.statsAddress, address),
+    outboundPort: port(ENV.outboundPort, PORTS.outbound),
+    inboundPort: port(ENV.inboundPort, PORTS.hbone),
+    // SOCKS5 accepts explicit-proxy traffic from anyone who can reach it: off unless asked for.
+    socks5Port: port(ENV.socks5Port, 0),
+    adminPort: port(ENV.adminPort, PORTS.admin),
+    metricsPort: port(ENV.metricsPort, PORTS.metrics),
+    readinessPort: port(ENV.readinessPort, PORTS.readiness),
+    drainTimeoutMs: positive(ENV.drainSeconds, DEFAULTS.drainSeconds) * 1000,
+    certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),
+    logLevel: logLevel as ZtunnelConfig['logLevel'],
+  };
+  const bound = [cfg.outboundPort, cfg.inboundPort, cfg.socks5Port].filter((p) => p !== 0);
+  if (new Set(bound).size !== bound.length) {
+    problems.push(`${ENV.outboundPort}, ${ENV.inboundPort} and ${ENV.socks5Port} must differ (all bind ${address})`);
+  }
+  if (problems.length > 0) throw new ConfigError('the environment', problems);
+  return Object.freeze(cfg);
+}

@@ -1,0 +1,217 @@
+import net from 'node:net';
+import type http from 'node:http';
+import type { Logger } from '../core/telemetry/log.js';
+import { createTcpMetrics, type TcpMetrics } from '../core/telemetry/metrics.js';
+import { DrainTracker } from '../core/drain.js';
+import { HboneClient, type CertificateSource } from '../core/hbone/client.js';
+import { HboneServer } from '../core/hbone/server.js';
+import { MeshState } from '../core/model/state.js';
+import type { ConfigSource } from '../core/config/source.js';
+import type { ZtunnelConfig } from './config.js';
+import { Outbound } from './proxy/outbound.js';
+import { Inbound } from './proxy/inbound.js';
+import { listen, outboundCaptureServer, socks5Server } from './proxy/listeners.js';
+import type { ProxyInputs } from './proxy/inputs.js';
+import { adminServer, metricsServer, readinessServer } from './admin.js';
+
+export interface ZtunnelInputs {
+  readonly config: ZtunnelConfig;
+  readonly logger: Logger;
+  /** Workloads, services and policies (the file source today, the control plane later). */
+  readonly configSource: ConfigSource;
+  /** Workload certificates (the secret manager). */
+  readonly certificates: CertificateSource & {
+    close?(): void;
+    onRotate?(listener: (cert: { identity: string; notBefore: Date; notAfter: Date }) => void): () => void;
+  };
+  readonly metrics?: TcpMetrics;
+  /** Plain TCP connections to workloads; swappable in tests. */
+  readonly connectTcp?: (opts: net.NetConnectOpts) => net.Socket;
+}
+
+export interface ZtunnelAddresses {
+  readonly outbound?: net.AddressInfo;
+  readonly inbound?: net.AddressInfo;
+  readonly socks5?: net.AddressInfo;
+  readonly admin?: net.AddressInfo;
+  readonly metrics?: net.AddressInfo;
+  readonly readiness?: net.AddressInfo;
+}
+
+/** The per-node L4 proxy: its listeners, its state, its drain. */
+export class Ztunnel {
+  readonly addresses: ZtunnelAddresses;
+  readonly hbone: HboneClient;
+  readonly metrics: TcpMetrics;
+  readonly #in: ZtunnelInputs;
+  readonly #drain: DrainTracker;
+  readonly #hboneServer: HboneServer;
+  readonly #servers: Array<net.Server | http.Server>;
+  #stateRef: { current: MeshState };
+  /** Certificates issued to this node, for /config_dump (never the keys). */
+  readonly #certs = new Map<string, { notBefore: Date; notAfter: Date; rotations: number }>();
+  #ready = false;
+  #stopping: Promise<void> | undefined;
+  #stoppedResolve!: () => void;
+  /** Resolves when a shutdown (signal, /quitquitquit, or a call) has finished. */
+  readonly stopped = new Promise<void>((resolve) => (this.#stoppedResolve = resolve));
+
+  private constructor(
+    inputs: ZtunnelInputs,
+    parts: {
+      addresses: ZtunnelAddresses;
+      hbone: HboneClient;
+      metrics: TcpMetrics;
+      drain: DrainTracker;
+      hboneServer: HboneServer;
+      servers: Array<net.Server | http.Server>;
+      stateRef: { current: MeshState };
+    },
+  ) {
+    this.#in = inputs;
+    this.addresses = parts.addresses;
+    this.hbone = parts.hbone;
+    this.metrics = parts.metrics;
+    this.#drain = parts.drain;
+    this.#hboneServer = parts.hboneServer;
+    this.#servers = parts.servers;
+    this.#stateRef = parts.stateRef;
+    inputs.certificates.onRotate?.((c) => {
+      const prev = this.#certs.get(c.identity);
+      this.#certs.set(c.identity, { notBefore: c.notBefore, notAfter: c.notAfter, rotations: (prev?.rotations ?? -1) + 1 });
+    });
+  }
+
+  /** Loads config, binds every enabled listener, and resolves once ready to serve. */
+  static async start(inputs: ZtunnelInputs): Promise<Ztunnel> {
+    const { config, logger } = inputs;
+    const metrics = inputs.metrics ?? createTcpMetrics();
+    const drain = new DrainTracker();
+    const stateRef = { current: MeshState.empty() };
+    await inputs.configSource.start((cfg) => {
+      stateRef.current = new MeshState(cfg);
+      logger.info(
+        { workloads: cfg.workloads.length, services: cfg.services.length, policies: cfg.authorizationPolicies.length },
+        'configuration updated',
+      );
+    });
+    const hbone = new HboneClient({ certificates: inputs.certificates, logger: logger.child({ scope: 'hbone-client' }) });
+    const proxy: ProxyInputs = {
+      config,
+      state: () => stateRef.current,
+      certificates: inputs.certificates,
+      hbone,
+      metrics,
+      drain,
+      logger: logger.child({ scope: 'access' }),
+      connectTcp: inputs.connectTcp ?? ((o) => net.connect(o)),
+    };
+    const outbound = new Outbound(proxy);
+    const inbound = new Inbound(proxy);
+    const hboneServer = new HboneServer({
+      certificates: inputs.certificates,
+      logger: logger.child({ scope: 'hbone-server' }),
+      trustDomain: config.trustDomain,
+      identityForSni: inbound.identityForSni,
+      onStream: inbound.onStream,
+      onReject: inbound.onReject,
+    });
+
+    const servers: Array<net.Server | http.Server> = [];
+    const addresses: Record<string, net.AddressInfo> = {};
+    let zt: Ztunnel | undefined;
+    const bind = async (name: keyof ZtunnelAddresses, server: net.Server | http.Server, port: number, host: string) => {
+      if (port === 0) return;
+      servers.push(server);
+      addresses[name] = await listen(server, port, host);
+    };
+    try {
+      addresses.inbound = await hboneServer.listen(config.inboundPort, config.address);
+      await bind('outbound', outboundCaptureServer(proxy, outbound), config.outboundPort, config.address);
+      await bind('socks5', socks5Server(proxy, outbound), config.socks5Port, config.address);
+      await bind(
+        'admin',
+        adminServer({
+          logger,
+          registry: metrics.registry,
+          configDump: () => zt?.configDump(),
+          ready: () => zt?.ready ?? false,
+          quit: () => void zt?.shutdown(),
+        }),
+        config.adminPort,
+        config.adminAddress,
+      );
+      await bind('metrics', metricsServer({ registry: metrics.registry }), config.metricsPort, config.statsAddress);
+      await bind('readiness', readinessServer({ ready: () => zt?.ready ?? false }), config.readinessPort, config.statsAddress);
+    } catch (err) {
+      hboneServer.close();
+      for (const s of servers) s.close();
+      await inputs.configSource.close();
+      throw err;
+    }
+    zt = new Ztunnel(inputs, { addresses, hbone, metrics, drain, hboneServer, servers, stateRef });
+    zt.#ready = true;
+    logger.info({ node: config.nodeName, listeners: addresses }, 'ztunnel ready');
+    return zt;
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** The current configuration snapshot. */
+  get state(): MeshState {
+    return this.#stateRef.current;
+  }
+
+  /** Open proxied connections. */
+  get openConnections(): number {
+    return this.#drain.size;
+  }
+
+  /** TCP connections currently open on the HBONE listener (tests check nothing leaks). */
+  inboundConnectionCount(): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.#hboneServer.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+    );
+  }
+
+  configDump(): unknown {
+    return {
+      node: this.#in.config.nodeName,
+      trustDomain: this.#in.config.trustDomain,
+      listeners: this.addresses,
+      openConnections: this.#drain.size,
+      hbonePool: this.hbone.dump(),
+      certificates: Object.fromEntries(this.#certs),
+      ...(this.state.toJSON() as object),
+    };
+  }
+
+  /**
+   * Graceful shutdown: readiness fails, listeners stop accepting, HBONE peers get GOAWAY, open
+   * connections get `drainTimeoutMs` to finish, then whatever is left is closed.
+   */
+  shutdown(): Promise<void> {
+    this.#stopping ??= (async () => {
+      const log = this.#in.logger;
+      this.#ready = false;
+      log.info({ open: this.#drain.size, deadline_ms: this.#in.config.drainTimeoutMs }, 'draining');
+      for (const s of this.#servers) s.close();
+      this.#hboneServer.drain();
+      this.hbone.drain();
+      const { forced } = await this.#drain.drain(this.#in.config.drainTimeoutMs);
+      if (forced > 0) log.warn({ forced }, 'drain deadline reached; closed the remaining connections');
+      this.hbone.close();
+      this.#hboneServer.close();
+      for (const s of this.#servers) {
+        if ('closeAllConnections' in s) s.closeAllConnections();
+      }
+      await this.#in.configSource.close();
+      this.#in.certificates.close?.();
+      log.info('ztunnel stopped');
+      this.#stoppedResolve();
+    })();
+    return this.#stopping;
+  }
+}
