@@ -48,3 +48,19 @@ export class CertificateUnavailableError extends MeshError {
     );
   }
 }
+
+/** Bytes that are not the DER (or PEM) structure a parser expected; `offset` is where it gave up. */
+export class DerDecodeError extends MeshError {
+  readonly offset: number;
+  constructor(what: string, offset: number) {
+    super('ERR_DER_DECODE', `malformed der at byte ${offset}: ${what}`);
+    this.offset = offset;
+  }
+}
+
+/** An operator-supplied (or generated) CA root that cannot be used to sign workload certificates. */
+export class InvalidCaRootError extends MeshError {
+  constructor(why: string, options?: { cause?: unknown }) {
+    super('ERR_CA_ROOT_INVALID', `ca root certificate unusable: ${why}`, options);
+  }
+}

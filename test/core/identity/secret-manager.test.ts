@@ -1,0 +1,259 @@
+import t, { type Test } from 'tap';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { CertificateAuthority } from '../../../core/identity/ca.js';
+import type { WorkloadCertificate } from '../../../core/identity/certificate.js';
+import { generateKeyAndCsr } from '../../../core/identity/csr.js';
+import {
+  LocalCaClient,
+  SecretManager,
+  type CaClient,
+  type CaSignResult,
+  type SecretManagerInputs,
+} from '../../../core/identity/secret-manager.js';
+import { CertificateUnavailableError } from '../../../core/errors.js';
+import { HTTPBIN, SLEEP, TD } from './fixtures.js';
+
+const ca = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 3600 });
+
+/** A CaClient that records calls, can fail on demand, and can hold requests until released. */
+class ScriptedCa implements CaClient {
+  readonly calls: number[] = [];
+  failNext = 0;
+  failAlways = false;
+  hold: Promise<void> | undefined;
+  constructor(private readonly inner: CaClient = new LocalCaClient(ca)) {}
+  async sign(csrPem: string, identity: string): Promise<CaSignResult> {
+    this.calls.push(Date.now());
+    if (this.hold) await this.hold;
+    if (this.failAlways || this.failNext > 0) {
+      this.failNext = Math.max(0, this.failNext - 1);
+      throw new Error('ca unavailable (scripted)');
+    }
+    return this.inner.sign(csrPem, identity);
+  }
+}
+
+function manager(t: Test, inputs: Partial<SecretManagerInputs> & { caClient: CaClient }): SecretManager {
+  const sm = new SecretManager(inputs);
+  t.teardown(() => sm.close());
+  return sm;
+}
+
+/**
+ * Resolves with the next certificate `sm` announces for `identity`. Holds a ref'd timer while
+ * waiting: the manager's own timers are unref'd and would not keep the test process alive.
+ */
+function nextRotation(sm: SecretManager, identity: string, timeoutMs = 10_000): Promise<WorkloadCertificate> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no certificate for ${identity} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = sm.onRotate((c) => {
+      if (c.identity !== identity) return;
+      clearTimeout(timer);
+      off();
+      resolve(c);
+    });
+  });
+}
+
+t.test('the first fetch obtains a certificate; later fetches return the cached one', async (t) => {
+  const scripted = new ScriptedCa();
+  const sm = manager(t, { caClient: scripted });
+  const cert = await sm.fetch(SLEEP);
+  t.equal(cert.identity, SLEEP);
+  t.same(cert.rootsPem, [ca.rootCertPem]);
+  const leaf = new X509Certificate(cert.certChainPem[0]!);
+  t.ok(leaf.checkPrivateKey(createPrivateKey(cert.keyPem)), 'key and certificate belong together');
+  t.equal(cert.notAfter.getTime(), Date.parse(leaf.validTo));
+  t.equal(cert.notBefore.getTime(), Date.parse(leaf.validFrom));
+  t.equal(await sm.fetch(SLEEP), cert, 'same object while valid');
+  t.equal(scripted.calls.length, 1);
+  t.ok(Object.isFrozen(cert));
+  const other = await sm.fetch(HTTPBIN);
+  t.equal(other.identity, HTTPBIN, 'identities are independent');
+  t.equal(scripted.calls.length, 2);
+});
+
+t.test('concurrent callers share one request', async (t) => {
+  const scripted = new ScriptedCa();
+  let release!: () => void;
+  scripted.hold = new Promise((r) => (release = r));
+  const sm = manager(t, { caClient: scripted });
+  const pending = Array.from({ length: 10 }, () => sm.fetch(SLEEP));
+  await new Promise((r) => setTimeout(r, 20));
+  release();
+  const certs = await Promise.all(pending);
+  t.equal(scripted.calls.length, 1, 'one CA call');
+  t.ok(certs.every((c) => c === certs[0]), 'everyone gets the same certificate');
+});
+
+t.test('renews in the background at notBefore + renewFraction × lifetime and notifies listeners', async (t) => {
+  // The CA's clock runs a minute ahead so that notBefore (now - 1 min) is the real now; the
+  // lifetime is then 60 s + ttl, and 1% of it is about a second.
+  const ahead = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 60, now: () => Date.now() + 60_000 });
+  const sm = manager(t, { caClient: new LocalCaClient(ahead), renewFraction: 0.01 });
+  const rotated = nextRotation(sm, SLEEP);
+  const first = await sm.fetch(SLEEP);
+  t.equal(await rotated, first, 'listeners hear of the first certificate too');
+  const renewed = nextRotation(sm, SLEEP);
+  const second = await renewed;
+  t.not(second, first);
+  t.not(second.keyPem, first.keyPem, 'a fresh key each renewal');
+  const lifetime = first.notAfter.getTime() - first.notBefore.getTime();
+  t.ok(Date.now() >= first.notBefore.getTime() + 0.01 * lifetime, 'not renewed before its time');
+  t.equal(await sm.fetch(SLEEP), second, 'fetch returns the renewed certificate');
+});
+
+t.test('a short-lived certificate (ttl 2 s) is renewed before it expires', async (t) => {
+  const short = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 2 });
+  const sm = manager(t, { caClient: new LocalCaClient(short) });
+  const first = await sm.fetch(SLEEP);
+  // notBefore is a minute back, so half-life has passed on arrival: the manager renews at half of
+  // the remaining lifetime instead of looping.
+  const second = await nextRotation(sm, SLEEP);
+  t.ok(Date.now() < first.notAfter.getTime(), 'renewed while the old one was still valid');
+  t.ok(second.notAfter.getTime() > first.notAfter.getTime());
+});
+
+t.test('failures are retried with exponential backoff; callers fail fast meanwhile', async (t) => {
+  const scripted = new ScriptedCa();
+  scripted.failNext = 3;
+  const sm = manager(t, { caClient: scripted, initialBackoffMs: 40, maxBackoffMs: 100 });
+  const issued = nextRotation(sm, SLEEP);
+  const err = await sm.fetch(SLEEP).catch((e: unknown) => e);
+  t.ok(err instanceof CertificateUnavailableError);
+  t.match(err, { code: 'ERR_CERT_UNAVAILABLE', message: /no valid certificate for spiffe:.*sleep; check that the ca is reachable/ });
+  t.match((err as Error).cause, { message: 'ca unavailable (scripted)' });
+  await t.rejects(sm.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE' }, 'during backoff: rejected at once');
+  t.equal(scripted.calls.length, 1, '... without another CA call');
+  const cert = await issued;
+  t.equal(scripted.calls.length, 4, 'three failures, then success');
+  const gaps = scripted.calls.slice(1).map((c, i) => c - scripted.calls[i]!);
+  // Equal jitter: each delay is in [d/2, d] with d = 40, 80, then capped at 100.
+  const floors = [20, 40, 50];
+  gaps.forEach((g, i) => t.ok(g >= floors[i]! - 2, `retry ${i + 1} waited ${g} ms >= ${floors[i]} ms`));
+  t.equal(await sm.fetch(SLEEP), cert);
+});
+
+t.test('never returns an expired certificate', async (t) => {
+  const scripted = new ScriptedCa();
+  let offset = 0;
+  const sm = manager(t, { caClient: scripted, now: () => Date.now() + offset, initialBackoffMs: 10_000 });
+  const cert = await sm.fetch(SLEEP);
+  scripted.failAlways = true;
+  offset = 30 * 60_000;
+  t.equal(await sm.fetch(SLEEP), cert, 'still valid: served');
+  offset = cert.notAfter.getTime() - Date.now() + 1;
+  const calls = scripted.calls.length;
+  await t.rejects(sm.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE' }, 'expired and renewal fails: rejected');
+  t.equal(scripted.calls.length, calls + 1, 'an expired certificate triggers a renewal attempt');
+  await t.rejects(sm.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE' });
+  t.equal(scripted.calls.length, calls + 1, 'then backs off');
+});
+
+t.test('forget stops renewing an identity; close stops everything', async (t) => {
+  const scripted = new ScriptedCa();
+  const sm = manager(t, { caClient: scripted });
+  const a = await sm.fetch(SLEEP);
+  sm.forget(SLEEP);
+  sm.forget('spiffe://cluster.local/ns/x/sa/unknown'); // no-op
+  const b = await sm.fetch(SLEEP);
+  t.not(b, a, 'requested again after forget');
+  t.equal(scripted.calls.length, 2);
+
+  // Forgotten while in flight: the waiting caller still gets it, but nothing is cached.
+  let release!: () => void;
+  scripted.hold = new Promise((r) => (release = r));
+  const pending = sm.fetch(HTTPBIN);
+  await new Promise((r) => setImmediate(r));
+  sm.forget(HTTPBIN);
+  release();
+  t.equal((await pending).identity, HTTPBIN);
+  scripted.hold = undefined;
+  await sm.fetch(HTTPBIN);
+  t.equal(scripted.calls.length, 4, 'nothing was cached for the forgotten identity');
+
+  sm.close();
+  await t.rejects(sm.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE', cause: { message: /closed/ } });
+});
+
+t.test('close clears renewal timers', async (t) => {
+  const short = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 2 });
+  const scripted = new ScriptedCa(new LocalCaClient(short));
+  const sm = manager(t, { caClient: scripted });
+  await sm.fetch(SLEEP);
+  sm.close();
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(scripted.calls.length, 1, 'no renewal after close');
+});
+
+t.test('what the CA returns is checked before use', async (t) => {
+  const cases: Array<[string, (csr: string, id: string) => Promise<CaSignResult>, RegExp]> = [
+    [
+      'another identity',
+      async () => {
+        const other = await generateKeyAndCsr(HTTPBIN);
+        return { certChainPem: ca.sign(other.csrPem).certChainPem, rootsPem: ca.trustBundlePem };
+      },
+      /certificate for spiffe:.*httpbin, not spiffe:.*sleep/,
+    ],
+    [
+      'another key',
+      async (_csr, id) => {
+        const other = await generateKeyAndCsr(id);
+        return { certChainPem: ca.sign(other.csrPem).certChainPem, rootsPem: ca.trustBundlePem };
+      },
+      /different key/,
+    ],
+    [
+      'a chain not under the roots',
+      async (csr) => {
+        const other = await CertificateAuthority.create({ trustDomain: TD });
+        return { certChainPem: ca.sign(csr).certChainPem, rootsPem: other.trustBundlePem };
+      },
+      /does not lead to any of the returned roots/,
+    ],
+    ['an empty chain', async () => ({ certChainPem: [], rootsPem: ca.trustBundlePem }), /empty certificate chain/],
+    ['no roots', async (csr) => ({ certChainPem: ca.sign(csr).certChainPem, rootsPem: [] }), /no roots/],
+  ];
+  for (const [name, sign, cause] of cases) {
+    const sm = manager(t, { caClient: { sign } });
+    const err = await sm.fetch(SLEEP).catch((e: unknown) => e);
+    t.match(err, { code: 'ERR_CERT_UNAVAILABLE' }, name);
+    t.match((err as Error).cause, { message: cause }, name);
+  }
+});
+
+t.test('LocalCaClient only signs the identity it is asked for', async (t) => {
+  const client = new LocalCaClient(ca);
+  const { csrPem } = await generateKeyAndCsr(SLEEP);
+  await t.rejects(client.sign(csrPem, HTTPBIN), { code: 'ERR_CSR_REJECTED', message: /authorized for .*httpbin only/ });
+  const ok = await client.sign(csrPem, SLEEP);
+  t.same(ok.rootsPem, [ca.rootCertPem]);
+});
+
+t.test('listeners: errors are contained, unsubscribe works', async (t) => {
+  const sm = manager(t, { caClient: new ScriptedCa() });
+  const got: string[] = [];
+  sm.onRotate(() => {
+    throw new Error('listener bug');
+  });
+  const off = sm.onRotate((c) => got.push(c.identity));
+  await sm.fetch(SLEEP);
+  off();
+  await sm.fetch(HTTPBIN);
+  t.same(got, [SLEEP]);
+});
+
+t.test('inputs and identities are validated', async (t) => {
+  const caClient = new ScriptedCa();
+  t.throws(() => new SecretManager({ caClient, renewFraction: 1 }), RangeError);
+  t.throws(() => new SecretManager({ caClient, renewFraction: 0 }), RangeError);
+  t.throws(() => new SecretManager({ caClient, initialBackoffMs: 0 }), RangeError);
+  t.throws(() => new SecretManager({ caClient, initialBackoffMs: 100, maxBackoffMs: 50 }), RangeError);
+  const sm = manager(t, { caClient });
+  await t.rejects(sm.fetch('spiffe://cluster.local/default/sleep'), { code: 'ERR_INVALID_SPIFFE_ID' });
+  t.equal(caClient.calls.length, 0);
+});
