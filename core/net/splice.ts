@@ -49,13 +49,16 @@ export function splice(a: Duplex, b: Duplex, onDone: (err?: Error) => void): voi
  * write() calls, and the receiving process is woken once.
  */
 function pump(src: Duplex, dst: Duplex): void {
+  // An HTTP/2 stream needs no corking: Node's session already gathers a turn's frames into one
+  // TLS write (it flushes from a native immediate).
+  const gather = !('session' in dst);
   let corked = false;
   const flush = () => {
     corked = false;
     dst.uncork();
   };
   src.on('data', (chunk: Buffer) => {
-    if (!corked) {
+    if (gather && !corked) {
       corked = true;
       dst.cork();
       setImmediate(flush);
