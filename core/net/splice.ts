@@ -43,25 +43,33 @@ export function splice(a: Duplex, b: Duplex, onDone: (err?: Error) => void): voi
 }
 
 /**
- * One direction. Writes made during one event-loop turn are corked and flushed together at the
- * end of the turn (setImmediate runs right after the poll phase, so no latency is added): a TLS
- * connection that delivered four 16 KiB records in one read becomes one writev() instead of four
- * write() calls, and the receiving process is woken once.
+ * One direction. The first chunk of an event-loop turn is written at once (a request's bytes
+ * are not held back); further chunks in the same turn are corked and flushed together when the
+ * turn ends (setImmediate runs right after the poll phase). A TLS connection that delivered four
+ * 16 KiB records in one read becomes two writes instead of four, and the receiver is woken less.
  */
 function pump(src: Duplex, dst: Duplex): void {
-  // An HTTP/2 stream needs no corking: Node's session already gathers a turn's frames into one
+  // An HTTP/2 stream needs no gathering: Node's session already batches a turn's frames into one
   // TLS write (it flushes from a native immediate).
   const gather = !('session' in dst);
+  let inTurn = false;
   let corked = false;
-  const flush = () => {
-    corked = false;
-    dst.uncork();
+  const endTurn = () => {
+    inTurn = false;
+    if (corked) {
+      corked = false;
+      dst.uncork();
+    }
   };
   src.on('data', (chunk: Buffer) => {
-    if (gather && !corked) {
-      corked = true;
-      dst.cork();
-      setImmediate(flush);
+    if (gather) {
+      if (!inTurn) {
+        inTurn = true;
+        setImmediate(endTurn);
+      } else if (!corked) {
+        corked = true;
+        dst.cork();
+      }
     }
     dst.write(chunk);
     if (dst.writableLength > MAX_BUFFERED_BYTES) src.pause();
