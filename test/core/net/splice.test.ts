@@ -1,0 +1,82 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import net from 'node:net';
+import { once } from 'node:events';
+import { splice } from '../../../core/net/splice.js';
+
+/** A TCP pair on loopback: returns [client side, server side]. */
+async function pair(t: Test): Promise<[net.Socket, net.Socket]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  const [s] = await accepted;
+  await once(client, 'connect');
+  t.teardown(() => {
+    client.destroy();
+    s.destroy();
+  });
+  return [client, s];
+}
+
+t.test('copies both ways, keeps the reverse direction open after a FIN, and reports once', async (t) => {
+  // app1 <-> (x1 | splice | x2) <-> app2
+  const [app1, x1] = await pair(t);
+  const [x2, app2] = await pair(t);
+  let doneCalls = 0;
+  const done = new Promise<Error | undefined>((resolve) =>
+    splice(x1, x2, (err) => {
+      doneCalls++;
+      resolve(err);
+    }),
+  );
+  app1.end('hello');
+  const got: Buffer[] = [];
+  app2.on('data', (d: Buffer) => got.push(d));
+  await once(app2, 'end');
+  t.equal(Buffer.concat(got).toString(), 'hello', 'bytes and FIN arrived');
+  // The other direction still flows after app1's FIN.
+  app2.end('world');
+  const back: Buffer[] = [];
+  app1.on('data', (d: Buffer) => back.push(d));
+  await once(app1, 'end');
+  t.equal(Buffer.concat(back).toString(), 'world');
+  t.equal(await done, undefined, 'no error');
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(doneCalls, 1, 'onDone called exactly once');
+});
+
+t.test('a reset on one side destroys the other', async (t) => {
+  const [app1, x1] = await pair(t);
+  const [x2, app2] = await pair(t);
+  const done = new Promise<Error | undefined>((resolve) => splice(x1, x2, resolve));
+  app2.on('error', () => {});
+  app2.resume();
+  const app2Ended = new Promise((r) => app2.once('end', r));
+  app1.resetAndDestroy();
+  await done;
+  await app2Ended;
+  t.ok(x1.destroyed && x2.destroyed, 'both spliced sockets destroyed');
+});
+
+t.test('backpressure: a reader that does not read stops the writer from buffering without bound', async (t) => {
+  const [app1, x1] = await pair(t);
+  const [x2, app2] = await pair(t);
+  splice(x1, x2, () => {});
+  app2.pause(); // the destination stops reading
+  const chunk = Buffer.alloc(64 * 1024);
+  let written = 0;
+  // Write until the source socket itself reports backpressure; then the splice must be holding
+  // at most its bound plus kernel buffers, not everything written.
+  for (let i = 0; i < 2000; i++) {
+    written += chunk.length;
+    if (!app1.write(chunk)) {
+      const drained = await Promise.race([once(app1, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 300))]);
+      if (!drained) break;
+    }
+  }
+  t.ok(written < 2000 * chunk.length, `writer was stopped after ${written} bytes`);
+  t.ok(x2.writableLength <= 2 * 1024 * 1024, `splice buffers ${x2.writableLength} bytes, within its bound`);
+  t.ok(x1.isPaused(), 'the splice paused its reader');
+});
