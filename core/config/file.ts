@@ -14,6 +14,8 @@ import { canonicalIp, parseCidr } from '../model/ip.js';
 import { deepFreeze, ImmutableMap } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
 import { L4_CONDITION_KEYS } from '../model/authz.js';
+import { RouteConverter } from './routes.js';
+import { WaypointPolicyConverter } from './waypoint-policy.js';
 import {
   Problems,
   Uniq,
@@ -44,6 +46,7 @@ import type {
   Service,
   ServicePort,
   WaypointRef,
+  WaypointPolicy,
   Workload,
 } from '../model/types.js';
 
@@ -68,7 +71,16 @@ export interface ParseOptions {
   readonly rootNamespace?: string;
 }
 
-const TOP_KEYS = ['trustDomain', 'nodes', 'workloads', 'services', 'authorizationPolicies', 'peerAuthentications'];
+const TOP_KEYS = [
+  'trustDomain',
+  'nodes',
+  'workloads',
+  'services',
+  'authorizationPolicies',
+  'peerAuthentications',
+  'httpRoutes',
+  'virtualServices',
+];
 const NODE_KEYS = ['name', 'ztunnelAddress', 'hbonePort'];
 const WORKLOAD_KEYS = ['name', 'uid', 'namespace', 'serviceAccount', 'node', 'ips', 'protocol', 'labels', 'healthy', 'waypoint'];
 const WAYPOINT_KEYS = ['address', 'hbonePort'];
@@ -153,8 +165,16 @@ class FileParser {
     const workloads = this.section(top, 'workloads', (v, path) => this.workload(v, path));
     const hostnames = new Uniq(this.p, 'hostname');
     const services = this.section(top, 'services', (v, path) => this.service(v, path, workloads, hostnames));
-    const authz = this.policies(top, 'authorizationPolicies', (v, path) => this.authorizationPolicy(v, path));
+    const allAuthz = this.policies(top, 'authorizationPolicies', (v, path) => this.authorizationPolicy(v, path));
     const peer = this.policies(top, 'peerAuthentications', (v, path) => this.peerAuthentication(v, path));
+    // Policies with targetRefs belong to waypoints (L7), the others to ztunnel (L4).
+    const authz = allAuthz.filter((x): x is AuthorizationPolicy => !('targetRefs' in x));
+    const waypointPolicies = allAuthz.filter((x): x is WaypointPolicy => 'targetRefs' in x);
+    const routes = new RouteConverter(this.p);
+    const httpRoutes = this.routeSection(top, 'httpRoutes', 'HTTPRoute', (r) => routes.httpRoute(r.name, r.namespace, r.spec, r.specPath));
+    const virtualServices = this.routeSection(top, 'virtualServices', 'VirtualService', (r) =>
+      routes.virtualService(r.name, r.namespace, r.spec, r.specPath),
+    );
     if (this.p.size > 0) return undefined;
     return {
       rootNamespace: this.rootNamespace,
@@ -163,7 +183,33 @@ class FileParser {
       services,
       authorizationPolicies: authz,
       peerAuthentications: peer,
+      // Only when present, so configs without them keep their exact shape.
+      ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
+      ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
+      ...(virtualServices.length > 0 ? { virtualServices } : {}),
     };
+  }
+
+  /** `httpRoutes:` / `virtualServices:`: lists of {name, namespace, spec}, unique per kind. */
+  private routeSection<T>(
+    top: Record<string, unknown>,
+    key: string,
+    kind: string,
+    convert: (r: { name: string; namespace: string; spec: Record<string, unknown>; specPath: string }) => T | undefined,
+  ): T[] {
+    const uniq = new Uniq(this.p, kind);
+    return (
+      field(this.p, '', top, key, (v, path) =>
+        list(this.p, path, v, (x, ip) => {
+          const before = this.p.size;
+          const r = this.resource(x, ip);
+          if (!r || !r.spec || r.name === undefined || r.namespace === undefined) return undefined;
+          if (!uniq.check(`${r.namespace}/${r.name}`, keyPath(ip, 'name'))) return undefined;
+          const out = convert({ name: r.name, namespace: r.namespace, spec: r.spec, specPath: r.specPath });
+          return this.p.size > before ? undefined : out;
+        }),
+      ) ?? []
+    );
   }
 
   // ---- sections -------------------------------------------------------------------------
@@ -512,10 +558,15 @@ class FileParser {
     return namespace === this.rootNamespace ? 'mesh' : 'namespace';
   }
 
-  private authorizationPolicy(v: unknown, path: string): AuthorizationPolicy | undefined {
+  private authorizationPolicy(v: unknown, path: string): AuthorizationPolicy | WaypointPolicy | undefined {
     const before = this.p.size;
     const r = this.resource(v, path);
     if (!r || !r.spec) return undefined;
+    if (Object.hasOwn(r.spec, 'targetRefs')) {
+      if (r.name === undefined || r.namespace === undefined) return undefined;
+      const wp = new WaypointPolicyConverter(this.p, this.rootNamespace).policy(r.name, r.namespace, r.spec, r.specPath);
+      return this.p.size > before ? undefined : wp;
+    }
     const { spec, specPath } = r;
     for (const k of ['targetRef', 'targetRefs']) {
       if (Object.hasOwn(spec, k)) {

@@ -10,6 +10,7 @@ import { deepFreeze } from './freeze.js';
 import { effectiveMtlsMode, type EffectiveMtlsMode } from './peer-auth.js';
 import { DEFAULT_ROOT_NAMESPACE, policyAppliesTo } from './scope.js';
 import { formatSpiffeId } from '../identity/spiffe.js';
+import type { HttpRoute, VirtualService } from './routes.js';
 import type {
   AuthorizationPolicy,
   MeshConfig,
@@ -79,6 +80,11 @@ export class MeshState {
   private readonly policyCache = new WeakMap<Workload, readonly AuthorizationPolicy[]>();
   private readonly peerAuthCache = new WeakMap<Workload, readonly PeerAuthentication[]>();
   private readonly identityCache = new WeakMap<Workload, string>();
+  // Route lookups (waypoints): built on first use, so data planes without routes pay nothing.
+  private servicesByName: Map<string, Service> | undefined;
+  private servicesByHostname: Map<string, Service> | undefined;
+  private readonly httpRouteCache = new WeakMap<Service, readonly HttpRoute[]>();
+  private readonly virtualServiceCache = new WeakMap<Service, readonly VirtualService[]>();
 
   /** Builds the indexes; `config` should be deeply frozen (the file source's output is). */
   constructor(config: MeshConfig) {
@@ -192,6 +198,67 @@ export class MeshState {
     return id;
   }
 
+  /** The service `namespace/name`. */
+  serviceByName(namespace: string, name: string): Service | undefined {
+    if (!this.servicesByName) {
+      this.servicesByName = new Map();
+      for (const s of this.config.services) {
+        const key = `${s.namespace}/${s.name}`;
+        if (!this.servicesByName.has(key)) this.servicesByName.set(key, s);
+      }
+    }
+    return this.servicesByName.get(`${namespace}/${name}`);
+  }
+
+  /** The service whose hostname is `hostname` (lowercase, e.g. `reviews.default.svc.cluster.local`). */
+  serviceByHostname(hostname: string): Service | undefined {
+    if (!this.servicesByHostname) {
+      this.servicesByHostname = new Map();
+      for (const s of this.config.services) if (!this.servicesByHostname.has(s.hostname)) this.servicesByHostname.set(s.hostname, s);
+    }
+    return this.servicesByHostname.get(hostname);
+  }
+
+  /**
+   * The HTTPRoutes with a parentRef to `service` (any port), in config order (the order Gateway
+   * API precedence breaks ties with). Computed on first use per service, then cached.
+   */
+  httpRoutesFor(service: Service): readonly HttpRoute[] {
+    let list = this.httpRouteCache.get(service);
+    if (!list) {
+      list = Object.freeze(
+        (this.config.httpRoutes ?? []).filter((r) =>
+          r.parents.some((p) => p.name === service.name && p.namespace === service.namespace),
+        ),
+      );
+      this.httpRouteCache.set(service, list);
+    }
+    return list;
+  }
+
+  /**
+   * The VirtualServices one of whose hosts names `service` (short name in the VirtualService's
+   * namespace, `name.namespace[.svc...]`, or the service hostname), in config order.
+   */
+  virtualServicesFor(service: Service): readonly VirtualService[] {
+    let list = this.virtualServiceCache.get(service);
+    if (!list) {
+      list = Object.freeze(
+        (this.config.virtualServices ?? []).filter((vs) =>
+          vs.hosts.some((h) => {
+            const host = h.toLowerCase();
+            if (host === service.hostname) return true;
+            const parts = host.split('.');
+            if (parts.length === 1) return parts[0] === service.name && vs.namespace === service.namespace;
+            return (parts.length === 2 || parts[2] === 'svc') && parts[0] === service.name && parts[1] === service.namespace;
+          }),
+        ),
+      );
+      this.virtualServiceCache.set(service, list);
+    }
+    return list;
+  }
+
   /** The whole configuration as plain JSON, for the admin `/config_dump` (Maps become objects). */
   toJSON(): { [key: string]: JsonValue } {
     return {
@@ -201,6 +268,10 @@ export class MeshState {
       services: toPlainJson(this.config.services),
       authorizationPolicies: toPlainJson(this.config.authorizationPolicies),
       peerAuthentications: toPlainJson(this.config.peerAuthentications),
+      // Listed only when present, so dumps of configs without them keep their shape.
+      ...(this.config.waypointPolicies ? { waypointPolicies: toPlainJson(this.config.waypointPolicies) } : {}),
+      ...(this.config.httpRoutes ? { httpRoutes: toPlainJson(this.config.httpRoutes) } : {}),
+      ...(this.config.virtualServices ? { virtualServices: toPlainJson(this.config.virtualServices) } : {}),
     };
   }
 

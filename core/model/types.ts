@@ -6,6 +6,8 @@
  * All objects are frozen once built; an update replaces them.
  */
 
+import type { HttpRoute, VirtualService } from './routes.js';
+
 export type Protocol = 'HBONE' | 'TCP';
 
 /** A node: where a workload runs and where its node's ztunnel listens for HBONE. */
@@ -79,6 +81,11 @@ export interface PolicySource {
   readonly notIpBlocks?: readonly string[];
   /** HTTP-only fields (requestPrincipals, remoteIpBlocks ...) were present; an L4 proxy cannot see them. */
   readonly hasL7Fields: boolean;
+  /** HTTP fields, kept only for policies a waypoint enforces (`WaypointPolicy`). */
+  readonly requestPrincipals?: readonly string[];
+  readonly notRequestPrincipals?: readonly string[];
+  readonly remoteIpBlocks?: readonly string[];
+  readonly notRemoteIpBlocks?: readonly string[];
 }
 
 export interface PolicyOperation {
@@ -86,6 +93,13 @@ export interface PolicyOperation {
   readonly notPorts?: readonly number[];
   /** HTTP-only fields (methods, paths, hosts ...) were present; an L4 proxy cannot see them. */
   readonly hasL7Fields: boolean;
+  /** HTTP fields, kept only for policies a waypoint enforces (`WaypointPolicy`). */
+  readonly hosts?: readonly string[];
+  readonly notHosts?: readonly string[];
+  readonly methods?: readonly string[];
+  readonly notMethods?: readonly string[];
+  readonly paths?: readonly string[];
+  readonly notPaths?: readonly string[];
 }
 
 export interface PolicyCondition {
@@ -131,6 +145,26 @@ export interface PeerAuthentication {
   readonly portLevel: ReadonlyMap<number, MtlsMode>;
 }
 
+/** What an AuthorizationPolicy's `targetRefs` entry names. */
+export interface PolicyTargetRef {
+  /** `Gateway` (a waypoint), `Service` (traffic to it through its waypoint), `GatewayClass` (`istio-waypoint`, root namespace only). */
+  readonly kind: 'Gateway' | 'Service' | 'GatewayClass';
+  readonly name: string;
+}
+
+/**
+ * An AuthorizationPolicy attached with `targetRefs`: enforced by waypoints at L7, never by
+ * ztunnel (as in Istio). Rules keep their HTTP fields (methods, paths, hosts, ...).
+ */
+export interface WaypointPolicy {
+  readonly name: string;
+  readonly namespace: string;
+  readonly targetRefs: readonly PolicyTargetRef[];
+  /** AUDIT policies never change a decision; matching requests are marked in the access log. */
+  readonly action: 'ALLOW' | 'DENY' | 'AUDIT';
+  readonly rules: readonly PolicyRule[];
+}
+
 /** A complete, consistent configuration snapshot. */
 export interface MeshConfig {
   /**
@@ -144,4 +178,10 @@ export interface MeshConfig {
   readonly services: readonly Service[];
   readonly authorizationPolicies: readonly AuthorizationPolicy[];
   readonly peerAuthentications: readonly PeerAuthentication[];
+  /** AuthorizationPolicies with `targetRefs`, enforced by waypoints (absent: none). */
+  readonly waypointPolicies?: readonly WaypointPolicy[];
+  /** Gateway API HTTPRoutes attached to Services, served by waypoints (absent: none). */
+  readonly httpRoutes?: readonly HttpRoute[];
+  /** Istio VirtualServices (mesh), served by waypoints (absent: none). */
+  readonly virtualServices?: readonly VirtualService[];
 }

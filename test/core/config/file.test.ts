@@ -243,7 +243,7 @@ extra: true
 `;
   const got = problemsOf(t, yaml);
   const want = [
-    'extra: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications',
+    'extra: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices',
     'trustDomain: "Bad_Domain" is not a trust domain; expected lowercase letters, digits, ".", "-" and "_"',
     'nodes[0].ztunnelAddress: "127.0.0.300" is not an IPv4 or IPv6 address',
     'nodes[0].hbonePort: 70000 is not a port; expected an integer from 1 to 65535',
@@ -294,9 +294,10 @@ extra: true
     'authorizationPolicies[0].spec.rules[2].to[0].operation: must not be empty; set at least one of ports, notPorts, hosts, notHosts, methods, notMethods, paths, notPaths',
     'authorizationPolicies[0].spec.rules[3].from[0].source: must not be empty; set at least one of principals, notPrincipals, namespaces, notNamespaces, ipBlocks, notIpBlocks, serviceAccounts, notServiceAccounts, requestPrincipals, notRequestPrincipals, remoteIpBlocks, notRemoteIpBlocks',
     'authorizationPolicies[1].spec.action: "AUDIT" is not supported by the L4 proxy (ztunnel); expected ALLOW or DENY',
-    'authorizationPolicies[2].spec.targetRefs: attaches the policy to a waypoint, which this file does not configure; use selector to apply it to workloads',
-    'authorizationPolicies[2].spec.selector.matchLabels.app: expected a string value, got a list',
-    'authorizationPolicies[2].spec.rules: a DENY policy without rules never matches; add rules, or rules: [{}] to deny every connection',
+    // targetRefs make it a waypoint policy (core/config/waypoint-policy.ts).
+    'authorizationPolicies[2].spec.selector: cannot be combined with targetRefs (as in Istio): a policy applies to workloads or to waypoints',
+    'authorizationPolicies[2].spec.targetRefs: must not be empty; name the waypoint Gateway or the Service',
+    'authorizationPolicies[2].spec.rules: a DENY policy without rules never matches; add rules, or rules: [{}] to deny every request',
     'authorizationPolicies[3].spec.action: "deny" is not allowed; expected one of ALLOW, DENY, AUDIT, CUSTOM',
     'authorizationPolicies[3].spec.rules[0].frm: unknown key; did you mean "from"? allowed keys here: from, to, when',
     'peerAuthentications[0].spec.mtls.mode: "STRICTER" is not allowed; expected one of UNSET, DISABLE, PERMISSIVE, STRICT',
@@ -333,16 +334,16 @@ t.test('YAML-level problems', async (t) => {
   t.same(problemsOf(t, 'a: [1,\n b: 2'), ['yaml syntax error at line 2, column 6: unexpected end of the stream within a flow collection']);
   t.same(problemsOf(t, 'nodes: []\nnodes: []\n'), ['yaml syntax error at line 2, column 1: duplicated mapping key']);
   t.same(problemsOf(t, ''), [
-    'the file is empty; expected a mapping with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications',
+    'the file is empty; expected a mapping with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices',
   ]);
   t.same(problemsOf(t, '# only a comment\n'), problemsOf(t, ''));
   t.same(problemsOf(t, 'nodes: []\n---\nnodes: []\n'), ['expected one YAML document, found 2 (separated by ---)']);
   t.same(problemsOf(t, '- 1\n'), [
-    'expected a mapping at the top of the file with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, got a list',
+    'expected a mapping at the top of the file with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices, got a list',
   ]);
   t.same(problemsOf(t, 'nodes: {name: a}\n'), ['nodes: expected a list, got a mapping']);
   t.same(problemsOf(t, '__proto__: {}\n'), [
-    '__proto__: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications',
+    '__proto__: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices',
   ]);
 });
 

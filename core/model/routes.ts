@@ -1,0 +1,396 @@
+/**
+ * The L7 routing model a waypoint works on: Gateway API `HTTPRoute` (GAMMA: `parentRefs` to a
+ * Service) and Istio `VirtualService`, both converted to the same frozen rule shape in exactly
+ * one place (`core/config/routes.ts`), plus the pure semantics over it: match evaluation,
+ * Gateway API precedence, weighted choice, route status.
+ *
+ * Which resource wins for a service (never merged; see docs/waypoint.md): when at least one
+ * HTTPRoute is attached to the service (and port), only HTTPRoutes route it and every
+ * VirtualService for the same host is reported as `Accepted=False, reason=Conflicted`; otherwise
+ * the VirtualServices for the host apply, in config order, first matching rule wins (Istio).
+ */
+
+/**
+ * Path match: Gateway API's three types, plus `Prefix`, VirtualService's plain string prefix
+ * (`/foo` matches `/foobar`, unlike PathPrefix).
+ */
+export interface PathMatch {
+  readonly type: 'Exact' | 'PathPrefix' | 'Prefix' | 'RegularExpression';
+  readonly value: string;
+}
+
+/** Header or query parameter match. `Prefix` only comes from VirtualService. */
+export interface ValueMatch {
+  /** Header names are lowercase; query parameter names are case-sensitive. */
+  readonly name: string;
+  readonly type: 'Exact' | 'Prefix' | 'RegularExpression';
+  readonly value: string;
+  /** VirtualService `withoutHeaders`: the header must not match. */
+  readonly invert?: boolean;
+}
+
+/** One match: every present condition must hold (AND). */
+export interface RequestMatch {
+  readonly path?: PathMatch;
+  readonly headers: readonly ValueMatch[];
+  readonly queryParams: readonly ValueMatch[];
+  /** Uppercase method. */
+  readonly method?: string;
+}
+
+export interface HeaderModifier {
+  readonly set: readonly { readonly name: string; readonly value: string }[];
+  readonly add: readonly { readonly name: string; readonly value: string }[];
+  /** Lowercase names. */
+  readonly remove: readonly string[];
+}
+
+export interface PathRewrite {
+  readonly type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  readonly value: string;
+}
+
+export type RouteFilter =
+  | { readonly type: 'RequestHeaderModifier'; readonly modifier: HeaderModifier }
+  | { readonly type: 'ResponseHeaderModifier'; readonly modifier: HeaderModifier }
+  | {
+      readonly type: 'RequestRedirect';
+      readonly scheme?: 'http' | 'https';
+      readonly hostname?: string;
+      readonly port?: number;
+      readonly path?: PathRewrite;
+      readonly statusCode: 301 | 302 | 303 | 307 | 308;
+    }
+  | { readonly type: 'URLRewrite'; readonly hostname?: string; readonly path?: PathRewrite }
+  | { readonly type: 'RequestMirror'; readonly backend: BackendRef; readonly percent: number };
+
+/**
+ * A backend: a Service by namespace/name (HTTPRoute; VirtualService short hosts), or by DNS
+ * hostname (a VirtualService host that is not `<name>[.<namespace>[.svc...]]`).
+ */
+export interface BackendRef {
+  readonly name?: string;
+  readonly namespace?: string;
+  readonly hostname?: string;
+  /** Service port; absent means the port the request arrived on. */
+  readonly port?: number;
+  /** Relative weight; 0 receives nothing. */
+  readonly weight: number;
+  /** Per-backend header modifiers (Gateway API backendRefs[].filters). */
+  readonly filters: readonly RouteFilter[];
+}
+
+export interface RetryPolicy {
+  /** Retries after the first try (Istio `attempts`, Gateway API `retry.attempts`). */
+  readonly attempts: number;
+  readonly perTryTimeoutMs?: number;
+  /**
+   * Envoy retry conditions: `5xx`, `gateway-error`, `connect-failure`, `reset`,
+   * `retriable-status-codes`, `refused-stream`, or a status code ("503") which Istio accepts too.
+   */
+  readonly retryOn: readonly string[];
+  /** Status codes retried besides what `retryOn` names. */
+  readonly codes: readonly number[];
+  readonly backoffMs: number;
+}
+
+export interface FaultPolicy {
+  readonly delay?: { readonly fixedDelayMs: number; readonly percent: number };
+  readonly abort?: { readonly httpStatus?: number; readonly grpcStatus?: number; readonly percent: number };
+}
+
+/** One routing rule in the internal form both resources convert to. */
+export interface RouteRule {
+  /** OR over matches; a rule from a resource with no matches holds one match-everything entry. */
+  readonly matches: readonly RequestMatch[];
+  readonly filters: readonly RouteFilter[];
+  /** Empty with no redirect filter: the rule answers 500 (Gateway API) — see `routeStatus`. */
+  readonly backends: readonly BackendRef[];
+  /** Whole request, retries included (Gateway API `timeouts.request`, Istio `timeout`). */
+  readonly requestTimeoutMs?: number;
+  /** One try (Gateway API `timeouts.backendRequest`; Istio `retries.perTryTimeout` goes in `retry`). */
+  readonly backendRequestTimeoutMs?: number;
+  readonly retry?: RetryPolicy;
+  readonly fault?: FaultPolicy;
+  /** Rule name (Gateway API `name`, Istio `http[].name`), for logs. */
+  readonly name?: string;
+}
+
+/** Where an HTTPRoute attaches: a Service (GAMMA), optionally one of its ports. */
+export interface ParentRef {
+  readonly kind: 'Service';
+  readonly name: string;
+  readonly namespace: string;
+  readonly port?: number;
+}
+
+export interface HttpRoute {
+  readonly kind: 'HTTPRoute';
+  readonly name: string;
+  readonly namespace: string;
+  readonly parents: readonly ParentRef[];
+  /** Lowercase; empty matches every host. */
+  readonly hostnames: readonly string[];
+  readonly rules: readonly RouteRule[];
+}
+
+export interface VirtualService {
+  readonly kind: 'VirtualService';
+  readonly name: string;
+  readonly namespace: string;
+  /** As written; resolved against services with `resolveHost`. */
+  readonly hosts: readonly string[];
+  readonly rules: readonly RouteRule[];
+}
+
+/** What a rule is matched against. */
+export interface MatchInput {
+  readonly method: string;
+  /** Path without the query string. */
+  readonly path: string;
+  /** Lowercase names. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly query: URLSearchParams;
+}
+
+// Compiled regexes, keyed by source text; RE2-like anchoring: Gateway API and Istio match the whole value.
+const regexCache = new Map<string, RegExp | null>();
+
+/** The anchored regex for `source`, or null when it does not compile (validation rejects those). */
+export function anchoredRegex(source: string): RegExp | null {
+  let re = regexCache.get(source);
+  if (re === undefined) {
+    try {
+      re = new RegExp(`^(?:${source})$`);
+    } catch {
+      re = null;
+    }
+    if (regexCache.size > 10_000) regexCache.clear();
+    regexCache.set(source, re);
+  }
+  return re;
+}
+
+function valueMatches(m: ValueMatch, v: string | undefined): boolean {
+  if (v === undefined) return false;
+  switch (m.type) {
+    case 'Exact':
+      return v === m.value;
+    case 'Prefix':
+      return v.startsWith(m.value);
+    case 'RegularExpression':
+      return anchoredRegex(m.value)?.test(v) ?? false;
+  }
+}
+
+/** Gateway API PathPrefix: element-wise, `/foo` matches `/foo` and `/foo/bar` but not `/foobar`. */
+export function pathPrefixMatches(prefix: string, path: string): boolean {
+  const p = prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  if (p === '/') return path.startsWith('/');
+  return path === p || (path.startsWith(p) && path[p.length] === '/');
+}
+
+function pathMatches(m: PathMatch, path: string): boolean {
+  switch (m.type) {
+    case 'Exact':
+      return path === m.value;
+    case 'PathPrefix':
+      return pathPrefixMatches(m.value, path);
+    case 'Prefix':
+      return path.startsWith(m.value);
+    case 'RegularExpression':
+      return anchoredRegex(m.value)?.test(path) ?? false;
+  }
+}
+
+/** Whether one match holds for a request. */
+export function requestMatches(m: RequestMatch, r: MatchInput): boolean {
+  if (m.method !== undefined && m.method !== r.method) return false;
+  if (m.path && !pathMatches(m.path, r.path)) return false;
+  for (const h of m.headers) {
+    const raw = r.headers[h.name];
+    const v = Array.isArray(raw) ? raw.join(',') : raw;
+    if (valueMatches(h, v) === Boolean(h.invert)) return false;
+  }
+  for (const q of m.queryParams) {
+    if (!valueMatches(q, r.query.get(q.name) ?? undefined)) return false;
+  }
+  return true;
+}
+
+/** A match with the rule and route it belongs to, in evaluation order. */
+export interface OrderedMatch {
+  readonly match: RequestMatch;
+  readonly rule: RouteRule;
+  readonly route: HttpRoute | VirtualService;
+  readonly ruleIndex: number;
+}
+
+/**
+ * Gateway API precedence across every rule of the HTTPRoutes attached to one parent:
+ * Exact path, then the longest PathPrefix (RegularExpression, whose precedence the spec leaves
+ * to implementations, ranks after every prefix), then a method match, then more header matches,
+ * then more query matches; ties go to the route earlier in config order (the oldest, as
+ * creation time would say), then `namespace/name` alphabetically, then rule and match order.
+ */
+export function orderHttpRouteMatches(routes: readonly HttpRoute[]): OrderedMatch[] {
+  const out: (OrderedMatch & { routeIndex: number; matchIndex: number })[] = [];
+  routes.forEach((route, routeIndex) =>
+    route.rules.forEach((rule, ruleIndex) =>
+      rule.matches.forEach((match, matchIndex) => out.push({ match, rule, route, ruleIndex, routeIndex, matchIndex })),
+    ),
+  );
+  const pathRank = (m: RequestMatch): [number, number] => {
+    const p = m.path;
+    if (!p) return [1, -1]; // no path match means PathPrefix "/"
+    if (p.type === 'Exact') return [0, -p.value.length];
+    if (p.type === 'PathPrefix' || p.type === 'Prefix') return [1, -p.value.length];
+    return [2, 0];
+  };
+  out.sort((a, b) => {
+    const [ak, al] = pathRank(a.match);
+    const [bk, bl] = pathRank(b.match);
+    if (ak !== bk) return ak - bk;
+    if (al !== bl) return al - bl;
+    const am = a.match.method ? 0 : 1;
+    const bm = b.match.method ? 0 : 1;
+    if (am !== bm) return am - bm;
+    if (a.match.headers.length !== b.match.headers.length) return b.match.headers.length - a.match.headers.length;
+    if (a.match.queryParams.length !== b.match.queryParams.length) return b.match.queryParams.length - a.match.queryParams.length;
+    if (a.routeIndex !== b.routeIndex) {
+      // Config order is creation order; the name breaks ties only between distinct routes.
+      return a.routeIndex - b.routeIndex;
+    }
+    if (a.ruleIndex !== b.ruleIndex) return a.ruleIndex - b.ruleIndex;
+    return a.matchIndex - b.matchIndex;
+  });
+  return out.map(({ match, rule, route, ruleIndex }) => ({ match, rule, route, ruleIndex }));
+}
+
+/** Istio order for VirtualServices: resources in config order, rules in order, first match wins. */
+export function orderVirtualServiceMatches(vss: readonly VirtualService[]): OrderedMatch[] {
+  const out: OrderedMatch[] = [];
+  for (const route of vss) {
+    route.rules.forEach((rule, ruleIndex) => {
+      for (const match of rule.matches) out.push({ match, rule, route, ruleIndex });
+    });
+  }
+  return out;
+}
+
+/** The first entry of an ordered list that matches the request. */
+export function firstMatch(ordered: readonly OrderedMatch[], r: MatchInput): OrderedMatch | undefined {
+  for (const m of ordered) if (requestMatches(m.match, r)) return m;
+  return undefined;
+}
+
+/**
+ * Weighted choice: returns the index of the chosen item, or -1 when every weight is 0.
+ * `random` is injectable so tests can pin the outcome.
+ */
+export function pickWeighted(weights: readonly number[], random: () => number = Math.random): number {
+  let total = 0;
+  for (const w of weights) total += w;
+  if (total <= 0) return -1;
+  let x = random() * total;
+  for (let i = 0; i < weights.length; i++) {
+    x -= weights[i]!;
+    if (x < 0) return i;
+  }
+  // Floating point leftovers land on the last item with a weight.
+  for (let i = weights.length - 1; i >= 0; i--) if (weights[i]! > 0) return i;
+  return -1;
+}
+
+/**
+ * Splits a VirtualService / Istio host into service name and namespace when it has Kubernetes
+ * form: `name` (in `defaultNamespace`), `name.ns`, `name.ns.svc`, `name.ns.svc.<domain>`.
+ * Anything else is a DNS name matched against service hostnames.
+ */
+export function resolveHost(
+  host: string,
+  defaultNamespace: string,
+): { name: string; namespace: string } | { hostname: string } {
+  const parts = host.toLowerCase().split('.');
+  if (parts.length === 1) return { name: parts[0]!, namespace: defaultNamespace };
+  if (parts.length === 2) return { name: parts[0]!, namespace: parts[1]! };
+  if (parts[2] === 'svc') return { name: parts[0]!, namespace: parts[1]! };
+  return { hostname: host.toLowerCase() };
+}
+
+/** A Kubernetes-style status condition. */
+export interface RouteCondition {
+  readonly type: 'Accepted' | 'ResolvedRefs';
+  readonly status: 'True' | 'False';
+  readonly reason: string;
+  readonly message?: string;
+}
+
+/** What `routeStatus` needs to know about services. */
+export interface ServiceLookup {
+  byName(namespace: string, name: string): { readonly ports: readonly { readonly port: number }[] } | undefined;
+  byHostname(hostname: string): { readonly ports: readonly { readonly port: number }[] } | undefined;
+}
+
+function describeBackend(b: BackendRef): string {
+  return b.hostname ?? `${b.namespace}/${b.name}`;
+}
+
+/**
+ * Status conditions of a route, as Gateway API reports them: `Accepted` (its parents exist, and
+ * for a VirtualService, no HTTPRoute owns the same service: `conflictedBy`), and `ResolvedRefs`
+ * (every backend exists with the named port; no rule whose weights all are 0).
+ */
+export function routeStatus(
+  route: HttpRoute | VirtualService,
+  services: ServiceLookup,
+  conflictedBy?: string,
+): RouteCondition[] {
+  const out: RouteCondition[] = [];
+  const find = (b: { name?: string; namespace?: string; hostname?: string }) =>
+    b.hostname !== undefined ? services.byHostname(b.hostname) : services.byName(b.namespace ?? '', b.name ?? '');
+  if (route.kind === 'HTTPRoute') {
+    const missing = route.parents.filter((p) => {
+      const s = services.byName(p.namespace, p.name);
+      return !s || (p.port !== undefined && !s.ports.some((sp) => sp.port === p.port));
+    });
+    out.push(
+      missing.length === 0
+        ? { type: 'Accepted', status: 'True', reason: 'Accepted' }
+        : {
+            type: 'Accepted',
+            status: missing.length === route.parents.length ? 'False' : 'True',
+            reason: missing.length === route.parents.length ? 'NoMatchingParent' : 'Accepted',
+            message: `parent service ${missing.map((p) => `${p.namespace}/${p.name}${p.port ? `:${p.port}` : ''}`).join(', ')} not found`,
+          },
+    );
+  } else if (conflictedBy !== undefined) {
+    out.push({
+      type: 'Accepted',
+      status: 'False',
+      reason: 'Conflicted',
+      message: `HTTPRoute ${conflictedBy} routes the same service; HTTPRoutes take precedence and the two are never merged`,
+    });
+  } else {
+    out.push({ type: 'Accepted', status: 'True', reason: 'Accepted' });
+  }
+  const problems: string[] = [];
+  route.rules.forEach((rule, i) => {
+    for (const b of rule.backends) {
+      const s = find(b);
+      if (!s) problems.push(`rules[${i}]: backend ${describeBackend(b)} not found`);
+      else if (b.port !== undefined && !s.ports.some((sp) => sp.port === b.port)) {
+        problems.push(`rules[${i}]: backend ${describeBackend(b)} has no port ${b.port}`);
+      }
+    }
+    if (rule.backends.length > 0 && rule.backends.every((b) => b.weight === 0)) {
+      problems.push(`rules[${i}]: every backend has weight 0, so the rule answers 500`);
+    }
+  });
+  out.push(
+    problems.length === 0
+      ? { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs' }
+      : { type: 'ResolvedRefs', status: 'False', reason: 'BackendNotFound', message: problems.join('; ') },
+  );
+  return out;
+}

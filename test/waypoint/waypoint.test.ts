@@ -1,0 +1,238 @@
+import t from 'tap';
+import type http from 'node:http';
+import { closeServer } from '../helpers/net.js';
+import { backend, meshAgent, request, startWaypointMesh, WAYPOINT_ID } from './fixture.js';
+
+// Loopback addresses of this file: 127.0.7.2 = ztunnel node-a, .3 = node-b, .10 = client,
+// .21/.22/.23 = backends, .30 = the waypoint, .100-.106 = service VIPs.
+const base = '127.0.7';
+const CLIENT = `${base}.10`;
+const VIP = { echo: `${base}.100`, v1: `${base}.101`, v2: `${base}.102`, flaky: `${base}.103`, faults: `${base}.104`, plain: `${base}.105`, nr: `${base}.106` };
+const WAYPOINT = { address: `${base}.30` };
+const port80 = [{ port: 80, targetPort: 8080, name: 'http' }];
+
+const workloads = [
+  { name: 'echo-v1', namespace: 'default', serviceAccount: 'echo', node: 'node-b', ips: [`${base}.21`], labels: { app: 'echo', version: 'v1' } },
+  { name: 'echo-v2', namespace: 'default', serviceAccount: 'echo', node: 'node-a', ips: [`${base}.22`], labels: { app: 'echo', version: 'v2' } },
+  { name: 'flaky', namespace: 'default', serviceAccount: 'flaky', node: 'node-b', ips: [`${base}.23`], labels: { app: 'flaky' } },
+];
+const services = [
+  { name: 'echo', namespace: 'default', vips: [VIP.echo], ports: port80, selector: { app: 'echo' }, waypoint: WAYPOINT },
+  { name: 'echo-v1', namespace: 'default', vips: [VIP.v1], ports: port80, selector: { app: 'echo', version: 'v1' } },
+  { name: 'echo-v2', namespace: 'default', vips: [VIP.v2], ports: port80, selector: { app: 'echo', version: 'v2' } },
+  { name: 'flaky', namespace: 'default', vips: [VIP.flaky], ports: port80, selector: { app: 'flaky' }, waypoint: WAYPOINT },
+  { name: 'faults', namespace: 'default', vips: [VIP.faults], ports: port80, selector: { app: 'echo', version: 'v1' }, waypoint: WAYPOINT },
+  { name: 'plain', namespace: 'default', vips: [VIP.plain], ports: port80, selector: { app: 'echo', version: 'v1' } },
+  { name: 'nr', namespace: 'default', vips: [VIP.nr], ports: port80, selector: { app: 'echo', version: 'v1' }, waypoint: WAYPOINT },
+];
+const to = (host: string) => [{ destination: { host } }];
+const config = {
+  services,
+  httpRoutes: [
+    {
+      name: 'echo-split',
+      namespace: 'default',
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'echo', port: 80 }],
+        rules: [
+          { matches: [{ headers: [{ name: 'x-version', value: 'v2' }] }], backendRefs: [{ name: 'echo-v2', port: 80 }] },
+          {
+            filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-routed', value: 'split' }] } }],
+            backendRefs: [
+              { name: 'echo-v1', port: 80, weight: 90 },
+              { name: 'echo-v2', port: 80, weight: 10 },
+            ],
+          },
+        ],
+      },
+    },
+    {
+      name: 'only-path',
+      namespace: 'default',
+      spec: { parentRefs: [{ kind: 'Service', name: 'nr' }], rules: [{ matches: [{ path: { type: 'Exact', value: '/only' } }], backendRefs: [{ name: 'nr', port: 80 }] }] },
+    },
+  ],
+  virtualServices: [
+    { name: 'flaky', namespace: 'default', spec: { hosts: ['flaky'], http: [{ route: to('flaky'), retries: { attempts: 2, retryOn: '5xx' } }] } },
+    {
+      name: 'faults',
+      namespace: 'default',
+      spec: {
+        hosts: ['faults.default.svc.cluster.local'],
+        http: [
+          { match: [{ uri: { prefix: '/abort' } }], fault: { abort: { httpStatus: 503, percentage: { value: 100 } } }, route: to('faults') },
+          { match: [{ uri: { prefix: '/half' } }], fault: { abort: { httpStatus: 503, percentage: { value: 50 } } }, route: to('faults') },
+          { match: [{ uri: { prefix: '/delay' } }], fault: { delay: { fixedDelay: '300ms', percentage: { value: 100 } } }, route: to('faults') },
+          { match: [{ uri: { prefix: '/slow' } }], timeout: '300ms', route: to('faults') },
+          { route: to('faults') },
+        ],
+      },
+    },
+  ],
+  authorizationPolicies: [
+    {
+      name: 'deny-admin-post',
+      namespace: 'default',
+      spec: {
+        targetRefs: [{ kind: 'Service', group: '', name: 'echo' }],
+        action: 'DENY',
+        rules: [{ to: [{ operation: { methods: ['POST'], paths: ['/admin*'] } }] }],
+      },
+    },
+  ],
+};
+
+const slow = (req: http.IncomingMessage, res: http.ServerResponse) => {
+  if (!req.url?.startsWith('/slow')) return false;
+  const timer = setTimeout(() => res.end('late'), 2000);
+  res.on('close', () => clearTimeout(timer));
+  return true;
+};
+const v1 = await backend(`${base}.21`, 8080, 'echo-v1', slow);
+const v2 = await backend(`${base}.22`, 8080, 'echo-v2');
+// Fails every other request: the retry policy must hide it.
+const flaky = await backend(`${base}.23`, 8080, 'flaky', (_req, res, n) => {
+  if (n % 2 === 1) {
+    res.writeHead(503).end('flaky says no');
+    return true;
+  }
+  return false;
+});
+const wm = await startWaypointMesh({ dir: t.testdir(), base, workloads, config });
+const agent = meshAgent({ host: wm.mesh.addr.a, port: 15080 }, CLIENT);
+t.teardown(async () => {
+  agent.destroy();
+  await wm.close();
+  await Promise.all([v1, v2, flaky].map((b) => closeServer(b.server as unknown as import('node:net').Server)));
+});
+
+async function waypointCount(labels: Record<string, string>): Promise<number> {
+  const m = await wm.waypoint.metrics.registry.getSingleMetric('istio_requests_total')?.get();
+  let sum = 0;
+  for (const v of m?.values ?? []) if (Object.entries(labels).every(([k, val]) => String(v.labels[k]) === val)) sum += v.value;
+  return sum;
+}
+
+t.test('a 90/10 split over 1,000 requests lands within statistical bounds', async (t) => {
+  const N = 1000;
+  const counts: Record<string, number> = {};
+  let routed = 0;
+  for (let i = 0; i < N; i += 20) {
+    const batch = await Promise.all(Array.from({ length: 20 }, () => request(agent, `http://${VIP.echo}/split`)));
+    for (const r of batch) {
+      const name = String(r.headers['x-backend']);
+      counts[name] = (counts[name] ?? 0) + 1;
+      if (r.headers['x-routed'] === 'split') routed++;
+    }
+  }
+  const v2n = counts['echo-v2'] ?? 0;
+  // Binomial(1000, 0.1): mean 100, sd 9.5; 5 sd either side fails about once in 3.5 million runs.
+  t.ok(v2n >= 52 && v2n <= 148, `echo-v2 got ${v2n} of ${N} (expected 100 ± 48)`);
+  t.equal((counts['echo-v1'] ?? 0) + v2n, N, 'every request reached one of the two backends');
+  t.equal(routed, N, 'the ResponseHeaderModifier of the rule set x-routed on every response');
+});
+
+t.test('a header match routes to its backend', async (t) => {
+  for (let i = 0; i < 20; i++) {
+    const r = await request(agent, `http://${VIP.echo}/`, { headers: { 'x-version': 'v2' } });
+    if (r.headers['x-backend'] !== 'echo-v2') t.fail(`request ${i} went to ${String(r.headers['x-backend'])}`);
+  }
+  const r = await request(agent, `http://${VIP.echo}/headers`, { headers: { 'x-version': 'v2' } });
+  const seen = JSON.parse(r.body) as { headers: Record<string, string> };
+  t.equal(seen.headers['x-forwarded-for'], CLIENT, 'the backend sees the client address in X-Forwarded-For');
+  t.equal(seen.headers['host'], VIP.echo, 'the Host header is the one the client sent');
+});
+
+t.test('L7 DENY on POST /admin* returns 403 while GET passes', async (t) => {
+  const post = await request(agent, `http://${VIP.echo}/admin/users`, { method: 'POST', body: 'x' });
+  t.equal(post.status, 403);
+  t.equal(post.body, 'RBAC: access denied');
+  const get = await request(agent, `http://${VIP.echo}/admin/users`);
+  t.equal(get.status, 200, 'GET /admin/users passes');
+  const other = await request(agent, `http://${VIP.echo}/other`, { method: 'POST', body: 'hello' });
+  t.equal(other.status, 200, 'POST elsewhere passes');
+  t.equal((JSON.parse(other.body) as { body: string }).body, 'hello', 'the request body arrives');
+  t.ok((await waypointCount({ response_code: '403', response_flags: 'RBAC' })) >= 1, 'the denial is counted with RBAC');
+});
+
+t.test('fault abort: 100% answers 503 FI; 50% lands within bounds', async (t) => {
+  const r = await request(agent, `http://${VIP.faults}/abort`);
+  t.equal(r.status, 503);
+  t.equal(r.body, 'fault filter abort');
+  const hitsBefore = v1.hits();
+  let aborted = 0;
+  const N = 400;
+  for (let i = 0; i < N; i += 20) {
+    const batch = await Promise.all(Array.from({ length: 20 }, () => request(agent, `http://${VIP.faults}/half`)));
+    aborted += batch.filter((x) => x.status === 503).length;
+  }
+  // Binomial(400, 0.5): mean 200, sd 10.
+  t.ok(aborted >= 150 && aborted <= 250, `${aborted} of ${N} aborted (expected 200 ± 50)`);
+  t.equal(v1.hits() - hitsBefore, N - aborted, 'aborted requests never reached the backend');
+  t.equal(await waypointCount({ response_code: '503', response_flags: 'FI', destination_service: 'faults.default.svc.cluster.local' }), aborted + 1);
+});
+
+t.test('fault delay adds the delay', async (t) => {
+  const fast = await request(agent, `http://${VIP.faults}/`);
+  const r = await request(agent, `http://${VIP.faults}/delay`);
+  t.equal(r.status, 200);
+  t.ok(r.ms >= 290, `a delayed request took ${r.ms.toFixed(1)} ms (fixedDelay 300ms; an undelayed one took ${fast.ms.toFixed(1)} ms)`);
+});
+
+t.test('a route timeout answers 504 UT', async (t) => {
+  const r = await request(agent, `http://${VIP.faults}/slow`);
+  t.equal(r.status, 504);
+  t.equal(r.body, 'upstream request timeout');
+  t.ok(r.ms >= 290 && r.ms < 1900, `answered after ${r.ms.toFixed(0)} ms, not after the backend's 2 s`);
+  t.ok((await waypointCount({ response_code: '504', response_flags: 'UT' })) >= 1);
+});
+
+t.test('a retry policy hides a backend that fails every other request', async (t) => {
+  const before = flaky.hits();
+  for (let i = 0; i < 10; i++) {
+    const r = await request(agent, `http://${VIP.flaky}/`);
+    t.equal(r.status, 200, `request ${i}`);
+  }
+  t.equal(flaky.hits() - before, 20, 'each request took two tries');
+});
+
+t.test('a request no rule matches gets 404 NR', async (t) => {
+  const r = await request(agent, `http://${VIP.nr}/elsewhere`);
+  t.equal(r.status, 404);
+  t.ok((await waypointCount({ response_code: '404', response_flags: 'NR' })) >= 1);
+});
+
+t.test('metrics: reporter="waypoint" with response codes, principals and services', async (t) => {
+  const ok = await waypointCount({
+    reporter: 'waypoint',
+    response_code: '200',
+    source_principal: 'spiffe://cluster.local/ns/default/sa/client',
+    source_workload: 'client',
+    destination_principal: 'spiffe://cluster.local/ns/default/sa/echo',
+    destination_service: 'echo-v1.default.svc.cluster.local',
+    connection_security_policy: 'mutual_tls',
+  });
+  t.ok(ok > 500, `${ok} requests to echo-v1 counted`);
+  const text = await wm.waypoint.metrics.registry.metrics();
+  t.match(text, /istio_request_duration_milliseconds_bucket\{[^}]*reporter="waypoint"/);
+  t.match(text, /istio_response_bytes_sum\{[^}]*response_code="200"/);
+  t.match(text, /istio_request_bytes_count/);
+  // The destination ztunnel saw the waypoint, not the client, as its peer.
+  const fromWaypoint = await wm.mesh.b.metrics.registry.getSingleMetric('istio_tcp_connections_opened_total')?.get();
+  t.ok(fromWaypoint?.values.some((v) => v.labels['source_principal'] === WAYPOINT_ID), 'node-b counted HBONE connections from the waypoint identity');
+});
+
+t.test('a service without a waypoint is untouched', async (t) => {
+  const before = await waypointCount({ destination_service: 'plain.default.svc.cluster.local' });
+  const r = await request(agent, `http://${VIP.plain}/x`);
+  t.equal(r.status, 200);
+  t.equal(r.headers['x-backend'], 'echo-v1');
+  t.equal(await waypointCount({ destination_service: 'plain.default.svc.cluster.local' }), before, 'the waypoint never saw it');
+  t.equal((JSON.parse(r.body) as { headers: Record<string, string> }).headers['x-forwarded-for'], undefined, 'no proxy headers were added');
+});
+
+t.test('/config_dump shows route status', async (t) => {
+  const dump = wm.waypoint.configDump() as { routeStatus: Array<{ name: string; conditions: Array<{ type: string; status: string }> }> };
+  const split = dump.routeStatus.find((r) => r.name === 'echo-split');
+  t.same(split?.conditions.map((c) => `${c.type}=${c.status}`), ['Accepted=True', 'ResolvedRefs=True']);
+});

@@ -1,0 +1,65 @@
+// Same admin surface as ztunnel (components do not import each other; a candidate for core/).
+import http from 'node:http';
+import type { Logger } from '../core/telemetry/log.js';
+import type { Registry } from 'prom-client';
+
+export interface AdminInputs {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** JSON-able dump of the proxy's state. */
+  readonly configDump: () => unknown;
+  readonly ready: () => boolean;
+  /** Starts a graceful shutdown (as SIGTERM does). */
+  readonly quit: () => void;
+}
+
+const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'silent']);
+
+function send(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Admin (15000, local only): `/config_dump`, `/logging?level=`, `POST /quitquitquit`. */
+export function adminServer(inputs: AdminInputs): http.Server {
+  return http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    switch (url.pathname) {
+      case '/config_dump':
+        return send(res, 200, JSON.stringify(inputs.configDump(), null, 2) + '\n', 'application/json');
+      case '/logging': {
+        const level = url.searchParams.get('level');
+        if (level === null) return send(res, 200, `level: ${inputs.logger.level}\n`);
+        if (!LEVELS.has(level)) return send(res, 400, `unknown level ${JSON.stringify(level)}; use one of ${[...LEVELS].join(', ')}\n`);
+        inputs.logger.level = level;
+        return send(res, 200, `level: ${level}\n`);
+      }
+      case '/quitquitquit':
+        if (req.method !== 'POST') return send(res, 405, 'use POST\n');
+        send(res, 200, 'draining\n');
+        inputs.quit();
+        return;
+      default:
+        return send(res, 404, 'endpoints: /config_dump, /logging?level=LEVEL, POST /quitquitquit\n');
+    }
+  });
+}
+
+/** Prometheus (15020): `/metrics`. */
+export function metricsServer(inputs: Pick<AdminInputs, 'registry'>): http.Server {
+  return http.createServer((req, res) => {
+    if (req.url !== '/metrics' && req.url !== '/stats/prometheus') return send(res, 404, 'see /metrics\n');
+    inputs.registry.metrics().then(
+      (body) => send(res, 200, body, inputs.registry.contentType),
+      (err: Error) => send(res, 500, `${err.message}\n`),
+    );
+  });
+}
+
+/** Readiness (15021): `/healthz/ready` answers 200 once config and certificates are usable, 503 while draining. */
+export function readinessServer(inputs: Pick<AdminInputs, 'ready'>): http.Server {
+  return http.createServer((req, res) => {
+    if (req.url !== '/healthz/ready') return send(res, 404, 'see /healthz/ready\n');
+    return inputs.ready() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
+  });
+}

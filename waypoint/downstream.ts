@@ -1,0 +1,210 @@
+/**
+ * The client side of the waypoint: Node's HTTP/1.1 and HTTP/2 (prior knowledge, h2c) servers,
+ * never listening themselves — each tunnelled HBONE stream is handed to one of them with
+ * `emit('connection', stream)`. Builds the `RequestContext`, runs the layer stack, writes the
+ * response (trailers included) and resolves `ctx.done`.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import type { Handler, RequestContext, StreamInfo, WaypointResponse, WriteResult } from './context.js';
+import { forwardable } from './hop.js';
+import { buffersOnly } from './string-writes.js';
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+/** Largest request header block accepted (Envoy's default, 60 KiB); bigger gets 431. */
+export const MAX_HEADER_BYTES = 60 * 1024;
+
+/** Per HBONE stream: what it is and how many requests are in flight on it (for drain). */
+export interface StreamState {
+  readonly info: StreamInfo;
+  inFlight: number;
+  draining: boolean;
+  /** Closes the stream (drain: when idle). */
+  close(): void;
+}
+
+export class Downstream {
+  readonly http1: http.Server;
+  readonly http2: http2.Http2Server;
+  readonly #handler: Handler;
+  // HTTP/1.1: the request's socket is the HBONE stream itself.
+  readonly #byStream = new WeakMap<Duplex, StreamState>();
+  // HTTP/2: Node wraps the stream; the session is created synchronously inside emit('connection').
+  readonly #bySession = new WeakMap<http2.Http2Session, StreamState>();
+  #pending: StreamState | undefined;
+
+  constructor(handler: Handler) {
+    this.#handler = handler;
+    this.http1 = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAlive: true }, (req, res) => this.#onRequest(req, res, '1.1'));
+    // Requests may take as long as their routes allow; the timeouts are the routes' to set.
+    this.http1.requestTimeout = 0;
+    this.http1.headersTimeout = 60_000;
+    this.http1.keepAliveTimeout = 0;
+    this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      // Node answers nothing on its own for a socket it was handed; say why, then close.
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      if ((socket as { writable?: boolean }).writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      else socket.destroy();
+    });
+    this.http2 = http2.createServer({ maxSessionMemory: 64, settings: { enablePush: false } });
+    this.http2.on('session', (session) => {
+      if (this.#pending) this.#bySession.set(session, this.#pending);
+      session.on('error', () => {});
+    });
+    this.http2.on('request', (req, res) => this.#onRequest(req, res, '2.0'));
+  }
+
+  /** Serves HTTP/1.1 or HTTP/2 (after the sniffed preface) on a tunnelled stream. */
+  serve(stream: Duplex, state: StreamState, version: '1.1' | '2.0'): void {
+    if (version === '1.1') {
+      this.#byStream.set(stream, state);
+      this.http1.emit('connection', buffersOnly(stream));
+      return;
+    }
+    this.#pending = state;
+    try {
+      this.http2.emit('connection', stream);
+    } finally {
+      this.#pending = undefined;
+    }
+  }
+
+  #stateOf(req: Req): StreamState | undefined {
+    if ('stream' in req && req.stream) return this.#bySession.get(req.stream.session as http2.Http2Session);
+    return this.#byStream.get(req.socket as Duplex);
+  }
+
+  #onRequest(req: Req, res: Res, version: '1.1' | '2.0'): void {
+    const st = this.#stateOf(req);
+    if (!st) {
+      res.statusCode = 500;
+      res.end();
+      return;
+    }
+    st.inFlight++;
+    const ac = new AbortController();
+    let resolveDone!: (r: WriteResult) => void;
+    const done = new Promise<WriteResult>((r) => (resolveDone = r));
+    const headers = forwardable(req.headers);
+    const authority = (version === '2.0' ? req.headers[':authority'] : req.headers.host) ?? st.info.authority;
+    const ct = headers['content-type'];
+    const protocol = version === '2.0' && typeof ct === 'string' && ct.startsWith('application/grpc') ? 'grpc' : 'http';
+    const traceparent = headers['traceparent'];
+    const traceId = typeof traceparent === 'string' ? /^[\da-f]{2}-([\da-f]{32})-/.exec(traceparent)?.[1] : undefined;
+    const ctx: RequestContext = {
+      stream: st.info,
+      protocol,
+      httpVersion: version,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      authority: String(authority),
+      headers,
+      body: hasBody(req, version) ? { kind: 'stream', stream: req, consumed: false } : { kind: 'none' },
+      responseEdits: [],
+      signal: ac.signal,
+      tries: 0,
+      flags: [],
+      log: {},
+      requestBytes: 0,
+      ...(traceId ? { traceId } : {}),
+      done,
+      startedAt: performance.now(),
+    };
+    if (ctx.body.kind === 'none') req.resume();
+    let finished = false;
+    res.once('close', () => {
+      st.inFlight--;
+      if (!finished) {
+        const err = new Error('client closed before the response was complete');
+        ac.abort(err);
+        resolveDone({ status: res.statusCode, responseBytes: 0, error: err });
+      }
+      if (st.draining && st.inFlight === 0) st.close();
+    });
+    if (st.draining && version === '1.1') (res as http.ServerResponse).shouldKeepAlive = false;
+    this.#handler(ctx).then(
+      (r) => write(ctx, res, r, version).then((w) => {
+        finished = true;
+        resolveDone(w);
+      }),
+      (err: Error) => {
+        // The error layer turns every failure into a reply; this is the last resort.
+        finished = true;
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end();
+        } else res.destroy();
+        resolveDone({ status: 500, responseBytes: 0, error: err });
+      },
+    );
+  }
+}
+
+function hasBody(req: Req, version: '1.1' | '2.0'): boolean {
+  if (version === '2.0') return !(req as http2.Http2ServerRequest).stream.endAfterHeaders;
+  const te = req.headers['transfer-encoding'];
+  const cl = req.headers['content-length'];
+  return te !== undefined || (cl !== undefined && cl !== '0');
+}
+
+/** Writes a response: headers (after the route's edits), body, trailers. */
+function write(ctx: RequestContext, res: Res, r: WaypointResponse, version: '1.1' | '2.0'): Promise<WriteResult> {
+  for (const edit of ctx.responseEdits) edit(r.headers);
+  const grpcHeader = r.headers['grpc-status'];
+  return new Promise((resolve) => {
+    if (res.destroyed) {
+      r.discard?.();
+      resolve({ status: r.status, responseBytes: 0, error: new Error('client closed before the response') });
+      return;
+    }
+    if (!r.body) {
+      const text = r.text ?? '';
+      const h = { ...r.headers, 'content-length': Buffer.byteLength(text) };
+      res.writeHead(r.status, h as http.OutgoingHttpHeaders);
+      res.end(text);
+      resolve({ status: r.status, responseBytes: Buffer.byteLength(text), ...(grpcHeader !== undefined ? { grpcStatus: String(grpcHeader) } : {}) });
+      return;
+    }
+    const body = r.body;
+    let bytes = 0;
+    let settled = false;
+    const finish = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      const t = r.trailers?.();
+      const g = t?.['grpc-status'] ?? grpcHeader;
+      resolve({ status: r.status, responseBytes: bytes, ...(g !== undefined ? { grpcStatus: String(g) } : {}), ...(error ? { error } : {}) });
+    };
+    res.writeHead(r.status, r.headers as http.OutgoingHttpHeaders);
+    body.on('data', (c: Buffer) => (bytes += c.length));
+    body.pipe(res as NodeJS.WritableStream, { end: false });
+    body.once('end', () => {
+      const t = r.trailers?.();
+      if (t && Object.keys(t).length > 0 && (version === '2.0' || res.getHeader('content-length') === undefined)) {
+        res.addTrailers(t as http.OutgoingHttpHeaders);
+      }
+      res.end();
+      finish();
+    });
+    body.once('error', (err) => {
+      res.destroy(err);
+      finish(err);
+    });
+    body.once('close', () => {
+      if (!body.readableEnded) {
+        res.destroy();
+        finish(new Error('upstream closed before the response body ended'));
+      }
+    });
+    res.once('close', () => {
+      if (!settled) {
+        body.destroy();
+        finish(new Error('client closed before the response was complete'));
+      }
+    });
+  });
+}

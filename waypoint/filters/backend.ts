@@ -1,0 +1,29 @@
+import { pickWeighted } from '../../core/model/routes.js';
+import type { Layer } from '../context.js';
+import { backendNotFound, noBackend } from '../status.js';
+import { applyHeaderFilters } from './headers.js';
+
+/**
+ * Traffic splitting: picks one backend of the rule by weight (per request), resolves it to a
+ * service and port, and applies its own header filters. A request to a workload addressed
+ * directly (no service) has no backends and goes to that workload.
+ */
+export const backendLayer =
+  (random: () => number = Math.random): Layer =>
+  (next) =>
+  async (ctx) => {
+    const rule = ctx.rule;
+    if (!rule || (rule.backends.length === 0 && ctx.stream.dstWorkload && !ctx.stream.dstService)) return next(ctx);
+    const i = pickWeighted(rule.backends.map((b) => b.weight), random);
+    if (i < 0) throw noBackend(rule.name ?? String(ctx.route?.ruleIndex ?? 0));
+    const ref = rule.backends[i]!;
+    const state = ctx.stream.state;
+    const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
+    const port = ref.port ?? ctx.stream.dstPort;
+    const label = ref.hostname ?? `${ref.namespace}/${ref.name}:${port}`;
+    if (!service || !state.servicePort(service, port)) throw backendNotFound(label);
+    ctx.backend = { ref, service, port };
+    if (rule.backends.length > 1) ctx.log['backend'] = label;
+    if (ref.filters.length > 0) applyHeaderFilters(ctx, ref.filters);
+    return next(ctx);
+  };

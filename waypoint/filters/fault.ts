@@ -1,0 +1,30 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Layer } from '../context.js';
+import { localReply } from '../context.js';
+
+/**
+ * Fault injection (VirtualService `fault`): a delay holds the request (flag `DI`) before it goes
+ * on; an abort answers locally (flag `FI`) with the HTTP status, or for gRPC with HTTP 200 and
+ * `grpc-status` (trailers-only). Each applies to `percent` of requests, drawn independently.
+ * Faults are never retried: they happen before the retry layer.
+ */
+export const faultLayer =
+  (random: () => number = Math.random): Layer =>
+  (next) =>
+  async (ctx) => {
+    const fault = ctx.rule?.fault;
+    if (!fault) return next(ctx);
+    if (fault.delay && random() * 100 < fault.delay.percent) {
+      ctx.flags.push('DI');
+      await sleep(fault.delay.fixedDelayMs, undefined, { signal: ctx.signal });
+    }
+    const abort = fault.abort;
+    if (abort && random() * 100 < abort.percent) {
+      ctx.flags.push('FI');
+      if (abort.grpcStatus !== undefined && ctx.protocol === 'grpc') {
+        return localReply(200, '', { 'content-type': 'application/grpc', 'grpc-status': String(abort.grpcStatus), 'grpc-message': 'fault filter abort' });
+      }
+      return localReply(abort.httpStatus ?? 503, 'fault filter abort');
+    }
+    return next(ctx);
+  };

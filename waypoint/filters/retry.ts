@@ -1,0 +1,108 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RetryPolicy } from '../../core/model/routes.js';
+import { ISTIO_DEFAULT_RETRY } from '../../core/config/routes.js';
+import type { Handler, Layer, RequestContext, WaypointResponse } from '../context.js';
+import { WaypointError, asWaypointError, upstreamTimeout } from '../status.js';
+
+/**
+ * Largest request body buffered so that a retry can send it again (Envoy's default buffer
+ * limit). A bigger body, or one of unknown length, streams through and is tried once.
+ */
+export const MAX_REPLAY_BYTES = 1024 * 1024;
+
+/** Whether a failed try may be retried under `policy`. */
+export function retriable(policy: RetryPolicy, outcome: { status: number } | WaypointError): boolean {
+  const on = policy.retryOn;
+  if (outcome instanceof WaypointError) {
+    if (outcome.flag === 'UT') return on.includes('5xx') || on.includes('gateway-error') || on.includes('reset');
+    if (outcome.retryOn === undefined) return false;
+    return on.includes(outcome.retryOn) || on.includes('5xx') || on.includes('gateway-error');
+  }
+  const s = outcome.status;
+  if (on.includes('5xx') && s >= 500) return true;
+  if (on.includes('gateway-error') && (s === 502 || s === 503 || s === 504)) return true;
+  return policy.codes.includes(s);
+}
+
+/** Reads a request body of known, small length into memory so tries can replay it. */
+async function bufferBody(ctx: RequestContext): Promise<boolean> {
+  const b = ctx.body;
+  if (b.kind !== 'stream') return true;
+  if (b.consumed) return false;
+  const len = Number(ctx.headers['content-length']);
+  if (!Number.isFinite(len) || len > MAX_REPLAY_BYTES) return false;
+  const chunks: Buffer[] = [];
+  b.consumed = true;
+  for await (const c of b.stream) chunks.push(c as Buffer);
+  ctx.body = { kind: 'buffer', data: Buffer.concat(chunks) };
+  return true;
+}
+
+/** One try under a per-try timeout: the try is cancelled and fails with 504 `UT` when it expires. */
+async function oneTry(next: Handler, ctx: RequestContext, perTryMs: number | undefined): Promise<WaypointResponse> {
+  if (!perTryMs) return next(ctx);
+  const parent = ctx.signal;
+  const ac = new AbortController();
+  const onParent = () => ac.abort(parent.reason);
+  parent.addEventListener('abort', onParent, { once: true });
+  ctx.signal = ac.signal;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = upstreamTimeout(perTryMs, 'per-try');
+      ac.abort(err);
+      reject(err);
+    }, perTryMs);
+  });
+  const work = next(ctx);
+  work.then((r) => ac.signal.aborted && r.discard?.(), () => {});
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+    parent.removeEventListener('abort', onParent);
+    ctx.signal = parent;
+  }
+}
+
+/**
+ * Retries (VirtualService `retries`, HTTPRoute `retry`; without either, Istio's default of 2
+ * retries on connect failures, refused streams and 503). Each try may get its own timeout
+ * (`perTryTimeout`, or HTTPRoute `timeouts.backendRequest`) and picks an endpoint again; tries
+ * are spaced by Envoy's jittered exponential back-off. When every try failed, the last
+ * outcome goes back with `URX` added.
+ */
+export const retryLayer =
+  (random: () => number = Math.random): Layer =>
+  (next) =>
+  async (ctx) => {
+    const policy = ctx.rule?.retry ?? ISTIO_DEFAULT_RETRY;
+    const perTryMs = policy.perTryTimeoutMs ?? ctx.rule?.backendRequestTimeoutMs;
+    const canReplay = policy.attempts > 0 && (await bufferBody(ctx));
+    const maxTries = canReplay ? policy.attempts + 1 : 1;
+    for (let attempt = 1; ; attempt++) {
+      ctx.tries = attempt;
+      let outcome: WaypointResponse | WaypointError;
+      try {
+        outcome = await oneTry(next, ctx, perTryMs);
+      } catch (err) {
+        outcome = asWaypointError(err);
+        // The client went away or the request deadline passed: no more tries.
+        if (ctx.signal.aborted) throw outcome;
+      }
+      const failed = outcome instanceof WaypointError ? outcome : outcome.status >= 500 || policy.codes.includes(outcome.status) ? outcome : undefined;
+      if (!failed || !retriable(policy, failed)) {
+        if (outcome instanceof WaypointError) throw outcome;
+        return outcome;
+      }
+      if (attempt >= maxTries) {
+        if (attempt > 1) ctx.flags.push('URX');
+        if (outcome instanceof WaypointError) throw outcome;
+        return outcome;
+      }
+      if (!(outcome instanceof WaypointError)) outcome.discard?.();
+      // Envoy: a random wait in [0, (2^n - 1) * base), n = retries so far, capped at 10 * base.
+      const cap = Math.min((2 ** attempt - 1) * policy.backoffMs, 10 * policy.backoffMs);
+      await sleep(Math.floor(random() * cap), undefined, { signal: ctx.signal });
+    }
+  };

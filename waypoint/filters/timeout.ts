@@ -1,0 +1,37 @@
+import type { Layer } from '../context.js';
+import { upstreamTimeout } from '../status.js';
+
+/**
+ * The request timeout (VirtualService `timeout`, HTTPRoute `timeouts.request`): covers every try
+ * and back-off, until the response headers arrive. On expiry the in-flight try is cancelled
+ * (through `ctx.signal`) and the client gets 504 `UT`. No timeout unless a route sets one
+ * (Istio's default for HTTP).
+ */
+export const timeoutLayer: Layer = (next) => async (ctx) => {
+  const ms = ctx.rule?.requestTimeoutMs;
+  if (!ms) return next(ctx);
+  const ac = new AbortController();
+  const parent = ctx.signal;
+  const onParent = () => ac.abort(parent.reason);
+  parent.addEventListener('abort', onParent, { once: true });
+  // Layers below see the narrower signal.
+  ctx.signal = ac.signal;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = upstreamTimeout(ms, 'request');
+      ac.abort(err);
+      reject(err);
+    }, ms);
+  });
+  const work = next(ctx);
+  // A try that finishes after the deadline is thrown away, never left as an unhandled rejection.
+  work.then((r) => ac.signal.aborted && r.discard?.(), () => {});
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+    parent.removeEventListener('abort', onParent);
+    ctx.signal = parent;
+  }
+};

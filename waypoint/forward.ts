@@ -1,0 +1,148 @@
+/**
+ * The terminal handler: sends the request to one endpoint of the chosen backend (or to the
+ * workload the client addressed) and resolves with the response headers; the body streams on.
+ * HTTP/1.1 clients are forwarded over HTTP/1.1 keep-alive streams, HTTP/2 (gRPC) over HTTP/2.
+ */
+import http from 'node:http';
+import type http2 from 'node:http2';
+import type { Handler, RequestContext, WaypointResponse } from './context.js';
+import { forwardable } from './hop.js';
+import { noHealthyUpstream, unknownDestination, upstreamReset, WaypointError, upstreamConnectFailed } from './status.js';
+import type { Endpoint, UpstreamPool } from './upstream.js';
+
+/** Chooses the endpoint of this try. */
+export function endpointFor(ctx: RequestContext, pool: UpstreamPool): Endpoint {
+  const state = ctx.stream.state;
+  if (ctx.backend) {
+    const { service, port } = ctx.backend;
+    const w = pool.pick(state, service);
+    if (!w) throw noHealthyUpstream(service.hostname);
+    const sp = state.servicePort(service, port);
+    return { workload: w, ip: w.ips[0]!, port: sp?.targetPort ?? port, service };
+  }
+  const w = ctx.stream.dstWorkload;
+  if (!w) throw unknownDestination(ctx.stream.authority);
+  return { workload: w, ip: ctx.stream.dstIp, port: ctx.stream.dstPort };
+}
+
+function upstreamHeaders(ctx: RequestContext): Record<string, string | string[] | undefined> {
+  const h = { ...ctx.headers };
+  const xff = h['x-forwarded-for'];
+  h['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(',') : xff}, ${ctx.stream.srcIp}` : ctx.stream.srcIp;
+  h['x-forwarded-proto'] ??= 'http';
+  return h;
+}
+
+function sendBody(ctx: RequestContext, out: NodeJS.WritableStream & { end(data?: Buffer): unknown }): void {
+  const b = ctx.body;
+  if (b.kind === 'none') out.end();
+  else if (b.kind === 'buffer') {
+    ctx.requestBytes = b.data.length;
+    out.end(b.data);
+  } else {
+    b.consumed = true;
+    b.stream.on('data', (c: Buffer) => (ctx.requestBytes += c.length));
+    b.stream.pipe(out);
+  }
+}
+
+function failure(ctx: RequestContext, target: string, err: unknown, gotResponse: boolean): WaypointError {
+  if (ctx.signal.aborted && ctx.signal.reason instanceof WaypointError) return ctx.signal.reason;
+  if (err instanceof WaypointError) return err;
+  return gotResponse ? upstreamReset(target, err) : upstreamReset(target, err);
+}
+
+function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target: string): Promise<WaypointResponse> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      agent: pool.agent(ctx.stream.state, ep),
+      host: ep.ip,
+      port: ep.port,
+      method: ctx.method,
+      path: ctx.path,
+      headers: { ...upstreamHeaders(ctx), host: ctx.authority },
+    });
+    let settled = false;
+    const onAbort = () => req.destroy(ctx.signal.reason as Error);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    req.once('response', (res) => {
+      settled = true;
+      resolve({
+        status: res.statusCode ?? 502,
+        headers: forwardable(res.headers),
+        body: res,
+        trailers: () => res.trailers,
+        discard: () => res.resume(),
+        upstream: target,
+      });
+      res.once('close', () => ctx.signal.removeEventListener('abort', onAbort));
+    });
+    req.once('error', (err) => {
+      ctx.signal.removeEventListener('abort', onAbort);
+      if (settled) return;
+      settled = true;
+      // A pooled stream the other side had just closed: not the backend's fault, try a fresh one once.
+      const e = err as NodeJS.ErrnoException;
+      if (req.reusedSocket && e.code === 'ECONNRESET' && ctx.body.kind !== 'stream' && !ctx.signal.aborted) {
+        forwardH1(ctx, pool, ep, target).then(resolve, reject);
+        return;
+      }
+      reject(failure(ctx, target, err, false));
+    });
+    sendBody(ctx, req);
+  });
+}
+
+async function forwardH2(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target: string): Promise<WaypointResponse> {
+  let session: http2.ClientHttp2Session;
+  try {
+    session = await pool.h2Session(ctx.stream.state, ep);
+  } catch (err) {
+    throw err instanceof WaypointError ? err : upstreamConnectFailed(target, err);
+  }
+  return new Promise((resolve, reject) => {
+    const stream = session.request(
+      { ':method': ctx.method, ':path': ctx.path, ':authority': ctx.authority, ':scheme': 'http', ...upstreamHeaders(ctx) },
+      { endStream: ctx.body.kind === 'none' },
+    );
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    let settled = false;
+    const onAbort = () => stream.destroy(ctx.signal.reason as Error);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    stream.once('trailers', (t) => (trailers = t));
+    stream.once('response', (headers) => {
+      settled = true;
+      resolve({
+        status: Number(headers[':status']),
+        headers: forwardable(headers),
+        body: stream,
+        trailers: () => (trailers ? forwardable(trailers) : undefined),
+        discard: () => stream.close(),
+        upstream: target,
+      });
+    });
+    stream.once('close', () => {
+      ctx.signal.removeEventListener('abort', onAbort);
+      if (!settled) {
+        settled = true;
+        reject(failure(ctx, target, new Error(`stream closed with code ${stream.rstCode}`), false));
+      }
+    });
+    stream.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      reject(failure(ctx, target, err, false));
+    });
+    if (ctx.body.kind !== 'none') sendBody(ctx, stream);
+  });
+}
+
+/** The handler at the bottom of the stack. */
+export function forwarder(pool: UpstreamPool): Handler {
+  return async (ctx) => {
+    const ep = endpointFor(ctx, pool);
+    ctx.endpoint = ep.workload;
+    const target = ep.ip.includes(':') ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;
+    return ctx.httpVersion === '2.0' ? forwardH2(ctx, pool, ep, target) : forwardH1(ctx, pool, ep, target);
+  };
+}

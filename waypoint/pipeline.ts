@@ -1,0 +1,67 @@
+/**
+ * The layer stack, outermost first. The order is the design:
+ *   telemetry   metrics + access log once the response is written
+ *   errors      the one place a failure becomes a local reply (status, body, flag)
+ *   authz       L7 AuthorizationPolicy: 403 before any routing work
+ *   route       picks the rule (404 NR when none); everything below reads it
+ *   fault       delay / abort of the rule (Envoy reads faults from the matched route too)
+ *   redirect    RequestRedirect answers locally
+ *   rewrite     URLRewrite (hostname, path)
+ *   headers     Request/ResponseHeaderModifier of the rule
+ *   backend     weighted backend choice (traffic split), once per request
+ *   mirror      RequestMirror copy, once per request
+ *   timeout     the request timeout, across every try
+ *   retry       tries, per-try timeout, back-off
+ *   forward     endpoint choice per try, then HBONE to its ztunnel
+ */
+import type { Logger } from '../core/telemetry/log.js';
+import type { HttpMetrics } from '../core/telemetry/http-metrics.js';
+import { compose, type Handler } from './context.js';
+import type { GatewayRef } from './authz.js';
+import { forwarder } from './forward.js';
+import type { UpstreamPool } from './upstream.js';
+import { telemetryLayer } from './filters/telemetry.js';
+import { errorsLayer } from './filters/errors.js';
+import { authzLayer } from './filters/authz.js';
+import { routeLayer } from './filters/route.js';
+import { faultLayer } from './filters/fault.js';
+import { redirectLayer } from './filters/redirect.js';
+import { rewriteLayer } from './filters/rewrite.js';
+import { headersLayer } from './filters/headers.js';
+import { backendLayer } from './filters/backend.js';
+import { mirrorLayer } from './filters/mirror.js';
+import { timeoutLayer } from './filters/timeout.js';
+import { retryLayer } from './filters/retry.js';
+
+export interface PipelineInputs {
+  readonly gateway: GatewayRef | (() => GatewayRef);
+  readonly pool: UpstreamPool;
+  readonly metrics: HttpMetrics;
+  readonly logger: Logger;
+  /** Randomness for splits, faults, mirrors and back-off; injectable for tests. */
+  readonly random?: () => number;
+}
+
+export function buildPipeline(inputs: PipelineInputs): Handler {
+  const random = inputs.random ?? Math.random;
+  const forward = forwarder(inputs.pool);
+  const gw = inputs.gateway;
+  const gateway = typeof gw === 'function' ? gw : () => gw;
+  return compose(
+    [
+      telemetryLayer(inputs.metrics, inputs.logger),
+      errorsLayer,
+      authzLayer(gateway),
+      routeLayer,
+      faultLayer(random),
+      redirectLayer,
+      rewriteLayer,
+      headersLayer,
+      backendLayer(random),
+      mirrorLayer(forward, random),
+      timeoutLayer,
+      retryLayer(random),
+    ],
+    forward,
+  );
+}

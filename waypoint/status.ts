@@ -1,0 +1,103 @@
+import { MeshError } from '../core/errors.js';
+
+/**
+ * The one place where waypoint failures map to HTTP statuses and Envoy's `response_flags`
+ * (documented in docs/waypoint.md and docs/metrics.md):
+ *   -     none
+ *   NR    no route: no rule matched, or the destination is not a known service/workload (404)
+ *   UH    no healthy endpoint behind the backend service (503)
+ *   UF    upstream connection failure: HBONE to the endpoint's ztunnel failed or was refused (503)
+ *   UC    upstream connection terminated before a response (503)
+ *   UT    upstream request timeout: `timeout` / `timeouts.request` / per-try timeout (504)
+ *   URX   retries exhausted; combined with the last try's flag (e.g. `URX,UF`)
+ *   FI    fault injected: abort
+ *   DI    fault injected: delay (combined with whatever happened after the delay)
+ *   RBAC  denied by an L7 AuthorizationPolicy (403 `RBAC: access denied`)
+ *   DPE   downstream protocol error: malformed request (400)
+ *   DC    downstream closed before the response was complete
+ */
+export type WaypointFlag = '-' | 'NR' | 'UH' | 'UF' | 'UC' | 'UT' | 'URX' | 'FI' | 'DI' | 'RBAC' | 'DPE' | 'DC';
+
+export class WaypointError extends MeshError {
+  /** The HTTP status the client gets. */
+  readonly status: number;
+  readonly flag: WaypointFlag;
+  /** Whether a retry policy may retry this failure, and under which `retryOn` condition. */
+  readonly retryOn: 'connect-failure' | 'reset' | 'refused-stream' | undefined;
+  /** Body of the local reply (Envoy's texts, which clients and tests know). */
+  readonly body: string;
+  constructor(
+    code: string,
+    status: number,
+    flag: WaypointFlag,
+    message: string,
+    opts: { body?: string; retryOn?: WaypointError['retryOn']; cause?: unknown } = {},
+  ) {
+    super(code, message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.status = status;
+    this.flag = flag;
+    this.retryOn = opts.retryOn;
+    this.body = opts.body ?? message;
+  }
+}
+
+export const noRoute = (what: string) =>
+  new WaypointError('ERR_WAYPOINT_NO_ROUTE', 404, 'NR', `no route for ${what}; check the HTTPRoute/VirtualService matches and parentRefs`, {
+    body: 'no route',
+  });
+
+export const unknownDestination = (authority: string) =>
+  new WaypointError(
+    'ERR_WAYPOINT_UNKNOWN_DESTINATION',
+    404,
+    'NR',
+    `${authority} is neither a service VIP:port nor a workload this waypoint serves; check the service's ports and waypoint in the config`,
+    { body: 'no route' },
+  );
+
+export const noBackend = (rule: string) =>
+  new WaypointError('ERR_WAYPOINT_NO_BACKEND', 500, 'NR', `route rule ${rule} has no backend with a weight above 0`, {
+    body: 'no backend for this route',
+  });
+
+export const backendNotFound = (backend: string) =>
+  new WaypointError('ERR_WAYPOINT_BACKEND_NOT_FOUND', 500, 'NR', `backend ${backend} is not a known service (or lacks the port); see the route's ResolvedRefs status`, {
+    body: 'backend not found',
+  });
+
+export const noHealthyUpstream = (service: string) =>
+  new WaypointError('ERR_WAYPOINT_NO_HEALTHY_UPSTREAM', 503, 'UH', `service ${service} has no healthy endpoint`, {
+    body: 'no healthy upstream',
+  });
+
+export const upstreamConnectFailed = (target: string, cause: unknown) =>
+  new WaypointError(
+    'ERR_WAYPOINT_UPSTREAM_CONNECT',
+    503,
+    'UF',
+    `connect to ${target} failed: ${(cause as Error)?.message ?? cause}; check the endpoint's ztunnel and that the workload listens on the target port`,
+    { body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', retryOn: 'connect-failure', cause },
+  );
+
+export const upstreamReset = (target: string, cause: unknown) =>
+  new WaypointError('ERR_WAYPOINT_UPSTREAM_RESET', 503, 'UC', `upstream ${target} closed before responding: ${(cause as Error)?.message ?? cause}`, {
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
+    retryOn: 'reset',
+    cause,
+  });
+
+export const upstreamTimeout = (ms: number, what: 'request' | 'per-try') =>
+  new WaypointError('ERR_WAYPOINT_TIMEOUT', 504, 'UT', `upstream did not answer within the ${what} timeout of ${ms} ms`, {
+    body: 'upstream request timeout',
+  });
+
+export const denied = (why: string) =>
+  new WaypointError('ERR_WAYPOINT_DENIED', 403, 'RBAC', `request denied: ${why}`, { body: 'RBAC: access denied' });
+
+export const badRequest = (why: string) =>
+  new WaypointError('ERR_WAYPOINT_BAD_REQUEST', 400, 'DPE', `bad request: ${why}`, { body: 'bad request' });
+
+/** Any error as a WaypointError; unknown ones are upstream resets (503 UC), never a crash. */
+export function asWaypointError(err: unknown, target = 'upstream'): WaypointError {
+  return err instanceof WaypointError ? err : upstreamReset(target, err);
+}

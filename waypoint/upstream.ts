@@ -1,0 +1,171 @@
+/**
+ * Connections from the waypoint to backend endpoints, pooled per endpoint:
+ * - HTTP/1.1: a keep-alive `http.Agent` per endpoint whose "sockets" are HBONE CONNECT streams
+ *   to the endpoint's node ztunnel (`:authority` = `podIP:targetPort`), themselves multiplexed on
+ *   the HBONE client's pooled mTLS connections;
+ * - HTTP/2 (gRPC): one HTTP/2 session per endpoint, over one HBONE stream;
+ * - raw streams for TCP passthrough.
+ * Endpoints outside the mesh (`protocol: TCP`) get plain TCP instead of HBONE.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { HboneClient } from '../core/hbone/client.js';
+import type { MeshState } from '../core/model/state.js';
+import type { Service, Workload } from '../core/model/types.js';
+import { upstreamConnectFailed } from './status.js';
+import { buffersOnly } from './string-writes.js';
+
+/** A concrete endpoint of one try. */
+export interface Endpoint {
+  readonly workload: Workload;
+  readonly ip: string;
+  /** Target port on the workload. */
+  readonly port: number;
+  readonly service?: Service;
+}
+
+export interface UpstreamInputs {
+  readonly hbone: HboneClient;
+  /** The waypoint's own SPIFFE id: the client certificate of every HBONE stream it opens. */
+  readonly identity: () => string;
+  /** `baggage` the waypoint sends (its own workload metadata). */
+  readonly baggage: () => string;
+  /** Plain TCP, swappable in tests. */
+  readonly connectTcp?: (opts: net.NetConnectOpts) => net.Socket;
+}
+
+/** Idle keep-alive streams close after this long (well under a typical server keep-alive of 60 s+). */
+export const IDLE_STREAM_TIMEOUT_MS = 30_000;
+
+const hostPort = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+/** An http.Agent whose connections are streams opened by `open` (HBONE here). */
+class StreamAgent extends http.Agent {
+  constructor(private readonly open: () => Promise<Duplex>) {
+    super({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo', timeout: IDLE_STREAM_TIMEOUT_MS });
+  }
+
+  // Node calls back asynchronously when createConnection returns nothing.
+  override createConnection(_opts: unknown, cb: (err: Error | null, s?: Duplex) => void): Duplex {
+    this.open().then(
+      (s) => cb(null, s),
+      (err: Error) => cb(err),
+    );
+    return undefined as unknown as Duplex;
+  }
+
+  // An HTTP/2 stream has no TCP keep-alive or ref/unref; the idle timeout still applies.
+  override keepSocketAlive(socket: Duplex & { setTimeout?: (ms: number) => void }): boolean {
+    socket.setTimeout?.(IDLE_STREAM_TIMEOUT_MS);
+    return true;
+  }
+
+  override reuseSocket(): void {}
+}
+
+export class UpstreamPool {
+  readonly #in: UpstreamInputs;
+  readonly #agents = new Map<string, StreamAgent>();
+  readonly #h2 = new Map<string, Promise<http2.ClientHttp2Session>>();
+  // Round-robin position per service: the only balancing state that outlives a config update.
+  readonly #next = new Map<string, number>();
+
+  constructor(inputs: UpstreamInputs) {
+    this.#in = inputs;
+  }
+
+  /**
+   * Per-request load balancing: round-robin over the service's healthy endpoints. A retry moves
+   * on to the next endpoint naturally.
+   */
+  pick(state: MeshState, service: Service): Workload | undefined {
+    const eps = state.endpointsOf(service);
+    if (eps.length === 0) return undefined;
+    const key = `${service.namespace}/${service.name}`;
+    const i = (this.#next.get(key) ?? 0) % eps.length;
+    this.#next.set(key, i + 1);
+    return eps[i];
+  }
+
+  /** Opens a byte stream to the endpoint: HBONE to its node's ztunnel, or plain TCP off-mesh. */
+  async open(state: MeshState, ep: Endpoint): Promise<Duplex> {
+    const target = hostPort(ep.ip, ep.port);
+    const w = ep.workload;
+    if (w.protocol !== 'HBONE') {
+      const connect = this.#in.connectTcp ?? ((o: net.NetConnectOpts) => net.connect(o));
+      const s = connect({ host: ep.ip, port: ep.port, noDelay: true });
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', resolve);
+        s.once('error', (err) => reject(upstreamConnectFailed(target, err)));
+      });
+      return s;
+    }
+    const node = state.node(w.node);
+    if (!node) throw upstreamConnectFailed(target, new Error(`node ${w.node} of ${w.namespace}/${w.name} is unknown`));
+    const identity = state.workloadIdentity(w);
+    try {
+      return await this.#in.hbone.connect({
+        sourceIdentity: this.#in.identity(),
+        serverIdentity: identity,
+        allowedIdentities: ep.service ? [identity, ...ep.service.subjectAltNames] : [identity],
+        host: node.ztunnelAddress,
+        port: node.hbonePort,
+        authority: target,
+        // The client's address travels per request (X-Forwarded-For): a pooled stream carries
+        // requests of many clients, so the tunnel itself is the waypoint's.
+        headers: { baggage: this.#in.baggage() },
+      });
+    } catch (err) {
+      throw upstreamConnectFailed(`${target} via ${node.ztunnelAddress}:${node.hbonePort}`, err);
+    }
+  }
+
+  /** The keep-alive agent of an endpoint (HTTP/1.1). */
+  agent(state: MeshState, ep: Endpoint): http.Agent {
+    const key = `${ep.workload.uid}|${hostPort(ep.ip, ep.port)}|${ep.service?.subjectAltNames.join(',') ?? ''}`;
+    let a = this.#agents.get(key);
+    if (!a) {
+      // The agent outlives this snapshot: it reads the state of the request that opens a stream.
+      const ref = { state };
+      a = new StreamAgent(() => this.open(ref.state, ep).then(buffersOnly));
+      this.#agents.set(key, a);
+    }
+    return a;
+  }
+
+  /** The HTTP/2 session of an endpoint (gRPC and h2c clients), opened on first use. */
+  h2Session(state: MeshState, ep: Endpoint): Promise<http2.ClientHttp2Session> {
+    const key = `${ep.workload.uid}|${hostPort(ep.ip, ep.port)}`;
+    let p = this.#h2.get(key);
+    if (!p) {
+      p = this.open(state, ep).then((stream) => {
+        const session = http2.connect(`http://${hostPort(ep.ip, ep.port)}`, { createConnection: () => stream });
+        const drop = () => {
+          if (this.#h2.get(key) === p) this.#h2.delete(key);
+        };
+        session.once('close', drop);
+        session.once('goaway', drop);
+        session.on('error', drop);
+        return session;
+      });
+      p.catch(() => this.#h2.delete(key));
+      this.#h2.set(key, p);
+    }
+    return p;
+  }
+
+  /** Pool contents for `/config_dump`. */
+  dump(): { http1Agents: number; http2Sessions: number } {
+    return { http1Agents: this.#agents.size, http2Sessions: this.#h2.size };
+  }
+
+  /** Closes idle streams and every HTTP/2 session. */
+  close(): void {
+    for (const a of this.#agents.values()) a.destroy();
+    this.#agents.clear();
+    for (const p of this.#h2.values()) p.then((s) => s.destroy(), () => {});
+    this.#h2.clear();
+  }
+}

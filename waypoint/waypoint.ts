@@ -1,0 +1,265 @@
+import type net from 'node:net';
+import http from 'node:http';
+import type { Logger } from '../core/telemetry/log.js';
+import { createTcpMetrics, type TcpMetrics } from '../core/telemetry/metrics.js';
+import { createHttpMetrics, type HttpMetrics } from '../core/telemetry/http-metrics.js';
+import { DrainTracker } from '../core/drain.js';
+import { HboneClient, type CertificateSource } from '../core/hbone/client.js';
+import { HboneServer } from '../core/hbone/server.js';
+import { sniForIdentity } from '../core/hbone/tls.js';
+import { MeshState } from '../core/model/state.js';
+import type { Workload } from '../core/model/types.js';
+import type { ConfigSource } from '../core/config/source.js';
+import type { WaypointConfig } from './config.js';
+import { adminServer, metricsServer, readinessServer } from './admin.js';
+import { Downstream } from './downstream.js';
+import { Inbound } from './inbound.js';
+import { UpstreamPool } from './upstream.js';
+import { buildPipeline } from './pipeline.js';
+import { routeStatuses } from './routes.js';
+import type { GatewayRef } from './authz.js';
+
+/** Label Gateway API puts on a Gateway's pods: names the waypoint's Gateway. */
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+export interface WaypointInputs {
+  readonly config: WaypointConfig;
+  readonly logger: Logger;
+  /** Workloads, services, routes and policies (the file source today, the control plane later). */
+  readonly configSource: ConfigSource;
+  /** The waypoint's certificate (the secret manager). */
+  readonly certificates: CertificateSource & { close?(): void };
+  readonly metrics?: TcpMetrics;
+  /** Randomness for splits, faults and back-off; injectable for tests. */
+  readonly random?: () => number;
+}
+
+export interface WaypointAddresses {
+  readonly hbone: net.AddressInfo;
+  readonly admin?: net.AddressInfo;
+  readonly metrics?: net.AddressInfo;
+  readonly readiness?: net.AddressInfo;
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<net.AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as net.AddressInfo);
+    });
+  });
+}
+
+/**
+ * The L7 proxy: HBONE in on 15008 with its own identity, HTTP routing/policy/resilience in the
+ * middle, HBONE out to the chosen endpoint's ztunnel.
+ */
+export class Waypoint {
+  readonly addresses: WaypointAddresses;
+  readonly metrics: TcpMetrics;
+  readonly httpMetrics: HttpMetrics;
+  readonly hbone: HboneClient;
+  readonly #in: WaypointInputs;
+  readonly #drain: DrainTracker;
+  readonly #hboneServer: HboneServer;
+  readonly #servers: http.Server[];
+  readonly #pool: UpstreamPool;
+  readonly #downstream: Downstream;
+  readonly #stateRef: { current: MeshState };
+  #ready = false;
+  #stopping: Promise<void> | undefined;
+  #stoppedResolve!: () => void;
+  /** Resolves when a shutdown (signal, /quitquitquit, or a call) has finished. */
+  readonly stopped = new Promise<void>((resolve) => (this.#stoppedResolve = resolve));
+
+  private constructor(inputs: WaypointInputs, parts: {
+    addresses: WaypointAddresses;
+    metrics: TcpMetrics;
+    httpMetrics: HttpMetrics;
+    hbone: HboneClient;
+    drain: DrainTracker;
+    hboneServer: HboneServer;
+    servers: http.Server[];
+    pool: UpstreamPool;
+    downstream: Downstream;
+    stateRef: { current: MeshState };
+  }) {
+    this.#in = inputs;
+    this.addresses = parts.addresses;
+    this.metrics = parts.metrics;
+    this.httpMetrics = parts.httpMetrics;
+    this.hbone = parts.hbone;
+    this.#drain = parts.drain;
+    this.#hboneServer = parts.hboneServer;
+    this.#servers = parts.servers;
+    this.#pool = parts.pool;
+    this.#downstream = parts.downstream;
+    this.#stateRef = parts.stateRef;
+  }
+
+  /** Loads config, binds the listeners, resolves once ready to serve. */
+  static async start(inputs: WaypointInputs): Promise<Waypoint> {
+    const { config, logger } = inputs;
+    const metrics = inputs.metrics ?? createTcpMetrics();
+    const httpMetrics = createHttpMetrics(metrics.registry);
+    const drain = new DrainTracker();
+    const stateRef = { current: MeshState.empty() };
+    const self = (): Workload | undefined => stateRef.current.workloadByIp(config.address);
+    await inputs.configSource.start((cfg) => {
+      stateRef.current = new MeshState(cfg);
+      const me = self();
+      if (!me) logger.error({ address: config.address }, 'no workload in the config has the waypoint address; the waypoint has no identity and refuses every connection');
+      logger.info(
+        { services: cfg.services.length, httpRoutes: cfg.httpRoutes?.length ?? 0, virtualServices: cfg.virtualServices?.length ?? 0, policies: cfg.waypointPolicies?.length ?? 0 },
+        'configuration updated',
+      );
+    });
+    const identity = (): string => {
+      const me = self();
+      return me ? stateRef.current.workloadIdentity(me) : '';
+    };
+    const gateway = (): GatewayRef => {
+      const me = self();
+      return {
+        name: config.gatewayName || me?.labels[GATEWAY_NAME_LABEL] || me?.name || '',
+        namespace: me?.namespace ?? '',
+      };
+    };
+    const hbone = new HboneClient({ certificates: inputs.certificates, logger: logger.child({ scope: 'hbone-client' }) });
+    const pool = new UpstreamPool({
+      hbone,
+      identity,
+      baggage: () => {
+        const me = self();
+        return me ? `k8s.namespace.name=${me.namespace},k8s.workload.name=${me.name},k8s.node.name=${me.node}` : '';
+      },
+    });
+    const handler = buildPipeline({
+      gateway,
+      pool,
+      metrics: httpMetrics,
+      logger: logger.child({ scope: 'access' }),
+      ...(inputs.random ? { random: inputs.random } : {}),
+    });
+    const downstream = new Downstream(handler);
+    const inbound = new Inbound({
+      state: () => stateRef.current,
+      gateway,
+      downstream,
+      pool,
+      drain,
+      tcpMetrics: metrics,
+      logger: logger.child({ scope: 'access' }),
+    });
+    const hboneServer = new HboneServer({
+      certificates: inputs.certificates,
+      logger: logger.child({ scope: 'hbone-server' }),
+      trustDomain: config.trustDomain,
+      // The waypoint presents only its own identity, whatever a client asks for.
+      identityForSni: (sni) => {
+        const id = identity();
+        return id !== '' && sni === sniForIdentity(id) ? id : undefined;
+      },
+      onStream: inbound.onStream,
+    });
+    const servers: http.Server[] = [];
+    const addresses: Record<string, net.AddressInfo> = {};
+    let wp: Waypoint | undefined;
+    try {
+      addresses.hbone = await hboneServer.listen(config.hbonePort, config.address);
+      const bind = async (name: string, server: http.Server, port: number, host: string) => {
+        if (port === 0) return;
+        servers.push(server);
+        addresses[name] = await listen(server, port, host);
+      };
+      await bind(
+        'admin',
+        adminServer({
+          logger,
+          registry: metrics.registry,
+          configDump: () => wp?.configDump(),
+          ready: () => wp?.ready ?? false,
+          quit: () => void wp?.shutdown(),
+        }),
+        config.adminPort,
+        config.adminAddress,
+      );
+      await bind('metrics', metricsServer({ registry: metrics.registry }), config.metricsPort, config.statsAddress);
+      await bind('readiness', readinessServer({ ready: () => wp?.ready ?? false }), config.readinessPort, config.statsAddress);
+    } catch (err) {
+      hboneServer.close();
+      for (const s of servers) s.close();
+      await inputs.configSource.close();
+      throw err;
+    }
+    wp = new Waypoint(inputs, {
+      addresses: addresses as unknown as WaypointAddresses,
+      metrics,
+      httpMetrics,
+      hbone,
+      drain,
+      hboneServer,
+      servers,
+      pool,
+      downstream,
+      stateRef,
+    });
+    wp.#ready = true;
+    logger.info({ identity: identity(), gateway: gateway(), listeners: addresses }, 'waypoint ready');
+    return wp;
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get state(): MeshState {
+    return this.#stateRef.current;
+  }
+
+  /** Tunnelled streams (HTTP and TCP) currently open. */
+  get openStreams(): number {
+    return this.#drain.size;
+  }
+
+  configDump(): unknown {
+    const state = this.state;
+    return {
+      address: this.#in.config.address,
+      listeners: this.addresses,
+      openStreams: this.#drain.size,
+      hbonePool: this.hbone.dump(),
+      upstreams: this.#pool.dump(),
+      routeStatus: routeStatuses(state),
+      ...(state.toJSON() as object),
+    };
+  }
+
+  /**
+   * Graceful shutdown: readiness fails, HBONE clients get GOAWAY, idle tunnelled connections
+   * close and busy ones close after their current request; after `drainTimeoutMs` the rest are
+   * closed.
+   */
+  shutdown(): Promise<void> {
+    this.#stopping ??= (async () => {
+      const log = this.#in.logger;
+      this.#ready = false;
+      log.info({ open: this.#drain.size, deadline_ms: this.#in.config.drainTimeoutMs }, 'draining');
+      for (const s of this.#servers) s.close();
+      this.#hboneServer.drain();
+      const { forced } = await this.#drain.drain(this.#in.config.drainTimeoutMs);
+      if (forced > 0) log.warn({ forced }, 'drain deadline reached; closed the remaining connections');
+      this.#pool.close();
+      this.hbone.close();
+      this.#hboneServer.close();
+      this.#downstream.http1.closeAllConnections();
+      for (const s of this.#servers) s.closeAllConnections();
+      await this.#in.configSource.close();
+      this.#in.certificates.close?.();
+      log.info('waypoint stopped');
+      this.#stoppedResolve();
+    })();
+    return this.#stopping;
+  }
+}
