@@ -2,6 +2,7 @@ import t from 'tap';
 import { Problems } from '../../../core/config/check.js';
 import { RouteConverter, parseDurationMs } from '../../../core/config/routes.js';
 import { parseMeshConfig } from '../../../core/config/file.js';
+import type { ConfigError } from '../../../core/errors.js';
 import {
   firstMatch,
   orderHttpRouteMatches,
@@ -170,26 +171,27 @@ authorizationPolicies:
   t.same(cfg.authorizationPolicies.map((p) => p.name), ['l4'], 'only selector/namespace policies reach ztunnel');
   t.ok(Object.isFrozen(cfg.httpRoutes?.[0]?.rules[0]), 'routes are frozen');
 
-  t.throws(
-    () =>
-      parseMeshConfig(
-        `
+  let problems: readonly string[] = [];
+  try {
+    parseMeshConfig(
+      `
 httpRoutes:
   - {name: a, namespace: default, spec: {parentRefs: [{kind: Service, name: s}], rules: [{matches: [{path: {type: Exact, value: nope}}]}]}}
   - {name: a, namespace: default, spec: {parentRefs: [{kind: Service, name: s}]}}
 virtualServices:
   - {name: v, namespace: default, spec: {http: []}}
 `,
-        'mesh.yaml',
-      ),
-    {
-      problems: [
-        'httpRoutes[0].spec.rules[0].matches[0].path.value: "nope" does not start with /',
-        'httpRoutes[1].name: duplicate HTTPRoute "default/a"; first used at httpRoutes[0].name',
-        'virtualServices[0].spec.hosts: required field is missing; expected a list of hosts, e.g. [reviews]',
-      ],
-    },
-  );
+      'mesh.yaml',
+    );
+  } catch (err) {
+    problems = (err as ConfigError).problems;
+  }
+  t.same(problems, [
+    'httpRoutes[0].spec.rules[0].matches[0].path.value: "nope" does not start with /',
+    'httpRoutes[1].name: duplicate HTTPRoute "default/a"; first used at httpRoutes[0].name',
+    'virtualServices[0].spec.hosts: required field is missing; expected a list of hosts, e.g. [reviews]',
+  ]);
+
 });
 
 t.test('matching: Gateway API PathPrefix is element-wise; headers, query, method', async (t) => {
