@@ -64,16 +64,39 @@ export function createHttpMetrics(registry: Registry): HttpMetrics {
   const duration = histogram('istio_request_duration_milliseconds', 'request duration, first byte in to last byte out', DURATION_BUCKETS_MS);
   const requestBytes = histogram('istio_request_bytes', 'request size: headers and body', SIZE_BUCKETS_BYTES);
   const responseBytes = histogram('istio_response_bytes', 'response size: headers and body', SIZE_BUCKETS_BYTES);
+  // prom-client hashes (sorts and joins) the label object on every call; a proxy records the
+  // same few label sets over and over, so the bound children are cached under a cheap key.
+  type Children = {
+    requests: ReturnType<typeof requests.labels>;
+    duration: ReturnType<typeof duration.labels>;
+    requestBytes: ReturnType<typeof requestBytes.labels>;
+    responseBytes: ReturnType<typeof responseBytes.labels>;
+  };
+  const children = new Map<string, Children>();
   return {
     requests,
     duration,
     requestBytes,
     responseBytes,
     record(labels, durationMs, reqBytes, resBytes) {
-      requests.inc(labels);
-      duration.observe(labels, durationMs);
-      requestBytes.observe(labels, reqBytes);
-      responseBytes.observe(labels, resBytes);
+      let key = '';
+      for (const name of HTTP_LABELS) key += `${labels[name]}\u0000`;
+      let c = children.get(key);
+      if (!c) {
+        // Bounded: label values come from config (workloads, services) and a few codes and flags.
+        if (children.size > 10_000) children.clear();
+        c = {
+          requests: requests.labels(labels),
+          duration: duration.labels(labels),
+          requestBytes: requestBytes.labels(labels),
+          responseBytes: responseBytes.labels(labels),
+        };
+        children.set(key, c);
+      }
+      c.requests.inc();
+      c.duration.observe(durationMs);
+      c.requestBytes.observe(reqBytes);
+      c.responseBytes.observe(resBytes);
     },
   };
 }
