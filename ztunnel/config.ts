@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../core/errors.js';
 import { PORTS } from '../core/hbone/constants.js';
+import { controlPlaneIdentity, parseHostPort } from '../core/config/discovery-wire.js';
 
 /** Environment variable names; the only place ztunnel reads the environment is `loadConfig`. */
 export const ENV = {
@@ -8,6 +9,10 @@ export const ENV = {
   localConfigFile: 'LOCAL_CONFIG_FILE',
   caRootCertFile: 'CA_ROOT_CERT_FILE',
   caRootKeyFile: 'CA_ROOT_KEY_FILE',
+  controlPlaneAddress: 'CONTROL_PLANE_ADDRESS',
+  nodeTokenFile: 'NODE_TOKEN_FILE',
+  controlPlaneRootCertFile: 'CONTROL_PLANE_ROOT_CERT_FILE',
+  controlPlaneIdentity: 'CONTROL_PLANE_IDENTITY',
   trustDomain: 'TRUST_DOMAIN',
   rootNamespace: 'ROOT_NAMESPACE',
   address: 'ZTUNNEL_ADDRESS',
@@ -24,8 +29,26 @@ export const ENV = {
   logLevel: 'LOG_LEVEL',
 } as const;
 
+/** Where certificates and configuration come from when a control plane is used. */
+export interface ControlPlaneSettings {
+  readonly address: { readonly host: string; readonly port: number };
+  /** The node's bearer token (re-read at every use: tokens rotate). */
+  readonly tokenFile: string;
+  /** PEM root(s) the control plane's certificate chains to (its trust bundle afterwards). */
+  readonly rootCertFile: string;
+  /** The SPIFFE ID the control plane must present. */
+  readonly identity: string;
+}
+
 export interface ZtunnelConfig {
   readonly nodeName: string;
+  /**
+   * Set when `CONTROL_PLANE_ADDRESS` is: certificates from the control plane's CA, configuration
+   * from its discovery stream. Otherwise ztunnel runs standalone on `localConfigFile` and signs
+   * with the root in `caRootCertFile`/`caRootKeyFile`.
+   */
+  readonly controlPlane?: ControlPlaneSettings;
+  /** Standalone mode only ('' with a control plane). */
   readonly localConfigFile: string;
   readonly caRootCertFile: string;
   readonly caRootKeyFile: string;
@@ -108,12 +131,41 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): Z
     problems.push(`${ENV.logLevel}=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   }
   const address = ip(ENV.address, DEFAULTS.address);
+  const trustDomain = str(ENV.trustDomain, DEFAULTS.trustDomain);
+  // Two modes: the control plane when its address is set, else standalone on local files.
+  const cpAddress = env[ENV.controlPlaneAddress];
+  let controlPlane: ControlPlaneSettings | undefined;
+  const standalone = [ENV.localConfigFile, ENV.caRootCertFile, ENV.caRootKeyFile] as const;
+  if (cpAddress !== undefined && cpAddress !== '') {
+    const parsed = parseHostPort(cpAddress);
+    if (!parsed) problems.push(`${ENV.controlPlaneAddress}=${JSON.stringify(cpAddress)} is not host:port (e.g. 10.0.0.1:15012)`);
+    const set = standalone.filter((n) => env[n] !== undefined && env[n] !== '');
+    if (set.length > 0) {
+      problems.push(`${set.join(', ')} ${set.length === 1 ? 'is' : 'are'} for standalone mode; with ${ENV.controlPlaneAddress} certificates and configuration come from the control plane (unset one or the other)`);
+    }
+    controlPlane = Object.freeze({
+      address: Object.freeze(parsed ?? { host: '', port: 0 }),
+      tokenFile: str(ENV.nodeTokenFile),
+      rootCertFile: str(ENV.controlPlaneRootCertFile),
+      identity: str(ENV.controlPlaneIdentity, controlPlaneIdentity(trustDomain)),
+    });
+  }
+  const standaloneFile = (name: string): string => {
+    if (controlPlane) return '';
+    const v = env[name];
+    if (v === undefined || v === '') {
+      problems.push(`${name} is required (or set ${ENV.controlPlaneAddress} to use the control plane)`);
+      return '';
+    }
+    return v;
+  };
   const cfg: ZtunnelConfig = {
     nodeName: str(ENV.nodeName),
-    localConfigFile: str(ENV.localConfigFile),
-    caRootCertFile: str(ENV.caRootCertFile),
-    caRootKeyFile: str(ENV.caRootKeyFile),
-    trustDomain: str(ENV.trustDomain, DEFAULTS.trustDomain),
+    ...(controlPlane ? { controlPlane } : {}),
+    localConfigFile: standaloneFile(ENV.localConfigFile),
+    caRootCertFile: standaloneFile(ENV.caRootCertFile),
+    caRootKeyFile: standaloneFile(ENV.caRootKeyFile),
+    trustDomain,
     rootNamespace: str(ENV.rootNamespace, DEFAULTS.rootNamespace),
     address,
     adminAddress: ip(ENV.adminAddress, DEFAULTS.adminAddress),

@@ -1,15 +1,49 @@
 #!/usr/bin/env node
 /**
  * ztunnel process entry point: configuration from the environment (see ztunnel/config.ts and
- * docs/ztunnel.md), workloads from the config file, certificates from the in-process CA.
+ * docs/ztunnel.md). With `CONTROL_PLANE_ADDRESS`, certificates come from the control plane's CA
+ * and workloads from its discovery stream; without it, ztunnel runs standalone on a config file
+ * and signs with the mesh root itself.
  */
-import { loadConfig } from './config.js';
-import { createLogger } from '../core/telemetry/log.js';
-import { MeshError } from '../core/errors.js';
+import { loadConfig, type ZtunnelConfig } from './config.js';
+import { createLogger, type Logger } from '../core/telemetry/log.js';
+import type { MeshError } from '../core/errors.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { LocalCaClient, SecretManager } from '../core/identity/secret-manager.js';
 import { FileConfigSource } from '../core/config/file-source.js';
-import { Ztunnel } from './ztunnel.js';
+import { connectControlPlane, readRootsFile } from '../core/config/control-plane-client.js';
+import type { ConfigSource } from '../core/config/source.js';
+import { Ztunnel, type ZtunnelInputs } from './ztunnel.js';
+
+/** The config source and certificates of either mode. */
+async function sources(config: ZtunnelConfig, logger: Logger): Promise<{ configSource: ConfigSource; certificates: ZtunnelInputs['certificates'] }> {
+  const cp = config.controlPlane;
+  if (cp) {
+    const client = connectControlPlane({
+      address: cp.address,
+      nodeName: config.nodeName,
+      trustDomain: config.trustDomain,
+      token: cp.tokenFile,
+      rootsPem: await readRootsFile(cp.rootCertFile),
+      serverIdentity: cp.identity,
+      certTtlSeconds: config.certTtlSeconds,
+      logger,
+    });
+    logger.info({ control_plane: `${cp.address.host}:${cp.address.port}` }, 'using the control plane for certificates and configuration');
+    return { configSource: client.configSource, certificates: client.certificates };
+  }
+  const ca = await CertificateAuthority.load(config.caRootCertFile, config.caRootKeyFile, config.trustDomain, {
+    ttlSeconds: config.certTtlSeconds,
+  });
+  return {
+    certificates: new SecretManager({ caClient: new LocalCaClient(ca), logger: logger.child({ scope: 'secrets' }) }),
+    configSource: new FileConfigSource({
+      path: config.localConfigFile,
+      logger: logger.child({ scope: 'config' }),
+      rootNamespace: config.rootNamespace,
+    }),
+  };
+}
 
 async function main(): Promise<void> {
   let config;
@@ -21,18 +55,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ component: 'ztunnel', level: config.logLevel });
   try {
-    const ca = await CertificateAuthority.load(config.caRootCertFile, config.caRootKeyFile, config.trustDomain, {
-      ttlSeconds: config.certTtlSeconds,
-    });
-    const certificates = new SecretManager({
-      caClient: new LocalCaClient(ca),
-      logger: logger.child({ scope: 'secrets' }),
-    });
-    const configSource = new FileConfigSource({
-      path: config.localConfigFile,
-      logger: logger.child({ scope: 'config' }),
-      rootNamespace: config.rootNamespace,
-    });
+    const { configSource, certificates } = await sources(config, logger);
     const zt = await Ztunnel.start({ config, logger, configSource, certificates });
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutdown requested');

@@ -1,0 +1,149 @@
+/**
+ * The control plane's configuration, from an environment record (the only place it reads the
+ * environment): every problem is collected before failing, then cross-field rules, then frozen.
+ * docs/control-plane.md lists the variables.
+ */
+import { isIP } from 'node:net';
+import { ConfigError } from '../core/errors.js';
+import { PORTS } from '../core/hbone/constants.js';
+import { TRUST_DOMAIN_RE } from '../core/config/names.js';
+
+/** Environment variable names. */
+export const ENV = {
+  manifests: 'MANIFESTS_PATH',
+  nodesFile: 'NODES_FILE',
+  caCertFile: 'CA_CERT_FILE',
+  caKeyFile: 'CA_KEY_FILE',
+  caChainFile: 'CA_CERT_CHAIN_FILE',
+  trustBundleFile: 'TRUST_BUNDLE_FILE',
+  trustDomain: 'TRUST_DOMAIN',
+  rootNamespace: 'ROOT_NAMESPACE',
+  address: 'LISTEN_ADDRESS',
+  port: 'CONTROL_PLANE_PORT',
+  adminAddress: 'ADMIN_ADDRESS',
+  adminPort: 'ADMIN_PORT',
+  statsAddress: 'STATS_ADDRESS',
+  metricsPort: 'METRICS_PORT',
+  readinessPort: 'READINESS_PORT',
+  certTtlSeconds: 'WORKLOAD_CERT_TTL_SECONDS',
+  historySize: 'DISCOVERY_HISTORY',
+  slowClientSeconds: 'SLOW_CLIENT_TIMEOUT_SECONDS',
+  logLevel: 'LOG_LEVEL',
+} as const;
+
+export interface ControlPlaneConfig {
+  /** A manifest file, or a directory of them (read recursively: *.yaml, *.yml, *.json). */
+  readonly manifestsPath: string;
+  readonly nodesFile: string;
+  readonly caCertFile: string;
+  readonly caKeyFile: string;
+  readonly caChainFile?: string;
+  readonly trustBundleFile?: string;
+  readonly trustDomain: string;
+  readonly rootNamespace: string;
+  readonly address: string;
+  /** CA + discovery (TLS, HTTP/2); 0 picks a free port (tests). */
+  readonly port: number;
+  readonly adminAddress: string;
+  readonly adminPort: number;
+  readonly statsAddress: string;
+  readonly metricsPort: number;
+  readonly readinessPort: number;
+  /** Lifetime of workload certificates, and the most a client may ask for. */
+  readonly certTtlSeconds: number;
+  readonly historySize: number;
+  readonly slowClientTimeoutMs: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+const DEFAULTS = {
+  trustDomain: 'cluster.local',
+  rootNamespace: 'istio-system',
+  // Proxies on every node connect here.
+  address: '0.0.0.0',
+  // Debug endpoints list proxies and object problems: local only, as ztunnel's admin.
+  adminAddress: '127.0.0.1',
+  // Istio's default workload certificate lifetime.
+  certTtlSeconds: 24 * 3600,
+  // Enough for a proxy that missed a few minutes of steady changes to resume without a snapshot;
+  // older versions get a snapshot, which is always correct.
+  historySize: 100,
+  // A proxy that has not read its stream for this long is stuck; dropping it frees its buffer
+  // and it resyncs on reconnect.
+  slowClientSeconds: 30,
+  logLevel: 'info',
+} as const;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
+
+/** Builds the configuration from an environment record. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): ControlPlaneConfig {
+  const problems: string[] = [];
+  const str = (name: string, fallback?: string): string => {
+    const v = env[name];
+    if (v === undefined || v === '') {
+      if (fallback === undefined) problems.push(`${name} is required`);
+      return fallback ?? '';
+    }
+    return v;
+  };
+  const opt = (name: string): string | undefined => (env[name] === undefined || env[name] === '' ? undefined : env[name]);
+  const port = (name: string, fallback: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    if (!/^\d+$/.test(v) || Number(v) > 65535) {
+      problems.push(`${name}=${JSON.stringify(v)} is not a port (0 to disable or pick a free one, or 1-65535)`);
+      return fallback;
+    }
+    return Number(v);
+  };
+  const ip = (name: string, fallback: string): string => {
+    const v = str(name, fallback);
+    if (isIP(v) === 0) problems.push(`${name}=${JSON.stringify(v)} is not an IPv4 or IPv6 address`);
+    return v;
+  };
+  const positive = (name: string, fallback: number, integer = false): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+      problems.push(`${name}=${JSON.stringify(v)} is not a positive ${integer ? 'integer' : 'number'}`);
+      return fallback;
+    }
+    return n;
+  };
+  const logLevel = str(ENV.logLevel, DEFAULTS.logLevel);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.push(`${ENV.logLevel}=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
+  const trustDomain = str(ENV.trustDomain, DEFAULTS.trustDomain);
+  if (!TRUST_DOMAIN_RE.test(trustDomain)) problems.push(`${ENV.trustDomain}=${JSON.stringify(trustDomain)} may only hold lowercase letters, digits, '.', '-' and '_'`);
+  const address = ip(ENV.address, DEFAULTS.address);
+  const caChainFile = opt(ENV.caChainFile);
+  const trustBundleFile = opt(ENV.trustBundleFile);
+  const cfg: ControlPlaneConfig = {
+    manifestsPath: str(ENV.manifests),
+    nodesFile: str(ENV.nodesFile),
+    caCertFile: str(ENV.caCertFile),
+    caKeyFile: str(ENV.caKeyFile),
+    ...(caChainFile !== undefined ? { caChainFile } : {}),
+    ...(trustBundleFile !== undefined ? { trustBundleFile } : {}),
+    trustDomain,
+    rootNamespace: str(ENV.rootNamespace, DEFAULTS.rootNamespace),
+    address,
+    port: port(ENV.port, PORTS.controlPlane),
+    adminAddress: ip(ENV.adminAddress, DEFAULTS.adminAddress),
+    adminPort: port(ENV.adminPort, PORTS.admin),
+    statsAddress: ip(ENV.statsAddress, address),
+    metricsPort: port(ENV.metricsPort, PORTS.metrics),
+    readinessPort: port(ENV.readinessPort, PORTS.readiness),
+    certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),
+    historySize: positive(ENV.historySize, DEFAULTS.historySize, true),
+    slowClientTimeoutMs: positive(ENV.slowClientSeconds, DEFAULTS.slowClientSeconds) * 1000,
+    logLevel: logLevel as ControlPlaneConfig['logLevel'],
+  };
+  if (cfg.statsAddress === cfg.address) {
+    const bound = [cfg.port, cfg.metricsPort, cfg.readinessPort].filter((p) => p !== 0);
+    if (new Set(bound).size !== bound.length) problems.push(`${ENV.port}, ${ENV.metricsPort} and ${ENV.readinessPort} must differ (they share ${address})`);
+  }
+  if (problems.length > 0) throw new ConfigError('the environment', problems);
+  return Object.freeze(cfg);
+}

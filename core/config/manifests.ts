@@ -1,0 +1,1086 @@
+/**
+ * Kubernetes manifests (the YAML a user would `kubectl apply`) → the internal model.
+ *
+ * Two steps, both here and nowhere else:
+ * 1. `parseManifests` reads multi-document YAML into typed objects, one at a time: an object with
+ *    an unknown kind, a missing name, a bad selector or a policy field the mesh cannot enforce is
+ *    rejected with problems naming the object (`Pod default/web`) and the field (`spec.selector`);
+ *    the other objects of the same file are unaffected.
+ * 2. `convertManifests` turns the accepted objects of a store, plus the node list, into one
+ *    frozen `MeshConfig`. Cross-object rules live here (a pod on an unknown node, an address used
+ *    twice, a waypoint that does not exist): they produce warnings naming the object, and the
+ *    object is left out or partly applied, never the whole config.
+ *
+ * Objects are converted in a fixed order (by kind, namespace, name), so the same set of objects
+ * always gives the same configuration, whatever order the files were read in.
+ */
+import { createHash } from 'node:crypto';
+import { loadAll, YAMLException } from 'js-yaml';
+import { canonicalIp } from '../model/ip.js';
+import { deepFreeze } from '../model/freeze.js';
+import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
+import { formatSpiffeId } from '../identity/spiffe.js';
+import { Problems, describe, field, isMapping, keyPath, list, mapping, port, string, stringMap } from './check.js';
+import { PolicySpecParser } from './policy-spec.js';
+import { RouteConverter } from './routes.js';
+import { WaypointPolicyConverter } from './waypoint-policy.js';
+import type { HttpRoute, VirtualService } from '../model/routes.js';
+import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkLabel } from './names.js';
+import type {
+  AuthorizationPolicy,
+  MeshConfig,
+  NodeInfo,
+  PeerAuthentication,
+  Service,
+  ServicePort,
+  WaypointPolicy,
+  WaypointRef,
+  Workload,
+} from '../model/types.js';
+
+// ---- the user-facing API (Istio ambient's labels) -------------------------------------------
+
+/** Namespace (or pod) label enrolling workloads: `ambient`; `none` on a pod opts it out. */
+export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
+/** Label on a namespace, Service or Pod naming the waypoint its traffic goes through. */
+export const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
+/** Label naming the namespace of that waypoint when it lives elsewhere. */
+export const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
+/** Label on a waypoint Gateway: which traffic it handles (`service`, `workload`, `all`, `none`). */
+export const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
+/** Label Gateway API implementations put on a gateway's pods; marks waypoint pods. */
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+/** `gatewayClassName` of waypoints. */
+export const WAYPOINT_CLASS = 'istio-waypoint';
+/** Istio's HBONE port on a waypoint. */
+const WAYPOINT_HBONE_PORT = 15008;
+/** Namespace of pods and services that name none, as in Kubernetes. */
+export const DEFAULT_NAMESPACE = 'default';
+/** DNS domain of service hostnames. */
+const CLUSTER_DNS_DOMAIN = 'cluster.local';
+
+/** The kinds the store accepts, with the apiVersions each may be written with. */
+export const SUPPORTED_KINDS = Object.freeze({
+  Namespace: { apiVersions: ['v1'], namespaced: false },
+  ServiceAccount: { apiVersions: ['v1'], namespaced: true },
+  Pod: { apiVersions: ['v1'], namespaced: true },
+  Service: { apiVersions: ['v1'], namespaced: true },
+  Deployment: { apiVersions: ['apps/v1'], namespaced: true },
+  AuthorizationPolicy: { apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1'], namespaced: true },
+  PeerAuthentication: { apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1'], namespaced: true },
+  Gateway: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
+  HTTPRoute: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
+  VirtualService: {
+    apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
+    namespaced: true,
+  },
+} as const);
+
+export type ManifestKind = keyof typeof SUPPORTED_KINDS;
+const KIND_NAMES = Object.keys(SUPPORTED_KINDS) as ManifestKind[];
+/** Conversion order: kinds others refer to come first (only matters for messages). */
+const KIND_ORDER = new Map<string, number>(KIND_NAMES.map((k, i) => [k, i]));
+
+// ---- objects and problems ----------------------------------------------------------------
+
+/** Which object: `Pod default/web`. Cluster-scoped kinds have no namespace. */
+export interface ObjectRef {
+  readonly kind: string;
+  readonly namespace?: string;
+  readonly name: string;
+}
+
+/** `Pod default/web`, `Namespace apps`. */
+export function formatRef(ref: ObjectRef): string {
+  return ref.namespace === undefined ? `${ref.kind} ${ref.name}` : `${ref.kind} ${ref.namespace}/${ref.name}`;
+}
+
+/** The store key of an object (kind, namespace, name). */
+export function refKey(ref: ObjectRef): string {
+  return `${ref.kind}/${ref.namespace ?? ''}/${ref.name}`;
+}
+
+/**
+ * - `error`: the object was rejected (not stored, or left out of the configuration);
+ * - `warning`: the object applies, but not entirely as written (the message says what was dropped);
+ * - `info`: nothing wrong, e.g. a pod not scheduled yet.
+ */
+export type Severity = 'error' | 'warning' | 'info';
+
+/** One problem with one object, naming the field (`spec.selector.app`; empty for the object itself). */
+export interface ObjectProblem {
+  /** `Pod default/web`, or `document 3` when the object could not even be identified. */
+  readonly object: string;
+  readonly field: string;
+  readonly message: string;
+  readonly severity: Severity;
+  /** Where the object came from: `apps.yaml#2` (file, document number from 1). */
+  readonly source?: string;
+}
+
+/** `apps.yaml#2: Pod default/web: spec.nodeName: ...`. */
+export function formatProblem(p: ObjectProblem): string {
+  const where = p.source ? `${p.source}: ` : '';
+  return `${where}${p.object}: ${p.field ? `${p.field}: ` : ''}${p.message}`;
+}
+
+interface Meta {
+  readonly name: string;
+  /** Undefined for cluster-scoped kinds. */
+  readonly namespace?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+}
+
+interface Base<K extends ManifestKind> {
+  readonly kind: K;
+  readonly apiVersion: string;
+  readonly meta: Meta;
+  /** Where it came from (`file#doc`). */
+  readonly source?: string;
+  /** The document as written (deeply frozen), for waypoints and debug output. */
+  readonly raw: Readonly<Record<string, unknown>>;
+  /** JSON text of `raw`: the store compares it to tell a real change from a re-read. */
+  readonly rawJson: string;
+}
+
+export interface NamespaceObject extends Base<'Namespace'> {}
+export interface ServiceAccountObject extends Base<'ServiceAccount'> {}
+
+export interface PodObject extends Base<'Pod'> {
+  readonly nodeName?: string;
+  readonly serviceAccount: string;
+  /** Canonical pod IPs from `status.podIPs` / `status.podIP` (the lab or the kubelet fills them). */
+  readonly ips: readonly string[];
+  readonly hostNetwork: boolean;
+  /** False when the status says the pod is not running or not ready. */
+  readonly healthy: boolean;
+  /** Named container ports, for Services whose targetPort is a name. */
+  readonly namedPorts: ReadonlyMap<string, number>;
+}
+
+export interface DeploymentObject extends Base<'Deployment'> {
+  readonly replicas: number;
+  readonly selector: Readonly<Record<string, string>>;
+  readonly templateLabels: Readonly<Record<string, string>>;
+}
+
+export interface ServiceSpecPort {
+  readonly port: number;
+  /** A number, or a container port name resolved per endpoint at conversion. */
+  readonly targetPort: number | string;
+  readonly name?: string;
+}
+
+export interface ServiceObject extends Base<'Service'> {
+  /** Undefined: no selector (endpoints managed by hand, which the mesh does not read). */
+  readonly selector?: Readonly<Record<string, string>>;
+  readonly ports: readonly ServiceSpecPort[];
+  /** Canonical cluster IPs; empty when headless or not assigned yet. */
+  readonly clusterIps: readonly string[];
+  readonly headless: boolean;
+}
+
+export interface AuthorizationPolicyObject extends Base<'AuthorizationPolicy'> {
+  /** The L4 policy ztunnel enforces; undefined when the policy targets waypoints (`targetRefs`). */
+  readonly policy?: AuthorizationPolicy;
+  /** The L7 policy waypoints enforce, when it attaches with `targetRefs`. */
+  readonly waypointPolicy?: WaypointPolicy;
+}
+
+export interface PeerAuthenticationObject extends Base<'PeerAuthentication'> {
+  readonly policy: PeerAuthentication;
+}
+
+export interface GatewayObject extends Base<'Gateway'> {
+  readonly gatewayClassName: string;
+  /** `istio.io/waypoint-for`; only meaningful for waypoints. */
+  readonly waypointFor: 'service' | 'workload' | 'all' | 'none';
+  /** The HBONE listener's port (waypoints), else undefined. */
+  readonly hbonePort?: number;
+  /** `status.addresses[*].value` that are IPs. */
+  readonly addresses: readonly string[];
+}
+
+export interface HTTPRouteObject extends Base<'HTTPRoute'> {
+  readonly route: HttpRoute;
+}
+export interface VirtualServiceObject extends Base<'VirtualService'> {
+  readonly virtualService: VirtualService;
+}
+
+export type ManifestObject =
+  | NamespaceObject
+  | ServiceAccountObject
+  | PodObject
+  | DeploymentObject
+  | ServiceObject
+  | AuthorizationPolicyObject
+  | PeerAuthenticationObject
+  | GatewayObject
+  | HTTPRouteObject
+  | VirtualServiceObject;
+
+/** The ref of a parsed object. */
+export function objectRef(o: ManifestObject): ObjectRef {
+  return o.meta.namespace === undefined
+    ? { kind: o.kind, name: o.meta.name }
+    : { kind: o.kind, namespace: o.meta.namespace, name: o.meta.name };
+}
+
+/** Problems that remember their path and message apart, so they can be reported per field. */
+class FieldProblems extends Problems {
+  readonly entries: { field: string; message: string }[] = [];
+  override add(path: string, message: string): void {
+    super.add(path, message);
+    this.entries.push({ field: path, message });
+  }
+}
+
+// ---- parsing ------------------------------------------------------------------------------
+
+/** Options of `parseManifests`. */
+export interface ManifestParseOptions {
+  /** Istio root namespace: scopes of policies (`istio-system` unless set). */
+  readonly rootNamespace?: string;
+}
+
+/** What `parseManifests` found: accepted objects and every problem (rejected objects included). */
+export interface ParsedManifests {
+  readonly objects: ManifestObject[];
+  readonly problems: ObjectProblem[];
+}
+
+/**
+ * Parses multi-document YAML (or JSON) manifests. `kind: List` documents are expanded. Each
+ * object is checked on its own; a rejected one is reported (severity `error`) and the others are
+ * returned. A YAML syntax error rejects the whole text (nothing of it is applied).
+ *
+ * @example
+ * const { objects, problems } = parseManifests(text, 'apps.yaml');
+ * for (const p of problems) console.error(formatProblem(p));
+ */
+export function parseManifests(text: string, source: string, opts: ManifestParseOptions = {}): ParsedManifests {
+  let docs: unknown[];
+  try {
+    docs = loadAll(text, { filename: source });
+  } catch (e) {
+    const where = e instanceof YAMLException && e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : '';
+    const why = e instanceof YAMLException ? e.reason : (e as Error).message;
+    return {
+      objects: [],
+      problems: [{ object: source, field: '', message: `yaml syntax error${where}: ${why}; nothing in this file was applied`, severity: 'error', source }],
+    };
+  }
+  const objects: ManifestObject[] = [];
+  const problems: ObjectProblem[] = [];
+  const rootNamespace = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  docs.forEach((doc, i) => {
+    if (doc === null || doc === undefined) return; // an empty document (e.g. a trailing ---)
+    const where = `${source}#${i + 1}`;
+    if (isMapping(doc) && doc.kind === 'List' && Array.isArray(doc.items)) {
+      doc.items.forEach((item, j) => collect(parseObject(item, `${where}.items[${j}]`, rootNamespace)));
+      return;
+    }
+    collect(parseObject(doc, where, rootNamespace));
+  });
+  function collect(r: { object?: ManifestObject; problems: ObjectProblem[] }): void {
+    if (r.object) objects.push(r.object);
+    problems.push(...r.problems);
+  }
+  return { objects, problems };
+}
+
+/**
+ * Parses one object (an already-loaded YAML/JSON document).
+ *
+ * @returns the object when accepted (possibly with warnings), and its problems.
+ */
+export function parseObject(
+  doc: unknown,
+  source: string,
+  rootNamespace: string = DEFAULT_ROOT_NAMESPACE,
+): { object?: ManifestObject; problems: ObjectProblem[] } {
+  const p = new FieldProblems();
+  const warnings: { field: string; message: string; severity: Severity }[] = [];
+  let label = `document ${source.split('#').pop() ?? source}`;
+  const finish = (object: ManifestObject | undefined) => {
+    const problems: ObjectProblem[] = p.entries.map((e) => ({ object: label, field: e.field, message: e.message, severity: 'error', source }));
+    for (const w of warnings) problems.push({ object: label, field: w.field, message: w.message, severity: w.severity, source });
+    return p.size > 0 || !object ? { problems } : { object, problems };
+  };
+  if (!isMapping(doc)) {
+    p.add('', `expected a Kubernetes object (a mapping with apiVersion, kind and metadata), got ${describe(doc)}`);
+    return finish(undefined);
+  }
+  const kind = field(p, '', doc, 'kind', (v, q) => string(p, q, v, 'a kind'), { required: true, expected: `one of ${KIND_NAMES.join(', ')}` });
+  const apiVersion = field(p, '', doc, 'apiVersion', (v, q) => string(p, q, v, 'an apiVersion'), { required: true, expected: 'e.g. v1' });
+  const metaMap = field(p, '', doc, 'metadata', (v, q) => (isMapping(v) ? v : (p.add(q, `expected a mapping, got ${describe(v)}`), undefined)), {
+    required: true,
+    expected: 'a mapping with at least a name',
+  });
+  const rawName = metaMap && typeof metaMap.name === 'string' ? metaMap.name : undefined;
+  const rawNs = metaMap && typeof metaMap.namespace === 'string' ? metaMap.namespace : undefined;
+  if (kind !== undefined && rawName !== undefined) {
+    label = formatRef({ kind, name: rawName, ...(kind !== 'Namespace' ? { namespace: rawNs ?? DEFAULT_NAMESPACE } : {}) });
+  }
+  if (kind === undefined || apiVersion === undefined || !metaMap) return finish(undefined);
+  if (!Object.hasOwn(SUPPORTED_KINDS, kind)) {
+    p.add('kind', `unknown kind ${JSON.stringify(kind)} (apiVersion ${apiVersion}); supported kinds: ${KIND_NAMES.join(', ')}`);
+    return finish(undefined);
+  }
+  const k = kind as ManifestKind;
+  const info = SUPPORTED_KINDS[k];
+  if (!(info.apiVersions as readonly string[]).includes(apiVersion)) {
+    p.add('apiVersion', `${JSON.stringify(apiVersion)} is not an apiVersion of ${k}; expected ${info.apiVersions.join(' or ')}`);
+  }
+  const meta = parseMeta(p, metaMap, k, info.namespaced);
+  if (!meta) return finish(undefined);
+  let raw: Readonly<Record<string, unknown>>;
+  let rawJson: string;
+  try {
+    rawJson = JSON.stringify(doc);
+    raw = deepFreeze(JSON.parse(rawJson) as Record<string, unknown>);
+  } catch (e) {
+    p.add('', `cannot be represented as JSON: ${(e as Error).message}`);
+    return finish(undefined);
+  }
+  const base = { apiVersion, meta, source, raw, rawJson };
+  const spec = (required: boolean): Record<string, unknown> | undefined => {
+    if (!Object.hasOwn(doc, 'spec') || doc.spec === null || doc.spec === undefined) {
+      if (required) p.add('spec', 'required field is missing');
+      return required ? undefined : {};
+    }
+    if (!isMapping(doc.spec)) {
+      p.add('spec', `expected a mapping, got ${describe(doc.spec)}`);
+      return undefined;
+    }
+    return doc.spec;
+  };
+  const status = isMapping(doc.status) ? doc.status : {};
+  const ns = meta.namespace as string;
+  const warn = (fieldPath: string, message: string, severity: Severity = 'warning') => warnings.push({ field: fieldPath, message, severity });
+  switch (k) {
+    case 'Namespace':
+      return finish({ kind: k, ...base });
+    case 'ServiceAccount':
+      return finish({ kind: k, ...base });
+    case 'Pod': {
+      const s = spec(true);
+      if (!s) return finish(undefined);
+      return finish(parsePod(p, base, s, status, warn));
+    }
+    case 'Deployment': {
+      const s = spec(true);
+      if (!s) return finish(undefined);
+      return finish(parseDeployment(p, base, s));
+    }
+    case 'Service': {
+      const s = spec(true);
+      if (!s) return finish(undefined);
+      return finish(parseService(p, base, s, warn));
+    }
+    case 'AuthorizationPolicy': {
+      const s = spec(false);
+      if (!s) return finish(undefined);
+      if (Object.hasOwn(s, 'targetRefs') || Object.hasOwn(s, 'targetRef')) {
+        // Enforced by waypoints (L7), never by ztunnel, as in Istio.
+        const waypointPolicy = new WaypointPolicyConverter(p, rootNamespace).policy(meta.name, ns, s, 'spec');
+        if (!waypointPolicy) return finish(undefined);
+        warn('spec.targetRefs', 'enforced by the waypoint it targets, not by ztunnel', 'info');
+        return finish({ kind: k, ...base, waypointPolicy });
+      }
+      const policy = new PolicySpecParser(p, rootNamespace).authorizationPolicy({ name: meta.name, namespace: ns }, s, 'spec');
+      if (!policy) return finish(undefined);
+      return finish({ kind: k, ...base, policy });
+    }
+    case 'PeerAuthentication': {
+      const s = spec(false);
+      if (!s) return finish(undefined);
+      const policy = new PolicySpecParser(p, rootNamespace).peerAuthentication({ name: meta.name, namespace: ns }, s, 'spec');
+      if (!policy) return finish(undefined);
+      return finish({ kind: k, ...base, policy });
+    }
+    case 'Gateway': {
+      const s = spec(true);
+      if (!s) return finish(undefined);
+      return finish(parseGateway(p, base, s, status));
+    }
+    case 'HTTPRoute': {
+      const s = spec(true);
+      const route = s && new RouteConverter(p).httpRoute(meta.name, ns, s, 'spec');
+      return finish(route ? { kind: k, ...base, route } : undefined);
+    }
+    case 'VirtualService': {
+      const s = spec(true);
+      const virtualService = s && new RouteConverter(p).virtualService(meta.name, ns, s, 'spec');
+      return finish(virtualService ? { kind: k, ...base, virtualService } : undefined);
+    }
+  }
+}
+
+function parseMeta(p: Problems, m: Record<string, unknown>, kind: ManifestKind, namespaced: boolean): Meta | undefined {
+  const before = p.size;
+  const nameRe = kind === 'Namespace' ? LABEL_RE : SUBDOMAIN_RE;
+  const nameExpected = kind === 'Namespace' ? NAMESPACE_EXPECTED : NAME_EXPECTED;
+  const name = field(p, 'metadata', m, 'name', (v, q) =>
+    string(p, q, v, nameExpected, (s) => (nameRe.test(s) ? undefined : `${JSON.stringify(s)} is not ${nameExpected}`)),
+  { required: true, expected: nameExpected });
+  let namespace: string | undefined;
+  if (namespaced) {
+    namespace =
+      field(p, 'metadata', m, 'namespace', (v, q) =>
+        string(p, q, v, NAMESPACE_EXPECTED, (s) => (LABEL_RE.test(s) ? undefined : `${JSON.stringify(s)} is not ${NAMESPACE_EXPECTED}`)),
+      ) ?? DEFAULT_NAMESPACE;
+  } else if (m.namespace !== undefined && m.namespace !== null) {
+    p.add('metadata.namespace', `${kind} is cluster-scoped; remove metadata.namespace`);
+  }
+  const labels = field(p, 'metadata', m, 'labels', (v, q) => stringMap(p, q, v, checkLabel)) ?? {};
+  const annotations = field(p, 'metadata', m, 'annotations', (v, q) => stringMap(p, q, v)) ?? {};
+  if (p.size > before || name === undefined) return undefined;
+  return { name, ...(namespace !== undefined ? { namespace } : {}), labels, annotations };
+}
+
+type BaseFields = Omit<Base<ManifestKind>, 'kind'>;
+type Warn = (field: string, message: string, severity?: Severity) => void;
+
+function oneIp(p: Problems, path: string, v: unknown): string | undefined {
+  const c = typeof v === 'string' && !v.includes('%') ? canonicalIp(v) : undefined;
+  if (c === undefined) p.add(path, `${describe(v)} is not an IPv4 or IPv6 address`);
+  return c;
+}
+
+function ipList(p: Problems, path: string, v: unknown): string[] | undefined {
+  return list(p, path, v, (x, q) => oneIp(p, q, x));
+}
+
+function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>, warn: Warn): PodObject | undefined {
+  const before = p.size;
+  const nodeName = field(p, 'spec', spec, 'nodeName', (v, q) => string(p, q, v, 'a node name'));
+  const serviceAccount =
+    field(p, 'spec', spec, 'serviceAccountName', (v, q) =>
+      string(p, q, v, 'a service account name', (s) => (SA_RE.test(s) ? undefined : `${JSON.stringify(s)} is not ${NAME_EXPECTED}`)),
+    ) ??
+    field(p, 'spec', spec, 'serviceAccount', (v, q) => string(p, q, v, 'a service account name')) ??
+    'default';
+  const hostNetwork = spec.hostNetwork === true;
+  const namedPorts = new Map<string, number>();
+  const containers = field(p, 'spec', spec, 'containers', (v, q) => list(p, q, v, (c) => c), {
+    required: true,
+    expected: 'a list of containers',
+  });
+  containers?.forEach((c, i) => {
+    if (!isMapping(c) || !Array.isArray(c.ports)) return;
+    c.ports.forEach((cp: unknown, j: number) => {
+      if (!isMapping(cp)) return;
+      const q = `spec.containers[${i}].ports[${j}]`;
+      const num = field(p, q, cp, 'containerPort', (v, r) => port(p, r, v), { required: true, expected: 'a port' });
+      if (typeof cp.name === 'string' && num !== undefined) namedPorts.set(cp.name, num);
+    });
+  });
+  // status.podIPs is authoritative (dual stack); podIP alone is what older writers fill.
+  let ips: string[] = [];
+  if (status.podIPs !== undefined && status.podIPs !== null) {
+    ips =
+      list(p, 'status.podIPs', status.podIPs, (x, q) => {
+        const m = mapping(p, q, x, ['ip'], 'a mapping {ip}');
+        return m ? field(p, q, m, 'ip', (v, r) => oneIp(p, r, v), { required: true, expected: 'an IP address' }) : undefined;
+      }) ?? [];
+  } else if (status.podIP !== undefined && status.podIP !== null) {
+    const ip = oneIp(p, 'status.podIP', status.podIP);
+    ips = ip === undefined ? [] : [ip];
+  }
+  if (typeof status.podIP === 'string' && ips.length > 0 && canonicalIp(status.podIP) !== ips[0]) {
+    p.add('status.podIP', `${JSON.stringify(status.podIP)} is not the first of status.podIPs (${ips[0]})`);
+  }
+  const phase = typeof status.phase === 'string' ? status.phase : undefined;
+  let healthy = phase === undefined || phase === 'Running';
+  if (Array.isArray(status.conditions)) {
+    for (const c of status.conditions) {
+      if (isMapping(c) && c.type === 'Ready' && c.status === 'False') healthy = false;
+    }
+  }
+  if (isMapping(base.raw.metadata) && base.raw.metadata.deletionTimestamp) healthy = false;
+  if (nodeName === undefined) warn('spec.nodeName', 'not scheduled yet: the pod joins the mesh once it has a node and an IP', 'info');
+  else if (ips.length === 0 && !hostNetwork) warn('status.podIPs', 'no IP yet: the pod joins the mesh once it has one', 'info');
+  if (p.size > before) return undefined;
+  return {
+    kind: 'Pod',
+    ...base,
+    ...(nodeName !== undefined ? { nodeName } : {}),
+    serviceAccount,
+    ips,
+    hostNetwork,
+    healthy,
+    namedPorts,
+  };
+}
+
+/** `{matchLabels}` of a Deployment; `matchExpressions` cannot be checked against the template here. */
+function parseLabelSelector(p: Problems, path: string, v: unknown): Record<string, string> | undefined {
+  const m = mapping(p, path, v, ['matchLabels', 'matchExpressions'], 'a label selector {matchLabels: {...}}');
+  if (!m) return undefined;
+  if (m.matchExpressions !== undefined) {
+    p.add(keyPath(path, 'matchExpressions'), 'is not supported by the mesh; use matchLabels');
+    return undefined;
+  }
+  const labels = field(p, path, m, 'matchLabels', (x, q) => stringMap(p, q, x, checkLabel), { required: true, expected: 'a map of labels' });
+  if (labels && Object.keys(labels).length === 0) {
+    p.add(keyPath(path, 'matchLabels'), 'must not be empty; an empty selector selects every pod of the namespace');
+    return undefined;
+  }
+  return labels;
+}
+
+function parseDeployment(p: Problems, base: BaseFields, spec: Record<string, unknown>): DeploymentObject | undefined {
+  const before = p.size;
+  const replicas =
+    field(p, 'spec', spec, 'replicas', (v, q) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+        p.add(q, `${describe(v)} is not a replica count; expected an integer from 0`);
+        return undefined;
+      }
+      return v;
+    }) ?? 1;
+  const selector = field(p, 'spec', spec, 'selector', (v, q) => parseLabelSelector(p, q, v), { required: true, expected: '{matchLabels: {...}}' });
+  const template = field(p, 'spec', spec, 'template', (v, q) => mapping(p, q, v, ['metadata', 'spec'], 'a pod template {metadata, spec}'), {
+    required: true,
+    expected: 'a pod template {metadata, spec}',
+  });
+  let templateLabels: Record<string, string> = {};
+  if (template) {
+    const tm = isMapping(template.metadata) ? template.metadata : {};
+    templateLabels = field(p, 'spec.template.metadata', tm, 'labels', (v, q) => stringMap(p, q, v, checkLabel)) ?? {};
+    if (!isMapping(template.spec)) p.add('spec.template.spec', `expected a pod spec, got ${describe(template.spec)}`);
+    else field(p, 'spec.template.spec', template.spec, 'containers', (v, q) => list(p, q, v, (c) => c, { nonEmpty: 'a pod needs a container' }), { required: true, expected: 'a list of containers' });
+  }
+  if (selector && !labelsMatch(selector, templateLabels)) {
+    p.add('spec.selector.matchLabels', `does not match spec.template.metadata.labels (${JSON.stringify(templateLabels)}); the deployment would own none of its pods`);
+  }
+  if (p.size > before || !selector) return undefined;
+  return { kind: 'Deployment', ...base, replicas, selector, templateLabels };
+}
+
+function parseService(p: Problems, base: BaseFields, spec: Record<string, unknown>, warn: Warn): ServiceObject | undefined {
+  const before = p.size;
+  const type = typeof spec.type === 'string' ? spec.type : 'ClusterIP';
+  if (type === 'ExternalName') {
+    p.add('spec.type', 'ExternalName services are not supported by the mesh');
+    return undefined;
+  }
+  if (!['ClusterIP', 'NodePort', 'LoadBalancer'].includes(type)) p.add('spec.type', `${JSON.stringify(type)} is not a service type; expected ClusterIP, NodePort or LoadBalancer`);
+  let selector: Record<string, string> | undefined;
+  if (spec.selector !== undefined && spec.selector !== null) {
+    selector = stringMap(p, 'spec.selector', spec.selector, checkLabel);
+    if (selector && Object.keys(selector).length === 0) selector = undefined;
+  }
+  if (!selector && p.size === before) {
+    warn('spec.selector', 'no selector: the mesh sees no endpoints for this service (hand-made Endpoints are not read)');
+  }
+  const portNames = new Set<string>();
+  const seenPorts = new Set<number>();
+  const ports =
+    field(p, 'spec', spec, 'ports', (v, q) =>
+      list(p, q, v, (x, xq) => {
+        const m = mapping(p, xq, x, ['name', 'port', 'targetPort', 'protocol', 'nodePort', 'appProtocol'], 'a service port {name, port, targetPort, protocol}');
+        if (!m) return undefined;
+        const b = p.size;
+        const num = field(p, xq, m, 'port', (y, r) => port(p, r, y), { required: true, expected: 'an integer from 1 to 65535' });
+        const protocol = m.protocol ?? 'TCP';
+        if (protocol !== 'TCP') {
+          warn(keyPath(xq, 'protocol'), `${describe(protocol)} ports are not carried by the mesh (TCP only); this port is left out`);
+          return undefined;
+        }
+        let targetPort: number | string | undefined = num;
+        if (m.targetPort !== undefined && m.targetPort !== null) {
+          targetPort =
+            typeof m.targetPort === 'string' && !/^\d+$/.test(m.targetPort)
+              ? string(p, keyPath(xq, 'targetPort'), m.targetPort, 'a port name', (s) => (/^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/.test(s) ? undefined : `${JSON.stringify(s)} is not a port number or a container port name`))
+              : port(p, keyPath(xq, 'targetPort'), m.targetPort, true);
+        }
+        const name = field(p, xq, m, 'name', (y, r) => string(p, r, y, 'a port name'));
+        if (name !== undefined) {
+          if (portNames.has(name)) p.add(keyPath(xq, 'name'), `duplicate port name ${JSON.stringify(name)}`);
+          portNames.add(name);
+        }
+        if (num !== undefined) {
+          if (seenPorts.has(num)) p.add(keyPath(xq, 'port'), `duplicate port ${num}`);
+          seenPorts.add(num);
+        }
+        if (p.size > b || num === undefined || targetPort === undefined) return undefined;
+        return { port: num, targetPort, ...(name !== undefined ? { name } : {}) };
+      }),
+    { required: true, expected: 'a list of ports' }) ?? [];
+  let headless = false;
+  let clusterIps: string[] = [];
+  const ipsField = spec.clusterIPs ?? (spec.clusterIP !== undefined && spec.clusterIP !== null && spec.clusterIP !== '' ? [spec.clusterIP] : undefined);
+  const ipsPath = spec.clusterIPs !== undefined ? 'spec.clusterIPs' : 'spec.clusterIP';
+  if (Array.isArray(ipsField) && ipsField[0] === 'None') headless = true;
+  else if (spec.clusterIPs !== undefined && spec.clusterIPs !== null) clusterIps = ipList(p, ipsPath, ipsField) ?? [];
+  else if (ipsField !== undefined) clusterIps = [oneIp(p, ipsPath, spec.clusterIP)].filter((x): x is string => x !== undefined);
+  if (headless) warn('spec.clusterIP', 'headless: the mesh carries traffic to its pods by pod IP, not through a service address', 'info');
+  else if (clusterIps.length === 0 && p.size === before) warn('spec.clusterIP', 'no cluster IP assigned yet: the service joins the mesh once it has one', 'info');
+  if (p.size > before) return undefined;
+  return { kind: 'Service', ...base, ...(selector ? { selector } : {}), ports, clusterIps, headless };
+}
+
+function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>): GatewayObject | undefined {
+  const before = p.size;
+  const gatewayClassName = field(p, 'spec', spec, 'gatewayClassName', (v, q) => string(p, q, v, 'a GatewayClass name'), {
+    required: true,
+    expected: `${WAYPOINT_CLASS} for a waypoint`,
+  });
+  const forLabel = base.meta.labels[WAYPOINT_FOR_LABEL] ?? 'service';
+  const waypointFor = (['service', 'workload', 'all', 'none'] as const).find((x) => x === forLabel);
+  if (!waypointFor) p.add(`metadata.labels["${WAYPOINT_FOR_LABEL}"]`, `${JSON.stringify(forLabel)} is not allowed; expected service, workload, all or none`);
+  let hbonePort: number | undefined;
+  if (gatewayClassName === WAYPOINT_CLASS) {
+    const listeners = Array.isArray(spec.listeners) ? spec.listeners : [];
+    const hbone = listeners.findIndex((l) => isMapping(l) && l.protocol === 'HBONE');
+    if (hbone === -1) {
+      p.add('spec.listeners', 'a waypoint needs the listener {name: mesh, port: 15008, protocol: HBONE}');
+    } else {
+      hbonePort = port(p, `spec.listeners[${hbone}].port`, (listeners[hbone] as Record<string, unknown>).port);
+    }
+  }
+  const addresses: string[] = [];
+  if (Array.isArray(status.addresses)) {
+    for (const a of status.addresses) {
+      const ip = isMapping(a) && typeof a.value === 'string' ? canonicalIp(a.value) : undefined;
+      if (ip) addresses.push(ip);
+    }
+  }
+  if (p.size > before || gatewayClassName === undefined || !waypointFor) return undefined;
+  return { kind: 'Gateway', ...base, gatewayClassName, waypointFor, ...(hbonePort !== undefined ? { hbonePort } : {}), addresses };
+}
+
+// ---- the store ----------------------------------------------------------------------------
+
+/** What a store change did. */
+export interface StoreChange {
+  /** Objects added or changed. */
+  readonly upserted: number;
+  readonly deleted: number;
+  /** Objects refused (duplicates); their problems are in `problems`. */
+  readonly problems: ObjectProblem[];
+}
+
+/**
+ * The set of accepted objects. `revision` increases on every real change; re-applying an
+ * identical object changes nothing. Listeners run synchronously after each change.
+ *
+ * @example
+ * const store = new ManifestStore();
+ * store.onChange(() => schedule(convert));
+ * store.apply(parseManifests(text, 'apps.yaml').objects);
+ */
+export class ManifestStore {
+  private readonly byKey = new Map<string, ManifestObject>();
+  private readonly listeners = new Set<() => void>();
+  #revision = 0;
+
+  get revision(): number {
+    return this.#revision;
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  objects(): IterableIterator<ManifestObject> {
+    return this.byKey.values();
+  }
+
+  get(ref: ObjectRef): ManifestObject | undefined {
+    return this.byKey.get(refKey(ref));
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Adds or replaces objects (as `kubectl apply` does). */
+  apply(objects: readonly ManifestObject[]): StoreChange {
+    let upserted = 0;
+    for (const o of objects) {
+      const key = refKey(objectRef(o));
+      const prev = this.byKey.get(key);
+      if (prev && prev.rawJson === o.rawJson && prev.kind === o.kind) continue;
+      this.byKey.set(key, o);
+      upserted++;
+    }
+    return this.changed(upserted, 0, []);
+  }
+
+  /** Removes objects (as `kubectl delete` does); unknown refs are ignored. */
+  delete(refs: readonly ObjectRef[]): StoreChange {
+    let deleted = 0;
+    for (const r of refs) if (this.byKey.delete(refKey(r))) deleted++;
+    return this.changed(0, deleted, []);
+  }
+
+  /**
+   * Makes the store hold exactly `objects` (a directory re-read). The same object twice (same
+   * kind, namespace and name, from two files) is an error for the second one; the first stays.
+   */
+  replaceAll(objects: readonly ManifestObject[]): StoreChange {
+    const next = new Map<string, ManifestObject>();
+    const problems: ObjectProblem[] = [];
+    for (const o of objects) {
+      const ref = objectRef(o);
+      const key = refKey(ref);
+      const first = next.get(key);
+      if (first) {
+        problems.push({
+          object: formatRef(ref),
+          field: 'metadata.name',
+          message: `defined twice; the definition in ${first.source ?? 'another document'} is used and this one ignored`,
+          severity: 'error',
+          ...(o.source !== undefined ? { source: o.source } : {}),
+        });
+        continue;
+      }
+      next.set(key, o);
+    }
+    let upserted = 0;
+    let deleted = 0;
+    for (const [key, o] of next) {
+      const prev = this.byKey.get(key);
+      if (!prev || prev.rawJson !== o.rawJson) upserted++;
+    }
+    for (const key of this.byKey.keys()) if (!next.has(key)) deleted++;
+    if (upserted > 0 || deleted > 0) {
+      this.byKey.clear();
+      for (const [k, o] of next) this.byKey.set(k, o);
+    }
+    return this.changed(upserted, deleted, problems);
+  }
+
+  private changed(upserted: number, deleted: number, problems: ObjectProblem[]): StoreChange {
+    if (upserted > 0 || deleted > 0) {
+      this.#revision++;
+      for (const l of this.listeners) l();
+    }
+    return { upserted, deleted, problems };
+  }
+}
+
+// ---- conversion ---------------------------------------------------------------------------
+
+/** Inputs of `convertManifests`. */
+export interface ConvertInputs {
+  readonly objects: Iterable<ManifestObject>;
+  /** The nodes of the cluster (the lab's or the cluster's node list). */
+  readonly nodes: readonly NodeInfo[];
+  readonly trustDomain: string;
+  readonly rootNamespace?: string;
+}
+
+/** The objects behind the waypoint kinds of the configuration (their specs travel as written). */
+export interface WaypointResources {
+  readonly gateways: readonly GatewayObject[];
+  readonly httpRoutes: readonly HTTPRouteObject[];
+  readonly virtualServices: readonly VirtualServiceObject[];
+  /** AuthorizationPolicies with targetRefs. */
+  readonly authorizationPolicies: readonly AuthorizationPolicyObject[];
+}
+
+/** The outcome of a conversion. */
+export interface ConvertResult {
+  /** Deeply frozen. */
+  readonly config: MeshConfig;
+  readonly waypoint: WaypointResources;
+  /** Cross-object problems (the parse problems of each object are reported when it is parsed). */
+  readonly problems: readonly ObjectProblem[];
+}
+
+function sortKey(o: ManifestObject): string {
+  return `${String(KIND_ORDER.get(o.kind)).padStart(2, '0')}/${o.meta.namespace ?? ''}/${o.meta.name}`;
+}
+
+/**
+ * Converts a set of accepted objects into the mesh configuration.
+ *
+ * - Every pod with a node from `nodes` and an IP is a workload (host-network pods are not). Its
+ *   protocol is HBONE when its namespace carries `istio.io/dataplane-mode=ambient` (or the pod
+ *   itself does) and the pod does not carry `istio.io/dataplane-mode=none`; else TCP (traffic to
+ *   it passes through unchanged).
+ * - Every Service with a cluster IP is a service; its endpoints are the workloads of its namespace
+ *   its selector matches; a named targetPort is resolved on those pods.
+ * - `istio.io/use-waypoint` on a pod, a service or their namespace attaches the waypoint Gateway
+ *   of that name (in the same namespace unless `istio.io/use-waypoint-namespace` says otherwise),
+ *   if its `istio.io/waypoint-for` covers the kind of traffic; `none` on a pod or service opts out.
+ * - AuthorizationPolicies (without targetRefs) and PeerAuthentications become L4 policies.
+ *
+ * @example
+ * const { config, problems } = convertManifests({ objects: store.objects(), nodes, trustDomain: 'cluster.local' });
+ */
+export function convertManifests(inputs: ConvertInputs): ConvertResult {
+  const problems: ObjectProblem[] = [];
+  const rootNamespace = inputs.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  const note = (o: ManifestObject, fieldPath: string, message: string, severity: Severity = 'warning') =>
+    problems.push({ object: formatRef(objectRef(o)), field: fieldPath, message, severity, ...(o.source !== undefined ? { source: o.source } : {}) });
+
+  const sorted = [...inputs.objects].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
+  const namespaces = new Map<string, NamespaceObject>();
+  const serviceAccounts = new Set<string>();
+  const pods: PodObject[] = [];
+  const services: ServiceObject[] = [];
+  const gateways = new Map<string, GatewayObject>();
+  const waypoint = { gateways: [] as GatewayObject[], httpRoutes: [] as HTTPRouteObject[], virtualServices: [] as VirtualServiceObject[], authorizationPolicies: [] as AuthorizationPolicyObject[] };
+  const authz: AuthorizationPolicy[] = [];
+  const peer: PeerAuthentication[] = [];
+  for (const o of sorted) {
+    switch (o.kind) {
+      case 'Namespace':
+        namespaces.set(o.meta.name, o);
+        break;
+      case 'ServiceAccount':
+        serviceAccounts.add(`${o.meta.namespace}/${o.meta.name}`);
+        break;
+      case 'Pod':
+        pods.push(o);
+        break;
+      case 'Service':
+        services.push(o);
+        break;
+      case 'Gateway':
+        gateways.set(`${o.meta.namespace}/${o.meta.name}`, o);
+        waypoint.gateways.push(o);
+        break;
+      case 'HTTPRoute':
+        waypoint.httpRoutes.push(o);
+        break;
+      case 'VirtualService':
+        waypoint.virtualServices.push(o);
+        break;
+      case 'AuthorizationPolicy':
+        if (o.policy) authz.push(o.policy);
+        if (o.waypointPolicy) waypoint.authorizationPolicies.push(o);
+        break;
+      case 'PeerAuthentication':
+        peer.push(o.policy);
+        break;
+      case 'Deployment':
+        break; // its pods are created by the lab (or the cluster) and arrive as Pod objects
+    }
+  }
+
+  const nodes = new Map<string, NodeInfo>();
+  for (const n of inputs.nodes) if (!nodes.has(n.name)) nodes.set(n.name, n);
+  const nsLabels = (ns: string): Readonly<Record<string, string>> => namespaces.get(ns)?.meta.labels ?? {};
+  const undeclared = new Set<string>();
+  const checkNamespace = (o: ManifestObject) => {
+    const ns = o.meta.namespace as string;
+    if (namespaces.has(ns) || ns === DEFAULT_NAMESPACE || ns === rootNamespace || undeclared.has(ns)) return;
+    undeclared.add(ns);
+    note(o, 'metadata.namespace', `namespace ${JSON.stringify(ns)} is not declared (no Namespace object); its pods are outside the mesh unless labelled themselves`);
+  };
+
+  // Waypoint lookup by the labels of a pod, a service, and their namespace.
+  const waypointAddress = new Map<string, WaypointRef | null>();
+  const serviceByName = new Map<string, ServiceObject>();
+  for (const s of services) serviceByName.set(`${s.meta.namespace}/${s.meta.name}`, s);
+  const resolveWaypoint = (
+    o: PodObject | ServiceObject,
+    forKind: 'service' | 'workload',
+  ): WaypointRef | undefined => {
+    const ns = o.meta.namespace as string;
+    const own = o.meta.labels[USE_WAYPOINT_LABEL];
+    if (own === 'none') return undefined;
+    // A waypoint's own pods and service never send their traffic through a waypoint.
+    if (o.meta.labels[GATEWAY_NAME_LABEL] !== undefined || (o.kind === 'Service' && gateways.get(`${ns}/${o.meta.name}`)?.gatewayClassName === WAYPOINT_CLASS)) return undefined;
+    const fromOwn = own !== undefined;
+    const name = own ?? nsLabels(ns)[USE_WAYPOINT_LABEL];
+    if (name === undefined || name === 'none') return undefined;
+    const wpNs = (fromOwn ? o.meta.labels[USE_WAYPOINT_NAMESPACE_LABEL] : nsLabels(ns)[USE_WAYPOINT_NAMESPACE_LABEL]) ?? ns;
+    const where = fromOwn ? `metadata.labels["${USE_WAYPOINT_LABEL}"]` : `namespace ${ns} label ${USE_WAYPOINT_LABEL}`;
+    const gw = gateways.get(`${wpNs}/${name}`);
+    if (!gw || gw.gatewayClassName !== WAYPOINT_CLASS) {
+      if (fromOwn || forKind === 'service' || o.kind === 'Pod') {
+        // Reported once per object that asks for it; namespace-wide asks are reported on each
+        // service (pods would repeat it for every replica).
+        if (fromOwn || o.kind === 'Service') note(o, fromOwn ? where : '', `waypoint ${wpNs}/${name} (${where}) is not a Gateway of class ${WAYPOINT_CLASS}; traffic goes direct`);
+      }
+      return undefined;
+    }
+    const covers = gw.waypointFor === 'all' || gw.waypointFor === forKind;
+    if (!covers) {
+      if (fromOwn) note(o, where, `waypoint ${wpNs}/${name} is for ${gw.waypointFor} traffic (${WAYPOINT_FOR_LABEL}), not ${forKind} traffic; traffic goes direct`);
+      return undefined;
+    }
+    const key = `${wpNs}/${name}`;
+    let ref = waypointAddress.get(key);
+    if (ref === undefined) {
+      const address = gw.addresses[0] ?? serviceByName.get(key)?.clusterIps[0];
+      ref = address === undefined ? null : { address, hbonePort: gw.hbonePort ?? WAYPOINT_HBONE_PORT };
+      waypointAddress.set(key, ref);
+    }
+    if (ref === null) {
+      note(o, fromOwn ? where : '', `waypoint ${key} has no address yet (no status.addresses and no Service ${key} with a cluster IP); traffic goes direct`);
+      return undefined;
+    }
+    return ref;
+  };
+
+  // Workloads.
+  const owners = new Map<string, string>(); // canonical IP → owner, for conflicts
+  const workloads: Workload[] = [];
+  const workloadByPod = new Map<PodObject, Workload>();
+  const podsByNamespace = new Map<string, PodObject[]>();
+  for (const pod of pods) {
+    const ns = pod.meta.namespace as string;
+    checkNamespace(pod);
+    if (pod.hostNetwork || pod.nodeName === undefined || pod.ips.length === 0) continue;
+    if (!nodes.has(pod.nodeName)) {
+      note(pod, 'spec.nodeName', `node ${JSON.stringify(pod.nodeName)} is not in the node list; the pod is left out until the node registers`);
+      continue;
+    }
+    const clash = pod.ips.find((ip) => owners.has(ip));
+    if (clash !== undefined) {
+      note(pod, 'status.podIPs', `address ${clash} is already used by ${owners.get(clash)}; the pod is left out`, 'error');
+      continue;
+    }
+    const ref = formatRef(objectRef(pod));
+    for (const ip of pod.ips) owners.set(ip, ref);
+    if (pod.serviceAccount !== 'default' && !serviceAccounts.has(`${ns}/${pod.serviceAccount}`)) {
+      note(pod, 'spec.serviceAccountName', `service account ${ns}/${pod.serviceAccount} is not declared; the identity is issued anyway`);
+    }
+    const podMode = pod.meta.labels[DATAPLANE_MODE_LABEL];
+    const ambient = podMode === 'none' ? false : podMode === 'ambient' || nsLabels(ns)[DATAPLANE_MODE_LABEL] === 'ambient';
+    const wp = ambient ? resolveWaypoint(pod, 'workload') : undefined;
+    const w: Workload = {
+      uid: `${ns}/${pod.meta.name}`,
+      name: pod.meta.name,
+      namespace: ns,
+      serviceAccount: pod.serviceAccount,
+      trustDomain: inputs.trustDomain,
+      node: pod.nodeName,
+      ips: pod.ips,
+      protocol: ambient ? 'HBONE' : 'TCP',
+      labels: pod.meta.labels,
+      healthy: pod.healthy,
+      ...(wp ? { waypoint: wp } : {}),
+    };
+    // The identity must be a valid SPIFFE ID; names were checked at parse time, so this only
+    // fails for a trust domain the caller got wrong.
+    formatSpiffeId({ trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
+    workloads.push(w);
+    workloadByPod.set(pod, w);
+    let list = podsByNamespace.get(ns);
+    if (!list) podsByNamespace.set(ns, (list = []));
+    list.push(pod);
+  }
+
+  // Services. Pods are indexed per namespace by one label pair so that a selector only looks at
+  // the pods carrying its first label.
+  const labelIndex = new Map<string, PodObject[]>();
+  for (const [ns, list] of podsByNamespace) {
+    for (const pod of list) {
+      for (const [k, v] of Object.entries(pod.meta.labels)) {
+        const key = `${ns}\u0000${k}\u0000${v}`;
+        let l = labelIndex.get(key);
+        if (!l) labelIndex.set(key, (l = []));
+        l.push(pod);
+      }
+    }
+  }
+  const meshServices: Service[] = [];
+  for (const svc of services) {
+    checkNamespace(svc);
+    const ns = svc.meta.namespace as string;
+    if (svc.clusterIps.length === 0 && !svc.headless) continue;
+    const clash = svc.clusterIps.find((ip) => owners.has(ip));
+    if (clash !== undefined) {
+      note(svc, 'spec.clusterIP', `address ${clash} is already used by ${owners.get(clash)}; the service is left out`, 'error');
+      continue;
+    }
+    const ref = formatRef(objectRef(svc));
+    for (const ip of svc.clusterIps) owners.set(ip, ref);
+    let selected: PodObject[] = [];
+    if (svc.selector) {
+      const entries = Object.entries(svc.selector);
+      const [k0, v0] = entries[0] as [string, string];
+      const candidates = labelIndex.get(`${ns}\u0000${k0}\u0000${v0}`) ?? [];
+      selected = entries.length === 1 ? candidates : candidates.filter((p) => labelsMatch(svc.selector as Record<string, string>, p.meta.labels));
+    }
+    const ports: ServicePort[] = [];
+    svc.ports.forEach((sp, i) => {
+      if (typeof sp.targetPort === 'number') {
+        ports.push({ port: sp.port, targetPort: sp.targetPort, ...(sp.name !== undefined ? { name: sp.name } : {}) });
+        return;
+      }
+      // A named target port: the pods' container port of that name. The model has one target
+      // port per service port, so pods that disagree are reported and the first one wins.
+      const found = new Set<number>();
+      for (const pod of selected) {
+        const n = pod.namedPorts.get(sp.targetPort);
+        if (n !== undefined) found.add(n);
+      }
+      const [first, ...others] = [...found];
+      if (first === undefined) {
+        if (selected.length > 0) note(svc, `spec.ports[${i}].targetPort`, `no selected pod has a container port named ${JSON.stringify(sp.targetPort)}; this port is left out`);
+        return;
+      }
+      if (others.length > 0) note(svc, `spec.ports[${i}].targetPort`, `pods disagree on the port named ${JSON.stringify(sp.targetPort)} (${[...found].join(', ')}); using ${first}`);
+      ports.push({ port: sp.port, targetPort: first, ...(sp.name !== undefined ? { name: sp.name } : {}) });
+    });
+    const wp = resolveWaypoint(svc, 'service');
+    meshServices.push({
+      name: svc.meta.name,
+      namespace: ns,
+      hostname: `${svc.meta.name}.${ns}.svc.${CLUSTER_DNS_DOMAIN}`,
+      vips: svc.clusterIps,
+      ports,
+      endpoints: selected.map((p) => (workloadByPod.get(p) as Workload).uid),
+      subjectAltNames: [],
+      ...(wp ? { waypoint: wp } : {}),
+    });
+  }
+
+  for (const o of sorted) if (o.kind === 'AuthorizationPolicy' || o.kind === 'PeerAuthentication') checkNamespace(o);
+
+  const waypointPolicies = waypoint.authorizationPolicies.map((o) => o.waypointPolicy as WaypointPolicy);
+  const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
+  const virtualServices = waypoint.virtualServices.map((o) => o.virtualService);
+  const config: MeshConfig = {
+    rootNamespace,
+    nodes: [...nodes.values()],
+    workloads,
+    services: meshServices,
+    authorizationPolicies: authz,
+    peerAuthentications: peer,
+    // Only when present, as the file source does.
+    ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
+    ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
+    ...(virtualServices.length > 0 ? { virtualServices } : {}),
+  };
+  return { config: deepFreeze(config), waypoint: Object.freeze(waypoint), problems };
+}
+
+// ---- helpers for the lab ------------------------------------------------------------------
+
+/**
+ * The pods a Deployment asks for, as Pod documents without node or IP (the lab schedules them
+ * and fills `spec.nodeName` and `status.podIPs`). Names are `<deployment>-<template hash>-<i>`,
+ * so a changed template gives new pod names, as a rollout does.
+ */
+export function podsForDeployment(d: DeploymentObject): Record<string, unknown>[] {
+  const spec = d.raw.spec as Record<string, unknown>;
+  const template = spec.template as Record<string, unknown>;
+  const hash = createHash('sha256').update(JSON.stringify(template)).digest('hex').slice(0, 8);
+  const tmeta = isMapping(template.metadata) ? template.metadata : {};
+  return Array.from({ length: d.replicas }, (_, i) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      ...tmeta,
+      name: `${d.meta.name}-${hash}-${i}`,
+      namespace: d.meta.namespace,
+      labels: { ...d.templateLabels },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.meta.name }],
+    },
+    spec: JSON.parse(JSON.stringify(template.spec)) as unknown,
+  }));
+}
