@@ -23,6 +23,9 @@ import type { UpstreamPool } from './upstream.js';
 /** Port name prefixes (Istio's protocol selection) that mean "not HTTP": passed through as TCP. */
 export const TCP_PORT_PREFIXES = ['tcp', 'tls', 'https', 'mongo', 'mysql', 'redis', 'postgres'];
 
+/** How long a tunnel the waypoint has ended may stay half-open before it is closed. */
+export const HALF_CLOSED_GRACE_MS = 1000;
+
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const HTTP1_METHOD_RE = /^[A-Z]{3,10} /;
 
@@ -120,6 +123,9 @@ export class Inbound {
       force: () => stream.destroy(),
     });
     stream.once('close', untrack);
+    // Once the waypoint has closed its side (after `connection: close`, or a 400), the client has
+    // nothing more to say that would be read: close the tunnel if it does not, so none leaks.
+    stream.once('finish', () => setTimeout(() => stream.destroy(), HALF_CLOSED_GRACE_MS).unref());
     this.#in.downstream.serve(stream, st, version);
   }
 

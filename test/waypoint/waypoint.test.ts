@@ -1,13 +1,24 @@
 import t from 'tap';
 import type http from 'node:http';
-import { closeServer } from '../helpers/net.js';
+import { closeServer, readAll, socks5Connect } from '../helpers/net.js';
 import { backend, meshAgent, request, startWaypointMesh, WAYPOINT_ID } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.7.2 = ztunnel node-a, .3 = node-b, .10 = client,
 // .21/.22/.23 = backends, .30 = the waypoint, .100-.106 = service VIPs.
 const base = '127.0.7';
 const CLIENT = `${base}.10`;
-const VIP = { echo: `${base}.100`, v1: `${base}.101`, v2: `${base}.102`, flaky: `${base}.103`, faults: `${base}.104`, plain: `${base}.105`, nr: `${base}.106` };
+const VIP = {
+  echo: `${base}.100`,
+  v1: `${base}.101`,
+  v2: `${base}.102`,
+  flaky: `${base}.103`,
+  faults: `${base}.104`,
+  plain: `${base}.105`,
+  nr: `${base}.106`,
+  broken: `${base}.107`,
+  empty: `${base}.108`,
+  down: `${base}.109`,
+};
 const WAYPOINT = { address: `${base}.30` };
 const port80 = [{ port: 80, targetPort: 8080, name: 'http' }];
 
@@ -24,6 +35,10 @@ const services = [
   { name: 'faults', namespace: 'default', vips: [VIP.faults], ports: port80, selector: { app: 'echo', version: 'v1' }, waypoint: WAYPOINT },
   { name: 'plain', namespace: 'default', vips: [VIP.plain], ports: port80, selector: { app: 'echo', version: 'v1' } },
   { name: 'nr', namespace: 'default', vips: [VIP.nr], ports: port80, selector: { app: 'echo', version: 'v1' }, waypoint: WAYPOINT },
+  // Bad input: routes to nowhere, no endpoints, an endpoint that refuses connections.
+  { name: 'broken', namespace: 'default', vips: [VIP.broken], ports: port80, selector: { app: 'echo', version: 'v1' }, waypoint: WAYPOINT },
+  { name: 'empty', namespace: 'default', vips: [VIP.empty], ports: port80, selector: { app: 'nobody' }, waypoint: WAYPOINT },
+  { name: 'down', namespace: 'default', vips: [VIP.down], ports: [{ port: 80, targetPort: 8099 }], selector: { app: 'echo', version: 'v1' }, waypoint: WAYPOINT },
 ];
 const to = (host: string) => [{ destination: { host } }];
 const config = {
@@ -42,6 +57,29 @@ const config = {
               { name: 'echo-v1', port: 80, weight: 90 },
               { name: 'echo-v2', port: 80, weight: 10 },
             ],
+          },
+        ],
+      },
+    },
+    {
+      name: 'broken',
+      namespace: 'default',
+      spec: {
+        parentRefs: [{ kind: 'Service', name: 'broken' }],
+        rules: [
+          { matches: [{ path: { type: 'PathPrefix', value: '/missing' } }], backendRefs: [{ name: 'does-not-exist', port: 80 }] },
+          { matches: [{ path: { type: 'PathPrefix', value: '/zero' } }], backendRefs: [{ name: 'echo-v1', port: 80, weight: 0 }] },
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+            filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, statusCode: 301 } }],
+          },
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+            filters: [
+              { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v2' } } },
+              { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-rewritten', value: 'yes' }], remove: ['x-secret'] } },
+            ],
+            backendRefs: [{ name: 'echo-v1', port: 80 }],
           },
         ],
       },
@@ -235,4 +273,58 @@ t.test('/config_dump shows route status', async (t) => {
   const dump = wm.waypoint.configDump() as { routeStatus: Array<{ name: string; conditions: Array<{ type: string; status: string }> }> };
   const split = dump.routeStatus.find((r) => r.name === 'echo-split');
   t.same(split?.conditions.map((c) => `${c.type}=${c.status}`), ['Accepted=True', 'ResolvedRefs=True']);
+});
+
+t.test('redirects, rewrites and header modifiers', async (t) => {
+  const r = await request(agent, `http://${VIP.broken}/old/page?q=1`);
+  t.equal(r.status, 301);
+  t.equal(r.headers['location'], `http://${VIP.broken}/new/page?q=1`);
+  const rw = await request(agent, `http://${VIP.broken}/api/users?x=1`, { headers: { 'x-secret': 's' } });
+  const seen = JSON.parse(rw.body) as { url: string; headers: Record<string, string> };
+  t.equal(seen.url, '/v2/users?x=1', 'ReplacePrefixMatch');
+  t.equal(seen.headers['x-rewritten'], 'yes');
+  t.equal(seen.headers['x-secret'], undefined);
+});
+
+t.test('bad routes and backends get clear statuses, never a crash', async (t) => {
+  const missing = await request(agent, `http://${VIP.broken}/missing`);
+  t.equal(missing.status, 500, 'a backend that does not exist: 500');
+  const zero = await request(agent, `http://${VIP.broken}/zero`);
+  t.equal(zero.status, 500, 'weights that sum to zero: 500');
+  const empty = await request(agent, `http://${VIP.empty}/`);
+  t.equal(empty.status, 503, 'no endpoint: 503');
+  t.equal(empty.body, 'no healthy upstream');
+  const down = await request(agent, `http://${VIP.down}/`);
+  t.equal(down.status, 503, 'endpoint refuses: 503');
+  t.ok((await waypointCount({ response_flags: 'UH' })) >= 1, 'UH counted');
+  t.ok((await waypointCount({ response_flags: 'URX,UF' })) >= 1, 'a refused endpoint is retried (Istio default), then URX,UF');
+  const dump = wm.waypoint.configDump() as { routeStatus: Array<{ name: string; conditions: Array<{ type: string; status: string; message?: string }> }> };
+  const st = dump.routeStatus.find((x) => x.name === 'broken')?.conditions.find((c) => c.type === 'ResolvedRefs');
+  t.equal(st?.status, 'False');
+  t.match(st?.message, /does-not-exist not found.*weight 0/);
+});
+
+async function raw(bytes: string): Promise<string> {
+  const { reply, socket } = await socks5Connect({ proxy: { host: wm.mesh.addr.a, port: 15080 }, localAddress: CLIENT, host: VIP.echo, port: 80 });
+  if (reply !== 0) throw new Error(`socks5 reply ${reply}`);
+  socket.write(bytes);
+  const timer = setTimeout(() => socket.destroy(), 3000);
+  const out = (await readAll(socket)).toString();
+  clearTimeout(timer);
+  socket.destroy();
+  return out;
+}
+
+t.test('malformed HTTP gets 400/431 and the tunnel is closed', async (t) => {
+  agent.destroy();
+  await new Promise((r) => setTimeout(r, 1500));
+  const before = wm.waypoint.openStreams;
+  t.match(await raw('GET / HXXP/1.1\r\n\r\n'), /^HTTP\/1\.1 400/, 'bad request line');
+  t.match(await raw('GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nxx'), /^HTTP\/1\.1 400/, 'conflicting Content-Length');
+  t.match(await raw(`GET / HTTP/1.1\r\nhost: a\r\nx-big: ${'a'.repeat(70 * 1024)}\r\n\r\n`), /^HTTP\/1\.1 431/, 'oversized headers');
+  const ok = await raw('GET /fine HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+  t.match(ok, /^HTTP\/1\.1 200/, 'a well-formed request on a new tunnel still works');
+  const deadline = Date.now() + 3000;
+  while (wm.waypoint.openStreams > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.equal(wm.waypoint.openStreams, before, 'no tunnel leaked');
 });
