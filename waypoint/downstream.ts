@@ -37,7 +37,7 @@ export class Downstream {
   readonly #bySession = new WeakMap<http2.Http2Session, StreamState>();
   #pending: StreamState | undefined;
 
-  constructor(handler: Handler) {
+  constructor(handler: Handler, upgrade?: (info: StreamInfo, req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) {
     this.#handler = handler;
     this.http1 = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAlive: true }, (req, res) => this.#onRequest(req, res, '1.1'));
     // Requests may take as long as their routes allow; the timeouts are the routes' to set.
@@ -49,6 +49,16 @@ export class Downstream {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
       if ((socket as { writable?: boolean }).writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       else socket.destroy();
+    });
+    this.http1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const st = this.#byStream.get(socket);
+      if (!st || !upgrade) {
+        socket.end('HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        return;
+      }
+      // An upgraded tunnel is busy until it closes: drain must not cut it as idle.
+      st.inFlight++;
+      upgrade(st.info, req, socket, head);
     });
     this.http2 = http2.createServer({ maxSessionMemory: 64, settings: { enablePush: false } });
     this.http2.on('session', (session) => {

@@ -17,6 +17,7 @@ import { Inbound } from './inbound.js';
 import { UpstreamPool } from './upstream.js';
 import { buildPipeline } from './pipeline.js';
 import { routeStatuses } from './routes.js';
+import { handleUpgrade } from './upgrade.js';
 import type { GatewayRef } from './authz.js';
 
 /** Label Gateway API puts on a Gateway's pods: names the waypoint's Gateway. */
@@ -142,7 +143,8 @@ export class Waypoint {
       logger: logger.child({ scope: 'access' }),
       ...(inputs.random ? { random: inputs.random } : {}),
     });
-    const downstream = new Downstream(handler);
+    const upgradeInputs = { pool, gateway, logger: logger.child({ scope: 'access' }) };
+    const downstream = new Downstream(handler, (info, req, socket, head) => void handleUpgrade(upgradeInputs, info, req, socket, head));
     const inbound = new Inbound({
       state: () => stateRef.current,
       gateway,

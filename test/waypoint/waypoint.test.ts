@@ -1,5 +1,7 @@
 import t from 'tap';
 import type http from 'node:http';
+import { request as httpRequest } from 'node:http';
+import { once } from 'node:events';
 import { closeServer, readAll, socks5Connect } from '../helpers/net.js';
 import { backend, meshAgent, request, startWaypointMesh, WAYPOINT_ID } from './fixture.js';
 
@@ -136,6 +138,14 @@ const flaky = await backend(`${base}.23`, 8080, 'flaky', (_req, res, n) => {
   }
   return false;
 });
+// Upgrade: answers 101 and echoes the bytes that follow.
+for (const b of [v1, v2]) {
+  b.server.on('upgrade', (req: http.IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${req.headers.upgrade}\r\nconnection: Upgrade\r\nx-backend: ${req === undefined ? '' : b === v1 ? 'echo-v1' : 'echo-v2'}\r\n\r\n`);
+    if (head.length > 0) socket.write(head);
+    socket.pipe(socket);
+  });
+}
 const wm = await startWaypointMesh({ dir: t.testdir(), base, workloads, config });
 const agent = meshAgent({ host: wm.mesh.addr.a, port: 15080 }, CLIENT);
 t.teardown(async () => {
@@ -314,6 +324,22 @@ async function raw(bytes: string): Promise<string> {
   socket.destroy();
   return out;
 }
+
+t.test('HTTP/1.1 Upgrade (WebSocket-style) passes through, routed and authorized', async (t) => {
+  const up = await new Promise<{ res: http.IncomingMessage; socket: import('node:net').Socket }>((resolve, reject) => {
+    const req = httpRequest(`http://${VIP.echo}/ws`, { agent, headers: { connection: 'Upgrade', upgrade: 'echo', 'x-version': 'v2' } });
+    req.on('upgrade', (res, socket) => resolve({ res, socket }));
+    req.on('response', (res) => reject(new Error(`got ${res.statusCode} instead of an upgrade`)));
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(up.res.statusCode, 101);
+  t.equal(up.res.headers['x-backend'], 'echo-v2', 'the header match chose the backend');
+  up.socket.write('ping over the upgraded tunnel');
+  const [d] = (await once(up.socket, 'data')) as [Buffer];
+  t.equal(d.toString(), 'ping over the upgraded tunnel');
+  up.socket.destroy();
+});
 
 t.test('malformed HTTP gets 400/431 and the tunnel is closed', async (t) => {
   agent.destroy();

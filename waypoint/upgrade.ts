@@ -1,0 +1,88 @@
+/**
+ * HTTP/1.1 `Upgrade` (WebSocket and friends): policy and route selection as for any request,
+ * then the request head goes to one endpoint of the chosen backend and the two byte streams are
+ * spliced; the backend's `101` and everything after pass through untouched. Retries, timeouts
+ * and faults do not apply to an upgraded connection (Envoy does the same).
+ */
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { firstMatch, pickWeighted } from '../core/model/routes.js';
+import { splice } from '../core/net/splice.js';
+import type { Logger } from '../core/telemetry/log.js';
+import type { StreamInfo } from './context.js';
+import { authorizeRequest, policiesFor, type GatewayRef } from './authz.js';
+import { routeTable } from './routes.js';
+import type { Endpoint, UpstreamPool } from './upstream.js';
+
+export interface UpgradeInputs {
+  readonly pool: UpstreamPool;
+  readonly gateway: () => GatewayRef;
+  readonly logger: Logger;
+}
+
+function reply(socket: Duplex, status: string, body: string): void {
+  socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
+/** The endpoint an upgrade request goes to, or a reply explaining why none. */
+function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool): Endpoint | [string, string] {
+  const state = info.state;
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const m = firstMatch(routeTable(state, info.dstService, info.dstPort).ordered, {
+    method: req.method ?? 'GET',
+    path: q === -1 ? url : url.slice(0, q),
+    headers: req.headers,
+    query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
+  });
+  if (!m) return ['404 Not Found', 'no route'];
+  if (m.rule.backends.length === 0) {
+    const w = info.dstWorkload;
+    return w ? { workload: w, ip: info.dstIp, port: info.dstPort } : ['500 Internal Server Error', 'no backend for this route'];
+  }
+  const i = pickWeighted(m.rule.backends.map((b) => b.weight));
+  const ref = m.rule.backends[i];
+  if (!ref) return ['500 Internal Server Error', 'no backend for this route'];
+  const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
+  const sp = service ? state.servicePort(service, ref.port ?? info.dstPort) : undefined;
+  if (!service || !sp) return ['500 Internal Server Error', 'backend not found'];
+  const w = pool.pick(state, service);
+  if (!w) return ['503 Service Unavailable', 'no healthy upstream'];
+  return { workload: w, ip: w.ips[0]!, port: sp.targetPort, service };
+}
+
+/** Handles one `upgrade` event of the HTTP/1.1 server. */
+export async function handleUpgrade(inputs: UpgradeInputs, info: StreamInfo, req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const log = inputs.logger;
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const d = authorizeRequest(policiesFor(info.state, inputs.gateway(), info.dstService), {
+    sourcePrincipal: info.srcIdentity,
+    sourceIp: info.srcIp,
+    destinationIp: info.dstIp,
+    destinationPort: info.dstPort,
+    http: { host: req.headers.host ?? info.authority, method: req.method ?? 'GET', path: q === -1 ? url : url.slice(0, q), headers: req.headers },
+  });
+  if (!d.allowed) return reply(socket, '403 Forbidden', 'RBAC: access denied');
+  const ep = choose(info, req, inputs.pool);
+  if (Array.isArray(ep)) return reply(socket, ep[0], ep[1]);
+  let up: Duplex;
+  try {
+    up = await inputs.pool.open(info.state, ep);
+  } catch (err) {
+    log.warn({ authority: info.authority, error: (err as Error).message }, 'upgrade: upstream connect failed');
+    return reply(socket, '503 Service Unavailable', 'upstream connect error or disconnect/reset before headers. reset reason: connection failure');
+  }
+  let headText = `${req.method} ${url} HTTP/1.1\r\n`;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) headText += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+  headText += `x-forwarded-for: ${info.srcIp}\r\n\r\n`;
+  up.write(Buffer.from(headText, 'latin1'));
+  if (head.length > 0) up.write(head);
+  const start = Date.now();
+  splice(socket, up, (err) => {
+    log.info(
+      { method: req.method, path: url, upgrade: req.headers.upgrade, src: info.srcIdentity, upstream: `${ep.ip}:${ep.port}`, duration_ms: Date.now() - start, ...(err ? { error: err.message } : {}) },
+      'upgraded connection complete',
+    );
+  });
+}
