@@ -36,7 +36,18 @@ const config = {
     { name: 'web', namespace: 'default', vips: [VIP.proc], ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web' }, waypoint: { address: `${base}.31` } },
   ],
   virtualServices: [
-    { name: 'web', namespace: 'default', spec: { hosts: ['web'], http: [{ match: [{ uri: { exact: '/teapot' } }], fault: { abort: { httpStatus: 418, percentage: { value: 100 } } }, route: [{ destination: { host: 'web' } }] }, { route: [{ destination: { host: 'web' } }] }] } },
+    {
+      name: 'web',
+      namespace: 'default',
+      spec: {
+        hosts: ['web'],
+        http: [
+          { match: [{ uri: { exact: '/teapot' } }], fault: { abort: { httpStatus: 418, percentage: { value: 100 } } }, route: [{ destination: { host: 'web' } }] },
+          { match: [{ uri: { exact: '/slow' } }], fault: { delay: { fixedDelay: '500ms', percentage: { value: 100 } } }, route: [{ destination: { host: 'web' } }] },
+          { route: [{ destination: { host: 'web' } }] },
+        ],
+      },
+    },
   ],
 };
 
@@ -171,8 +182,14 @@ t.test('the waypoint runs as its own process from dist/ and drains on SIGTERM', 
   t.match(metrics, /istio_requests_total\{[^}]*reporter="waypoint"[^}]*response_code="418"[^}]*response_flags="FI"/);
   const lines = out.split('\n').filter((l) => l.includes('"request complete"'));
   t.equal(lines.length, 2, 'one access-log line per request');
+  t.match(out, /"msg":"waypoint ready"/);
   t.match(JSON.parse(lines[1]!), { method: 'GET', path: '/teapot', status: 418, response_flags: 'FI', src: { identity: 'spiffe://cluster.local/ns/default/sa/client' } });
+  // A request in flight when SIGTERM arrives still completes.
+  const slow = request(agent, `http://${VIP.proc}/slow`);
+  await new Promise((r) => setTimeout(r, 150));
   child.kill('SIGTERM');
+  const finished = await slow;
+  t.equal(finished.status, 200, 'the in-flight request finished during the drain');
   const [code] = (await exited) as [number | null];
   t.equal(code, 0, 'SIGTERM drains and exits 0');
   t.match(out, /waypoint stopped/);
