@@ -4,12 +4,18 @@
  * docs/waypoint.md), services, routes and policies from the config file, its certificate from the in-process CA.
  */
 import { loadConfig } from './config.js';
+import { pino } from 'pino';
 import { createLogger } from '../core/telemetry/log.js';
 import { MeshError } from '../core/errors.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { LocalCaClient, SecretManager } from '../core/identity/secret-manager.js';
 import { FileConfigSource } from '../core/config/file-source.js';
 import { Waypoint } from './waypoint.js';
+
+/** Log bytes gathered before a write; a burst of requests costs one write(2) per this much. */
+const ACCESS_LOG_BUFFER_BYTES = 8 * 1024;
+/** A quiet waypoint still writes its last lines within this long. */
+const ACCESS_LOG_FLUSH_MS = 250;
 
 async function main(): Promise<void> {
   let config;
@@ -19,7 +25,19 @@ async function main(): Promise<void> {
     process.stderr.write(`waypoint: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const logger = createLogger({ component: 'waypoint', level: config.logLevel });
+  // One access-log line per request: written in batches (at most ACCESS_LOG_FLUSH_MS late), not
+  // one write(2) per line, which cost the waypoint ~7% of its CPU under load. Flushed on exit.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: ACCESS_LOG_BUFFER_BYTES });
+  setInterval(() => destination.flush(), ACCESS_LOG_FLUSH_MS).unref();
+  const exit = (code: number): never => {
+    try {
+      destination.flushSync();
+    } catch {
+      // Nothing left to do with a log line that cannot be written.
+    }
+    process.exit(code);
+  };
+  const logger = createLogger({ component: 'waypoint', level: config.logLevel, destination: destination as unknown as NodeJS.WritableStream });
   try {
     const ca = await CertificateAuthority.load(config.caRootCertFile, config.caRootKeyFile, config.trustDomain, {
       ttlSeconds: config.certTtlSeconds,
@@ -38,19 +56,19 @@ async function main(): Promise<void> {
       logger.info({ signal }, 'shutdown requested');
       wp.shutdown().catch((err: Error) => {
         logger.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exit(1);
       });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
     // Signals and /quitquitquit drain through the same path.
     await wp.stopped;
-    process.exit(0);
+    exit(0);
   } catch (err) {
     const e = err as MeshError & NodeJS.ErrnoException;
     logger.fatal({ code: e.code, err: e }, `waypoint failed to start: ${e.message}`);
     process.exitCode = 1;
-    setImmediate(() => process.exit(1));
+    setImmediate(() => exit(1));
   }
 }
 

@@ -180,7 +180,10 @@ t.test('the waypoint runs as its own process from dist/ and drains on SIGTERM', 
   t.equal(teapot.status, 418, 'its VirtualService fault applies');
   const metrics = await (await fetch(`http://${base}.31:15020/metrics`)).text();
   t.match(metrics, /istio_requests_total\{[^}]*reporter="waypoint"[^}]*response_code="418"[^}]*response_flags="FI"/);
-  const lines = out.split('\n').filter((l) => l.includes('"request complete"'));
+  // Access-log lines are written in batches (at most 250 ms late).
+  const accessLines = () => out.split('\n').filter((l) => l.includes('"request complete"'));
+  for (let i = 0; i < 100 && accessLines().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  const lines = accessLines();
   t.equal(lines.length, 2, 'one access-log line per request');
   t.match(out, /"msg":"waypoint ready"/);
   t.match(JSON.parse(lines[1]!), { method: 'GET', path: '/teapot', status: 418, response_flags: 'FI', src: { identity: 'spiffe://cluster.local/ns/default/sa/client' } });
