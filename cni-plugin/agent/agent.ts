@@ -1,0 +1,119 @@
+/**
+ * The node agent: loads the programs, keeps the node's pods enrolled as the desired state says,
+ * and serves the CNI plugin. Stopping it leaves every pod as it is: a restarted agent picks up
+ * from its state file and the kernel, without detaching anything that should stay.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../../core/telemetry/log.js';
+import type { CgroupResolver } from './cgroup.js';
+import type { AgentConfig } from './config.js';
+import type { DesiredStateSource } from './desired-state.js';
+import type { Redirector, RedirectConfig } from './redirector.js';
+import { Reconciler } from './reconciler.js';
+import { apiHandler, listenTcp, listenUnix } from './server.js';
+import { StateStore } from './store.js';
+
+export interface AgentInputs {
+  readonly config: AgentConfig;
+  readonly logger: Logger;
+  readonly redirector: Redirector;
+  readonly desiredSource: DesiredStateSource;
+  readonly resolver: CgroupResolver;
+  /** The host's cgroup v2 root (resolved by main.ts when CGROUP_ROOT is unset). */
+  readonly cgroupRoot: string;
+  /** The node's addresses, never redirected (resolved by main.ts when NODE_IPS is unset). */
+  readonly nodeIps: readonly string[];
+  /** The agent's own cgroup: never enrolled. */
+  readonly ownCgroup?: string;
+}
+
+export class NodeAgent {
+  readonly reconciler: Reconciler;
+  private readonly servers: http.Server[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    private readonly inputs: AgentInputs,
+    reconciler: Reconciler,
+  ) {
+    this.reconciler = reconciler;
+  }
+
+  /** Restores, loads, reads the desired state, reconciles once, then serves. Rejects on any start-up failure. */
+  static async start(inputs: AgentInputs): Promise<NodeAgent> {
+    const { config, logger } = inputs;
+    const redirectConfig: RedirectConfig = {
+      ztunnelIp: config.ztunnelIp,
+      outboundPort: config.outboundPort,
+      nodeIps: inputs.nodeIps,
+      excludeCidrs: config.excludeCidrs,
+      excludePorts: config.excludePorts,
+    };
+    const reconciler = new Reconciler({
+      nodeName: config.nodeName,
+      redirector: inputs.redirector,
+      store: new StateStore(config.stateFile),
+      resolver: inputs.resolver,
+      cgroupRoot: inputs.cgroupRoot,
+      ztunnelCgroup: config.ztunnelCgroup,
+      protectedCgroups: inputs.ownCgroup ? [inputs.ownCgroup] : [],
+      exemptNamespaces: config.exemptNamespaces,
+      rootNamespace: config.rootNamespace,
+      redirectConfig,
+      pinDir: config.pinDir,
+      desiredSource: inputs.desiredSource.describe,
+      logger: logger.child({ scope: 'reconciler' }),
+    });
+    const agent = new NodeAgent(inputs, reconciler);
+    try {
+      await reconciler.restore();
+      await reconciler.load();
+      await inputs.desiredSource.start((s) => reconciler.setDesired(s));
+      await reconciler.requestResync();
+      const api = http.createServer(apiHandler({ reconciler, logger }, { readOnly: false }));
+      agent.servers.push(api);
+      await listenUnix(api, config.socket);
+      if (config.statePort !== 0) {
+        const ro = http.createServer(apiHandler({ reconciler, logger }, { readOnly: true }));
+        agent.servers.push(ro);
+        await listenTcp(ro, config.statePort, config.stateAddress);
+      }
+    } catch (err) {
+      await agent.stop();
+      throw err;
+    }
+    agent.timer = setInterval(() => {
+      reconciler.setDesiredError(inputs.desiredSource.lastError);
+      reconciler.requestResync().catch(() => {});
+    }, config.resyncIntervalMs);
+    agent.timer.unref();
+    logger.info(
+      { node: config.nodeName, socket: config.socket, ztunnelIp: config.ztunnelIp, nodeIps: inputs.nodeIps, cgroupRoot: inputs.cgroupRoot, resolver: inputs.resolver.describe, pods: reconciler.state().pods.length },
+      'node agent ready',
+    );
+    return agent;
+  }
+
+  /** Where the optional state port listens (tests bind port 0). */
+  stateAddress(): AddressInfo | undefined {
+    const ro = this.servers[1];
+    return ro ? (ro.address() as AddressInfo) : undefined;
+  }
+
+  /** Stops serving and reconciling; detaches nothing. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      for (const s of this.servers) {
+        s.close();
+        s.closeAllConnections();
+      }
+      await this.inputs.desiredSource.close();
+      await this.reconciler.idle();
+      this.inputs.logger.info('node agent stopped; enrolled pods stay enrolled');
+    })();
+    return this.stopping;
+  }
+}

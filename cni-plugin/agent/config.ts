@@ -1,0 +1,204 @@
+/**
+ * The node agent's configuration, from an environment record: every problem collected, then the
+ * rules across variables, then frozen. `process.env` is read nowhere else (main.ts passes it in).
+ */
+import { isIP } from 'node:net';
+import { isAbsolute, join } from 'node:path';
+import { ConfigError } from '../../core/errors.js';
+import { parseCidr } from '../../core/model/ip.js';
+import { DEFAULT_AGENT_SOCKET, MAX_SOCKET_PATH } from '../cni/spec.js';
+
+export const ENV = Object.freeze({
+  nodeName: 'NODE_NAME',
+  socket: 'AGENT_SOCKET',
+  stateFile: 'STATE_FILE',
+  desiredStateFile: 'DESIRED_STATE_FILE',
+  pinDir: 'PIN_DIR',
+  ztunnelIp: 'ZTUNNEL_IP',
+  outboundPort: 'OUTBOUND_PORT',
+  ztunnelCgroup: 'ZTUNNEL_CGROUP',
+  nodeIps: 'NODE_IPS',
+  excludeCidrs: 'EXCLUDE_CIDRS',
+  excludePorts: 'EXCLUDE_PORTS',
+  cgroupRoot: 'CGROUP_ROOT',
+  cgroupDriver: 'CGROUP_DRIVER',
+  cgroupTemplate: 'CGROUP_TEMPLATE',
+  exemptNamespaces: 'EXEMPT_NAMESPACES',
+  rootNamespace: 'ROOT_NAMESPACE',
+  resyncSeconds: 'RESYNC_INTERVAL_SECONDS',
+  stateAddress: 'STATE_ADDRESS',
+  statePort: 'STATE_PORT',
+  bpftool: 'BPFTOOL',
+  logLevel: 'LOG_LEVEL',
+} as const);
+
+export type CgroupDriver = 'systemd' | 'cgroupfs' | 'template';
+const DRIVERS: readonly CgroupDriver[] = ['systemd', 'cgroupfs', 'template'];
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
+
+export interface AgentConfig {
+  readonly nodeName: string;
+  /** Where the plugin reaches the agent (root-only, mode 0600). */
+  readonly socket: string;
+  /** Enrolment records, so a restarted agent knows what it did. */
+  readonly stateFile: string;
+  readonly desiredStateFile: string;
+  readonly pinDir: string;
+  readonly ztunnelIp: string;
+  readonly outboundPort: number;
+  /** The ztunnel's cgroup: gets the getsockname hooks, and is never enrolled. */
+  readonly ztunnelCgroup: string;
+  /** undefined: every non-loopback address of the agent's network namespace at start. */
+  readonly nodeIps: readonly string[] | undefined;
+  readonly excludeCidrs: readonly string[];
+  readonly excludePorts: readonly number[];
+  /** undefined: the first cgroup2 mount. */
+  readonly cgroupRoot: string | undefined;
+  readonly cgroupDriver: CgroupDriver;
+  readonly cgroupTemplate: string | undefined;
+  readonly exemptNamespaces: readonly string[];
+  readonly rootNamespace: string;
+  readonly resyncIntervalMs: number;
+  readonly stateAddress: string;
+  /** 0: the state is served on the Unix socket only. */
+  readonly statePort: number;
+  readonly bpftool: string;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+}
+
+export const DEFAULTS = Object.freeze({
+  socket: DEFAULT_AGENT_SOCKET,
+  // Under /var/run: a reboot clears it, and a reboot also ends every pod it describes.
+  stateFile: '/var/run/ambient/agent-state.json',
+  // Istio's port.
+  outboundPort: 15001,
+  // kubelet's default driver on systemd hosts (and the one kubeadm configures).
+  cgroupDriver: 'systemd' as CgroupDriver,
+  // The mesh's own pods and the cluster's system pods: enrolling them would loop ztunnel into itself.
+  exemptNamespaces: ['istio-system', 'kube-system'],
+  rootNamespace: 'istio-system',
+  // Events (CNI calls, desired-state changes) act at once; the resync only repairs drift, such as
+  // programs detached by someone else or a cgroup that appeared late.
+  resyncSeconds: 30,
+  // The state is read-only but lists every pod of the node: local only.
+  stateAddress: '127.0.0.1',
+  logLevel: 'info',
+});
+
+/** Pin dir of a node's programs, as the brief lays it out: /sys/fs/bpf/<mesh>/<node>. */
+export function defaultPinDir(nodeName: string): string {
+  return join('/sys/fs/bpf/ambient', nodeName);
+}
+
+/**
+ * @throws ConfigError naming every bad variable.
+ *
+ * @example
+ * loadConfig({ NODE_NAME: 'node-a', ZTUNNEL_IP: '10.0.0.1', ZTUNNEL_CGROUP: '/sys/fs/cgroup/ztunnel', DESIRED_STATE_FILE: '/etc/ambient/desired.yaml' })
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): AgentConfig {
+  const problems: string[] = [];
+  const get = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const required = (name: string, what: string): string => {
+    const v = get(name);
+    if (v === undefined) problems.push(`${name} is required (${what})`);
+    return v ?? '';
+  };
+  const absPath = (name: string, v: string | undefined): string | undefined => {
+    if (v !== undefined && v !== '' && !isAbsolute(v)) problems.push(`${name}=${JSON.stringify(v)} is not an absolute path`);
+    return v;
+  };
+  const list = (name: string): string[] | undefined => {
+    const v = get(name);
+    return v === undefined ? undefined : v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  };
+  const port = (name: string, fallback: number, allowZero: boolean): number => {
+    const v = get(name);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n > 65535 || (!allowZero && n === 0)) {
+      problems.push(`${name}=${JSON.stringify(v)} is not a port (${allowZero ? '0 to disable, or ' : ''}1-65535)`);
+      return fallback;
+    }
+    return n;
+  };
+
+  const nodeName = required(ENV.nodeName, "this node's name, as pods' node field names it");
+  const ztunnelIp = required(ENV.ztunnelIp, "the node's ztunnel address, where pods' connections are redirected");
+  if (ztunnelIp !== '' && isIP(ztunnelIp) !== 4) problems.push(`${ENV.ztunnelIp}=${JSON.stringify(ztunnelIp)} is not an IPv4 address (redirection is IPv4)`);
+  const ztunnelCgroup = absPath(ENV.ztunnelCgroup, required(ENV.ztunnelCgroup, "the ztunnel's cgroup v2 directory, which gets the getsockname hooks")) ?? '';
+  const desiredStateFile = absPath(ENV.desiredStateFile, required(ENV.desiredStateFile, 'the file listing namespaces, pods and peer authentications; see docs/cni.md')) ?? '';
+  const socket = absPath(ENV.socket, get(ENV.socket)) ?? DEFAULTS.socket;
+  const stateFile = absPath(ENV.stateFile, get(ENV.stateFile)) ?? DEFAULTS.stateFile;
+  const pinDir = absPath(ENV.pinDir, get(ENV.pinDir)) ?? (nodeName ? defaultPinDir(nodeName) : '');
+  const cgroupRoot = absPath(ENV.cgroupRoot, get(ENV.cgroupRoot));
+
+  const nodeIps = list(ENV.nodeIps);
+  nodeIps?.forEach((ip) => {
+    if (isIP(ip) === 0) problems.push(`${ENV.nodeIps}: ${JSON.stringify(ip)} is not an IP address`);
+  });
+  const excludeCidrs = list(ENV.excludeCidrs) ?? [];
+  for (const c of excludeCidrs) if (!parseCidr(c)) problems.push(`${ENV.excludeCidrs}: ${JSON.stringify(c)} is not a CIDR (addr/len) or an address`);
+  const excludePorts: number[] = [];
+  for (const p of list(ENV.excludePorts) ?? []) {
+    const n = Number(p);
+    if (!/^\d+$/.test(p) || n < 1 || n > 65535) problems.push(`${ENV.excludePorts}: ${JSON.stringify(p)} is not a port (1-65535)`);
+    else excludePorts.push(n);
+  }
+
+  const driverText = get(ENV.cgroupDriver) ?? DEFAULTS.cgroupDriver;
+  if (!(DRIVERS as readonly string[]).includes(driverText)) problems.push(`${ENV.cgroupDriver}=${JSON.stringify(driverText)} is not one of ${DRIVERS.join(', ')}`);
+  const cgroupDriver = driverText as CgroupDriver;
+  const cgroupTemplate = get(ENV.cgroupTemplate);
+
+  const resyncText = get(ENV.resyncSeconds);
+  let resyncSeconds: number = DEFAULTS.resyncSeconds;
+  if (resyncText !== undefined) {
+    const n = Number(resyncText);
+    if (!Number.isFinite(n) || n <= 0) problems.push(`${ENV.resyncSeconds}=${JSON.stringify(resyncText)} is not a positive number`);
+    else resyncSeconds = n;
+  }
+  const stateAddress = get(ENV.stateAddress) ?? DEFAULTS.stateAddress;
+  if (isIP(stateAddress) === 0) problems.push(`${ENV.stateAddress}=${JSON.stringify(stateAddress)} is not an IP address`);
+  const logLevel = get(ENV.logLevel) ?? DEFAULTS.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.push(`${ENV.logLevel}=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
+
+  const cfg: AgentConfig = {
+    nodeName,
+    socket,
+    stateFile,
+    desiredStateFile,
+    pinDir,
+    ztunnelIp,
+    outboundPort: port(ENV.outboundPort, DEFAULTS.outboundPort, false),
+    ztunnelCgroup,
+    nodeIps: nodeIps ? Object.freeze(nodeIps) : undefined,
+    excludeCidrs: Object.freeze(excludeCidrs),
+    excludePorts: Object.freeze(excludePorts),
+    cgroupRoot,
+    cgroupDriver,
+    cgroupTemplate,
+    exemptNamespaces: Object.freeze(list(ENV.exemptNamespaces) ?? [...DEFAULTS.exemptNamespaces]),
+    rootNamespace: get(ENV.rootNamespace) ?? DEFAULTS.rootNamespace,
+    resyncIntervalMs: resyncSeconds * 1000,
+    stateAddress,
+    statePort: port(ENV.statePort, 0, true),
+    bpftool: get(ENV.bpftool) ?? 'bpftool',
+    logLevel: logLevel as AgentConfig['logLevel'],
+  };
+
+  // Across variables.
+  if (cgroupDriver === 'template' && cgroupTemplate === undefined) {
+    problems.push(`${ENV.cgroupTemplate} is required with ${ENV.cgroupDriver}=template (e.g. "lab/{podUid}")`);
+  }
+  if (cgroupDriver !== 'template' && cgroupTemplate !== undefined) {
+    problems.push(`${ENV.cgroupTemplate} is set but ${ENV.cgroupDriver}=${cgroupDriver} ignores it; set ${ENV.cgroupDriver}=template or unset it`);
+  }
+  if (Buffer.byteLength(cfg.socket) > MAX_SOCKET_PATH) problems.push(`${ENV.socket}=${JSON.stringify(cfg.socket)} is longer than ${MAX_SOCKET_PATH} bytes, the limit of a Unix socket path; choose a shorter one`);
+  if (cfg.socket === cfg.stateFile) problems.push(`${ENV.socket} and ${ENV.stateFile} must differ`);
+  if (problems.length > 0) throw new ConfigError('the environment', problems);
+  return Object.freeze(cfg);
+}

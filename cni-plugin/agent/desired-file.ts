@@ -1,0 +1,250 @@
+/**
+ * The desired state as a YAML file (docs/cni.md, "The desired-state file"), watched and reloaded.
+ * This is the only place that reads its wire shape; PeerAuthentications go through core's config
+ * parser, so they mean exactly what they mean to ztunnel.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { dump, load, YAMLException } from 'js-yaml';
+import { Problems, Uniq, field, list, mapping, string, stringMap } from '../../core/config/check.js';
+import { parseMeshConfig } from '../../core/config/file.js';
+import { ConfigError } from '../../core/errors.js';
+import { deepFreeze, ImmutableMap } from '../../core/model/freeze.js';
+import type { PeerAuthentication } from '../../core/model/types.js';
+import type { Logger } from '../../core/telemetry/log.js';
+import type { DesiredNamespace, DesiredPod, DesiredState, DesiredStateSource } from './desired-state.js';
+
+const TOP_KEYS = ['namespaces', 'pods', 'peerAuthentications'];
+const NAMESPACE_KEYS = ['name', 'labels'];
+const POD_KEYS = ['namespace', 'name', 'uid', 'node', 'labels', 'cgroup', 'ips'];
+/** Kubernetes object names (DNS-1123 subdomain, loosely): enough to refuse typos like spaces. */
+const NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/**
+ * Parses the desired-state file.
+ *
+ * @throws ConfigError listing every problem with its path (`pods[1].labels.app: ...`).
+ *
+ * @example
+ * parseDesiredState('namespaces: [{name: apps, labels: {istio.io/dataplane-mode: ambient}}]', 'desired.yaml', {})
+ */
+export function parseDesiredState(text: string, source: string, opts: { rootNamespace?: string } = {}): DesiredState {
+  // An empty file is refused, not read as "nothing is ambient": a truncating editor would
+  // otherwise un-enrol every pod of the node.
+  const empty = new ConfigError(source, [`the file is empty; expected a mapping with the keys ${TOP_KEYS.join(', ')}`]);
+  if (text.trim() === '') throw empty;
+  let doc: unknown;
+  try {
+    doc = load(text, { filename: source });
+  } catch (e) {
+    const where = e instanceof YAMLException && e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : '';
+    throw new ConfigError(source, [`yaml syntax error${where}: ${e instanceof YAMLException ? e.reason : (e as Error).message}`]);
+  }
+  if (doc === null || doc === undefined) throw empty;
+  const p = new Problems();
+  const top = mapping(p, '', doc, TOP_KEYS, `a mapping with the keys ${TOP_KEYS.join(', ')}`);
+  if (!top) throw new ConfigError(source, p.list);
+
+  const nsNames = new Uniq(p, 'namespace');
+  const namespaces =
+    field(p, '', top, 'namespaces', (v, path) =>
+      list(p, path, v, (item, ip): DesiredNamespace | undefined => {
+        const m = mapping(p, ip, item, NAMESPACE_KEYS);
+        if (!m) return undefined;
+        const name = field(p, ip, m, 'name', (x, xp) => k8sName(p, xp, x), { required: true });
+        const labels = field(p, ip, m, 'labels', (x, xp) => stringMap(p, xp, x)) ?? {};
+        if (name === undefined || !nsNames.check(name, `${ip}.name`)) return undefined;
+        return { name, labels };
+      }),
+    ) ?? [];
+
+  const podKeys = new Uniq(p, 'pod');
+  const pods =
+    field(p, '', top, 'pods', (v, path) =>
+      list(p, path, v, (item, ip): DesiredPod | undefined => {
+        const m = mapping(p, ip, item, POD_KEYS);
+        if (!m) return undefined;
+        const namespace = field(p, ip, m, 'namespace', (x, xp) => k8sName(p, xp, x), { required: true });
+        const name = field(p, ip, m, 'name', (x, xp) => k8sName(p, xp, x), { required: true });
+        const uid = field(p, ip, m, 'uid', (x, xp) => string(p, xp, x, 'the pod uid'));
+        const node = field(p, ip, m, 'node', (x, xp) => string(p, xp, x, 'a node name'));
+        const labels = field(p, ip, m, 'labels', (x, xp) => stringMap(p, xp, x)) ?? {};
+        const cgroup = field(p, ip, m, 'cgroup', (x, xp) =>
+          string(p, xp, x, 'a cgroup directory', (s) => (isAbsolute(s) || !s.split('/').includes('..') ? undefined : `${JSON.stringify(s)} must not contain ".."`)),
+        );
+        const ips =
+          field(p, ip, m, 'ips', (x, xp) =>
+            list(p, xp, x, (a, ap) => string(p, ap, a, 'an IP address', (s) => (isIP(s) ? undefined : `${JSON.stringify(s)} is not an IP address`))),
+          ) ?? [];
+        if (namespace === undefined || name === undefined || !podKeys.check(`${namespace}/${name}`, ip)) return undefined;
+        return {
+          namespace,
+          name,
+          ...(uid !== undefined ? { uid } : {}),
+          ...(node !== undefined ? { node } : {}),
+          labels,
+          ...(cgroup !== undefined ? { cgroup } : {}),
+          ips,
+        };
+      }),
+    ) ?? [];
+
+  let peerAuthentications: readonly PeerAuthentication[] = [];
+  if (top['peerAuthentications'] !== undefined && top['peerAuthentications'] !== null) {
+    try {
+      // Through core's parser, the one boundary for PeerAuthentication's wire shape; its problem
+      // paths (`peerAuthentications[0].spec.mtls.mode`) are this file's paths too.
+      peerAuthentications = parseMeshConfig(dump({ peerAuthentications: top['peerAuthentications'] }), source, opts).peerAuthentications;
+    } catch (err) {
+      if (err instanceof ConfigError) for (const prob of err.problems) p.add('', prob);
+      else throw err;
+    }
+  }
+  if (p.size > 0) throw new ConfigError(source, p.list);
+  return deepFreeze({
+    namespaces: new ImmutableMap(namespaces.map((n) => [n.name, n] as const)),
+    pods,
+    peerAuthentications,
+  });
+}
+
+function k8sName(p: Problems, path: string, v: unknown): string | undefined {
+  return string(p, path, v, 'a Kubernetes name', (s) => (NAME_RE.test(s) && s.length <= 253 ? undefined : `${JSON.stringify(s)} is not a Kubernetes name (lowercase letters, digits, "-" and ".")`));
+}
+
+/**
+ * Quiet time before a change is read: editors and `kubectl` write in several steps. The same
+ * reasoning and value as core's FileConfigSource.
+ */
+export const DEFAULT_DEBOUNCE_MS = 100;
+
+export interface FileDesiredStateSourceOptions {
+  readonly path: string;
+  readonly logger: Logger;
+  readonly rootNamespace?: string;
+  readonly debounceMs?: number;
+}
+
+/**
+ * Reads the file at `start`, then watches its directory (editors rename over the file and
+ * ConfigMap mounts swap a symlink, both invisible to a watch on the file itself) and delivers
+ * every valid new version; an invalid one is logged and the last good one stays.
+ */
+export class FileDesiredStateSource implements DesiredStateSource {
+  readonly describe: string;
+  lastError: Error | undefined;
+  private readonly path: string;
+  private readonly logger: Logger;
+  private readonly rootNamespace: string | undefined;
+  private readonly debounceMs: number;
+  private listener: ((s: DesiredState) => void) | undefined;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastText: string | undefined;
+  private reloading: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+
+  constructor(opts: FileDesiredStateSourceOptions) {
+    this.path = resolve(opts.path);
+    this.describe = `file:${this.path}`;
+    this.logger = opts.logger.child({ desired_state_file: this.path });
+    this.rootNamespace = opts.rootNamespace;
+    this.debounceMs = opts.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+  }
+
+  async start(listener: (s: DesiredState) => void): Promise<void> {
+    if (this.listener) throw new Error('FileDesiredStateSource.start was called twice');
+    this.listener = listener;
+    this.watcher = watch(dirname(this.path), { persistent: false }, () => this.schedule());
+    this.watcher.on('error', (err) => {
+      this.lastError = err;
+      this.logger.error({ err }, 'watching the desired-state directory failed; the file will not be reloaded');
+    });
+    try {
+      const text = await this.read();
+      this.accept(text, this.parse(text));
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.watcher?.close();
+    this.watcher = undefined;
+    await this.reloading;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, this.debounceMs);
+  }
+
+  private kick(): void {
+    if (this.closed) return;
+    if (this.reloading) {
+      this.again = true;
+      return;
+    }
+    this.reloading = this.reload().finally(() => {
+      this.reloading = undefined;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    });
+  }
+
+  private async reload(): Promise<void> {
+    let text: string;
+    let state: DesiredState;
+    try {
+      text = await this.read();
+      if (text === this.lastText) {
+        this.lastError = undefined;
+        return;
+      }
+      state = this.parse(text);
+    } catch (err) {
+      if (this.closed) return;
+      this.lastError = err as Error;
+      this.logger.error({ err, problems: err instanceof ConfigError ? err.problems : undefined }, 'desired-state file rejected; keeping the last good one');
+      return;
+    }
+    if (this.closed) return;
+    this.accept(text, state);
+    this.logger.info('desired-state file reloaded');
+  }
+
+  private async read(): Promise<string> {
+    try {
+      return await readFile(this.path, 'utf8');
+    } catch (e) {
+      throw new ConfigError(this.path, [`cannot read the file (${(e as NodeJS.ErrnoException).code ?? 'error'}): check DESIRED_STATE_FILE and its permissions`]);
+    }
+  }
+
+  private parse(text: string): DesiredState {
+    return parseDesiredState(text, this.path, this.rootNamespace ? { rootNamespace: this.rootNamespace } : {});
+  }
+
+  private accept(text: string, state: DesiredState): void {
+    this.lastText = text;
+    this.lastError = undefined;
+    try {
+      this.listener?.(state);
+    } catch (err) {
+      this.logger.error({ err }, 'the desired-state listener threw');
+    }
+  }
+}
+

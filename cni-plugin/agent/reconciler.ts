@@ -1,0 +1,515 @@
+/**
+ * The only updater of the node's enrolment: CNI calls, desired-state changes and the periodic
+ * resync all run one at a time through one queue, and each compares what should be (the desired
+ * state, the pods the runtime reported) with what the kernel says is attached.
+ *
+ * Enrolment only changes which new connections are redirected: attaching or detaching never
+ * touches sockets that are already connected, so labelling or unlabelling a namespace does not
+ * break open connections.
+ */
+import { MeshError } from '../../core/errors.js';
+import type { Logger } from '../../core/telemetry/log.js';
+import { AGENT_ERROR_CODES, type AddResponse, type AgentState, type CheckResponse, type DelResponse, type PodMode, type PodRequest, type PodStatus } from '../api.js';
+import { checkCgroupPath, isDirectory, PodCgroupError, type CgroupResolver } from './cgroup.js';
+import { decide, type DecideContext, type Decision } from './decide.js';
+import { EMPTY_DESIRED_STATE, type DesiredPod, type DesiredState } from './desired-state.js';
+import { classify, type CgroupAttachment, type Redirector, type RedirectConfig } from './redirector.js';
+import type { PodRecord, StateStore } from './store.js';
+
+/** A failure answered to the plugin; `agentCode` and `status` go on the wire (api.ts). */
+export class AgentApiError extends MeshError {
+  readonly agentCode: string;
+  readonly status: number;
+  constructor(agentCode: string, status: number, message: string, options?: { cause?: unknown }) {
+    super(agentCode, message, options);
+    this.agentCode = agentCode;
+    this.status = status;
+  }
+}
+
+const notReady = (why: string) => new AgentApiError(AGENT_ERROR_CODES.notReady, 503, `the node agent is not ready: ${why}; retry shortly`);
+
+export interface ReconcilerInputs {
+  readonly nodeName: string;
+  readonly redirector: Redirector;
+  readonly store: StateStore;
+  readonly resolver: CgroupResolver;
+  readonly cgroupRoot: string;
+  readonly ztunnelCgroup: string;
+  /** Other cgroups holding the mesh's own processes (the agent's). */
+  readonly protectedCgroups: readonly string[];
+  readonly exemptNamespaces: readonly string[];
+  readonly rootNamespace: string;
+  readonly redirectConfig: RedirectConfig;
+  readonly pinDir: string;
+  readonly desiredSource: string;
+  readonly logger: Logger;
+  readonly now?: () => Date;
+}
+
+/** A pod as the reconciler sees it: the runtime's record and/or the desired state's entry. */
+interface PodView {
+  readonly key: string;
+  readonly record?: PodRecord;
+  readonly desired?: DesiredPod;
+}
+
+const keyOf = (namespace: string, name: string) => `${namespace}/${name}`;
+
+export class Reconciler {
+  private readonly in: ReconcilerInputs;
+  private readonly log: Logger;
+  private readonly now: () => Date;
+  private records = new Map<string, PodRecord>();
+  private desired: DesiredState = EMPTY_DESIRED_STATE;
+  private desiredLoadedAt: string | undefined;
+  private desiredError: string | undefined;
+  /** cgroup → what the kernel carried at the last look (status() or our own attach/detach). */
+  private actual = new Map<string, CgroupAttachment>();
+  /** key → cgroup, for pods known only from the desired state. */
+  private resolved = new Map<string, string>();
+  private errors = new Map<string, string>();
+  private decisions = new Map<string, Decision>();
+  private ztunnel: { attached: boolean; error?: string } = { attached: false };
+  private loaded = false;
+  private synced = false;
+  private lastResync: AgentState['lastResync'];
+  private queue: Promise<unknown> = Promise.resolve();
+  private resyncQueued = false;
+  private readonly startedAt: string;
+
+  constructor(inputs: ReconcilerInputs) {
+    this.in = inputs;
+    this.log = inputs.logger;
+    this.now = inputs.now ?? (() => new Date());
+    this.startedAt = this.now().toISOString();
+  }
+
+  get ready(): boolean {
+    return this.loaded && this.synced;
+  }
+
+  /** Reads the records of a previous run. Call once, before anything else. */
+  async restore(): Promise<void> {
+    for (const r of await this.in.store.load()) this.records.set(keyOf(r.namespace, r.name), r);
+    if (this.records.size > 0) this.log.info({ pods: this.records.size }, 'restored pod records of the previous run');
+  }
+
+  /** Loads the programs and writes the node's config into their maps (idempotent: enrolled pods stay enrolled). */
+  load(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.in.redirector.load(this.in.redirectConfig);
+      this.loaded = true;
+    });
+  }
+
+  setDesired(state: DesiredState): void {
+    this.desired = state;
+    this.desiredLoadedAt = this.now().toISOString();
+    this.desiredError = undefined;
+    void this.requestResync().catch(() => {});
+  }
+
+  setDesiredError(err: Error | undefined): void {
+    this.desiredError = err?.message;
+  }
+
+  /**
+   * Queues one full resync unless one is already waiting (a burst of changes costs one pass).
+   * Resolves when that pass has run.
+   */
+  requestResync(): Promise<void> {
+    if (this.resyncQueued) return this.queue.then(() => undefined);
+    this.resyncQueued = true;
+    return this.enqueue(async () => {
+      this.resyncQueued = false;
+      await this.resync();
+    });
+  }
+
+  // --- CNI --------------------------------------------------------------------------------------
+
+  add(req: PodRequest): Promise<AddResponse> {
+    return this.enqueue(async () => {
+      if (!this.ready) throw notReady(this.loaded ? 'the first reconcile has not finished' : 'the eBPF programs are not loaded yet');
+      const namespace = req.podNamespace!;
+      const name = req.podName!;
+      const key = keyOf(namespace, name);
+      const previous = this.records.get(key);
+      let cgroup: string | undefined;
+      let cgroupError: Error | undefined;
+      try {
+        cgroup = req.cgroup
+          ? await checkCgroupPath(this.in.cgroupRoot, req.cgroup)
+          : await this.in.resolver.resolve({ namespace, name, containerId: req.containerId, ...(req.podUid ? { uid: req.podUid } : {}) });
+      } catch (err) {
+        if (!(err instanceof PodCgroupError)) throw err;
+        cgroupError = err;
+      }
+      const record: PodRecord = {
+        namespace,
+        name,
+        ...(req.podUid ? { uid: req.podUid } : {}),
+        containerId: req.containerId,
+        ...(req.netns ? { netns: req.netns } : {}),
+        ips: [...(req.ips ?? [])],
+        ...(cgroup ? { cgroup } : {}),
+      };
+      this.records.set(key, record);
+      this.errors.delete(key);
+      const view: PodView = { key, record, ...this.desiredEntry(key) };
+      const d = decide(this.facts(view, cgroup), this.context());
+      this.decisions.set(key, d);
+      if (d.mode === 'enrolled') {
+        if (!cgroup) {
+          this.errors.set(key, cgroupError!.message);
+          await this.persist().catch(() => {});
+          throw new AgentApiError(AGENT_ERROR_CODES.cgroupNotFound, 422, `pod ${key} must be enrolled (${d.reason}) but ${cgroupError!.message}`);
+        }
+        try {
+          await this.in.redirector.attachPod(cgroup, { strict: d.strict });
+        } catch (err) {
+          // Leave nothing half-attached behind a failed ADD; the runtime retries the sandbox.
+          await this.in.redirector.detachPod(cgroup).catch(() => {});
+          this.actual.delete(cgroup);
+          this.errors.set(key, (err as Error).message);
+          await this.persist().catch(() => {});
+          throw new AgentApiError(AGENT_ERROR_CODES.enrolmentFailed, 500, `enrolling pod ${key} failed: ${(err as Error).message}`, { cause: err });
+        }
+        this.records.set(key, { ...record, enrolledAt: this.now().toISOString() });
+        this.actual.set(cgroup, { redirect: true, partial: false, strict: d.strict, ztunnel: false });
+        this.log.info({ pod: key, cgroup, strict: d.strict, containerId: req.containerId }, 'pod enrolled');
+      } else {
+        // A sandbox re-created after its namespace lost the label must not keep old programs.
+        const stale = cgroup !== undefined && (this.attachedSomething(cgroup) || (previous?.cgroup === cgroup && previous.enrolledAt !== undefined));
+        if (stale) await this.detach(cgroup!, key);
+        this.log.info({ pod: key, mode: d.mode, reason: d.reason }, 'pod not enrolled');
+      }
+      try {
+        await this.persist();
+      } catch (err) {
+        throw new AgentApiError(AGENT_ERROR_CODES.enrolmentFailed, 500, `recording pod ${key} in ${this.in.store.path} failed: ${(err as Error).message}`, { cause: err });
+      }
+      return { mode: d.mode, reason: d.reason, pod: this.status(view.key)! };
+    });
+  }
+
+  del(req: PodRequest): Promise<DelResponse> {
+    return this.enqueue(async () => {
+      const entry = [...this.records.entries()].find(([, r]) => r.containerId === req.containerId);
+      if (!entry) {
+        // Either never seen, or a DEL for an older sandbox of a pod whose new sandbox is recorded:
+        // that one must keep its programs.
+        return { removed: false };
+      }
+      const [key, record] = entry;
+      if (record.cgroup) await this.detach(record.cgroup, key).catch(() => {});
+      this.records.delete(key);
+      this.errors.delete(key);
+      this.decisions.delete(key);
+      await this.persist().catch((err: Error) => this.log.error({ err }, 'recording a DEL failed'));
+      this.log.info({ pod: key, containerId: req.containerId }, 'pod removed');
+      return { removed: true };
+    });
+  }
+
+  check(req: PodRequest): Promise<CheckResponse> {
+    return this.enqueue(async () => {
+      if (!this.ready) throw notReady('the first reconcile has not finished');
+      const key = keyOf(req.podNamespace!, req.podName!);
+      const record = this.records.get(key);
+      const view: PodView = { key, ...(record ? { record } : {}), ...this.desiredEntry(key) };
+      const d = decide(this.facts(view, record?.cgroup), this.context());
+      const fail = (why: string) => new AgentApiError(AGENT_ERROR_CODES.notEnrolled, 409, `pod ${key}: ${why}`);
+      if (!record || record.containerId !== req.containerId) {
+        if (d.mode === 'enrolled') throw fail(`should be enrolled (${d.reason}) but the agent has no record of container ${req.containerId}`);
+        return { mode: d.mode, reason: d.reason };
+      }
+      const attached = record.cgroup ? await this.kernelView(record.cgroup) : undefined;
+      if (d.mode === 'enrolled') {
+        if (!record.cgroup) throw fail(`should be enrolled (${d.reason}) but its cgroup is unknown: ${this.errors.get(key) ?? 'not resolved'}`);
+        if (!attached?.redirect) throw fail(`should be enrolled (${d.reason}) but the redirect programs are not attached to ${record.cgroup}`);
+        if (attached.strict !== d.strict) throw fail(`the STRICT ingress filter is ${attached.strict ? 'attached' : 'missing'} on ${record.cgroup}, and should ${d.strict ? 'be attached' : 'not be'}`);
+      } else if (attached && (attached.redirect || attached.partial || attached.strict)) {
+        throw fail(`is ${d.mode} (${d.reason}) but programs are still attached to ${record.cgroup}`);
+      }
+      return { mode: d.mode, reason: d.reason };
+    });
+  }
+
+  // --- resync -----------------------------------------------------------------------------------
+
+  private async resync(): Promise<void> {
+    const started = Date.now();
+    const errors: string[] = [];
+    let actions = 0;
+    let status;
+    try {
+      status = await this.in.redirector.status();
+    } catch (err) {
+      errors.push(`reading the kernel's attachments failed: ${(err as Error).message}`);
+      this.finishResync(started, actions, errors);
+      return;
+    }
+    this.actual = new Map(status.attachments.map((a) => [a.cgroup, classify(a.programs)]));
+
+    // ztunnel first: without its hooks, redirected connections cannot find their destination.
+    const zt = this.in.ztunnelCgroup;
+    if (!this.actual.get(zt)?.ztunnel) {
+      if (await isDirectory(zt)) {
+        try {
+          await this.in.redirector.attachZtunnel(zt);
+          actions++;
+          this.ztunnel = { attached: true };
+          this.log.info({ cgroup: zt }, 'ztunnel hooks attached');
+        } catch (err) {
+          this.ztunnel = { attached: false, error: (err as Error).message };
+          errors.push(`attaching the ztunnel hooks: ${(err as Error).message}`);
+        }
+      } else {
+        this.ztunnel = { attached: false, error: `cgroup ${zt} does not exist (yet); is ZTUNNEL_CGROUP right and ztunnel started?` };
+      }
+    } else {
+      this.ztunnel = { attached: true };
+    }
+
+    // Pods whose sandbox went away while the agent was not listening (a missed DEL).
+    let recordsChanged = false;
+    for (const [key, r] of this.records) {
+      if (r.cgroup && !(await isDirectory(r.cgroup))) {
+        this.records.delete(key);
+        this.errors.delete(key);
+        recordsChanged = true;
+        this.log.info({ pod: key, cgroup: r.cgroup }, 'forgot a pod whose cgroup is gone');
+      }
+    }
+
+    const wanted = new Set<string>();
+    const ctx = this.context();
+    const views = this.views();
+    const keys = new Set(views.map((v) => v.key));
+    for (const m of [this.decisions, this.errors, this.resolved]) for (const k of m.keys()) if (!keys.has(k)) m.delete(k);
+    for (const view of views) {
+      const cgroup = await this.cgroupOf(view);
+      const d = decide(this.facts(view, cgroup), ctx);
+      this.decisions.set(view.key, d);
+      if (d.mode !== 'enrolled') {
+        // Not finding the cgroup of a pod that needs nothing is no error.
+        this.errors.delete(view.key);
+        if (!cgroup || !this.attachedSomething(cgroup)) continue;
+        try {
+          await this.detach(cgroup, view.key);
+          actions++;
+        } catch (err) {
+          errors.push(`${view.key}: ${(err as Error).message}`);
+        }
+        continue;
+      }
+      if (!cgroup) continue; // the reason is in this.errors
+      wanted.add(cgroup);
+      const a = this.actual.get(cgroup);
+      if (a?.redirect && !a.partial && a.strict === d.strict) continue;
+      try {
+        if (a?.redirect) {
+          await this.in.redirector.setStrict(cgroup, d.strict);
+        } else {
+          await this.in.redirector.attachPod(cgroup, { strict: d.strict });
+          if (view.record) {
+            this.records.set(view.key, { ...view.record, enrolledAt: this.now().toISOString() });
+            recordsChanged = true;
+          }
+        }
+        actions++;
+        this.actual.set(cgroup, { redirect: true, partial: false, strict: d.strict, ztunnel: a?.ztunnel ?? false });
+        this.errors.delete(view.key);
+        this.log.info({ pod: view.key, cgroup, strict: d.strict, reason: d.reason }, a?.redirect ? 'pod strict filter set' : 'pod enrolled');
+      } catch (err) {
+        this.errors.set(view.key, (err as Error).message);
+        errors.push(`${view.key}: ${(err as Error).message}`);
+      }
+    }
+
+    // Our programs on cgroups no pod wants (a pod deleted while the agent was away, a state
+    // file from another life): redirecting them would be wrong.
+    for (const [cgroup, a] of [...this.actual]) {
+      if (wanted.has(cgroup) || !(a.redirect || a.partial || a.strict)) continue;
+      try {
+        await this.detach(cgroup, undefined);
+        actions++;
+      } catch (err) {
+        errors.push(`detaching orphan ${cgroup}: ${(err as Error).message}`);
+      }
+    }
+    if (recordsChanged) await this.persist().catch((err: Error) => errors.push(`saving the state file: ${err.message}`));
+    this.synced = true;
+    this.finishResync(started, actions, errors);
+  }
+
+  private finishResync(started: number, actions: number, errors: string[]): void {
+    this.lastResync = { at: this.now().toISOString(), durationMs: Date.now() - started, actions, errors };
+    if (errors.length > 0) this.log.warn({ errors }, 'resync finished with errors; retrying at the next one');
+    else if (actions > 0) this.log.info({ actions, durationMs: this.lastResync.durationMs }, 'resync applied changes');
+  }
+
+  // --- helpers ----------------------------------------------------------------------------------
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private context(): DecideContext {
+    return {
+      namespaces: this.desired.namespaces,
+      peerAuthentications: this.desired.peerAuthentications,
+      exemptNamespaces: this.in.exemptNamespaces,
+      protectedCgroups: [this.in.ztunnelCgroup, ...this.in.protectedCgroups],
+      rootNamespace: this.in.rootNamespace,
+    };
+  }
+
+  private desiredEntry(key: string): { desired?: DesiredPod } {
+    const d = this.localDesiredPods().find((p) => keyOf(p.namespace, p.name) === key);
+    return d ? { desired: d } : {};
+  }
+
+  private localDesiredPods(): DesiredPod[] {
+    return this.desired.pods.filter((p) => p.node === undefined || p.node === this.in.nodeName);
+  }
+
+  private views(): PodView[] {
+    const out = new Map<string, PodView>();
+    for (const [key, record] of this.records) out.set(key, { key, record });
+    for (const d of this.localDesiredPods()) {
+      const key = keyOf(d.namespace, d.name);
+      const prev = out.get(key);
+      // A record for a different pod of the same name (another uid) belongs to an old pod.
+      if (prev?.record?.uid && d.uid && prev.record.uid !== d.uid) {
+        out.set(key, { key, desired: d });
+        continue;
+      }
+      out.set(key, { ...prev, key, desired: d });
+    }
+    return [...out.values()];
+  }
+
+  private facts(view: PodView, cgroup: string | undefined) {
+    const [namespace, name] = view.key.split('/') as [string, string];
+    return { namespace, name, labels: view.desired?.labels ?? {}, ...(cgroup ? { cgroup } : {}) };
+  }
+
+  /** The pod's cgroup: what the runtime said, else the desired state's, else the resolver's. */
+  private async cgroupOf(view: PodView): Promise<string | undefined> {
+    if (view.record?.cgroup) return view.record.cgroup;
+    const [namespace, name] = view.key.split('/') as [string, string];
+    try {
+      const uid = view.desired?.uid ?? view.record?.uid;
+      const path = view.desired?.cgroup
+        ? await checkCgroupPath(this.in.cgroupRoot, view.desired.cgroup)
+        : await this.in.resolver.resolve({ namespace, name, ...(uid ? { uid } : {}), ...(view.record ? { containerId: view.record.containerId } : {}) });
+      this.resolved.set(view.key, path);
+      this.errors.delete(view.key);
+      return path;
+    } catch (err) {
+      this.resolved.delete(view.key);
+      this.errors.set(view.key, (err as Error).message);
+      return undefined;
+    }
+  }
+
+  private attachedSomething(cgroup: string): boolean {
+    const a = this.actual.get(cgroup);
+    return a !== undefined && (a.redirect || a.partial || a.strict);
+  }
+
+  private async detach(cgroup: string, key: string | undefined): Promise<void> {
+    await this.in.redirector.detachPod(cgroup);
+    this.actual.delete(cgroup);
+    if (key) {
+      const r = this.records.get(key);
+      if (r?.enrolledAt) {
+        const { enrolledAt: _, ...rest } = r;
+        this.records.set(key, rest);
+      }
+    }
+    this.log.info({ pod: key, cgroup }, key ? 'pod un-enrolled' : 'detached programs from a cgroup no pod wants');
+  }
+
+  private async kernelView(cgroup: string): Promise<CgroupAttachment | undefined> {
+    const status = await this.in.redirector.status();
+    const entry = status.attachments.find((a) => a.cgroup === cgroup);
+    const a = entry ? classify(entry.programs) : undefined;
+    if (a) this.actual.set(cgroup, a);
+    else this.actual.delete(cgroup);
+    return a;
+  }
+
+  private async persist(): Promise<void> {
+    await this.in.store.save(this.in.nodeName, [...this.records.values()]);
+  }
+
+  // --- state ------------------------------------------------------------------------------------
+
+  private status(key: string): PodStatus | undefined {
+    const view = this.views().find((v) => v.key === key);
+    if (!view) return undefined;
+    const [namespace, name] = key.split('/') as [string, string];
+    const cgroup = view.record?.cgroup ?? this.resolved.get(key);
+    const d = this.decisions.get(key);
+    const error = this.errors.get(key);
+    const a = cgroup ? this.actual.get(cgroup) : undefined;
+    let mode: PodMode = d?.mode ?? 'pending';
+    if (mode === 'enrolled' && !a?.redirect) mode = 'pending';
+    const uid = view.record?.uid ?? view.desired?.uid;
+    return {
+      namespace,
+      name,
+      ...(uid ? { uid } : {}),
+      ...(view.desired?.node ? { node: view.desired.node } : {}),
+      ...(view.record ? { containerId: view.record.containerId } : {}),
+      ...(view.record?.netns ? { netns: view.record.netns } : {}),
+      ips: view.record?.ips.length ? view.record.ips : (view.desired?.ips ?? []),
+      ...(cgroup ? { cgroup } : {}),
+      labels: view.desired?.labels ?? {},
+      origin: view.record ? 'cni' : 'desired',
+      mode,
+      strict: d?.strict ?? false,
+      reason: d?.reason ?? 'not reconciled yet',
+      attached: { redirect: a?.redirect ?? false, strict: a?.strict ?? false },
+      ...(error ? { error } : {}),
+      ...(view.record?.enrolledAt ? { enrolledAt: view.record.enrolledAt } : {}),
+    };
+  }
+
+  state(): AgentState {
+    const rc = this.in.redirectConfig;
+    return {
+      node: this.in.nodeName,
+      ready: this.ready,
+      startedAt: this.startedAt,
+      bpf: {
+        pinDir: this.in.pinDir,
+        loaded: this.loaded,
+        redirect: { ztunnelIp: rc.ztunnelIp, outboundPort: rc.outboundPort, nodeIps: rc.nodeIps, excludeCidrs: rc.excludeCidrs, excludePorts: rc.excludePorts },
+      },
+      ztunnel: { cgroup: this.in.ztunnelCgroup, ...this.ztunnel },
+      desired: {
+        source: this.in.desiredSource,
+        ...(this.desiredLoadedAt ? { loadedAt: this.desiredLoadedAt } : {}),
+        ...(this.desiredError ? { error: this.desiredError } : {}),
+        namespaces: this.desired.namespaces.size,
+        pods: this.localDesiredPods().length,
+      },
+      pods: this.views()
+        .map((v) => this.status(v.key)!)
+        .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
+      ...(this.lastResync ? { lastResync: this.lastResync } : {}),
+    };
+  }
+
+  /** Waits for everything queued so far. */
+  async idle(): Promise<void> {
+    await this.queue;
+  }
+}
