@@ -26,6 +26,8 @@ export const ENV = {
   readinessPort: 'READINESS_PORT',
   drainSeconds: 'DRAIN_TIMEOUT_SECONDS',
   certTtlSeconds: 'WORKLOAD_CERT_TTL_SECONDS',
+  redirectionCheck: 'REDIRECTION_CHECK',
+  redirectionWaitSeconds: 'REDIRECTION_WAIT_SECONDS',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -67,6 +69,9 @@ export interface ZtunnelConfig {
   readonly readinessPort: number;
   readonly drainTimeoutMs: number;
   readonly certTtlSeconds: number;
+  /** With outbound capture on: wait for the eBPF getsockname hook on ztunnel's cgroup (`bpftool`), or trust it is there (`off`). */
+  readonly redirectionCheck: 'bpftool' | 'off';
+  readonly redirectionWaitMs: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
@@ -83,6 +88,8 @@ const DEFAULTS = {
   // Istio's default workload certificate lifetime.
   certTtlSeconds: 24 * 3600,
   logLevel: 'info',
+  // The node agent may start after ztunnel; give it this long to attach the hooks.
+  redirectionWaitSeconds: 60,
 } as const;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
@@ -131,6 +138,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): Z
     problems.push(`${ENV.logLevel}=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   }
   const address = ip(ENV.address, DEFAULTS.address);
+  const redirectionCheck = str(ENV.redirectionCheck, 'bpftool');
+  if (redirectionCheck !== 'bpftool' && redirectionCheck !== 'off') {
+    problems.push(`${ENV.redirectionCheck}=${JSON.stringify(redirectionCheck)} is not one of bpftool, off`);
+  }
   const trustDomain = str(ENV.trustDomain, DEFAULTS.trustDomain);
   // Two modes: the control plane when its address is set, else standalone on local files.
   const cpAddress = env[ENV.controlPlaneAddress];
@@ -180,6 +191,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): Z
     drainTimeoutMs: positive(ENV.drainSeconds, DEFAULTS.drainSeconds) * 1000,
     certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),
     logLevel: logLevel as ZtunnelConfig['logLevel'],
+    redirectionCheck: redirectionCheck as ZtunnelConfig['redirectionCheck'],
+    redirectionWaitMs: positive(ENV.redirectionWaitSeconds, DEFAULTS.redirectionWaitSeconds) * 1000,
   };
   const bound = [cfg.outboundPort, cfg.inboundPort, cfg.socks5Port].filter((p) => p !== 0);
   if (new Set(bound).size !== bound.length) {

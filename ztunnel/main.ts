@@ -13,6 +13,7 @@ import { LocalCaClient, SecretManager } from '../core/identity/secret-manager.js
 import { FileConfigSource } from '../core/config/file-source.js';
 import { connectControlPlane, readRootsFile } from '../core/config/control-plane-client.js';
 import type { ConfigSource } from '../core/config/source.js';
+import { checkRedirection } from './redirection.js';
 import { Ztunnel, type ZtunnelInputs } from './ztunnel.js';
 
 /** The config source and certificates of either mode. */
@@ -56,7 +57,13 @@ async function main(): Promise<void> {
   const logger = createLogger({ component: 'ztunnel', level: config.logLevel });
   try {
     const { configSource, certificates } = await sources(config, logger);
-    const zt = await Ztunnel.start({ config, logger, configSource, certificates });
+    const zt = await Ztunnel.start({
+      config,
+      logger,
+      configSource,
+      certificates,
+      ...(config.redirectionCheck === 'bpftool' ? { checkRedirection: () => checkRedirection() } : {}),
+    });
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutdown requested');
       zt.shutdown().catch((err: Error) => {

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type http from 'node:http';
 import type { Logger } from '../core/telemetry/log.js';
+import type { MeshError } from '../core/errors.js';
 import { createTcpMetrics, type TcpMetrics } from '../core/telemetry/metrics.js';
 import { DrainTracker } from '../core/drain.js';
 import { HboneClient, type CertificateSource } from '../core/hbone/client.js';
@@ -27,6 +28,12 @@ export interface ZtunnelInputs {
   readonly metrics?: TcpMetrics;
   /** Plain TCP connections to workloads; swappable in tests. */
   readonly connectTcp?: (opts: net.NetConnectOpts) => net.Socket;
+  /**
+   * With outbound capture on: resolves when the eBPF hooks that hand over original destinations
+   * are in place (ztunnel/redirection.ts), throws saying what is missing. Retried until
+   * `redirectionWaitMs`, since the node agent may start after ztunnel.
+   */
+  readonly checkRedirection?: () => Promise<void>;
 }
 
 export interface ZtunnelAddresses {
@@ -150,6 +157,16 @@ export class Ztunnel {
       throw err;
     }
     zt = new Ztunnel(inputs, { addresses, hbone, metrics, drain, hboneServer, servers, stateRef });
+    if (config.outboundPort !== 0 && inputs.checkRedirection) {
+      try {
+        await retryUntil(inputs.checkRedirection, config.redirectionWaitMs, (err) =>
+          logger.warn({ code: (err as MeshError).code }, `${(err as Error).message}; waiting`),
+        );
+      } catch (err) {
+        await zt.#closeNow();
+        throw err;
+      }
+    }
     zt.#ready = true;
     logger.info({ node: config.nodeName, listeners: addresses }, 'ztunnel ready');
     return zt;
@@ -188,6 +205,14 @@ export class Ztunnel {
     };
   }
 
+  async #closeNow(): Promise<void> {
+    this.hbone.close();
+    this.#hboneServer.close();
+    for (const s of this.#servers) s.close();
+    await this.#in.configSource.close();
+    this.#in.certificates.close?.();
+  }
+
   /**
    * Graceful shutdown: readiness fails, listeners stop accepting, HBONE peers get GOAWAY, open
    * connections get `drainTimeoutMs` to finish, then whatever is left is closed.
@@ -202,16 +227,27 @@ export class Ztunnel {
       this.hbone.drain();
       const { forced } = await this.#drain.drain(this.#in.config.drainTimeoutMs);
       if (forced > 0) log.warn({ forced }, 'drain deadline reached; closed the remaining connections');
-      this.hbone.close();
-      this.#hboneServer.close();
       for (const s of this.#servers) {
         if ('closeAllConnections' in s) s.closeAllConnections();
       }
-      await this.#in.configSource.close();
-      this.#in.certificates.close?.();
+      await this.#closeNow();
       log.info('ztunnel stopped');
       this.#stoppedResolve();
     })();
     return this.#stopping;
+  }
+}
+
+/** Calls `check` until it resolves; after `deadlineMs` rethrows its last error. Reports the first failure. */
+async function retryUntil(check: () => Promise<void>, deadlineMs: number, onFirstFailure: (err: unknown) => void): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+      if (attempt === 0) onFirstFailure(err);
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
 }

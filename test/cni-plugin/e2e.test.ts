@@ -30,9 +30,10 @@ t.test('pods join and leave the mesh through the CNI plugin and the node agent',
   const cluster = await Cluster.create(lab, ['node-a', 'node-b'], { apps: AMBIENT, legacy: {}, later: {} });
   const a = cluster.node('node-a');
   const b = cluster.node('node-b');
+  // The agent first: ztunnel with outbound capture waits until the agent attached its hooks.
   for (const n of [a, b]) {
-    await cluster.startZtunnel(n);
     await cluster.startAgent(n);
+    await cluster.startZtunnel(n);
   }
 
   const server = await cluster.addPod('node-b', 'apps', 'server');

@@ -68,6 +68,14 @@ t.test('a bad config file stops ztunnel at start with the field named', async (t
   t.match(p.output(), /nodes\[0\]/);
 });
 
+t.test('outbound capture without the eBPF hooks is a clear start-up error', async (t) => {
+  // This test process's cgroup has no getsockname hook attached, and neither has the child's.
+  const p = startZtunnelProcess(envFor('node-a', `${base}.2`, { OUTBOUND_PORT: '15001', REDIRECTION_WAIT_SECONDS: '1' }));
+  t.equal(await p.exited, 1);
+  t.match(p.output(), /outbound capture is enabled but/);
+  t.match(p.output(), /start the node agent/);
+});
+
 t.test('SIGTERM drains: readiness fails, open connections finish, then the process exits 0', async (t) => {
   const a = await start('node-a', `${base}.2`, { DRAIN_TIMEOUT_SECONDS: '20' });
   const b = await start('node-b', `${base}.3`);
