@@ -11,7 +11,7 @@ import { MeshState } from '../core/model/state.js';
 import type { Workload } from '../core/model/types.js';
 import type { ConfigSource } from '../core/config/source.js';
 import type { WaypointConfig } from './config.js';
-import { adminServer, metricsServer, readinessServer } from './admin.js';
+import { adminServer, metricsServer, readinessServer } from '../core/telemetry/admin.js';
 import { Downstream } from './downstream.js';
 import { Inbound } from './inbound.js';
 import { UpstreamPool } from './upstream.js';

@@ -13,7 +13,7 @@ import { Outbound } from './proxy/outbound.js';
 import { Inbound } from './proxy/inbound.js';
 import { listen, outboundCaptureServer, socks5Server } from './proxy/listeners.js';
 import type { ProxyInputs } from './proxy/inputs.js';
-import { adminServer, metricsServer, readinessServer } from './admin.js';
+import { adminServer, metricsServer, readinessServer } from '../core/telemetry/admin.js';
 
 export interface ZtunnelInputs {
   readonly config: ZtunnelConfig;

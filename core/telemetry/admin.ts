@@ -1,5 +1,6 @@
+/** The admin, metrics and readiness servers every data-plane proxy runs (ztunnel, waypoint). */
 import http from 'node:http';
-import type { Logger } from '../core/telemetry/log.js';
+import type { Logger } from './log.js';
 import type { Registry } from 'prom-client';
 
 export interface AdminInputs {
