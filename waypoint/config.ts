@@ -1,5 +1,4 @@
-import { isIP } from 'node:net';
-import { ConfigError } from '../core/errors.js';
+import { EnvReader, LOG_LEVELS, type LogLevel } from '../core/config/env.js';
 import { PORTS } from '../core/hbone/constants.js';
 
 /** Environment variable names; the only place the waypoint reads the environment is `loadConfig`. */
@@ -47,7 +46,7 @@ export interface WaypointConfig {
   readonly readinessPort: number;
   readonly drainTimeoutMs: number;
   readonly certTtlSeconds: number;
-  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  readonly logLevel: LogLevel;
 }
 
 const DEFAULTS = {
@@ -63,7 +62,6 @@ const DEFAULTS = {
   logLevel: 'info',
 } as const;
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
 
 /**
  * Builds the waypoint configuration from an environment record: collects every problem before
@@ -72,45 +70,14 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as cons
  * @example
  * const cfg = loadConfig({ WAYPOINT_ADDRESS: '10.0.0.30', LOCAL_CONFIG_FILE: 'mesh.yaml', CA_ROOT_CERT_FILE: 'root-cert.pem', CA_ROOT_KEY_FILE: 'root-key.pem' });
  */
-export function loadConfig(env: Readonly<Record<string, string | undefined>>): WaypointConfig {
-  const problems: string[] = [];
-  const str = (name: string, fallback?: string): string => {
-    const v = env[name];
-    if (v === undefined || v === '') {
-      if (fallback === undefined) problems.push(`${name} is required`);
-      return fallback ?? '';
-    }
-    return v;
-  };
-  const port = (name: string, fallback: number, allowZero = true): number => {
-    const v = env[name];
-    if (v === undefined || v === '') return fallback;
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n > 65535 || (!allowZero && n === 0)) {
-      problems.push(`${name}=${JSON.stringify(v)} is not a port (${allowZero ? '0 to disable, or ' : ''}1-65535)`);
-      return fallback;
-    }
-    return n;
-  };
-  const ip = (name: string, fallback?: string): string => {
-    const v = str(name, fallback);
-    if (v !== '' && isIP(v) === 0) problems.push(`${name}=${JSON.stringify(v)} is not an IPv4 or IPv6 address`);
-    return v;
-  };
-  const positive = (name: string, fallback: number): number => {
-    const v = env[name];
-    if (v === undefined || v === '') return fallback;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) {
-      problems.push(`${name}=${JSON.stringify(v)} is not a positive number`);
-      return fallback;
-    }
-    return n;
-  };
-  const logLevel = str(ENV.logLevel, DEFAULTS.logLevel);
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    problems.push(`${ENV.logLevel}=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
-  }
+export function loadConfig(envRecord: Readonly<Record<string, string | undefined>>): WaypointConfig {
+  const env = new EnvReader(envRecord);
+  const { problems } = env;
+  const str = env.str.bind(env);
+  const port = env.port.bind(env);
+  const ip = env.ip.bind(env);
+  const positive = env.positive.bind(env);
+  const logLevel = env.oneOf(ENV.logLevel, LOG_LEVELS, DEFAULTS.logLevel);
   const address = ip(ENV.address);
   const cfg: WaypointConfig = {
     localConfigFile: str(ENV.localConfigFile),
@@ -128,7 +95,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): W
     readinessPort: port(ENV.readinessPort, PORTS.readiness),
     drainTimeoutMs: positive(ENV.drainSeconds, DEFAULTS.drainSeconds) * 1000,
     certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),
-    logLevel: logLevel as WaypointConfig['logLevel'],
+    logLevel,
   };
   if (cfg.address !== '' && cfg.statsAddress === cfg.address) {
     const bound = [cfg.hbonePort, cfg.metricsPort, cfg.readinessPort].filter((p) => p !== 0);
@@ -136,6 +103,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): W
       problems.push(`${ENV.hbonePort}, ${ENV.metricsPort} and ${ENV.readinessPort} must differ (all bind ${address})`);
     }
   }
-  if (problems.length > 0) throw new ConfigError('the environment', problems);
+  env.finish();
   return Object.freeze(cfg);
 }

@@ -1,5 +1,4 @@
-import { isIP } from 'node:net';
-import { ConfigError } from '../core/errors.js';
+import { EnvReader, LOG_LEVELS, type LogLevel } from '../core/config/env.js';
 import { PORTS } from '../core/hbone/constants.js';
 import { controlPlaneIdentity, parseHostPort } from '../core/config/discovery-wire.js';
 
@@ -72,7 +71,7 @@ export interface ZtunnelConfig {
   /** With outbound capture on: wait for the eBPF getsockname hook on ztunnel's cgroup (`bpftool`), or trust it is there (`off`). */
   readonly redirectionCheck: 'bpftool' | 'off';
   readonly redirectionWaitMs: number;
-  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  readonly logLevel: LogLevel;
 }
 
 const DEFAULTS = {
@@ -92,65 +91,30 @@ const DEFAULTS = {
   redirectionWaitSeconds: 60,
 } as const;
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
 
 /**
  * Builds the ztunnel configuration from an environment record: collects every problem before
  * failing, applies cross-field rules, then freezes.
  */
-export function loadConfig(env: Readonly<Record<string, string | undefined>>): ZtunnelConfig {
-  const problems: string[] = [];
-  const str = (name: string, fallback?: string): string => {
-    const v = env[name];
-    if (v === undefined || v === '') {
-      if (fallback === undefined) problems.push(`${name} is required`);
-      return fallback ?? '';
-    }
-    return v;
-  };
-  const port = (name: string, fallback: number): number => {
-    const v = env[name];
-    if (v === undefined || v === '') return fallback;
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n > 65535) {
-      problems.push(`${name}=${JSON.stringify(v)} is not a port (0 to disable, or 1-65535)`);
-      return fallback;
-    }
-    return n;
-  };
-  const ip = (name: string, fallback: string): string => {
-    const v = str(name, fallback);
-    if (isIP(v) === 0) problems.push(`${name}=${JSON.stringify(v)} is not an IPv4 or IPv6 address`);
-    return v;
-  };
-  const positive = (name: string, fallback: number): number => {
-    const v = env[name];
-    if (v === undefined || v === '') return fallback;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) {
-      problems.push(`${name}=${JSON.stringify(v)} is not a positive number`);
-      return fallback;
-    }
-    return n;
-  };
-  const logLevel = str(ENV.logLevel, DEFAULTS.logLevel);
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    problems.push(`${ENV.logLevel}=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
-  }
+export function loadConfig(envRecord: Readonly<Record<string, string | undefined>>): ZtunnelConfig {
+  const env = new EnvReader(envRecord);
+  const { problems } = env;
+  const str = env.str.bind(env);
+  const port = env.port.bind(env);
+  const ip = env.ip.bind(env);
+  const positive = env.positive.bind(env);
+  const logLevel = env.oneOf(ENV.logLevel, LOG_LEVELS, DEFAULTS.logLevel);
   const address = ip(ENV.address, DEFAULTS.address);
-  const redirectionCheck = str(ENV.redirectionCheck, 'bpftool');
-  if (redirectionCheck !== 'bpftool' && redirectionCheck !== 'off') {
-    problems.push(`${ENV.redirectionCheck}=${JSON.stringify(redirectionCheck)} is not one of bpftool, off`);
-  }
+  const redirectionCheck = env.oneOf(ENV.redirectionCheck, ['bpftool', 'off'] as const, 'bpftool');
   const trustDomain = str(ENV.trustDomain, DEFAULTS.trustDomain);
   // Two modes: the control plane when its address is set, else standalone on local files.
-  const cpAddress = env[ENV.controlPlaneAddress];
+  const cpAddress = envRecord[ENV.controlPlaneAddress];
   let controlPlane: ControlPlaneSettings | undefined;
   const standalone = [ENV.localConfigFile, ENV.caRootCertFile, ENV.caRootKeyFile] as const;
   if (cpAddress !== undefined && cpAddress !== '') {
     const parsed = parseHostPort(cpAddress);
     if (!parsed) problems.push(`${ENV.controlPlaneAddress}=${JSON.stringify(cpAddress)} is not host:port (e.g. 10.0.0.1:15012)`);
-    const set = standalone.filter((n) => env[n] !== undefined && env[n] !== '');
+    const set = standalone.filter((n) => envRecord[n] !== undefined && envRecord[n] !== '');
     if (set.length > 0) {
       problems.push(`${set.join(', ')} ${set.length === 1 ? 'is' : 'are'} for standalone mode; with ${ENV.controlPlaneAddress} certificates and configuration come from the control plane (unset one or the other)`);
     }
@@ -163,7 +127,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): Z
   }
   const standaloneFile = (name: string): string => {
     if (controlPlane) return '';
-    const v = env[name];
+    const v = envRecord[name];
     if (v === undefined || v === '') {
       problems.push(`${name} is required (or set ${ENV.controlPlaneAddress} to use the control plane)`);
       return '';
@@ -190,14 +154,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): Z
     readinessPort: port(ENV.readinessPort, PORTS.readiness),
     drainTimeoutMs: positive(ENV.drainSeconds, DEFAULTS.drainSeconds) * 1000,
     certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),
-    logLevel: logLevel as ZtunnelConfig['logLevel'],
-    redirectionCheck: redirectionCheck as ZtunnelConfig['redirectionCheck'],
+    logLevel,
+    redirectionCheck,
     redirectionWaitMs: positive(ENV.redirectionWaitSeconds, DEFAULTS.redirectionWaitSeconds) * 1000,
   };
   const bound = [cfg.outboundPort, cfg.inboundPort, cfg.socks5Port].filter((p) => p !== 0);
   if (new Set(bound).size !== bound.length) {
     problems.push(`${ENV.outboundPort}, ${ENV.inboundPort} and ${ENV.socks5Port} must differ (all bind ${address})`);
   }
-  if (problems.length > 0) throw new ConfigError('the environment', problems);
+  env.finish();
   return Object.freeze(cfg);
 }
