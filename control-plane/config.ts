@@ -11,6 +11,7 @@ import { TRUST_DOMAIN_RE } from '../core/config/names.js';
 /** Environment variable names. */
 export const ENV = {
   manifests: 'MANIFESTS_PATH',
+  manifestsDebounceMs: 'MANIFESTS_DEBOUNCE_MS',
   nodesFile: 'NODES_FILE',
   caCertFile: 'CA_CERT_FILE',
   caKeyFile: 'CA_KEY_FILE',
@@ -34,6 +35,8 @@ export const ENV = {
 export interface ControlPlaneConfig {
   /** A manifest file, or a directory of them (read recursively: *.yaml, *.yml, *.json). */
   readonly manifestsPath: string;
+  /** Quiet time after a change under the manifests path before it is read (writers save in steps). */
+  readonly manifestsDebounceMs: number;
   readonly nodesFile: string;
   readonly caCertFile: string;
   readonly caKeyFile: string;
@@ -59,6 +62,8 @@ export interface ControlPlaneConfig {
 const DEFAULTS = {
   trustDomain: 'cluster.local',
   rootNamespace: 'istio-system',
+  // Coalesces one save (truncate + write, or write + rename) into one read; short enough to feel instant.
+  manifestsDebounceMs: 100,
   // Proxies on every node connect here.
   address: '0.0.0.0',
   // Debug endpoints list proxies and object problems: local only, as ztunnel's admin.
@@ -121,6 +126,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   const trustBundleFile = opt(ENV.trustBundleFile);
   const cfg: ControlPlaneConfig = {
     manifestsPath: str(ENV.manifests),
+    manifestsDebounceMs: positive(ENV.manifestsDebounceMs, DEFAULTS.manifestsDebounceMs, true),
     nodesFile: str(ENV.nodesFile),
     caCertFile: str(ENV.caCertFile),
     caKeyFile: str(ENV.caKeyFile),

@@ -17,10 +17,14 @@ import { SecretManager, type CaClient } from '../core/identity/secret-manager.js
 import type { WorkloadCertificate } from '../core/identity/certificate.js';
 import { CA_PATH, DISCOVERY_PATH, RESOURCE_KINDS, controlPlaneIdentity } from '../core/config/discovery-wire.js';
 import {
+  ManifestConverter,
   ManifestStore,
   WAYPOINT_CLASS,
-  convertManifests,
   formatProblem,
+  objectRef,
+  refKey,
+  type ObjectChanges,
+  type PodObject,
   type ObjectProblem,
   type WaypointResources,
 } from '../core/config/manifests.js';
@@ -92,6 +96,11 @@ export class ControlPlane {
   #waypoint: WaypointResources | undefined;
   #conversionProblems: readonly ObjectProblem[] = [];
   #convertScheduled = false;
+  readonly #converter = new ManifestConverter();
+  // Changes since the last conversion: pods only (key → first prev, latest next) can be patched
+  // in; anything else needs a full conversion.
+  #pendingPods = new Map<string, { prev?: PodObject; next?: PodObject }>();
+  #fullNeeded = true;
   #ready = false;
   #server: Http2SecureServer | undefined;
   readonly #sessions = new Set<ServerHttp2Session>();
@@ -110,6 +119,7 @@ export class ControlPlane {
       new ManifestDirSource({
         path: inputs.config.manifestsPath,
         rootNamespace: inputs.config.rootNamespace,
+        debounceMs: inputs.config.manifestsDebounceMs,
         logger: inputs.logger.child({ scope: 'manifests' }),
         onError: () => this.metrics.reloadErrors.inc({ source: 'manifests' }),
       });
@@ -197,7 +207,7 @@ export class ControlPlane {
     if (!this.#in.nodeList) {
       this.#stops.push(await watchPaths([config.nodesFile], () => this.reloadNodes().catch(() => undefined), { logger: this.#log }));
     }
-    this.store.onChange(() => this.#scheduleConvert());
+    this.store.onChange((change) => this.#onStoreChange(change));
     await this.#source.start(this.store);
     this.#convert();
 
@@ -330,7 +340,34 @@ export class ControlPlane {
     }
     this.#nodes = list;
     this.#log.info({ nodes: list.nodes.map((n) => n.name) }, 'node list loaded');
+    this.#fullNeeded = true;
     if (this.state.loaded) this.#scheduleConvert();
+  }
+
+  #onStoreChange(change: ObjectChanges): void {
+    for (const { prev, next } of change.upserted) {
+      if (next.kind !== 'Pod' || (prev && prev.kind !== 'Pod')) {
+        this.#fullNeeded = true;
+        continue;
+      }
+      const key = refKey(objectRef(next));
+      const seen = this.#pendingPods.get(key);
+      // The state the last conversion saw is the first `prev`; the state to convert is the latest.
+      const first = seen ? seen.prev : (prev as PodObject | undefined);
+      this.#pendingPods.set(key, first ? { prev: first, next } : { next });
+    }
+    for (const o of change.deleted) {
+      if (o.kind !== 'Pod') {
+        this.#fullNeeded = true;
+        continue;
+      }
+      const key = refKey(objectRef(o));
+      const seen = this.#pendingPods.get(key);
+      const prev = seen ? seen.prev : o;
+      if (prev) this.#pendingPods.set(key, { prev });
+      else this.#pendingPods.delete(key); // added and removed before any conversion saw it
+    }
+    this.#scheduleConvert();
   }
 
   #scheduleConvert(): void {
@@ -346,12 +383,19 @@ export class ControlPlane {
 
   #convert(): void {
     const started = performance.now();
-    const result = convertManifests({
-      objects: this.store.objects(),
-      nodes: this.#nodes.nodes,
-      trustDomain: this.#in.config.trustDomain,
-      rootNamespace: this.#in.config.rootNamespace,
-    });
+    const pods = [...this.#pendingPods.values()];
+    const full = this.#fullNeeded;
+    this.#pendingPods = new Map();
+    this.#fullNeeded = false;
+    const result =
+      (!full ? this.#converter.updatePods(pods) : undefined) ??
+      this.#converter.convert({
+        objects: this.store.sortedObjects(),
+        sorted: true,
+        nodes: this.#nodes.nodes,
+        trustDomain: this.#in.config.trustDomain,
+        rootNamespace: this.#in.config.rootNamespace,
+      });
     this.#conversionProblems = result.problems;
     this.#waypoint = result.waypoint;
     const td = this.#in.config.trustDomain;

@@ -67,7 +67,7 @@ export class ManifestDirSource implements ObjectSource {
   async start(store: ManifestStore): Promise<void> {
     this.#store = store;
     // Watch first, so a change racing with the first read is not lost.
-    this.#stopWatch = await watchPaths([this.#root], () => this.reload(), {
+    this.#stopWatch = await watchPaths([this.#root], (changed) => this.reload(changed), {
       logger: this.#in.logger,
       ...(this.#in.debounceMs !== undefined ? { debounceMs: this.#in.debounceMs } : {}),
     });
@@ -83,10 +83,15 @@ export class ManifestDirSource implements ObjectSource {
     this.#stopWatch = undefined;
   }
 
-  /** Re-reads what changed and updates the store; exposed for tests and SIGHUP. */
-  async reload(): Promise<void> {
+  /**
+   * Re-reads what changed and updates the store. Files named in `changed` are always read again;
+   * others only when their inode, size or modification time differ (file timestamps are coarse,
+   * so a quick rewrite of the same size can keep all three: the watcher's file names catch it).
+   */
+  async reload(changed?: ReadonlySet<string>): Promise<void> {
     const store = this.#store;
     if (!store) return;
+    this.#in.logger.debug({ changed: changed ? [...changed] : 'all' }, 'reading manifests');
     let paths: string[];
     try {
       paths = await this.#list();
@@ -105,7 +110,8 @@ export class ManifestDirSource implements ObjectSource {
         continue; // removed meanwhile
       }
       const prev = this.#files.get(p);
-      if (prev && prev.ino === st.ino && prev.mtimeMs === st.mtimeMs && prev.size === st.size) continue;
+      const named = changed === undefined || changed.has(p);
+      if (prev && !named && prev.ino === st.ino && prev.mtimeMs === st.mtimeMs && prev.size === st.size) continue;
       let text: string;
       try {
         text = await readFile(p, 'utf8');

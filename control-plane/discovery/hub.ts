@@ -42,7 +42,15 @@ export interface HubOptions {
   readonly onPush?: (type: 'snapshot' | 'delta' | 'resume' | 'trustBundle', bytes: number) => void;
   /** Called when a subscriber is dropped for being slow. */
   readonly onDrop?: (reason: 'slow') => void;
+  /**
+   * Snapshots being written at once; further subscribers wait their turn. Bounds memory and CPU
+   * when every proxy reconnects together (a control-plane restart). Default 8.
+   */
+  readonly maxConcurrentSnapshots?: number;
 }
+
+/** Enough to keep a fast network busy, few enough that 50 reconnecting proxies do not buffer 50 snapshots. */
+export const DEFAULT_MAX_CONCURRENT_SNAPSHOTS = 8;
 
 /** Who subscribes. */
 export interface SubscribeRequest {
@@ -100,6 +108,9 @@ class Subscriber {
   /** Answer `resume` at the first flush (the client's version is current). */
   resumeDue = false;
   blockedSince: number | undefined;
+  /** Holds one of the hub's snapshot slots until its snapshot has drained. */
+  snapshotSlot = false;
+  queuedForSnapshot = false;
   snapshots = 0;
   deltas = 0;
   bytesSent = 0;
@@ -141,6 +152,8 @@ export class DiscoveryHub {
   readonly #fragments = new WeakMap<GlobalDelta, Map<ResourceKind, { upserts: string; removes: string }>>();
   #bundle: TrustBundle | undefined;
   #nextId = 1;
+  #snapshotSlots = 0;
+  readonly #snapshotQueue: Subscriber[] = [];
   readonly #timer: NodeJS.Timeout;
 
   constructor(state: EncodedState, opts: HubOptions) {
@@ -193,6 +206,7 @@ export class DiscoveryHub {
     this.#subs.add(s);
     const log = this.#opts.logger.child({ subscriber: s.id, proxy: req.proxy, node: req.node, identity: req.identity, peer: req.peer });
     const cleanup = () => {
+      this.#releaseSnapshotSlot(s);
       if (s.closed) return;
       s.closed = true;
       this.#subs.delete(s);
@@ -202,6 +216,7 @@ export class DiscoveryHub {
     stream.on('error', (err) => log.debug({ err }, 'discovery stream error'));
     stream.on('drain', () => {
       s.blockedSince = undefined;
+      this.#releaseSnapshotSlot(s);
       this.#flush(s);
     });
     const mode = this.#resumeFrom(s, req.since);
@@ -282,10 +297,15 @@ export class DiscoveryHub {
     return out;
   }
 
-  #write(s: Subscriber, line: string, type: 'snapshot' | 'delta' | 'resume' | 'trustBundle'): void {
+  #write(s: Subscriber, chunks: string | readonly (string | Buffer)[], type: 'snapshot' | 'delta' | 'resume' | 'trustBundle'): void {
     if (s.closed || s.stream.destroyed) return;
-    const ok = s.stream.write(line);
-    const bytes = Buffer.byteLength(line);
+    let ok = true;
+    let bytes = 0;
+    for (const c of typeof chunks === 'string' ? [chunks] : chunks) {
+      // Buffers are queued by reference: a shared snapshot body is not copied per subscriber.
+      ok = s.stream.write(c);
+      bytes += typeof c === 'string' ? Buffer.byteLength(c) : c.length;
+    }
     s.bytesSent += bytes;
     if (type === 'snapshot') s.snapshots++;
     if (type === 'delta') s.deltas++;
@@ -300,7 +320,17 @@ export class DiscoveryHub {
       this.#write(s, `${J({ type: 'trustBundle', roots: this.#bundle.roots, signer: this.#bundle.signer })}\n`, 'trustBundle');
     }
     if (s.needSnapshot) {
+      if (this.#snapshotSlots >= (this.#opts.maxConcurrentSnapshots ?? DEFAULT_MAX_CONCURRENT_SNAPSHOTS)) {
+        if (!s.queuedForSnapshot) {
+          s.queuedForSnapshot = true;
+          this.#snapshotQueue.push(s);
+        }
+        return;
+      }
+      this.#snapshotSlots++;
+      s.snapshotSlot = true;
       this.#snapshot(s);
+      if (s.blockedSince === undefined) this.#releaseSnapshotSlot(s);
       return;
     }
     if (s.resumeDue) {
@@ -312,23 +342,35 @@ export class DiscoveryHub {
     this.#delta(s);
   }
 
+  #releaseSnapshotSlot(s: Subscriber): void {
+    if (!s.snapshotSlot) return;
+    s.snapshotSlot = false;
+    this.#snapshotSlots--;
+    const max = this.#opts.maxConcurrentSnapshots ?? DEFAULT_MAX_CONCURRENT_SNAPSHOTS;
+    while (this.#snapshotQueue.length > 0 && this.#snapshotSlots < max) {
+      const next = this.#snapshotQueue.shift()!;
+      next.queuedForSnapshot = false;
+      if (!next.closed) this.#flush(next);
+    }
+  }
+
   #snapshot(s: Subscriber): void {
     const st = this.#state;
-    const parts: string[] = [];
-    for (const kind of GLOBAL_KINDS[s.req.proxy]) parts.push(`${J(kind)}:[${st.joined(kind)}]`);
+    const body = st.snapshotBody(GLOBAL_KINDS[s.req.proxy]);
     let scoped: Map<string, string> | undefined;
+    let tail = '}}\n';
     if (s.req.proxy === 'ztunnel') {
       scoped = this.#scopedNow(s);
-      parts.push(`${J(SCOPED_KIND)}:[${[...scoped.values()].join(',')}]`);
+      tail = `,${J(SCOPED_KIND)}:[${[...scoped.values()].join(',')}]}}\n`;
     }
-    const line = `{"type":"snapshot","version":${J(st.version)},"seq":${st.seq},"rootNamespace":${J(st.rootNamespace)},"resources":{${parts.join(',')}}}\n`;
+    const head = `{"type":"snapshot","version":${J(st.version)},"seq":${st.seq},"rootNamespace":${J(st.rootNamespace)},"resources":{`;
     s.needSnapshot = false;
     s.fast = undefined;
     s.pending.clear();
     s.scopedSent = scoped;
     s.version = st.version;
     s.seq = st.seq;
-    this.#write(s, line, 'snapshot');
+    this.#write(s, [head, body, tail], 'snapshot');
   }
 
   #fragmentsOf(delta: GlobalDelta): Map<ResourceKind, { upserts: string; removes: string }> {
@@ -410,6 +452,7 @@ export class DiscoveryHub {
         'dropping a proxy that stopped reading its discovery stream; it will resync when it reconnects',
       );
       this.#opts.onDrop?.('slow');
+      this.#releaseSnapshotSlot(s);
       s.closed = true;
       this.#subs.delete(s);
       // RST_STREAM frees the stream's buffered data now, whatever the peer does.

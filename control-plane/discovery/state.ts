@@ -9,9 +9,9 @@
  */
 import { createHash } from 'node:crypto';
 import { MeshState } from '../../core/model/state.js';
-import { DEFAULT_ROOT_NAMESPACE } from '../../core/model/scope.js';
+import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../../core/model/scope.js';
 import { RESOURCE_KINDS, SPEC_KINDS, encodeResource, resourceKey, type ResourceKind, type ResourceTypes } from '../../core/config/discovery-wire.js';
-import type { MeshConfig } from '../../core/model/types.js';
+import type { AuthorizationPolicy, MeshConfig, Workload } from '../../core/model/types.js';
 
 /** One encoded resource. */
 export interface Entry {
@@ -58,13 +58,18 @@ export class EncodedState {
   #version = EMPTY_VERSION;
   #seq = 0;
   #config: MeshConfig | undefined;
-  #mesh: MeshState = MeshState.empty();
+  // Built on first use per version: only the CA needs the full index.
+  #mesh: MeshState | undefined;
+  // Workloads per node, per namespace: what node-scoped policy selection needs.
+  #byNode = new Map<string, Map<string, Workload[]>>();
   readonly #kinds = new Map<ResourceKind, Map<string, Entry>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
   // Encoded JSON per model object: a converter that reuses unchanged objects skips re-encoding.
   readonly #jsonCache = new WeakMap<object, string>();
   // Per-version caches.
   readonly #joined = new Map<ResourceKind, string>();
+  readonly #bodies = new Map<string, Buffer>();
   readonly #nodePolicies = new Map<string, ReadonlySet<string>>();
+  #workloadNode = new Map<string, string>();
 
   get version(): string {
     return this.#version;
@@ -85,6 +90,7 @@ export class EncodedState {
 
   /** The indexed current configuration (the CA authorizes against it). */
   get mesh(): MeshState {
+    this.#mesh ??= this.#config ? new MeshState(this.#config) : MeshState.empty();
     return this.#mesh;
   }
 
@@ -116,6 +122,20 @@ export class EncodedState {
   }
 
   /**
+   * `"kind":[...],"kind":[...]` for `kinds`, as one Buffer cached per version: every snapshot of
+   * a version shares it, so fifty proxies reconnecting at once cost one copy, not fifty.
+   */
+  snapshotBody(kinds: readonly ResourceKind[]): Buffer {
+    const key = kinds.join(',');
+    let b = this.#bodies.get(key);
+    if (!b) {
+      b = Buffer.from(kinds.map((k) => `${JSON.stringify(k)}:[${this.joined(k)}]`).join(','));
+      this.#bodies.set(key, b);
+    }
+    return b;
+  }
+
+  /**
    * Keys of the AuthorizationPolicies that apply to at least one workload on `node`: what that
    * node's ztunnel enforces. Cached per version.
    */
@@ -123,9 +143,12 @@ export class EncodedState {
     let set = this.#nodePolicies.get(node);
     if (!set) {
       const out = new Set<string>();
-      const workloads = this.#mesh.workloadsOnNode(node);
-      for (const w of workloads) {
-        for (const p of this.#mesh.policiesFor(w)) out.add(`${p.namespace}/${p.name}`);
+      const byNs = this.#byNode.get(node);
+      const root = this.rootNamespace;
+      if (byNs) {
+        for (const p of (this.#config?.authorizationPolicies ?? []) as readonly AuthorizationPolicy[]) {
+          if (appliesOnNode(p, byNs, root)) out.add(`${p.namespace}/${p.name}`);
+        }
       }
       set = out;
       this.#nodePolicies.set(node, set);
@@ -179,13 +202,55 @@ export class EncodedState {
       this.#kinds.set(kind, next);
       if (keys.size > 0) changed.set(kind, keys);
     }
+    const workloadsChanged = changed.get('workloads');
+    const policiesChanged = changed.has('authorizationPolicies') || rootChanged;
+    // Node policy sets stay valid for nodes none of whose workloads changed, unless policies did.
+    const stale = new Set<string>();
+    if (workloadsChanged) {
+      for (const key of workloadsChanged) {
+        const before = this.#workloadNode.get(key);
+        if (before !== undefined) stale.add(before);
+      }
+    }
     this.#config = config;
-    this.#mesh = new MeshState(config);
-    this.#nodePolicies.clear();
+    this.#mesh = undefined;
+    this.#byNode = new Map();
+    this.#workloadNode = new Map();
+    for (const w of config.workloads) {
+      if (this.#workloadNode.has(w.uid)) continue;
+      this.#workloadNode.set(w.uid, w.node);
+      let byNs = this.#byNode.get(w.node);
+      if (!byNs) this.#byNode.set(w.node, (byNs = new Map()));
+      let list = byNs.get(w.namespace);
+      if (!list) byNs.set(w.namespace, (list = []));
+      list.push(w);
+    }
+    if (workloadsChanged) for (const key of workloadsChanged) {
+      const after = this.#workloadNode.get(key);
+      if (after !== undefined) stale.add(after);
+    }
+    if (policiesChanged) this.#nodePolicies.clear();
+    else for (const n of stale) this.#nodePolicies.delete(n);
     if (changed.size === 0 && !rootChanged) return undefined;
     this.#joined.clear();
+    this.#bodies.clear();
     this.#version = this.#digest.toString('hex');
     this.#seq++;
     return { from, to: this.#version, seq: this.#seq, changed };
+  }
+}
+
+/** Whether `p` applies to at least one workload of a node (its workloads grouped by namespace). */
+function appliesOnNode(p: AuthorizationPolicy, byNs: ReadonlyMap<string, readonly Workload[]>, root: string): boolean {
+  switch (p.scope) {
+    case 'mesh':
+      return true;
+    case 'namespace':
+      return byNs.has(p.namespace);
+    case 'workload': {
+      // A root-namespace policy with a selector selects in every namespace (Istio).
+      const lists = p.namespace === root ? [...byNs.values()] : [byNs.get(p.namespace) ?? []];
+      return lists.some((l) => l.some((w) => labelsMatch(p.selector, w.labels)));
+    }
   }
 }

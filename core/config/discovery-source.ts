@@ -69,9 +69,13 @@ export const DEFAULT_PING_INTERVAL_MS = 15_000;
 export const DEFAULT_PING_TIMEOUT_MS = 10_000;
 /** 10,000 workloads encode to about 3 MiB; leave an order of magnitude of room. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
-/** Receive windows sized for snapshots: a stream may have 4 MiB in flight, the connection 16 MiB. */
-const STREAM_WINDOW = 4 * 1024 * 1024;
-const SESSION_WINDOW = 16 * 1024 * 1024;
+/**
+ * Receive windows. What a control plane has sent but a proxy has not read yet is held, encrypted,
+ * per proxy; what is beyond the window stays in the snapshot buffer all proxies share. 1 MiB keeps
+ * a LAN busy (1 MiB per round trip) while bounding that memory at 1 MiB per proxy.
+ */
+const STREAM_WINDOW = 1024 * 1024;
+const SESSION_WINDOW = 2 * 1024 * 1024;
 
 /** Counters for tests, `/config_dump` and logs. */
 export interface DiscoveryStats {

@@ -307,7 +307,9 @@ export function parseObject(
   const finish = (object: ManifestObject | undefined) => {
     const problems: ObjectProblem[] = p.entries.map((e) => ({ object: label, field: e.field, message: e.message, severity: 'error', source }));
     for (const w of warnings) problems.push({ object: label, field: w.field, message: w.message, severity: w.severity, source });
-    return p.size > 0 || !object ? { problems } : { object, problems };
+    // Frozen once here: conversions share these objects (and their policy models) for as long
+    // as the object is unchanged.
+    return p.size > 0 || !object ? { problems } : { object: deepFreeze(object), problems };
   };
   if (!isMapping(doc)) {
     p.add('', `expected a Kubernetes object (a mapping with apiVersion, kind and metadata), got ${describe(doc)}`);
@@ -656,6 +658,12 @@ function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknow
 
 // ---- the store ----------------------------------------------------------------------------
 
+/** The objects a store change touched: `prev` is the replaced version, if any. */
+export interface ObjectChanges {
+  readonly upserted: readonly { readonly prev?: ManifestObject; readonly next: ManifestObject }[];
+  readonly deleted: readonly ManifestObject[];
+}
+
 /** What a store change did. */
 export interface StoreChange {
   /** Objects added or changed. */
@@ -676,8 +684,12 @@ export interface StoreChange {
  */
 export class ManifestStore {
   private readonly byKey = new Map<string, ManifestObject>();
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(change: ObjectChanges) => void>();
   #revision = 0;
+  // Objects in conversion order, kept across changes that only replace objects (the common
+  // case: a pod's labels or status); re-sorted when objects are added or removed.
+  #sorted: ManifestObject[] | undefined;
+  #index = new Map<string, number>();
 
   get revision(): number {
     return this.#revision;
@@ -691,38 +703,57 @@ export class ManifestStore {
     return this.byKey.values();
   }
 
+  /** Every object in conversion order (kind, namespace, name); pass to `convertManifests` with `sorted: true`. */
+  sortedObjects(): readonly ManifestObject[] {
+    if (!this.#sorted) {
+      this.#sorted = sortObjects([...this.byKey.values()]);
+      this.#index = new Map(this.#sorted.map((o, i) => [refKey(objectRef(o)), i]));
+    }
+    return this.#sorted;
+  }
+
   get(ref: ObjectRef): ManifestObject | undefined {
     return this.byKey.get(refKey(ref));
   }
 
-  onChange(listener: () => void): () => void {
+  /** Listeners run synchronously after each change, with what changed. */
+  onChange(listener: (change: ObjectChanges) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
   /** Adds or replaces objects (as `kubectl apply` does). */
   apply(objects: readonly ManifestObject[]): StoreChange {
-    let upserted = 0;
+    const upserted: ObjectChanges['upserted'][number][] = [];
     for (const o of objects) {
       const key = refKey(objectRef(o));
       const prev = this.byKey.get(key);
       if (prev && prev.rawJson === o.rawJson && prev.kind === o.kind) continue;
-      this.byKey.set(key, o);
-      upserted++;
+      this.#put(key, prev, o);
+      upserted.push(prev ? { prev, next: o } : { next: o });
     }
-    return this.changed(upserted, 0, []);
+    return this.#changed({ upserted, deleted: [] }, []);
   }
 
   /** Removes objects (as `kubectl delete` does); unknown refs are ignored. */
   delete(refs: readonly ObjectRef[]): StoreChange {
-    let deleted = 0;
-    for (const r of refs) if (this.byKey.delete(refKey(r))) deleted++;
-    return this.changed(0, deleted, []);
+    const deleted: ManifestObject[] = [];
+    for (const r of refs) {
+      const key = refKey(r);
+      const prev = this.byKey.get(key);
+      if (!prev) continue;
+      this.byKey.delete(key);
+      deleted.push(prev);
+    }
+    if (deleted.length > 0) this.#sorted = undefined;
+    return this.#changed({ upserted: [], deleted }, []);
   }
 
   /**
    * Makes the store hold exactly `objects` (a directory re-read). The same object twice (same
    * kind, namespace and name, from two files) is an error for the second one; the first stays.
+   * An object identical to the stored one (same text) keeps the stored instance, so conversions
+   * recognise it as unchanged.
    */
   replaceAll(objects: readonly ManifestObject[]): StoreChange {
     const next = new Map<string, ManifestObject>();
@@ -743,34 +774,47 @@ export class ManifestStore {
       }
       next.set(key, o);
     }
-    let upserted = 0;
-    let deleted = 0;
+    const upserted: ObjectChanges['upserted'][number][] = [];
+    const deleted: ManifestObject[] = [];
     for (const [key, o] of next) {
       const prev = this.byKey.get(key);
-      if (!prev || prev.rawJson !== o.rawJson) upserted++;
+      if (prev && prev.rawJson === o.rawJson && prev.kind === o.kind) continue;
+      this.#put(key, prev, o);
+      upserted.push(prev ? { prev, next: o } : { next: o });
     }
-    for (const key of this.byKey.keys()) if (!next.has(key)) deleted++;
-    if (upserted > 0 || deleted > 0) {
-      this.byKey.clear();
-      for (const [k, o] of next) this.byKey.set(k, o);
+    for (const [key, o] of this.byKey) {
+      if (next.has(key)) continue;
+      this.byKey.delete(key);
+      deleted.push(o);
     }
-    return this.changed(upserted, deleted, problems);
+    if (deleted.length > 0) this.#sorted = undefined;
+    return this.#changed({ upserted, deleted }, problems);
   }
 
-  private changed(upserted: number, deleted: number, problems: ObjectProblem[]): StoreChange {
-    if (upserted > 0 || deleted > 0) {
+  #put(key: string, prev: ManifestObject | undefined, o: ManifestObject): void {
+    this.byKey.set(key, o);
+    const at = this.#index.get(key);
+    if (prev && this.#sorted && at !== undefined) this.#sorted[at] = o;
+    else this.#sorted = undefined;
+  }
+
+  #changed(change: ObjectChanges, problems: ObjectProblem[]): StoreChange {
+    const result = { upserted: change.upserted.length, deleted: change.deleted.length, problems };
+    if (result.upserted > 0 || result.deleted > 0) {
       this.#revision++;
-      for (const l of this.listeners) l();
+      for (const l of this.listeners) l(change);
     }
-    return { upserted, deleted, problems };
+    return result;
   }
 }
 
 // ---- conversion ---------------------------------------------------------------------------
 
-/** Inputs of `convertManifests`. */
+/** Inputs of a conversion. */
 export interface ConvertInputs {
   readonly objects: Iterable<ManifestObject>;
+  /** `objects` are in conversion order already (`ManifestStore.sortedObjects`). */
+  readonly sorted?: boolean;
   /** The nodes of the cluster (the lab's or the cluster's node list). */
   readonly nodes: readonly NodeInfo[];
   readonly trustDomain: string;
@@ -799,8 +843,15 @@ function sortKey(o: ManifestObject): string {
   return `${String(KIND_ORDER.get(o.kind)).padStart(2, '0')}/${o.meta.namespace ?? ''}/${o.meta.name}`;
 }
 
+function sortObjects(objects: ManifestObject[]): ManifestObject[] {
+  const keyed = objects.map((o) => ({ k: sortKey(o), o }));
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  return keyed.map((x) => x.o);
+}
+
 /**
- * Converts a set of accepted objects into the mesh configuration.
+ * Converts a set of accepted objects into the mesh configuration (a one-off
+ * `ManifestConverter`).
  *
  * - Every pod with a node from `nodes` and an IP is a workload (host-network pods are not). Its
  *   protocol is HBONE when its namespace carries `istio.io/dataplane-mode=ambient` (or the pod
@@ -811,198 +862,385 @@ function sortKey(o: ManifestObject): string {
  * - `istio.io/use-waypoint` on a pod, a service or their namespace attaches the waypoint Gateway
  *   of that name (in the same namespace unless `istio.io/use-waypoint-namespace` says otherwise),
  *   if its `istio.io/waypoint-for` covers the kind of traffic; `none` on a pod or service opts out.
- * - AuthorizationPolicies (without targetRefs) and PeerAuthentications become L4 policies.
+ * - AuthorizationPolicies (without targetRefs) and PeerAuthentications become L4 policies;
+ *   with targetRefs, waypoint policies; HTTPRoutes and VirtualServices, routes.
  *
  * @example
  * const { config, problems } = convertManifests({ objects: store.objects(), nodes, trustDomain: 'cluster.local' });
  */
 export function convertManifests(inputs: ConvertInputs): ConvertResult {
-  const problems: ObjectProblem[] = [];
-  const rootNamespace = inputs.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
-  const note = (o: ManifestObject, fieldPath: string, message: string, severity: Severity = 'warning') =>
-    problems.push({ object: formatRef(objectRef(o)), field: fieldPath, message, severity, ...(o.source !== undefined ? { source: o.source } : {}) });
+  return new ManifestConverter().convert(inputs);
+}
 
-  const sorted = [...inputs.objects].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
-  const namespaces = new Map<string, NamespaceObject>();
-  const serviceAccounts = new Set<string>();
-  const pods: PodObject[] = [];
-  const services: ServiceObject[] = [];
-  const gateways = new Map<string, GatewayObject>();
-  const waypoint = { gateways: [] as GatewayObject[], httpRoutes: [] as HTTPRouteObject[], virtualServices: [] as VirtualServiceObject[], authorizationPolicies: [] as AuthorizationPolicyObject[] };
-  const authz: AuthorizationPolicy[] = [];
-  const peer: PeerAuthentication[] = [];
-  for (const o of sorted) {
-    switch (o.kind) {
-      case 'Namespace':
-        namespaces.set(o.meta.name, o);
-        break;
-      case 'ServiceAccount':
-        serviceAccounts.add(`${o.meta.namespace}/${o.meta.name}`);
-        break;
-      case 'Pod':
-        pods.push(o);
-        break;
-      case 'Service':
-        services.push(o);
-        break;
-      case 'Gateway':
-        gateways.set(`${o.meta.namespace}/${o.meta.name}`, o);
-        waypoint.gateways.push(o);
-        break;
-      case 'HTTPRoute':
-        waypoint.httpRoutes.push(o);
-        break;
-      case 'VirtualService':
-        waypoint.virtualServices.push(o);
-        break;
-      case 'AuthorizationPolicy':
-        if (o.policy) authz.push(o.policy);
-        if (o.waypointPolicy) waypoint.authorizationPolicies.push(o);
-        break;
-      case 'PeerAuthentication':
-        peer.push(o.policy);
-        break;
-      case 'Deployment':
-        break; // its pods are created by the lab (or the cluster) and arrive as Pod objects
+interface ServiceSlot {
+  readonly svc: ServiceObject;
+  /** Index in the services list, or -1 when the service is left out. */
+  pos: number;
+}
+
+/**
+ * The conversion, kept between calls so that the frequent change (pods coming, going, changing
+ * labels or readiness) costs work proportional to the change, not to the mesh: `convert` does
+ * everything and remembers its indexes; `updatePods` then patches the last result for changed
+ * pods and the services whose selectors they match. Anything else (a namespace, a service, a
+ * gateway, the node list, an address conflict) takes `convert` again. Both paths produce the same
+ * configuration for the same objects.
+ *
+ * @example
+ * const converter = new ManifestConverter();
+ * let result = converter.convert({ objects: store.sortedObjects(), sorted: true, nodes, trustDomain });
+ * // after a pod-only change:
+ * result = converter.updatePods(changes) ?? converter.convert({ ... });
+ */
+export class ManifestConverter {
+  #trustDomain = '';
+  #rootNamespace = DEFAULT_ROOT_NAMESPACE;
+  #namespaces = new Map<string, NamespaceObject>();
+  #serviceAccounts = new Set<string>();
+  #nodes = new Map<string, NodeInfo>();
+  #gateways = new Map<string, GatewayObject>();
+  #serviceByName = new Map<string, ServiceObject>();
+  #waypointAddress = new Map<string, WaypointRef | null>();
+  #undeclared = new Set<string>();
+  #owners = new Map<string, ManifestObject>();
+  #workloads: Workload[] = [];
+  #workloadByPod = new Map<PodObject, Workload>();
+  #podPos = new Map<string, number>();
+  #labelIndex = new Map<string, PodObject[]>();
+  #services: Service[] = [];
+  #servicesByNs = new Map<string, ServiceSlot[]>();
+  #problems = new Map<string, ObjectProblem[]>();
+  #last: ConvertResult | undefined;
+  // Unchanged pods and services convert to the same frozen objects, so later stages (encoding,
+  // diffing) skip them by identity.
+  readonly #workloadCache = new WeakMap<PodObject, Workload>();
+  readonly #serviceCache = new WeakMap<ServiceObject, Service>();
+  readonly #labelKeys = new WeakMap<PodObject, readonly string[]>();
+
+  /** Converts everything. */
+  convert(inputs: ConvertInputs): ConvertResult {
+    this.#trustDomain = inputs.trustDomain;
+    this.#rootNamespace = inputs.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+    this.#namespaces = new Map();
+    this.#serviceAccounts = new Set();
+    this.#gateways = new Map();
+    this.#serviceByName = new Map();
+    this.#waypointAddress = new Map();
+    this.#undeclared = new Set();
+    this.#owners = new Map();
+    this.#workloads = [];
+    this.#workloadByPod = new Map();
+    this.#podPos = new Map();
+    this.#labelIndex = new Map();
+    this.#services = [];
+    this.#servicesByNs = new Map();
+    this.#problems = new Map();
+    this.#nodes = new Map();
+    for (const n of inputs.nodes) if (!this.#nodes.has(n.name)) this.#nodes.set(n.name, n);
+
+    const sorted = inputs.sorted ? inputs.objects : sortObjects([...inputs.objects]);
+    const pods: PodObject[] = [];
+    const services: ServiceObject[] = [];
+    const waypoint = { gateways: [] as GatewayObject[], httpRoutes: [] as HTTPRouteObject[], virtualServices: [] as VirtualServiceObject[], authorizationPolicies: [] as AuthorizationPolicyObject[] };
+    const authz: AuthorizationPolicy[] = [];
+    const peer: PeerAuthentication[] = [];
+    const policyObjects: ManifestObject[] = [];
+    for (const o of sorted) {
+      switch (o.kind) {
+        case 'Namespace':
+          this.#namespaces.set(o.meta.name, o);
+          break;
+        case 'ServiceAccount':
+          this.#serviceAccounts.add(`${o.meta.namespace}/${o.meta.name}`);
+          break;
+        case 'Pod':
+          pods.push(o);
+          break;
+        case 'Service':
+          services.push(o);
+          this.#serviceByName.set(`${o.meta.namespace}/${o.meta.name}`, o);
+          break;
+        case 'Gateway':
+          this.#gateways.set(`${o.meta.namespace}/${o.meta.name}`, o);
+          waypoint.gateways.push(o);
+          break;
+        case 'HTTPRoute':
+          waypoint.httpRoutes.push(o);
+          policyObjects.push(o);
+          break;
+        case 'VirtualService':
+          waypoint.virtualServices.push(o);
+          policyObjects.push(o);
+          break;
+        case 'AuthorizationPolicy':
+          if (o.policy) authz.push(o.policy);
+          if (o.waypointPolicy) waypoint.authorizationPolicies.push(o);
+          policyObjects.push(o);
+          break;
+        case 'PeerAuthentication':
+          peer.push(o.policy);
+          policyObjects.push(o);
+          break;
+        case 'Deployment':
+          break; // its pods are created by the lab (or the cluster) and arrive as Pod objects
+      }
     }
+    for (const pod of pods) {
+      this.#checkNamespace(pod);
+      const w = this.#convertPod(pod);
+      if (!w) continue;
+      this.#podPos.set(refKey(objectRef(pod)), this.#workloads.length);
+      this.#workloads.push(w);
+      this.#indexPod(pod);
+    }
+    for (const svc of services) {
+      this.#checkNamespace(svc);
+      const ns = svc.meta.namespace as string;
+      let slots = this.#servicesByNs.get(ns);
+      if (!slots) this.#servicesByNs.set(ns, (slots = []));
+      const slot: ServiceSlot = { svc, pos: -1 };
+      slots.push(slot);
+      if (svc.clusterIps.length === 0 && !svc.headless) continue;
+      const clash = svc.clusterIps.find((ip) => this.#owners.has(ip));
+      if (clash !== undefined) {
+        this.#note(svc, 'spec.clusterIP', `address ${clash} is already used by ${formatRef(objectRef(this.#owners.get(clash)!))}; the service is left out`, 'error');
+        continue;
+      }
+      for (const ip of svc.clusterIps) this.#owners.set(ip, svc);
+      slot.pos = this.#services.length;
+      this.#services.push(this.#convertService(svc));
+    }
+    for (const o of policyObjects) this.#checkNamespace(o);
+
+    const waypointPolicies = waypoint.authorizationPolicies.map((o) => o.waypointPolicy as WaypointPolicy);
+    const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
+    const virtualServices = waypoint.virtualServices.map((o) => o.virtualService);
+    const config: MeshConfig = {
+      rootNamespace: this.#rootNamespace,
+      nodes: deepFreeze([...this.#nodes.values()]),
+      workloads: [...this.#workloads],
+      services: [...this.#services],
+      authorizationPolicies: authz,
+      peerAuthentications: peer,
+      // Only when present, as the file source does.
+      ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
+      ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
+      ...(virtualServices.length > 0 ? { virtualServices } : {}),
+    };
+    // Every element is frozen already (parsed objects, cached conversions); freezing the lists and
+    // the top is enough, and far cheaper than walking 10,000 workloads again.
+    for (const v of Object.values(config)) if (Array.isArray(v)) Object.freeze(v);
+    this.#last = { config: Object.freeze(config), waypoint: Object.freeze(waypoint), problems: this.#allProblems() };
+    return this.#last;
   }
 
-  const nodes = new Map<string, NodeInfo>();
-  for (const n of inputs.nodes) if (!nodes.has(n.name)) nodes.set(n.name, n);
-  const nsLabels = (ns: string): Readonly<Record<string, string>> => namespaces.get(ns)?.meta.labels ?? {};
-  const undeclared = new Set<string>();
-  const checkNamespace = (o: ManifestObject) => {
-    const ns = o.meta.namespace as string;
-    if (namespaces.has(ns) || ns === DEFAULT_NAMESPACE || ns === rootNamespace || undeclared.has(ns)) return;
-    undeclared.add(ns);
-    note(o, 'metadata.namespace', `namespace ${JSON.stringify(ns)} is not declared (no Namespace object); its pods are outside the mesh unless labelled themselves`);
-  };
+  /**
+   * Patches the last result for changed pods (`prev` → `next`; `next` undefined: deleted).
+   * Returns undefined when the change needs a full `convert` (no result yet, a pod whose
+   * addresses changed or clash, a pod in an undeclared namespace).
+   */
+  updatePods(changes: readonly { prev?: PodObject; next?: PodObject }[]): ConvertResult | undefined {
+    const last = this.#last;
+    if (!last) return undefined;
+    for (const { prev, next } of changes) {
+      const o = (next ?? prev)!;
+      const ns = o.meta.namespace as string;
+      if (!this.#namespaces.has(ns) && ns !== DEFAULT_NAMESPACE && ns !== this.#rootNamespace) return undefined;
+      if (prev && next && !sameStrings(prev.ips, next.ips)) return undefined;
+      // An address owned by another object: who wins depends on the conversion order.
+      if (next && next.ips.some((ip) => this.#owners.has(ip) && this.#owners.get(ip) !== prev)) return undefined;
+    }
+    const removed = new Set<number>();
+    const appended: Workload[] = [];
+    const workloads = [...this.#workloads];
+    const touchedServices = new Set<ServiceSlot>();
+    for (const { prev, next } of changes) {
+      const o = (next ?? prev)!;
+      const key = refKey(objectRef(o));
+      const ns = o.meta.namespace as string;
+      this.#problems.delete(key);
+      for (const slot of this.#servicesByNs.get(ns) ?? []) {
+        const sel = slot.svc.selector;
+        if (sel && ((prev && labelsMatch(sel, prev.meta.labels)) || (next && labelsMatch(sel, next.meta.labels)))) touchedServices.add(slot);
+      }
+      const pos = this.#podPos.get(key);
+      if (prev && this.#workloadByPod.has(prev)) {
+        this.#unindexPod(prev);
+        this.#workloadByPod.delete(prev);
+        for (const ip of prev.ips) if (this.#owners.get(ip) === prev) this.#owners.delete(ip);
+      }
+      const w = next ? this.#convertPod(next) : undefined;
+      if (w) {
+        this.#indexPod(next!);
+        if (pos !== undefined) workloads[pos] = w;
+        else appended.push(w);
+      } else if (pos !== undefined) {
+        removed.add(pos);
+      }
+    }
+    let list = workloads;
+    if (removed.size > 0 || appended.length > 0) {
+      list = workloads.filter((_, i) => !removed.has(i));
+      list.push(...appended);
+      this.#podPos = new Map();
+      list.forEach((w, i) => this.#podPos.set(`Pod/${w.namespace}/${w.name}`, i));
+    }
+    this.#workloads = list;
+    const services = [...this.#services];
+    for (const slot of touchedServices) {
+      this.#problems.delete(refKey(objectRef(slot.svc)));
+      if (slot.pos >= 0) services[slot.pos] = this.#convertService(slot.svc);
+    }
+    this.#services = services;
+    const config: MeshConfig = Object.freeze({ ...last.config, workloads: Object.freeze([...list]), services: Object.freeze([...services]) });
+    this.#last = { config, waypoint: last.waypoint, problems: this.#allProblems() };
+    return this.#last;
+  }
 
-  // Waypoint lookup by the labels of a pod, a service, and their namespace.
-  const waypointAddress = new Map<string, WaypointRef | null>();
-  const serviceByName = new Map<string, ServiceObject>();
-  for (const s of services) serviceByName.set(`${s.meta.namespace}/${s.meta.name}`, s);
-  const resolveWaypoint = (
-    o: PodObject | ServiceObject,
-    forKind: 'service' | 'workload',
-  ): WaypointRef | undefined => {
+  // ---- internals ----------------------------------------------------------------------------
+
+  #note(o: ManifestObject, fieldPath: string, message: string, severity: Severity = 'warning'): void {
+    const key = refKey(objectRef(o));
+    let list = this.#problems.get(key);
+    if (!list) this.#problems.set(key, (list = []));
+    list.push({ object: formatRef(objectRef(o)), field: fieldPath, message, severity, ...(o.source !== undefined ? { source: o.source } : {}) });
+  }
+
+  #allProblems(): ObjectProblem[] {
+    const out: ObjectProblem[] = [];
+    for (const l of this.#problems.values()) out.push(...l);
+    return out;
+  }
+
+  #nsLabels(ns: string): Readonly<Record<string, string>> {
+    return this.#namespaces.get(ns)?.meta.labels ?? {};
+  }
+
+  #checkNamespace(o: ManifestObject): void {
+    const ns = o.meta.namespace as string;
+    if (this.#namespaces.has(ns) || ns === DEFAULT_NAMESPACE || ns === this.#rootNamespace || this.#undeclared.has(ns)) return;
+    this.#undeclared.add(ns);
+    this.#note(o, 'metadata.namespace', `namespace ${JSON.stringify(ns)} is not declared (no Namespace object); its pods are outside the mesh unless labelled themselves`);
+  }
+
+  /** The waypoint a pod or service sends its traffic through, from its labels and its namespace's. */
+  #resolveWaypoint(o: PodObject | ServiceObject, forKind: 'service' | 'workload'): WaypointRef | undefined {
     const ns = o.meta.namespace as string;
     const own = o.meta.labels[USE_WAYPOINT_LABEL];
     if (own === 'none') return undefined;
     // A waypoint's own pods and service never send their traffic through a waypoint.
-    if (o.meta.labels[GATEWAY_NAME_LABEL] !== undefined || (o.kind === 'Service' && gateways.get(`${ns}/${o.meta.name}`)?.gatewayClassName === WAYPOINT_CLASS)) return undefined;
+    if (o.meta.labels[GATEWAY_NAME_LABEL] !== undefined || (o.kind === 'Service' && this.#gateways.get(`${ns}/${o.meta.name}`)?.gatewayClassName === WAYPOINT_CLASS)) return undefined;
     const fromOwn = own !== undefined;
-    const name = own ?? nsLabels(ns)[USE_WAYPOINT_LABEL];
+    const nsLabels = this.#nsLabels(ns);
+    const name = own ?? nsLabels[USE_WAYPOINT_LABEL];
     if (name === undefined || name === 'none') return undefined;
-    const wpNs = (fromOwn ? o.meta.labels[USE_WAYPOINT_NAMESPACE_LABEL] : nsLabels(ns)[USE_WAYPOINT_NAMESPACE_LABEL]) ?? ns;
+    const wpNs = (fromOwn ? o.meta.labels[USE_WAYPOINT_NAMESPACE_LABEL] : nsLabels[USE_WAYPOINT_NAMESPACE_LABEL]) ?? ns;
     const where = fromOwn ? `metadata.labels["${USE_WAYPOINT_LABEL}"]` : `namespace ${ns} label ${USE_WAYPOINT_LABEL}`;
-    const gw = gateways.get(`${wpNs}/${name}`);
+    const gw = this.#gateways.get(`${wpNs}/${name}`);
     if (!gw || gw.gatewayClassName !== WAYPOINT_CLASS) {
-      if (fromOwn || forKind === 'service' || o.kind === 'Pod') {
-        // Reported once per object that asks for it; namespace-wide asks are reported on each
-        // service (pods would repeat it for every replica).
-        if (fromOwn || o.kind === 'Service') note(o, fromOwn ? where : '', `waypoint ${wpNs}/${name} (${where}) is not a Gateway of class ${WAYPOINT_CLASS}; traffic goes direct`);
-      }
+      // Reported on each object that asks for it itself, and on each service of a namespace that
+      // does (its pods would repeat it for every replica).
+      if (fromOwn || o.kind === 'Service') this.#note(o, fromOwn ? where : '', `waypoint ${wpNs}/${name} (${where}) is not a Gateway of class ${WAYPOINT_CLASS}; traffic goes direct`);
       return undefined;
     }
-    const covers = gw.waypointFor === 'all' || gw.waypointFor === forKind;
-    if (!covers) {
-      if (fromOwn) note(o, where, `waypoint ${wpNs}/${name} is for ${gw.waypointFor} traffic (${WAYPOINT_FOR_LABEL}), not ${forKind} traffic; traffic goes direct`);
+    if (gw.waypointFor !== 'all' && gw.waypointFor !== forKind) {
+      if (fromOwn) this.#note(o, where, `waypoint ${wpNs}/${name} is for ${gw.waypointFor} traffic (${WAYPOINT_FOR_LABEL}), not ${forKind} traffic; traffic goes direct`);
       return undefined;
     }
     const key = `${wpNs}/${name}`;
-    let ref = waypointAddress.get(key);
+    let ref = this.#waypointAddress.get(key);
     if (ref === undefined) {
-      const address = gw.addresses[0] ?? serviceByName.get(key)?.clusterIps[0];
-      ref = address === undefined ? null : { address, hbonePort: gw.hbonePort ?? WAYPOINT_HBONE_PORT };
-      waypointAddress.set(key, ref);
+      const address = gw.addresses[0] ?? this.#serviceByName.get(key)?.clusterIps[0];
+      ref = address === undefined ? null : Object.freeze({ address, hbonePort: gw.hbonePort ?? WAYPOINT_HBONE_PORT });
+      this.#waypointAddress.set(key, ref);
     }
     if (ref === null) {
-      note(o, fromOwn ? where : '', `waypoint ${key} has no address yet (no status.addresses and no Service ${key} with a cluster IP); traffic goes direct`);
+      this.#note(o, fromOwn ? where : '', `waypoint ${key} has no address yet (no status.addresses and no Service ${key} with a cluster IP); traffic goes direct`);
       return undefined;
     }
     return ref;
-  };
+  }
 
-  // Workloads.
-  const owners = new Map<string, string>(); // canonical IP → owner, for conflicts
-  const workloads: Workload[] = [];
-  const workloadByPod = new Map<PodObject, Workload>();
-  const podsByNamespace = new Map<string, PodObject[]>();
-  for (const pod of pods) {
+  /** The workload of a pod, or undefined when it is not one (yet); claims its addresses. */
+  #convertPod(pod: PodObject): Workload | undefined {
     const ns = pod.meta.namespace as string;
-    checkNamespace(pod);
-    if (pod.hostNetwork || pod.nodeName === undefined || pod.ips.length === 0) continue;
-    if (!nodes.has(pod.nodeName)) {
-      note(pod, 'spec.nodeName', `node ${JSON.stringify(pod.nodeName)} is not in the node list; the pod is left out until the node registers`);
-      continue;
+    if (pod.hostNetwork || pod.nodeName === undefined || pod.ips.length === 0) return undefined;
+    if (!this.#nodes.has(pod.nodeName)) {
+      this.#note(pod, 'spec.nodeName', `node ${JSON.stringify(pod.nodeName)} is not in the node list; the pod is left out until the node registers`);
+      return undefined;
     }
-    const clash = pod.ips.find((ip) => owners.has(ip));
+    const clash = pod.ips.find((ip) => this.#owners.has(ip));
     if (clash !== undefined) {
-      note(pod, 'status.podIPs', `address ${clash} is already used by ${owners.get(clash)}; the pod is left out`, 'error');
-      continue;
+      this.#note(pod, 'status.podIPs', `address ${clash} is already used by ${formatRef(objectRef(this.#owners.get(clash)!))}; the pod is left out`, 'error');
+      return undefined;
     }
-    const ref = formatRef(objectRef(pod));
-    for (const ip of pod.ips) owners.set(ip, ref);
-    if (pod.serviceAccount !== 'default' && !serviceAccounts.has(`${ns}/${pod.serviceAccount}`)) {
-      note(pod, 'spec.serviceAccountName', `service account ${ns}/${pod.serviceAccount} is not declared; the identity is issued anyway`);
+    for (const ip of pod.ips) this.#owners.set(ip, pod);
+    if (pod.serviceAccount !== 'default' && !this.#serviceAccounts.has(`${ns}/${pod.serviceAccount}`)) {
+      this.#note(pod, 'spec.serviceAccountName', `service account ${ns}/${pod.serviceAccount} is not declared; the identity is issued anyway`);
     }
     const podMode = pod.meta.labels[DATAPLANE_MODE_LABEL];
-    const ambient = podMode === 'none' ? false : podMode === 'ambient' || nsLabels(ns)[DATAPLANE_MODE_LABEL] === 'ambient';
-    const wp = ambient ? resolveWaypoint(pod, 'workload') : undefined;
-    const w: Workload = {
-      uid: `${ns}/${pod.meta.name}`,
-      name: pod.meta.name,
-      namespace: ns,
-      serviceAccount: pod.serviceAccount,
-      trustDomain: inputs.trustDomain,
-      node: pod.nodeName,
-      ips: pod.ips,
-      protocol: ambient ? 'HBONE' : 'TCP',
-      labels: pod.meta.labels,
-      healthy: pod.healthy,
-      ...(wp ? { waypoint: wp } : {}),
-    };
-    // The identity must be a valid SPIFFE ID; names were checked at parse time, so this only
-    // fails for a trust domain the caller got wrong.
-    formatSpiffeId({ trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
-    workloads.push(w);
-    workloadByPod.set(pod, w);
-    let list = podsByNamespace.get(ns);
-    if (!list) podsByNamespace.set(ns, (list = []));
-    list.push(pod);
+    const ambient = podMode === 'none' ? false : podMode === 'ambient' || this.#nsLabels(ns)[DATAPLANE_MODE_LABEL] === 'ambient';
+    const wp = ambient ? this.#resolveWaypoint(pod, 'workload') : undefined;
+    const protocol = ambient ? 'HBONE' : 'TCP';
+    let w = this.#workloadCache.get(pod);
+    // Everything else of the workload comes from the (immutable) pod object itself.
+    if (!w || w.protocol !== protocol || w.trustDomain !== this.#trustDomain || !sameWaypoint(w.waypoint, wp)) {
+      // The identity must be a valid SPIFFE ID; names were checked at parse time, so this only
+      // fails for a trust domain the caller got wrong.
+      formatSpiffeId({ trustDomain: this.#trustDomain, namespace: ns, serviceAccount: pod.serviceAccount });
+      w = deepFreeze<Workload>({
+        uid: `${ns}/${pod.meta.name}`,
+        name: pod.meta.name,
+        namespace: ns,
+        serviceAccount: pod.serviceAccount,
+        trustDomain: this.#trustDomain,
+        node: pod.nodeName,
+        ips: pod.ips,
+        protocol,
+        labels: pod.meta.labels,
+        healthy: pod.healthy,
+        ...(wp ? { waypoint: wp } : {}),
+      });
+      this.#workloadCache.set(pod, w);
+    }
+    this.#workloadByPod.set(pod, w);
+    return w;
   }
 
-  // Services. Pods are indexed per namespace by one label pair so that a selector only looks at
-  // the pods carrying its first label.
-  const labelIndex = new Map<string, PodObject[]>();
-  for (const [ns, list] of podsByNamespace) {
-    for (const pod of list) {
-      for (const [k, v] of Object.entries(pod.meta.labels)) {
-        const key = `${ns}\u0000${k}\u0000${v}`;
-        let l = labelIndex.get(key);
-        if (!l) labelIndex.set(key, (l = []));
-        l.push(pod);
-      }
+  #podLabelKeys(pod: PodObject): readonly string[] {
+    let keys = this.#labelKeys.get(pod);
+    if (!keys) {
+      const ns = pod.meta.namespace as string;
+      keys = Object.entries(pod.meta.labels).map(([k, v]) => `${ns}\u0000${k}\u0000${v}`);
+      this.#labelKeys.set(pod, keys);
+    }
+    return keys;
+  }
+
+  /** Pods are indexed per namespace by label pair, so a selector only looks at pods carrying its first label. */
+  #indexPod(pod: PodObject): void {
+    for (const key of this.#podLabelKeys(pod)) {
+      let l = this.#labelIndex.get(key);
+      if (!l) this.#labelIndex.set(key, (l = []));
+      l.push(pod);
     }
   }
-  const meshServices: Service[] = [];
-  for (const svc of services) {
-    checkNamespace(svc);
-    const ns = svc.meta.namespace as string;
-    if (svc.clusterIps.length === 0 && !svc.headless) continue;
-    const clash = svc.clusterIps.find((ip) => owners.has(ip));
-    if (clash !== undefined) {
-      note(svc, 'spec.clusterIP', `address ${clash} is already used by ${owners.get(clash)}; the service is left out`, 'error');
-      continue;
+
+  #unindexPod(pod: PodObject): void {
+    for (const key of this.#podLabelKeys(pod)) {
+      const l = this.#labelIndex.get(key);
+      const i = l ? l.indexOf(pod) : -1;
+      if (i >= 0) l!.splice(i, 1);
     }
-    const ref = formatRef(objectRef(svc));
-    for (const ip of svc.clusterIps) owners.set(ip, ref);
+  }
+
+  #convertService(svc: ServiceObject): Service {
+    const ns = svc.meta.namespace as string;
     let selected: PodObject[] = [];
     if (svc.selector) {
       const entries = Object.entries(svc.selector);
       const [k0, v0] = entries[0] as [string, string];
-      const candidates = labelIndex.get(`${ns}\u0000${k0}\u0000${v0}`) ?? [];
+      const candidates = this.#labelIndex.get(`${ns}\u0000${k0}\u0000${v0}`) ?? [];
       selected = entries.length === 1 ? candidates : candidates.filter((p) => labelsMatch(svc.selector as Record<string, string>, p.meta.labels));
     }
     const ports: ServicePort[] = [];
@@ -1012,51 +1250,52 @@ export function convertManifests(inputs: ConvertInputs): ConvertResult {
         return;
       }
       // A named target port: the pods' container port of that name. The model has one target
-      // port per service port, so pods that disagree are reported and the first one wins.
+      // port per service port, so pods that disagree are reported and the lowest one wins.
       const found = new Set<number>();
       for (const pod of selected) {
         const n = pod.namedPorts.get(sp.targetPort);
         if (n !== undefined) found.add(n);
       }
-      const [first, ...others] = [...found];
+      const all = [...found].sort((a, b) => a - b);
+      const first = all[0];
       if (first === undefined) {
-        if (selected.length > 0) note(svc, `spec.ports[${i}].targetPort`, `no selected pod has a container port named ${JSON.stringify(sp.targetPort)}; this port is left out`);
+        if (selected.length > 0) this.#note(svc, `spec.ports[${i}].targetPort`, `no selected pod has a container port named ${JSON.stringify(sp.targetPort)}; this port is left out`);
         return;
       }
-      if (others.length > 0) note(svc, `spec.ports[${i}].targetPort`, `pods disagree on the port named ${JSON.stringify(sp.targetPort)} (${[...found].join(', ')}); using ${first}`);
+      if (all.length > 1) this.#note(svc, `spec.ports[${i}].targetPort`, `pods disagree on the port named ${JSON.stringify(sp.targetPort)} (${all.join(', ')}); using ${first}`);
       ports.push({ port: sp.port, targetPort: first, ...(sp.name !== undefined ? { name: sp.name } : {}) });
     });
-    const wp = resolveWaypoint(svc, 'service');
-    meshServices.push({
-      name: svc.meta.name,
-      namespace: ns,
-      hostname: `${svc.meta.name}.${ns}.svc.${CLUSTER_DNS_DOMAIN}`,
-      vips: svc.clusterIps,
-      ports,
-      endpoints: selected.map((p) => (workloadByPod.get(p) as Workload).uid),
-      subjectAltNames: [],
-      ...(wp ? { waypoint: wp } : {}),
-    });
+    const wp = this.#resolveWaypoint(svc, 'service');
+    // Sorted, so that the same pods give the same service whatever order they arrived in.
+    const endpoints = selected.map((p) => (this.#workloadByPod.get(p) as Workload).uid).sort();
+    let out = this.#serviceCache.get(svc);
+    if (!out || !sameWaypoint(out.waypoint, wp) || !samePorts(out.ports, ports) || !sameStrings(out.endpoints, endpoints)) {
+      out = deepFreeze<Service>({
+        name: svc.meta.name,
+        namespace: ns,
+        hostname: `${svc.meta.name}.${ns}.svc.${CLUSTER_DNS_DOMAIN}`,
+        vips: svc.clusterIps,
+        ports,
+        endpoints,
+        subjectAltNames: [],
+        ...(wp ? { waypoint: wp } : {}),
+      });
+      this.#serviceCache.set(svc, out);
+    }
+    return out;
   }
+}
 
-  for (const o of sorted) if (o.kind === 'AuthorizationPolicy' || o.kind === 'PeerAuthentication') checkNamespace(o);
+function sameWaypoint(a: WaypointRef | undefined, b: WaypointRef | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.address === b.address && a.hbonePort === b.hbonePort);
+}
 
-  const waypointPolicies = waypoint.authorizationPolicies.map((o) => o.waypointPolicy as WaypointPolicy);
-  const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
-  const virtualServices = waypoint.virtualServices.map((o) => o.virtualService);
-  const config: MeshConfig = {
-    rootNamespace,
-    nodes: [...nodes.values()],
-    workloads,
-    services: meshServices,
-    authorizationPolicies: authz,
-    peerAuthentications: peer,
-    // Only when present, as the file source does.
-    ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
-    ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
-    ...(virtualServices.length > 0 ? { virtualServices } : {}),
-  };
-  return { config: deepFreeze(config), waypoint: Object.freeze(waypoint), problems };
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function samePorts(a: readonly ServicePort[], b: readonly ServicePort[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.port === b[i]!.port && x.targetPort === b[i]!.targetPort && x.name === b[i]!.name);
 }
 
 // ---- helpers for the lab ------------------------------------------------------------------
