@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-/** ambientctl: the operator's command line. Today: `ca init`; the lab and waypoint commands come next. */
+/** ambientctl: the operator's command line: `ca init`, `lab ...` (docs/lab.md). */
 import { Command } from 'commander';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { MeshError } from '../core/errors.js';
+import { addLabCommands } from './lab.js';
 
 const program = new Command();
 program.name('ambientctl').description('operate the ambient mesh').showHelpAfterError();
@@ -17,6 +18,8 @@ ca.command('init')
     await root.save(opts.out);
     process.stdout.write(`wrote ${opts.out}/root-cert.pem and ${opts.out}/root-key.pem (trust domain ${opts.trustDomain})\n`);
   });
+
+addLabCommands(program);
 
 program.parseAsync(process.argv).catch((err: MeshError) => {
   process.stderr.write(`ambientctl: ${err.message}\n`);

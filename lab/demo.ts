@@ -1,0 +1,114 @@
+/**
+ * `lab up --demo`: a frontend calling two versions of a backend and a ratings service, in a
+ * namespace labelled for ambient; traffic from a client pod; then, from the ztunnels' own
+ * metrics, every edge with its SPIFFE identities, connections, bytes and security policy.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as yaml from 'js-yaml';
+import { METRICS_PORT, netnsPath, table, type Progress } from './cluster.js';
+import type { LabPaths, LabState } from './state.js';
+import { getInNetns } from './sys.js';
+import { apply, exec, requireLab } from './workloads.js';
+
+export const DEMO_NAMESPACE = 'demo';
+
+const deployment = (name: string, app: string, env: Record<string, string>, replicas = 1, version?: string) => ({
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: { name, namespace: DEMO_NAMESPACE },
+  spec: {
+    replicas,
+    selector: { matchLabels: { app, ...(version ? { version } : {}) } },
+    template: {
+      metadata: { labels: { app, ...(version ? { version } : {}) } },
+      spec: {
+        serviceAccountName: app,
+        containers: [{ name: app, image: 'lab/http-echo', ports: [{ containerPort: 8080 }], env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })) }],
+      },
+    },
+  },
+});
+const service = (name: string) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: DEMO_NAMESPACE }, spec: { selector: { app: name }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+const sa = (name: string) => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: DEMO_NAMESPACE } });
+
+/** The demo's manifests. */
+export function demoManifests(): object[] {
+  return [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE, labels: { 'istio.io/dataplane-mode': 'ambient' } } },
+    ...['client', 'frontend', 'backend', 'ratings'].map(sa),
+    deployment('frontend', 'frontend', { UPSTREAMS: 'http://backend/,http://ratings.demo/' }),
+    deployment('backend-v1', 'backend', { VERSION: 'v1' }, 1, 'v1'),
+    deployment('backend-v2', 'backend', { VERSION: 'v2' }, 1, 'v2'),
+    deployment('ratings', 'ratings', {}),
+    service('frontend'),
+    service('backend'),
+    service('ratings'),
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: DEMO_NAMESPACE, labels: { app: 'client' } }, spec: { serviceAccountName: 'client', containers: [{ name: 'client', image: 'lab/sleep' }] } },
+  ];
+}
+
+export interface Edge {
+  readonly source: string;
+  readonly destination: string;
+  readonly security: string;
+  connections: number;
+  sent: number;
+  received: number;
+}
+
+/** Parses Prometheus text: `name{labels} value` lines of the TCP metrics reported by the destination. */
+export function edgesFromMetrics(texts: readonly string[]): Edge[] {
+  const edges = new Map<string, Edge>();
+  for (const text of texts) {
+    for (const line of text.split('\n')) {
+      const m = /^(istio_tcp_connections_opened_total|istio_tcp_sent_bytes_total|istio_tcp_received_bytes_total)\{(.*)\} ([0-9.e+]+)$/.exec(line);
+      if (!m) continue;
+      const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
+      if (labels['reporter'] !== 'destination') continue;
+      const key = `${labels['source_principal']}|${labels['destination_principal']}|${labels['connection_security_policy']}`;
+      const e = edges.get(key) ?? { source: labels['source_principal'] ?? 'unknown', destination: labels['destination_principal'] ?? 'unknown', security: labels['connection_security_policy'] ?? 'unknown', connections: 0, sent: 0, received: 0 };
+      const v = Number(m[3]);
+      if (m[1] === 'istio_tcp_connections_opened_total') e.connections += v;
+      else if (m[1] === 'istio_tcp_sent_bytes_total') e.sent += v;
+      else e.received += v;
+      edges.set(key, e);
+    }
+  }
+  return [...edges.values()].sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination));
+}
+
+/** Every ztunnel's /metrics. */
+export async function ztunnelMetrics(s: LabState): Promise<string[]> {
+  return Promise.all(s.nodes.map((n) => getInNetns(netnsPath(n.netns), `http://${n.ip}:${METRICS_PORT}/metrics`)));
+}
+
+export async function runDemo(paths: LabPaths, say: Progress, requests = 20): Promise<Edge[]> {
+  const started = Date.now();
+  const dir = join(paths.stateDir, 'demo');
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, 'demo.yaml');
+  await writeFile(file, demoManifests().map((o) => yaml.dump(o)).join('---\n'));
+  say(`\ndemo: deploying ${file}`);
+  await apply(paths, file, say);
+  say(`demo: ${requests} requests client → frontend → backend (v1, v2) and ratings`);
+  const r = await exec(paths, 'client', DEMO_NAMESPACE, ['lab/get', '--quiet', '--count', String(requests), 'http://frontend/'], 'pipe');
+  if (r.code !== 0) throw new Error(`demo traffic failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  const answers = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { upstreams?: Array<{ answer?: { version?: string } }> });
+  const versions = new Map<string, number>();
+  for (const a of answers) for (const u of a.upstreams ?? []) if (u.answer?.version) versions.set(u.answer.version, (versions.get(u.answer.version) ?? 0) + 1);
+  say(`demo: all ${answers.length} answered; backend versions seen: ${[...versions].map(([v, n]) => `${v}×${n}`).join(', ')}`);
+  const s = await requireLab(paths);
+  const edges = edgesFromMetrics(await ztunnelMetrics(s));
+  const short = (p: string) => p.replace(/^spiffe:\/\//, '');
+  say('\nedges seen by the destination ztunnels (istio_tcp_* metrics, reporter="destination"):');
+  say(table([['SOURCE (spiffe://)', 'DESTINATION (spiffe://)', 'SECURITY', 'CONNECTIONS', 'BYTES IN', 'BYTES OUT'], ...edges.map((e) => [short(e.source), short(e.destination), e.security, e.connections, e.received, e.sent])]));
+  say(`\ndemo done in ${((Date.now() - started) / 1000).toFixed(1)} s; try:
+  ambientctl lab get pods -n demo
+  ambientctl lab exec client -n demo -- lab/get http://frontend/
+  ambientctl lab logs ztunnel/node-1 | tail -n 3
+  ambientctl lab label namespace demo istio.io/dataplane-mode-      # out of the mesh: plain TCP
+  ambientctl lab apply -f docs/examples/deny-ratings.yaml            # (see docs/lab.md) a DENY policy
+  ambientctl lab down`);
+  return edges;
+}
