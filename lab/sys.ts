@@ -6,11 +6,14 @@
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The compiled repository root (dist/ lives under it). */
-export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+/** The repository root, whether this runs compiled (dist/lab/) or from source (lab/, in tests). */
+export const REPO = ((): string => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return basename(dirname(here)) === 'dist' ? resolve(here, '..', '..') : resolve(here, '..');
+})();
 export const DIST = join(REPO, 'dist');
 export const CONTROL_PLANE_MAIN = join(DIST, 'control-plane/main.js');
 export const AGENT_MAIN = join(DIST, 'cni-plugin/agent/main.js');

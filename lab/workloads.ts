@@ -423,8 +423,8 @@ export async function get(paths: LabPaths, what: string, opts: GetOptions = {}):
     }
     default: {
       // Policy and route kinds, by their kind name (case-insensitive).
-      const items = Object.values(s.objects).filter((o) => String(o.kind).toLowerCase() === what.toLowerCase().replace(/s$/, '') && inNs(((o.metadata as Raw).namespace as string) ?? ''));
-      if (items.length === 0 && !Object.values(s.objects).some((o) => String(o.kind).toLowerCase() === what.toLowerCase().replace(/s$/, ''))) {
+      const items = Object.values(s.objects).filter((o) => kindMatches(String(o.kind), what) && inNs(((o.metadata as Raw).namespace as string) ?? ''));
+      if (!KNOWN_KINDS.some((k) => kindMatches(k, what))) {
         throw new LabError(`unknown resource ${JSON.stringify(what)}; use pods, svc, ns, or a kind such as authorizationpolicies`, 'LAB_UNKNOWN_RESOURCE');
       }
       const rows: Array<Array<string | number>> = [['NAMESPACE', 'KIND', 'NAME']];
@@ -432,6 +432,15 @@ export async function get(paths: LabPaths, what: string, opts: GetOptions = {}):
       return out(items, rows);
     }
   }
+}
+
+const KNOWN_KINDS = ['Namespace', 'ServiceAccount', 'Deployment', 'AuthorizationPolicy', 'PeerAuthentication', 'Gateway', 'HTTPRoute', 'VirtualService'];
+
+/** `authorizationpolicies`, `authorizationpolicy`, `AuthorizationPolicy` all name the kind. */
+function kindMatches(kind: string, what: string): boolean {
+  const k = kind.toLowerCase();
+  const w = what.toLowerCase();
+  return w === k || w === `${k}s` || (k.endsWith('y') && w === `${k.slice(0, -1)}ies`);
 }
 
 function age(iso: string): string {
