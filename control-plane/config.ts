@@ -138,7 +138,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     port: port(ENV.port, PORTS.controlPlane),
     adminAddress: ip(ENV.adminAddress, DEFAULTS.adminAddress),
     adminPort: port(ENV.adminPort, PORTS.admin),
-    statsAddress: ip(ENV.statsAddress, address),
+    // Defaults to the listen address, reported once when that is bad.
+    statsAddress: opt(ENV.statsAddress) === undefined ? address : ip(ENV.statsAddress, address),
     metricsPort: port(ENV.metricsPort, PORTS.metrics),
     readinessPort: port(ENV.readinessPort, PORTS.readiness),
     certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),

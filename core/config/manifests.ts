@@ -906,6 +906,7 @@ export class ManifestConverter {
   #workloads: Workload[] = [];
   #workloadByPod = new Map<PodObject, Workload>();
   #podPos = new Map<string, number>();
+  #podByKey = new Map<string, PodObject>();
   #labelIndex = new Map<string, PodObject[]>();
   #services: Service[] = [];
   #servicesByNs = new Map<string, ServiceSlot[]>();
@@ -931,6 +932,7 @@ export class ManifestConverter {
     this.#workloads = [];
     this.#workloadByPod = new Map();
     this.#podPos = new Map();
+    this.#podByKey = new Map();
     this.#labelIndex = new Map();
     this.#services = [];
     this.#servicesByNs = new Map();
@@ -990,6 +992,7 @@ export class ManifestConverter {
       const w = this.#convertPod(pod);
       if (!w) continue;
       this.#podPos.set(refKey(objectRef(pod)), this.#workloads.length);
+      this.#podByKey.set(refKey(objectRef(pod)), pod);
       this.#workloads.push(w);
       this.#indexPod(pod);
     }
@@ -1048,7 +1051,9 @@ export class ManifestConverter {
       if (!this.#namespaces.has(ns) && ns !== DEFAULT_NAMESPACE && ns !== this.#rootNamespace) return undefined;
       if (prev && next && !sameStrings(prev.ips, next.ips)) return undefined;
       // An address owned by another object: who wins depends on the conversion order.
-      if (next && next.ips.some((ip) => this.#owners.has(ip) && this.#owners.get(ip) !== prev)) return undefined;
+      const was = this.#podByKey.get(refKey(objectRef(o)));
+      if (was && next && !sameStrings(was.ips, next.ips)) return undefined;
+      if (next && next.ips.some((ip) => this.#owners.has(ip) && this.#owners.get(ip) !== was)) return undefined;
     }
     const removed = new Set<number>();
     const appended: Workload[] = [];
@@ -1064,13 +1069,17 @@ export class ManifestConverter {
         if (sel && ((prev && labelsMatch(sel, prev.meta.labels)) || (next && labelsMatch(sel, next.meta.labels)))) touchedServices.add(slot);
       }
       const pos = this.#podPos.get(key);
-      if (prev && this.#workloadByPod.has(prev)) {
-        this.#unindexPod(prev);
-        this.#workloadByPod.delete(prev);
-        for (const ip of prev.ips) if (this.#owners.get(ip) === prev) this.#owners.delete(ip);
+      // The instance converted last time, whatever the caller calls `prev`.
+      const was = this.#podByKey.get(key);
+      if (was) {
+        this.#unindexPod(was);
+        this.#workloadByPod.delete(was);
+        this.#podByKey.delete(key);
+        for (const ip of was.ips) if (this.#owners.get(ip) === was) this.#owners.delete(ip);
       }
       const w = next ? this.#convertPod(next) : undefined;
       if (w) {
+        this.#podByKey.set(key, next!);
         this.#indexPod(next!);
         if (pos !== undefined) workloads[pos] = w;
         else appended.push(w);
