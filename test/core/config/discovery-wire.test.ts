@@ -36,7 +36,7 @@ t.test('every kind survives encode → JSON → decode unchanged', async (t) => 
     virtualServices: (n) => specOf('VirtualService', n),
   };
   for (const kind of RESOURCE_KINDS) {
-    const list = (config[kind] ?? []) as { name: string }[];
+    const list = (config[kind] ?? []) as readonly { name: string }[];
     t.ok(list.length > 0, `${kind} present`);
     for (const r of list) {
       const json = JSON.parse(JSON.stringify(encodeResource(kind, r as never, specs[kind]?.(r.name))));
