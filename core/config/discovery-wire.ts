@@ -4,6 +4,7 @@
  * place that reads or writes discovery wire shapes; `decode*` turns them into the frozen internal
  * model and refuses anything malformed. The contract is documented in docs/control-plane.md.
  */
+import { MeshError } from '../errors.js';
 import { ImmutableMap, deepFreeze } from '../model/freeze.js';
 import { canonicalIp } from '../model/ip.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
@@ -164,13 +165,12 @@ export interface TrustBundleMessage {
 export type DiscoveryMessage = SnapshotMessage | DeltaMessage | ResumeMessage | TrustBundleMessage;
 
 /** A discovery message or resource that does not have the documented shape. */
-export class WireFormatError extends Error {
-  readonly code = 'ERR_DISCOVERY_WIRE';
+export class WireFormatError extends MeshError {
   constructor(
     readonly path: string,
     why: string,
   ) {
-    super(`malformed discovery message at ${path || 'top level'}: ${why}`);
+    super('ERR_DISCOVERY_WIRE', `malformed discovery message at ${path || 'top level'}: ${why}`);
   }
 }
 
