@@ -3,8 +3,8 @@
 // rejected whole, a DENY policy, label/unlabel, a crashed ztunnel restarted, and `down` leaving
 // nothing behind. Root only; skips with the reason otherwise. Everything is named amb-lt<pid>-*.
 import t from 'tap';
-import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
@@ -53,6 +53,28 @@ const DENY = {
   spec: { action: 'DENY', selector: { matchLabels: { app: 'web' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/apps/sa/client'] } }] }] },
 };
 
+/** Captures the fabric bridge (every byte between nodes) while `fn` runs; returns the pcap bytes. */
+async function captureFabric(file: string, fn: () => Promise<void>): Promise<Buffer> {
+  const s = (await readState(paths))!;
+  const dump = spawn('ip', ['netns', 'exec', s.fabricNetns, 'tcpdump', '-Z', 'root', '-i', 'br0', '-U', '-w', file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    dump.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/listening on/.test(err)) resolve();
+    });
+    dump.on('exit', () => reject(new Error(`tcpdump exited: ${err}`)));
+  });
+  try {
+    await fn();
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    dump.kill('SIGINT');
+    await new Promise((r) => dump.once('exit', r));
+  }
+  return readFile(file);
+}
+
 t.test('the lab, driven through ambientctl', { skip }, async (t) => {
   t.teardown(async () => {
     await lab('down');
@@ -88,6 +110,16 @@ t.test('the lab, driven through ambientctl', { skip }, async (t) => {
     t.ok(edge, JSON.stringify(edges));
     t.equal(edge?.security, 'mutual_tls');
     t.ok((edge?.connections ?? 0) >= 3, 'one connection per request');
+  });
+
+  await t.test('the fabric carries the request only inside TLS', async (t) => {
+    const secret = `lab-secret-${process.pid}`;
+    const pcap = await captureFabric(join(dir, 'mesh.pcap'), async () => {
+      // Several requests: two replicas, so some cross the fabric.
+      for (let i = 0; i < 6; i++) t.equal((await lab('exec', 'client', '-n', 'apps', '--', 'lab/get', '--quiet', `http://web/${secret}`)).code, 0);
+    });
+    t.ok(pcap.includes(Buffer.from([15008 >> 8, 15008 & 0xff])), `packets to or from port 15008 were captured (${pcap.length} bytes)`);
+    t.notOk(pcap.includes(Buffer.from(secret)), 'the path is never on the fabric in clear');
   });
 
   await t.test('a bad manifest is rejected with the file, object and field named, and nothing is applied', async (t) => {
@@ -130,6 +162,16 @@ t.test('the lab, driven through ambientctl', { skip }, async (t) => {
     const off = await lab('label', 'namespace', 'apps', 'istio.io/dataplane-mode-');
     t.equal(off.code, 0, off.err);
     t.match((await lab('get', 'pods', '-n', 'apps')).out, /client\s+Running\s+\S+\s+\S+\s+not-ambient/);
+    // Out of the mesh, the node's nftables rules (kube-proxy's job) take the ClusterIP, and the
+    // request crosses the fabric in clear: the capture sees it.
+    const secret = `plain-${process.pid}`;
+    const pcap = await captureFabric(join(dir, 'plain.pcap'), async () => {
+      for (let i = 0; i < 6; i++) {
+        const r = await lab('exec', 'client', '-n', 'apps', '--', 'lab/get', '--quiet', `http://web.apps/${secret}`);
+        t.equal(r.code, 0, r.err);
+      }
+    });
+    t.ok(pcap.includes(Buffer.from(secret)), 'outside the mesh the request is in clear on the fabric');
     const on = await lab('label', 'namespace', 'apps', 'istio.io/dataplane-mode=ambient');
     t.equal(on.code, 0, on.err);
     t.match((await lab('get', 'pods', '-n', 'apps')).out, /client\s+Running\s+\S+\s+\S+\s+enrolled/);
