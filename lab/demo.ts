@@ -102,13 +102,15 @@ export async function runDemo(paths: LabPaths, say: Progress, requests = 20): Pr
   const edges = edgesFromMetrics(await ztunnelMetrics(s));
   const short = (p: string) => p.replace(/^spiffe:\/\//, '');
   say('\nedges seen by the destination ztunnels (istio_tcp_* metrics, reporter="destination"):');
-  say(table([['SOURCE (spiffe://)', 'DESTINATION (spiffe://)', 'SECURITY', 'CONNECTIONS', 'BYTES IN', 'BYTES OUT'], ...edges.map((e) => [short(e.source), short(e.destination), e.security, e.connections, e.received, e.sent])]));
+  say(table([['SOURCE (spiffe://)', 'DESTINATION (spiffe://)', 'SECURITY', 'CONNECTIONS', 'BYTES SENT (src→dst)', 'BYTES RECEIVED (dst→src)'], ...edges.map((e) => [short(e.source), short(e.destination), e.security, e.connections, e.sent, e.received])]));
   say(`\ndemo done in ${((Date.now() - started) / 1000).toFixed(1)} s; try:
   ambientctl lab get pods -n demo
   ambientctl lab exec client -n demo -- lab/get http://frontend/
   ambientctl lab logs ztunnel/node-1 | tail -n 3
   ambientctl lab label namespace demo istio.io/dataplane-mode-      # out of the mesh: plain TCP
-  ambientctl lab apply -f docs/examples/deny-ratings.yaml            # (see docs/lab.md) a DENY policy
-  ambientctl lab down`);
+  ambientctl lab apply -f lab/examples/deny-ratings.yaml             # a DENY policy: the frontend answers 502
+  ambientctl lab apply -f lab/examples/outsider.yaml                 # a pod outside the mesh (plain TCP)
+  ambientctl lab down                                                # removes everything
+  (docs/lab.md has the tour)`);
   return edges;
 }
