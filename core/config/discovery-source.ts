@@ -100,6 +100,8 @@ export class DiscoverySource implements ConfigSource {
   readonly #in: DiscoverySourceInputs;
   readonly #log: Logger;
   readonly #resources = new Map<ResourceKind, Map<string, unknown>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
+  // The frozen list of each kind as last emitted; rebuilt only for kinds a message touched.
+  readonly #lists = new Map<ResourceKind, readonly unknown[]>();
   #rootNamespace: string | undefined;
   #version: string | undefined;
   #bundleKey: string | undefined;
@@ -339,17 +341,23 @@ export class DiscoverySource implements ConfigSource {
         if (!list) continue;
         const m = this.#resources.get(kind)!;
         for (const r of list) m.set(resourceKey(kind, r), r);
+        this.#lists.delete(kind);
       }
     };
     if (msg.type === 'snapshot') {
       for (const m of this.#resources.values()) m.clear();
+      this.#lists.clear();
       this.#rootNamespace = msg.rootNamespace;
       put(msg.resources);
     } else {
-      for (const kind of msg.replace) this.#resources.get(kind)!.clear();
+      for (const kind of msg.replace) {
+        this.#resources.get(kind)!.clear();
+        this.#lists.delete(kind);
+      }
       for (const [kind, keys] of Object.entries(msg.removes) as [ResourceKind, string[]][]) {
         const m = this.#resources.get(kind)!;
         for (const k of keys) m.delete(k);
+        this.#lists.delete(kind);
       }
       put(msg.upserts);
     }
@@ -357,7 +365,11 @@ export class DiscoverySource implements ConfigSource {
   }
 
   #emit(): void {
-    const list = <K extends ResourceKind>(k: K) => Object.freeze([...this.#resources.get(k)!.values()]) as readonly ResourceTypes[K][];
+    const list = <K extends ResourceKind>(k: K): readonly ResourceTypes[K][] => {
+      let l = this.#lists.get(k);
+      if (!l) this.#lists.set(k, (l = Object.freeze([...this.#resources.get(k)!.values()])));
+      return l as readonly ResourceTypes[K][];
+    };
     // Route kinds only when present, as the file source does (configs without them keep their shape).
     const optional = <K extends 'waypointPolicies' | 'httpRoutes' | 'virtualServices'>(k: K) =>
       this.#resources.get(k)!.size > 0 ? { [k]: list(k) } : {};
