@@ -440,14 +440,21 @@ export async function get(paths: LabPaths, what: string, opts: GetOptions = {}):
       const statuses = await podStatuses(paths, s);
       const rows: Array<Array<string | number>> = [['NAMESPACE', 'NAME', 'STATUS', 'NODE', 'IP', 'MESH', 'AGE']];
       const items: Raw[] = [];
+      const failed: string[] = [];
       for (const p of Object.values(s.pods).filter((x) => inNs(x.namespace))) {
         const cs = await Promise.all(p.containers.map(containerStatus));
         const status = cs.find((c) => c !== 'Running') ?? 'Running';
+        for (const [i, c] of p.containers.entries()) {
+          if (cs[i] === 'Running') continue;
+          const tail = (await readFile(c.log, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-5).join('\n    ');
+          failed.push(`${p.namespace}/${p.name} container ${c.name}: ${cs[i]}; the end of its log (lab logs ${p.name} -n ${p.namespace}):\n    ${tail || '(empty)'}`);
+        }
         const mesh = statuses.get(podKey(p.namespace, p.name))?.mode ?? '?';
         rows.push([p.namespace, p.name, status, p.node, p.ip, mesh, age(p.created)]);
         items.push({ ...p.raw, spec: { ...(p.raw.spec as Raw), nodeName: p.node }, status: { phase: status === 'Running' ? 'Running' : 'Failed', podIP: p.ip, containerStatuses: p.containers.map((c, i) => ({ name: c.name, state: cs[i] })), mesh } });
       }
-      return out(items, rows);
+      const text = out(items, rows);
+      return opts.output === undefined && failed.length > 0 ? `${text}\n\n${failed.join('\n')}` : text;
     }
     case 'svc':
     case 'service':

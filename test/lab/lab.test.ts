@@ -140,6 +140,22 @@ t.test('the lab, driven through ambientctl', { skip }, async (t) => {
     t.notMatch((await lab('get', 'pods', '-n', 'apps')).out, /fine/, 'the good pod of the file was not created');
   });
 
+  await t.test('a pod whose command fails shows its exit status and log', async (t) => {
+    const f = join(dir, 'fail.yaml');
+    await writeFile(f, dump([{ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'fails', namespace: 'apps' }, spec: { containers: [{ name: 'c', image: 'busybox', command: ['sh', '-c', 'echo boom-$POD_NAME; exit 3'] }] } }]));
+    t.equal((await lab('apply', '-f', f)).code, 0);
+    let out = '';
+    for (let i = 0; i < 50 && !/Exited\(3\)/.test(out); i++) {
+      out = (await lab('get', 'pods', '-n', 'apps')).out;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    t.match(out, /fails\s+Exited\(3\)/);
+    t.match(out, /apps\/fails container c: Exited\(3\); the end of its log[^\n]*\n\s+boom-fails/);
+    t.match((await lab('logs', 'fails', '-n', 'apps')).out, /boom-fails/);
+    t.equal((await lab('delete', '-f', f)).code, 0);
+    t.notMatch((await lab('get', 'pods', '-n', 'apps')).out, /fails/);
+  });
+
   await t.test('a DENY policy from the client principal refuses its requests; deleting it lets them through', async (t) => {
     t.equal((await lab('apply', '-f', join(dir, 'deny.yaml'))).code, 0);
     let denied = false;
