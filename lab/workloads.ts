@@ -197,9 +197,9 @@ async function writeServiceRules(s: LabState): Promise<void> {
 }
 
 /** Each pod's /etc/hosts: every Service as `svc.ns.svc.cluster.local svc.ns` (and `svc` in the pod's own namespace). */
-async function writeHostsFiles(s: LabState): Promise<void> {
+async function writeHostsFiles(s: LabState, only?: readonly PodRecord[]): Promise<void> {
   const services = Object.values(s.objects).filter((o) => o.kind === 'Service' && typeof (o.spec as Raw)?.clusterIP === 'string');
-  for (const p of Object.values(s.pods)) {
+  for (const p of only ?? Object.values(s.pods)) {
     const lines = ['127.0.0.1\tlocalhost', `${p.ip}\t${p.name}`];
     for (const svc of services) {
       const m = svc.metadata as Raw;
@@ -227,12 +227,27 @@ function chainBase(paths: LabPaths, s: LabState, p: Pick<PodRecord, 'node' | 'na
   };
 }
 
-async function addPod(paths: LabPaths, s: LabState, raw: Raw, owner: string | undefined, say: Progress): Promise<PodRecord> {
+/** How many pods are set up at once: the CNI chain and process starts are mostly waiting. */
+const POD_CONCURRENCY = 4;
+
+/** Fewest pods first, counting those already planned. */
+function schedule(s: LabState, count: number): string[] {
+  const load = new Map(s.nodes.map((n) => [n.name, 0]));
+  for (const p of Object.values(s.pods)) load.set(p.node, (load.get(p.node) ?? 0) + 1);
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const node = [...s.nodes].sort((a, b) => load.get(a.name)! - load.get(b.name)! || a.index - b.index)[0]!;
+    load.set(node.name, load.get(node.name)! + 1);
+    out.push(node.name);
+  }
+  return out;
+}
+
+async function addPod(paths: LabPaths, s: LabState, raw: Raw, owner: string | undefined, nodeName: string, say: Progress): Promise<PodRecord> {
   const meta = raw.metadata as Raw;
   const namespace = (meta.namespace as string) ?? 'default';
   const name = meta.name as string;
-  const count = (node: string) => Object.values(s.pods).filter((p) => p.node === node).length;
-  const node = [...s.nodes].sort((a, b) => count(a.name) - count(b.name) || a.index - b.index)[0]!;
+  const node = s.nodes.find((n) => n.name === nodeName)!;
   const id = `${namespace}-${name}`;
   const netns = `${paths.prefix}-pod-${id}`;
   const cgroup = join((await cgroup2Root())!, `${paths.prefix}-pod-${id}`);
@@ -246,7 +261,7 @@ async function addPod(paths: LabPaths, s: LabState, raw: Raw, owner: string | un
   await mkdir(dir, { recursive: true });
   const pod: PodRecord = { ...base, ip, cgroup, cniResult, hosts: join(dir, 'hosts'), containers: [], raw, rawJson: JSON.stringify(raw), ...(owner ? { owner } : {}), created: new Date().toISOString() };
   s.pods[podKey(namespace, name)] = pod;
-  await writeHostsFiles(s);
+  await writeHostsFiles(s, [pod]);
   for (const c of (raw.spec as Raw).containers as Raw[]) {
     const argv = containerArgv(c);
     const env: Record<string, string> = { POD_NAME: name, POD_NAMESPACE: namespace, NODE_NAME: node.name, POD_IP: ip, HOSTNAME: name };
@@ -317,12 +332,20 @@ export async function apply(paths: LabPaths, path: string, say: Progress = () =>
     const stale = (p.owner && owners.has(p.owner) && !wanted.has(podKey(p.namespace, p.name))) || (wanted.has(podKey(p.namespace, p.name)) && !wantPods.some((w) => JSON.stringify(w.raw) === p.rawJson));
     if (stale) await removePod(paths, s, p, say);
   }
-  for (const w of wantPods) {
-    const m = w.raw.metadata as Raw;
-    if (!s.pods[podKey((m.namespace as string) ?? 'default', m.name as string)]) {
-      await addPod(paths, s, w.raw, w.owner, say);
-      await writeState(paths, s);
+  const todo = wantPods.filter((w) => !s.pods[podKey(((w.raw.metadata as Raw).namespace as string) ?? 'default', (w.raw.metadata as Raw).name as string)]);
+  const nodes = schedule(s, todo.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const i = next++;
+      await addPod(paths, s, todo[i]!.raw, todo[i]!.owner, nodes[i]!, say);
     }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(POD_CONCURRENCY, todo.length) }, worker));
+  } finally {
+    // Whatever was made is recorded, so delete and down find it even when one pod failed.
+    await writeState(paths, s);
   }
   await writeClusterFiles(paths, s);
   await writeState(paths, s);
