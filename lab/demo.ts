@@ -102,7 +102,7 @@ export async function runDemo(paths: LabPaths, say: Progress, requests = 20): Pr
   const edges = edgesFromMetrics(await ztunnelMetrics(s));
   const short = (p: string) => p.replace(/^spiffe:\/\//, '');
   say('\nedges seen by the destination ztunnels (istio_tcp_* metrics, reporter="destination"):');
-  say(table([['SOURCE (spiffe://)', 'DESTINATION (spiffe://)', 'SECURITY', 'CONNECTIONS', 'BYTES SENT (src→dst)', 'BYTES RECEIVED (dst→src)'], ...edges.map((e) => [short(e.source), short(e.destination), e.security, e.connections, e.sent, e.received])]));
+  say(table([['SOURCE (spiffe://)', 'DESTINATION (spiffe://)', 'SECURITY', 'CONNECTIONS', 'BYTES src→dst (received)', 'BYTES dst→src (sent)'], ...edges.map((e) => [short(e.source), short(e.destination), e.security, e.connections, e.received, e.sent])]));
   say(`\ndemo done in ${((Date.now() - started) / 1000).toFixed(1)} s; try:
   ambientctl lab get pods -n demo
   ambientctl lab exec client -n demo -- lab/get http://frontend/

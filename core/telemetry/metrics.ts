@@ -46,9 +46,9 @@ export function createTcpMetrics(opts: { processMetrics?: boolean } = {}): TcpMe
     registry,
     opened: counter('istio_tcp_connections_opened_total', 'TCP connections opened'),
     closed: counter('istio_tcp_connections_closed_total', 'TCP connections closed'),
-    // Istio's direction: "sent" is bytes from the source towards the destination (request), and
-    // "received" is bytes from the destination back to the source (response).
-    sent: counter('istio_tcp_sent_bytes_total', 'bytes sent from the source to the destination'),
-    received: counter('istio_tcp_received_bytes_total', 'bytes received by the source from the destination'),
+    // Istio's directions, as Envoy's downstream counters: "sent" is bytes sent during the response
+    // (destination to source), "received" is bytes received during the request (source to destination).
+    sent: counter('istio_tcp_sent_bytes_total', 'bytes sent during the response: destination to source'),
+    received: counter('istio_tcp_received_bytes_total', 'bytes received during the request: source to destination'),
   };
 }

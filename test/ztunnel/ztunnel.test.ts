@@ -66,9 +66,11 @@ t.test('the destination ztunnel saw the client\'s SPIFFE id and counted the byte
     if (opened === 0) await new Promise((r) => setTimeout(r, 20));
   }
   t.ok(opened >= 1, 'a closed mutual_tls connection from the client identity was counted at node-b');
-  const sent = await counterValue(mesh.b, 'istio_tcp_sent_bytes_total', { reporter: 'destination', source_principal: ID.client });
+  const sent = await counterValue(mesh.b, 'istio_tcp_received_bytes_total', { reporter: 'destination', source_principal: ID.client });
   t.ok(sent >= 100 * 1024 * 1024, `node-b counted ${sent} bytes from the source`);
-  const srcSent = await counterValue(mesh.a, 'istio_tcp_sent_bytes_total', { reporter: 'source', destination_principal: ID.server });
+  const response = await counterValue(mesh.b, 'istio_tcp_sent_bytes_total', { reporter: 'destination', source_principal: ID.client });
+  t.ok(response > 0 && response < 1024 * 1024, `node-b counted ${response} response bytes (the hash line), as istio_tcp_sent_bytes_total`);
+  const srcSent = await counterValue(mesh.a, 'istio_tcp_received_bytes_total', { reporter: 'source', destination_principal: ID.server });
   t.ok(srcSent >= 100 * 1024 * 1024, `node-a counted ${srcSent} bytes to the destination`);
 });
 

@@ -102,17 +102,17 @@ export function proxyConnection(
   splice(downstream, upstream, (err) => {
     untrack();
     const sock = tcpSide.socket;
-    // Bytes from source to destination, and back.
-    const sent = tcpSide.is === 'downstream' ? sock.bytesRead : sock.bytesWritten;
-    const received = tcpSide.is === 'downstream' ? sock.bytesWritten : sock.bytesRead;
+    const fromSource = tcpSide.is === 'downstream' ? sock.bytesRead : sock.bytesWritten;
+    const toSource = tcpSide.is === 'downstream' ? sock.bytesWritten : sock.bytesRead;
     inputs.metrics.closed.inc(l);
-    inputs.metrics.sent.inc(l, sent);
-    inputs.metrics.received.inc(l, received);
+    // Istio's (and Envoy's) naming: received = request direction, sent = response direction.
+    inputs.metrics.received.inc(l, fromSource);
+    inputs.metrics.sent.inc(l, toSource);
     inputs.logger.info(
       {
         ...accessLogFields(info),
-        bytes_sent: sent,
-        bytes_received: received,
+        bytes_received: fromSource,
+        bytes_sent: toSource,
         duration_ms: Number((process.hrtime.bigint() - start) / 1_000_000n),
         response_flags: '-',
         ...(err ? { error: err.message } : {}),

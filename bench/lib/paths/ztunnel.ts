@@ -17,7 +17,7 @@ export const SOCKS5_PORT = 15080;
 const METRICS_PORT = 15020;
 const READY_PORT = 15021;
 /** Counter whose growth proves the bytes went through the ztunnels. */
-export const BYTES_METRIC = 'istio_tcp_sent_bytes_total';
+export const BYTES_METRIC = 'istio_tcp_received_bytes_total';
 
 /**
  * client → ztunnel A (SOCKS5 on 127.0.0.2:15080) → HBONE → ztunnel B (127.0.0.3:15008) → server.
