@@ -1,4 +1,5 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import type { Logger } from '../telemetry/log.js';
@@ -59,6 +60,18 @@ interface PooledConnection {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * tls.connect over a TCP socket we create, so Nagle can be turned off: `setNoDelay` on a
+ * TLSSocket is a no-op (its handle is the TLS wrap, not the TCP handle), and Nagle on the tunnel
+ * holds small CONNECT frames and responses back behind unacknowledged data.
+ */
+function connectTlsNoDelay(opts: tls.ConnectionOptions): tls.TLSSocket {
+  const tcp = net.connect({ host: opts.host!, port: opts.port!, noDelay: true });
+  const socket = tls.connect({ ...opts, socket: tcp });
+  tcp.once('error', (err) => socket.destroy(err));
+  return socket;
+}
 
 /**
  * The HBONE client: CONNECT streams multiplexed over pooled mTLS HTTP/2 connections, one pool per
@@ -179,7 +192,7 @@ export class HboneClient {
   async #handshake(req: HboneRequest): Promise<ClientHttp2Session> {
     const peer = `${req.host}:${req.port}`;
     const cert = await this.#in.certificates.fetch(req.sourceIdentity);
-    const connectTls = this.#in.connectTls ?? tls.connect;
+    const connectTls = this.#in.connectTls ?? connectTlsNoDelay;
     const socket = connectTls({
       host: req.host,
       port: req.port,
@@ -191,7 +204,6 @@ export class HboneClient {
       checkServerIdentity: () => undefined,
       rejectUnauthorized: true,
     });
-    socket.setNoDelay(true);
     const timer = setTimeout(
       () => socket.destroy(new Error(`no tls handshake within ${this.#in.connectTimeoutMs} ms`)),
       this.#in.connectTimeoutMs,
