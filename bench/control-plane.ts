@@ -369,7 +369,7 @@ async function phaseProcess(mesh: Mesh, rows: Row[]): Promise<void> {
           failed++;
           resolve();
         });
-        req.end(JSON.stringify({ csr: csrs[n++ % csrs.length] }));
+        req.end(JSON.stringify({ csr: csrs[n++ % csrs.length], identity: ztunnelIdentity(TD) }));
       });
     const before = await procStat(child.pid!);
     const t0 = performance.now();
