@@ -3,14 +3,13 @@
  * This is the only place that reads its wire shape; PeerAuthentications go through core's config
  * parser, so they mean exactly what they mean to ztunnel.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { dump, load, YAMLException } from 'js-yaml';
 import { Problems, Uniq, field, list, mapping, string, stringMap } from '../../core/config/check.js';
 import { parseMeshConfig } from '../../core/config/file.js';
 import { ConfigError } from '../../core/errors.js';
+import { WatchedFile } from '../../core/config/watched-file.js';
 import { deepFreeze, ImmutableMap } from '../../core/model/freeze.js';
 import type { PeerAuthentication } from '../../core/model/types.js';
 import type { Logger } from '../../core/telemetry/log.js';
@@ -134,117 +133,42 @@ export interface FileDesiredStateSourceOptions {
  */
 export class FileDesiredStateSource implements DesiredStateSource {
   readonly describe: string;
-  lastError: Error | undefined;
-  private readonly path: string;
-  private readonly logger: Logger;
-  private readonly rootNamespace: string | undefined;
-  private readonly debounceMs: number;
-  private listener: ((s: DesiredState) => void) | undefined;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private lastText: string | undefined;
-  private reloading: Promise<void> | undefined;
-  private again = false;
-  private closed = false;
+  readonly #path: string;
+  readonly #logger: Logger;
+  readonly #rootNamespace: string | undefined;
+  readonly #debounceMs: number;
+  #file: WatchedFile<DesiredState> | undefined;
 
   constructor(opts: FileDesiredStateSourceOptions) {
-    this.path = resolve(opts.path);
-    this.describe = `file:${this.path}`;
-    this.logger = opts.logger.child({ desired_state_file: this.path });
-    this.rootNamespace = opts.rootNamespace;
-    this.debounceMs = opts.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+    this.#path = resolve(opts.path);
+    this.describe = `file:${this.#path}`;
+    this.#logger = opts.logger.child({ desired_state_file: this.#path });
+    this.#rootNamespace = opts.rootNamespace;
+    this.#debounceMs = opts.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+  }
+
+  /** Why the latest read was rejected; undefined once a read succeeds again. */
+  get lastError(): Error | undefined {
+    return this.#file?.lastError;
   }
 
   async start(listener: (s: DesiredState) => void): Promise<void> {
-    if (this.listener) throw new Error('FileDesiredStateSource.start was called twice');
-    this.listener = listener;
-    this.watcher = watch(dirname(this.path), { persistent: false }, () => this.schedule());
-    this.watcher.on('error', (err) => {
-      this.lastError = err;
-      this.logger.error({ err }, 'watching the desired-state directory failed; the file will not be reloaded');
+    if (this.#file) throw new Error('FileDesiredStateSource.start was called twice');
+    this.#file = new WatchedFile<DesiredState>({
+      path: this.#path,
+      logger: this.#logger,
+      what: 'desired-state file',
+      debounceMs: this.#debounceMs,
+      parse: (text) => parseDesiredState(text, this.#path, this.#rootNamespace ? { rootNamespace: this.#rootNamespace } : {}),
+      readHint: 'check DESIRED_STATE_FILE and its permissions',
+      rejected: 'desired-state file rejected; keeping the last good one',
+      acceptFailed: 'the desired-state listener threw',
+      accept: listener,
     });
-    try {
-      const text = await this.read();
-      this.accept(text, this.parse(text));
-    } catch (err) {
-      await this.close();
-      throw err;
-    }
+    await this.#file.start();
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.watcher?.close();
-    this.watcher = undefined;
-    await this.reloading;
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.kick();
-    }, this.debounceMs);
-  }
-
-  private kick(): void {
-    if (this.closed) return;
-    if (this.reloading) {
-      this.again = true;
-      return;
-    }
-    this.reloading = this.reload().finally(() => {
-      this.reloading = undefined;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      }
-    });
-  }
-
-  private async reload(): Promise<void> {
-    let text: string;
-    let state: DesiredState;
-    try {
-      text = await this.read();
-      if (text === this.lastText) {
-        this.lastError = undefined;
-        return;
-      }
-      state = this.parse(text);
-    } catch (err) {
-      if (this.closed) return;
-      this.lastError = err as Error;
-      this.logger.error({ err, problems: err instanceof ConfigError ? err.problems : undefined }, 'desired-state file rejected; keeping the last good one');
-      return;
-    }
-    if (this.closed) return;
-    this.accept(text, state);
-    this.logger.info('desired-state file reloaded');
-  }
-
-  private async read(): Promise<string> {
-    try {
-      return await readFile(this.path, 'utf8');
-    } catch (e) {
-      throw new ConfigError(this.path, [`cannot read the file (${(e as NodeJS.ErrnoException).code ?? 'error'}): check DESIRED_STATE_FILE and its permissions`]);
-    }
-  }
-
-  private parse(text: string): DesiredState {
-    return parseDesiredState(text, this.path, this.rootNamespace ? { rootNamespace: this.rootNamespace } : {});
-  }
-
-  private accept(text: string, state: DesiredState): void {
-    this.lastText = text;
-    this.lastError = undefined;
-    try {
-      this.listener?.(state);
-    } catch (err) {
-      this.logger.error({ err }, 'the desired-state listener threw');
-    }
+    await this.#file?.close();
   }
 }
-

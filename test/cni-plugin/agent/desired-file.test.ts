@@ -97,5 +97,5 @@ t.test('the file source delivers edits, and keeps the last good state on a bad o
 
 t.test('a missing file fails the start', async (t) => {
   const source = new FileDesiredStateSource({ path: join(t.testdir(), 'missing.yaml'), logger: silentLogger });
-  await t.rejects(source.start(() => {}), { message: /cannot read the file \(ENOENT\)/ });
+  await t.rejects(source.start(() => {}), { message: /cannot read the file \(ENOENT.*check DESIRED_STATE_FILE/ });
 });
