@@ -36,6 +36,9 @@ export interface ZtunnelInputs {
   readonly checkRedirection?: () => Promise<void>;
 }
 
+/** Certificates issued to this node, for /config_dump (never the keys). */
+type CertificateLog = Map<string, { notBefore: Date; notAfter: Date; rotations: number }>;
+
 export interface ZtunnelAddresses {
   readonly outbound?: net.AddressInfo;
   readonly inbound?: net.AddressInfo;
@@ -56,7 +59,7 @@ export class Ztunnel {
   readonly #servers: Array<net.Server | http.Server>;
   #stateRef: { current: MeshState };
   /** Certificates issued to this node, for /config_dump (never the keys). */
-  readonly #certs = new Map<string, { notBefore: Date; notAfter: Date; rotations: number }>();
+  readonly #certs: CertificateLog;
   #ready = false;
   #stopping: Promise<void> | undefined;
   #stoppedResolve!: () => void;
@@ -73,6 +76,7 @@ export class Ztunnel {
       hboneServer: HboneServer;
       servers: Array<net.Server | http.Server>;
       stateRef: { current: MeshState };
+      certs: CertificateLog;
     },
   ) {
     this.#in = inputs;
@@ -83,10 +87,7 @@ export class Ztunnel {
     this.#hboneServer = parts.hboneServer;
     this.#servers = parts.servers;
     this.#stateRef = parts.stateRef;
-    inputs.certificates.onRotate?.((c) => {
-      const prev = this.#certs.get(c.identity);
-      this.#certs.set(c.identity, { notBefore: c.notBefore, notAfter: c.notAfter, rotations: (prev?.rotations ?? -1) + 1 });
-    });
+    this.#certs = parts.certs;
   }
 
   /** Loads config, binds every enabled listener, and resolves once ready to serve. */
@@ -95,6 +96,12 @@ export class Ztunnel {
     const metrics = inputs.metrics ?? createTcpMetrics();
     const drain = new DrainTracker();
     const stateRef = { current: MeshState.empty() };
+    // Before the config source starts: in control-plane mode it fetches ztunnel's own certificate.
+    const certs: CertificateLog = new Map();
+    inputs.certificates.onRotate?.((c) => {
+      const prev = certs.get(c.identity);
+      certs.set(c.identity, { notBefore: c.notBefore, notAfter: c.notAfter, rotations: (prev?.rotations ?? -1) + 1 });
+    });
     await inputs.configSource.start((cfg) => {
       stateRef.current = new MeshState(cfg);
       logger.info(
@@ -156,7 +163,7 @@ export class Ztunnel {
       await inputs.configSource.close();
       throw err;
     }
-    zt = new Ztunnel(inputs, { addresses, hbone, metrics, drain, hboneServer, servers, stateRef });
+    zt = new Ztunnel(inputs, { addresses, hbone, metrics, drain, hboneServer, servers, stateRef, certs });
     if (config.outboundPort !== 0 && inputs.checkRedirection) {
       try {
         await retryUntil(inputs.checkRedirection, config.redirectionWaitMs, (err) =>

@@ -102,6 +102,7 @@ t.test('traffic flows between workloads declared in manifests, over mTLS with ce
   t.ok(dump.certificates[ID.client], 'node-a holds the client certificate');
   const own = await a.client.certificates.fetch('spiffe://cluster.local/ns/istio-system/sa/ztunnel');
   t.ok(own.notAfter > new Date(), 'and its own ztunnel certificate, which authenticates its discovery stream');
+  t.ok(dump.certificates['spiffe://cluster.local/ns/istio-system/sa/ztunnel'], '/config_dump lists that certificate too');
   t.notOk(dump.certificates[ID.server], 'but not the server\'s, which runs on node-b');
 });
 
