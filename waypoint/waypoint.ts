@@ -11,7 +11,7 @@ import { MeshState } from '../core/model/state.js';
 import type { Workload } from '../core/model/types.js';
 import type { ConfigSource } from '../core/config/source.js';
 import type { WaypointConfig } from './config.js';
-import { adminServer, metricsServer, readinessServer } from '../core/telemetry/admin.js';
+import { listenOps } from '../core/telemetry/admin.js';
 import { Downstream } from './downstream.js';
 import { Inbound } from './inbound.js';
 import { UpstreamPool } from './upstream.js';
@@ -40,16 +40,6 @@ export interface WaypointAddresses {
   readonly admin?: net.AddressInfo;
   readonly metrics?: net.AddressInfo;
   readonly readiness?: net.AddressInfo;
-}
-
-function listen(server: http.Server, port: number, host: string): Promise<net.AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server.address() as net.AddressInfo);
-    });
-  });
 }
 
 /**
@@ -170,25 +160,18 @@ export class Waypoint {
     let wp: Waypoint | undefined;
     try {
       addresses.hbone = await hboneServer.listen(config.hbonePort, config.address);
-      const bind = async (name: string, server: http.Server, port: number, host: string) => {
-        if (port === 0) return;
-        servers.push(server);
-        addresses[name] = await listen(server, port, host);
-      };
-      await bind(
-        'admin',
-        adminServer({
-          logger,
-          registry: metrics.registry,
-          configDump: () => wp?.configDump(),
-          ready: () => wp?.ready ?? false,
-          quit: () => void wp?.shutdown(),
-        }),
-        config.adminPort,
-        config.adminAddress,
-      );
-      await bind('metrics', metricsServer({ registry: metrics.registry }), config.metricsPort, config.statsAddress);
-      await bind('readiness', readinessServer({ ready: () => wp?.ready ?? false }), config.readinessPort, config.statsAddress);
+      const ops = await listenOps({
+        logger,
+        registry: metrics.registry,
+        target: () => wp,
+        adminAddress: config.adminAddress,
+        statsAddress: config.statsAddress,
+        adminPort: config.adminPort,
+        metricsPort: config.metricsPort,
+        readinessPort: config.readinessPort,
+      });
+      servers.push(...ops.servers);
+      Object.assign(addresses, ops.addresses);
     } catch (err) {
       hboneServer.close();
       for (const s of servers) s.close();

@@ -11,9 +11,10 @@ import type { ConfigSource } from '../core/config/source.js';
 import type { ZtunnelConfig } from './config.js';
 import { Outbound } from './proxy/outbound.js';
 import { Inbound } from './proxy/inbound.js';
-import { listen, outboundCaptureServer, socks5Server } from './proxy/listeners.js';
+import { outboundCaptureServer, socks5Server } from './proxy/listeners.js';
 import type { ProxyInputs } from './proxy/inputs.js';
-import { adminServer, metricsServer, readinessServer } from '../core/telemetry/admin.js';
+import { listenOps } from '../core/telemetry/admin.js';
+import { listen } from '../core/net/listen.js';
 
 export interface ZtunnelInputs {
   readonly config: ZtunnelConfig;
@@ -143,20 +144,18 @@ export class Ztunnel {
       addresses.inbound = await hboneServer.listen(config.inboundPort, config.address);
       await bind('outbound', outboundCaptureServer(proxy, outbound), config.outboundPort, config.address);
       await bind('socks5', socks5Server(proxy, outbound), config.socks5Port, config.address);
-      await bind(
-        'admin',
-        adminServer({
-          logger,
-          registry: metrics.registry,
-          configDump: () => zt?.configDump(),
-          ready: () => zt?.ready ?? false,
-          quit: () => void zt?.shutdown(),
-        }),
-        config.adminPort,
-        config.adminAddress,
-      );
-      await bind('metrics', metricsServer({ registry: metrics.registry }), config.metricsPort, config.statsAddress);
-      await bind('readiness', readinessServer({ ready: () => zt?.ready ?? false }), config.readinessPort, config.statsAddress);
+      const ops = await listenOps({
+        logger,
+        registry: metrics.registry,
+        target: () => zt,
+        adminAddress: config.adminAddress,
+        statsAddress: config.statsAddress,
+        adminPort: config.adminPort,
+        metricsPort: config.metricsPort,
+        readinessPort: config.readinessPort,
+      });
+      servers.push(...ops.servers);
+      Object.assign(addresses, ops.addresses);
     } catch (err) {
       hboneServer.close();
       for (const s of servers) s.close();

@@ -2,6 +2,8 @@
 import http from 'node:http';
 import type { Logger } from './log.js';
 import type { Registry } from 'prom-client';
+import type { AddressInfo } from 'node:net';
+import { listen } from '../net/listen.js';
 
 export interface AdminInputs {
   readonly logger: Logger;
@@ -62,4 +64,64 @@ export function readinessServer(inputs: Pick<AdminInputs, 'ready'>): http.Server
     if (req.url !== '/healthz/ready') return send(res, 404, 'see /healthz/ready\n');
     return inputs.ready() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
   });
+}
+
+/** What the operational servers report on and act upon: the proxy, once it exists. */
+export interface OpsTarget {
+  configDump(): unknown;
+  readonly ready: boolean;
+  shutdown(): Promise<void>;
+}
+
+export interface OpsInputs {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** The proxy; undefined while it is still starting (readiness answers 503 then). */
+  readonly target: () => OpsTarget | undefined;
+  readonly adminAddress: string;
+  readonly statsAddress: string;
+  /** 0 disables a server. */
+  readonly adminPort: number;
+  readonly metricsPort: number;
+  readonly readinessPort: number;
+}
+
+/**
+ * Binds admin, metrics and readiness, as every proxy does. On a bind failure the servers
+ * already bound are closed before the error is rethrown.
+ */
+export async function listenOps(inputs: OpsInputs): Promise<{
+  servers: http.Server[];
+  addresses: { admin?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo };
+}> {
+  const ready = () => inputs.target()?.ready ?? false;
+  const plan: Array<[name: 'admin' | 'metrics' | 'readiness', server: http.Server, port: number, host: string]> = [
+    [
+      'admin',
+      adminServer({
+        logger: inputs.logger,
+        registry: inputs.registry,
+        configDump: () => inputs.target()?.configDump(),
+        ready,
+        quit: () => void inputs.target()?.shutdown(),
+      }),
+      inputs.adminPort,
+      inputs.adminAddress,
+    ],
+    ['metrics', metricsServer({ registry: inputs.registry }), inputs.metricsPort, inputs.statsAddress],
+    ['readiness', readinessServer({ ready }), inputs.readinessPort, inputs.statsAddress],
+  ];
+  const servers: http.Server[] = [];
+  const addresses: { admin?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo } = {};
+  try {
+    for (const [name, server, port, host] of plan) {
+      if (port === 0) continue;
+      addresses[name] = await listen(server, port, host);
+      servers.push(server);
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
+  }
+  return { servers, addresses };
 }

@@ -5,12 +5,13 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, rm, rmdir, writeFile, readdir } from 'node:fs/promises';
+import { mkdir, rm, rmdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { BpfLoader } from '../../bpf/loader.js';
 import { cgroup2Root } from '../../bpf/kernel.js';
+import { removeCgroup } from '../../lab/sys.js';
 
 const AGENT = fileURLToPath(new URL('./fixtures/agent.mjs', import.meta.url));
 let sandboxes = 0;
@@ -193,22 +194,3 @@ export class Sandbox {
   }
 }
 
-async function removeCgroup(path: string): Promise<void> {
-  try {
-    await writeFile(join(path, 'cgroup.kill'), '1');
-  } catch {
-    // gone already, or a kernel before 5.14: the agents were killed anyway
-  }
-  for (let i = 0; i < 100; i++) {
-    try {
-      await rmdir(path);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY') throw err;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`cgroup ${path} still busy: ${await readFile(join(path, 'cgroup.procs'), 'utf8').catch(() => '?')}`);
-}

@@ -12,6 +12,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { cgroup2Root } from '../../bpf/kernel.js';
 import { BpfLoader } from '../../bpf/loader.js';
+import { removeCgroup } from '../../lab/sys.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const POD_APP = fileURLToPath(new URL('./fixtures/pod.mjs', import.meta.url));
@@ -305,25 +306,6 @@ export class Lab {
   }
 }
 
-async function removeCgroup(path: string): Promise<void> {
-  try {
-    await writeFile(join(path, 'cgroup.kill'), '1');
-  } catch {
-    // gone already, or a kernel before 5.14 (the processes were killed anyway)
-  }
-  for (let i = 0; i < 100; i++) {
-    try {
-      await rmdir(path);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY') throw err;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`cgroup ${path} still busy`);
-}
 
 /** Polls `fn` until it returns a truthy value. */
 export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {

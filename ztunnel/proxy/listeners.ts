@@ -5,17 +5,6 @@ import type { Outbound } from './outbound.js';
 import { normalizeIp } from './outbound.js';
 import type { ProxyInputs } from './inputs.js';
 
-export async function listen(server: net.Server, port: number, host: string): Promise<net.AddressInfo> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port, host }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return server.address() as net.AddressInfo;
-}
-
 /**
  * Outbound capture (15001): connections redirected here by the eBPF connect hook. The original
  * destination is what getsockname() returns (the getsockname hook rewrites it), which Node caches
