@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { RetryPolicy } from '../../core/model/routes.js';
 import { ISTIO_DEFAULT_RETRY } from '../../core/config/routes.js';
 import type { Handler, Layer, RequestContext, WaypointResponse } from '../context.js';
-import { WaypointError, asWaypointError, upstreamTimeout } from '../status.js';
+import { WaypointError, asWaypointError } from '../status.js';
+import { withDeadline } from './timeout.js';
 
 /**
  * Largest request body buffered so that a retry can send it again (Envoy's default buffer
@@ -39,30 +40,8 @@ async function bufferBody(ctx: RequestContext): Promise<boolean> {
 }
 
 /** One try under a per-try timeout: the try is cancelled and fails with 504 `UT` when it expires. */
-async function oneTry(next: Handler, ctx: RequestContext, perTryMs: number | undefined): Promise<WaypointResponse> {
-  if (!perTryMs) return next(ctx);
-  const parent = ctx.signal;
-  const ac = new AbortController();
-  const onParent = () => ac.abort(parent.reason);
-  parent.addEventListener('abort', onParent, { once: true });
-  ctx.signal = ac.signal;
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = upstreamTimeout(perTryMs, 'per-try');
-      ac.abort(err);
-      reject(err);
-    }, perTryMs);
-  });
-  const work = next(ctx);
-  work.then((r) => ac.signal.aborted && r.discard?.(), () => {});
-  try {
-    return await Promise.race([work, expired]);
-  } finally {
-    clearTimeout(timer);
-    parent.removeEventListener('abort', onParent);
-    ctx.signal = parent;
-  }
+function oneTry(next: Handler, ctx: RequestContext, perTryMs: number | undefined): Promise<WaypointResponse> {
+  return perTryMs ? withDeadline(next, ctx, perTryMs, 'per-try') : next(ctx);
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Layer } from '../context.js';
+import type { Handler, Layer, RequestContext, WaypointResponse } from '../context.js';
 import { upstreamTimeout } from '../status.js';
 
 /**
@@ -9,17 +9,24 @@ import { upstreamTimeout } from '../status.js';
  */
 export const timeoutLayer: Layer = (next) => async (ctx) => {
   const ms = ctx.rule?.requestTimeoutMs;
-  if (!ms) return next(ctx);
+  return ms ? withDeadline(next, ctx, ms, 'request') : next(ctx);
+};
+
+/**
+ * Runs `next` under a deadline: layers below see a narrower `ctx.signal` that aborts on expiry
+ * (or when the caller's signal aborts), and the call fails with 504 `UT`. Shared by the request
+ * timeout and the retry layer's per-try timeout.
+ */
+export async function withDeadline(next: Handler, ctx: RequestContext, ms: number, kind: 'request' | 'per-try'): Promise<WaypointResponse> {
   const ac = new AbortController();
   const parent = ctx.signal;
   const onParent = () => ac.abort(parent.reason);
   parent.addEventListener('abort', onParent, { once: true });
-  // Layers below see the narrower signal.
   ctx.signal = ac.signal;
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const err = upstreamTimeout(ms, 'request');
+      const err = upstreamTimeout(ms, kind);
       ac.abort(err);
       reject(err);
     }, ms);
@@ -34,4 +41,4 @@ export const timeoutLayer: Layer = (next) => async (ctx) => {
     parent.removeEventListener('abort', onParent);
     ctx.signal = parent;
   }
-};
+}
