@@ -160,41 +160,14 @@ export function serviceAccount(name: string, ns = 'default'): object {
 
 // ---- the control plane as a process ----
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { startNodeProcess, type Proc } from '../helpers/proc.js';
 
 export const CONTROL_PLANE_MAIN = fileURLToPath(new URL('../../dist/control-plane/main.js', import.meta.url));
 
-export interface CpProcess {
-  readonly child: ChildProcess;
-  readonly output: () => string;
-  readonly exited: Promise<number | string>;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
+export type CpProcess = Proc;
 
 /** Starts `node dist/control-plane/main.js` (compiled, as operators run it). */
 export function startControlPlaneProcess(env: Record<string, string>): CpProcess {
-  const child = spawn(process.execPath, [CONTROL_PLANE_MAIN], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  // A test killed by its runner must not leave a control plane behind.
-  const reap = () => child.kill('SIGKILL');
-  process.once('exit', reap);
-  const exited = once(child, 'exit').then(([code, signal]) => {
-    process.off('exit', reap);
-    return (code ?? signal) as number | string;
-  });
-  return {
-    child,
-    output: () => out,
-    exited,
-    async kill(signal: NodeJS.Signals = 'SIGKILL') {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill(signal);
-        await exited;
-      }
-    },
-  };
+  return startNodeProcess(CONTROL_PLANE_MAIN, env);
 }

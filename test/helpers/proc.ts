@@ -9,12 +9,17 @@ export interface Proc {
   readonly output: () => string;
   /** Resolves with the exit code (or signal name). */
   readonly exited: Promise<number | string>;
-  kill(): Promise<void>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /** Starts `node dist/ztunnel/main.js` (compiled: the data path never runs through a TS loader). */
 export function startZtunnelProcess(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [ZTUNNEL_MAIN], {
+  return startNodeProcess(ZTUNNEL_MAIN, env);
+}
+
+/** Starts a compiled entry point with only PATH and `env` in its environment; output is captured. */
+export function startNodeProcess(main: string, env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [main], {
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -32,9 +37,9 @@ export function startZtunnelProcess(env: Record<string, string>): Proc {
     child,
     output: () => out,
     exited,
-    async kill() {
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
+        child.kill(signal);
         await exited;
       }
     },
