@@ -1,8 +1,17 @@
 import { EnvReader, LOG_LEVELS, type LogLevel } from '../core/config/env.js';
 import { PORTS } from '../core/hbone/constants.js';
+import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../core/config/control-plane-settings.js';
+import { formatSpiffeId } from '../core/identity/spiffe.js';
 
 /** Environment variable names; the only place the waypoint reads the environment is `loadConfig`. */
 export const ENV = {
+  nodeName: 'NODE_NAME',
+  podNamespace: 'POD_NAMESPACE',
+  serviceAccount: 'SERVICE_ACCOUNT',
+  controlPlaneAddress: CONTROL_PLANE_ENV.address,
+  nodeTokenFile: CONTROL_PLANE_ENV.tokenFile,
+  controlPlaneRootCertFile: CONTROL_PLANE_ENV.rootCertFile,
+  controlPlaneIdentity: CONTROL_PLANE_ENV.identity,
   localConfigFile: 'LOCAL_CONFIG_FILE',
   caRootCertFile: 'CA_ROOT_CERT_FILE',
   caRootKeyFile: 'CA_ROOT_KEY_FILE',
@@ -22,6 +31,18 @@ export const ENV = {
 } as const;
 
 export interface WaypointConfig {
+  /**
+   * Set when `CONTROL_PLANE_ADDRESS` is: the waypoint's certificate from the control plane's CA,
+   * services, routes and policies from its discovery stream. Otherwise standalone on
+   * `localConfigFile`, signing with the root in `caRootCertFile`/`caRootKeyFile`.
+   */
+  readonly controlPlane?: ControlPlaneSettings & {
+    /** The node the waypoint runs on (its discovery subscription and CA caller). */
+    readonly nodeName: string;
+    /** The waypoint's own SPIFFE ID, `spiffe://<td>/ns/<POD_NAMESPACE>/sa/<SERVICE_ACCOUNT>`. */
+    readonly proxyIdentity: string;
+  };
+  /** Standalone mode only ('' with a control plane). */
   readonly localConfigFile: string;
   readonly caRootCertFile: string;
   readonly caRootKeyFile: string;
@@ -79,14 +100,34 @@ export function loadConfig(envRecord: Readonly<Record<string, string | undefined
   const positive = env.positive.bind(env);
   const logLevel = env.oneOf(ENV.logLevel, LOG_LEVELS, DEFAULTS.logLevel);
   const address = ip(ENV.address);
+  const trustDomain = str(ENV.trustDomain, DEFAULTS.trustDomain);
+  const gatewayName = str(ENV.gatewayName, '');
+  const mode = readSourceMode(env, envRecord, trustDomain, [ENV.localConfigFile, ENV.caRootCertFile, ENV.caRootKeyFile]);
+  let controlPlane: WaypointConfig['controlPlane'];
+  if (mode.controlPlane) {
+    // Istio runs a waypoint as the service account named after its Gateway.
+    const namespace = str(ENV.podNamespace);
+    const serviceAccount = str(ENV.serviceAccount, gatewayName || undefined);
+    if (serviceAccount === '' && gatewayName === '') problems.push(`${ENV.serviceAccount} or ${ENV.gatewayName} is required with ${ENV.controlPlaneAddress} (the waypoint's identity)`);
+    let identity = '';
+    if (namespace !== '' && serviceAccount !== '') {
+      try {
+        identity = formatSpiffeId({ trustDomain, namespace, serviceAccount });
+      } catch (err) {
+        problems.push(`${ENV.podNamespace}/${ENV.serviceAccount}: ${(err as Error).message}`);
+      }
+    }
+    controlPlane = Object.freeze({ ...mode.controlPlane, nodeName: str(ENV.nodeName), proxyIdentity: identity });
+  }
   const cfg: WaypointConfig = {
-    localConfigFile: str(ENV.localConfigFile),
-    caRootCertFile: str(ENV.caRootCertFile),
-    caRootKeyFile: str(ENV.caRootKeyFile),
-    trustDomain: str(ENV.trustDomain, DEFAULTS.trustDomain),
+    ...(controlPlane ? { controlPlane } : {}),
+    localConfigFile: mode.standaloneFile(ENV.localConfigFile),
+    caRootCertFile: mode.standaloneFile(ENV.caRootCertFile),
+    caRootKeyFile: mode.standaloneFile(ENV.caRootKeyFile),
+    trustDomain,
     rootNamespace: str(ENV.rootNamespace, DEFAULTS.rootNamespace),
     address,
-    gatewayName: str(ENV.gatewayName, ''),
+    gatewayName,
     adminAddress: ip(ENV.adminAddress, DEFAULTS.adminAddress),
     statsAddress: ip(ENV.statsAddress, address || '0.0.0.0'),
     hbonePort: port(ENV.hbonePort, PORTS.hbone, false),

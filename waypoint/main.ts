@@ -1,21 +1,54 @@
 #!/usr/bin/env node
 /**
  * waypoint process entry point: configuration from the environment (see waypoint/config.ts and
- * docs/waypoint.md), services, routes and policies from the config file, its certificate from the in-process CA.
+ * docs/waypoint.md). With `CONTROL_PLANE_ADDRESS`, its certificate (the identity of its Gateway's
+ * service account) comes from the control plane's CA and services, routes and policies from its
+ * discovery stream; without it, the waypoint runs standalone on a config file and signs with the
+ * mesh root itself.
  */
-import { loadConfig } from './config.js';
+import { loadConfig, type WaypointConfig } from './config.js';
 import { pino } from 'pino';
-import { createLogger } from '../core/telemetry/log.js';
+import { createLogger, type Logger } from '../core/telemetry/log.js';
 import { MeshError } from '../core/errors.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { LocalCaClient, SecretManager } from '../core/identity/secret-manager.js';
 import { FileConfigSource } from '../core/config/file-source.js';
-import { Waypoint } from './waypoint.js';
+import { connectControlPlane, readRootsFile } from '../core/config/control-plane-client.js';
+import type { ConfigSource } from '../core/config/source.js';
+import { Waypoint, type WaypointInputs } from './waypoint.js';
 
 /** Log bytes gathered before a write; a burst of requests costs one write(2) per this much. */
 const ACCESS_LOG_BUFFER_BYTES = 8 * 1024;
 /** A quiet waypoint still writes its last lines within this long. */
 const ACCESS_LOG_FLUSH_MS = 250;
+
+/** The config source and certificates of either mode. */
+async function sources(config: WaypointConfig, logger: Logger): Promise<{ configSource: ConfigSource; certificates: WaypointInputs['certificates'] }> {
+  const cp = config.controlPlane;
+  if (cp) {
+    const client = connectControlPlane({
+      address: cp.address,
+      nodeName: cp.nodeName,
+      trustDomain: config.trustDomain,
+      token: cp.tokenFile,
+      rootsPem: await readRootsFile(cp.rootCertFile),
+      serverIdentity: cp.identity,
+      identity: cp.proxyIdentity,
+      proxy: 'waypoint',
+      certTtlSeconds: config.certTtlSeconds,
+      logger,
+    });
+    logger.info({ control_plane: `${cp.address.host}:${cp.address.port}`, identity: cp.proxyIdentity }, 'using the control plane for certificates and configuration');
+    return { configSource: client.configSource, certificates: client.certificates };
+  }
+  const ca = await CertificateAuthority.load(config.caRootCertFile, config.caRootKeyFile, config.trustDomain, {
+    ttlSeconds: config.certTtlSeconds,
+  });
+  return {
+    certificates: new SecretManager({ caClient: new LocalCaClient(ca), logger: logger.child({ scope: 'secrets' }) }),
+    configSource: new FileConfigSource({ path: config.localConfigFile, logger: logger.child({ scope: 'config' }), rootNamespace: config.rootNamespace }),
+  };
+}
 
 async function main(): Promise<void> {
   let config;
@@ -39,18 +72,7 @@ async function main(): Promise<void> {
   };
   const logger = createLogger({ component: 'waypoint', level: config.logLevel, destination: destination as unknown as NodeJS.WritableStream });
   try {
-    const ca = await CertificateAuthority.load(config.caRootCertFile, config.caRootKeyFile, config.trustDomain, {
-      ttlSeconds: config.certTtlSeconds,
-    });
-    const certificates = new SecretManager({
-      caClient: new LocalCaClient(ca),
-      logger: logger.child({ scope: 'secrets' }),
-    });
-    const configSource = new FileConfigSource({
-      path: config.localConfigFile,
-      logger: logger.child({ scope: 'config' }),
-      rootNamespace: config.rootNamespace,
-    });
+    const { configSource, certificates } = await sources(config, logger);
     const wp = await Waypoint.start({ config, logger, configSource, certificates });
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutdown requested');

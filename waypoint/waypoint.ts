@@ -58,6 +58,7 @@ export class Waypoint {
   readonly #pool: UpstreamPool;
   readonly #downstream: Downstream;
   readonly #stateRef: { current: MeshState };
+  readonly #whoami: () => { identity: string; gateway: GatewayRef };
   #ready = false;
   #stopping: Promise<void> | undefined;
   #stoppedResolve!: () => void;
@@ -75,6 +76,7 @@ export class Waypoint {
     pool: UpstreamPool;
     downstream: Downstream;
     stateRef: { current: MeshState };
+    whoami: () => { identity: string; gateway: GatewayRef };
   }) {
     this.#in = inputs;
     this.addresses = parts.addresses;
@@ -87,6 +89,7 @@ export class Waypoint {
     this.#pool = parts.pool;
     this.#downstream = parts.downstream;
     this.#stateRef = parts.stateRef;
+    this.#whoami = parts.whoami;
   }
 
   /** Loads config, binds the listeners, resolves once ready to serve. */
@@ -189,6 +192,7 @@ export class Waypoint {
       pool,
       downstream,
       stateRef,
+      whoami: () => ({ identity: identity(), gateway: gateway() }),
     });
     wp.#ready = true;
     logger.info({ identity: identity(), gateway: gateway(), listeners: addresses }, 'waypoint ready');
@@ -211,6 +215,7 @@ export class Waypoint {
   configDump(): unknown {
     const state = this.state;
     return {
+      ...this.#whoami(),
       address: this.#in.config.address,
       listeners: this.addresses,
       openStreams: this.#drain.size,

@@ -1,6 +1,6 @@
 import { EnvReader, LOG_LEVELS, type LogLevel } from '../core/config/env.js';
 import { PORTS } from '../core/hbone/constants.js';
-import { controlPlaneIdentity, parseHostPort } from '../core/config/discovery-wire.js';
+import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../core/config/control-plane-settings.js';
 
 /** Environment variable names; the only place ztunnel reads the environment is `loadConfig`. */
 export const ENV = {
@@ -8,10 +8,10 @@ export const ENV = {
   localConfigFile: 'LOCAL_CONFIG_FILE',
   caRootCertFile: 'CA_ROOT_CERT_FILE',
   caRootKeyFile: 'CA_ROOT_KEY_FILE',
-  controlPlaneAddress: 'CONTROL_PLANE_ADDRESS',
-  nodeTokenFile: 'NODE_TOKEN_FILE',
-  controlPlaneRootCertFile: 'CONTROL_PLANE_ROOT_CERT_FILE',
-  controlPlaneIdentity: 'CONTROL_PLANE_IDENTITY',
+  controlPlaneAddress: CONTROL_PLANE_ENV.address,
+  nodeTokenFile: CONTROL_PLANE_ENV.tokenFile,
+  controlPlaneRootCertFile: CONTROL_PLANE_ENV.rootCertFile,
+  controlPlaneIdentity: CONTROL_PLANE_ENV.identity,
   trustDomain: 'TRUST_DOMAIN',
   rootNamespace: 'ROOT_NAMESPACE',
   address: 'ZTUNNEL_ADDRESS',
@@ -29,17 +29,6 @@ export const ENV = {
   redirectionWaitSeconds: 'REDIRECTION_WAIT_SECONDS',
   logLevel: 'LOG_LEVEL',
 } as const;
-
-/** Where certificates and configuration come from when a control plane is used. */
-export interface ControlPlaneSettings {
-  readonly address: { readonly host: string; readonly port: number };
-  /** The node's bearer token (re-read at every use: tokens rotate). */
-  readonly tokenFile: string;
-  /** PEM root(s) the control plane's certificate chains to (its trust bundle afterwards). */
-  readonly rootCertFile: string;
-  /** The SPIFFE ID the control plane must present. */
-  readonly identity: string;
-}
 
 export interface ZtunnelConfig {
   readonly nodeName: string;
@@ -108,32 +97,9 @@ export function loadConfig(envRecord: Readonly<Record<string, string | undefined
   const redirectionCheck = env.oneOf(ENV.redirectionCheck, ['bpftool', 'off'] as const, 'bpftool');
   const trustDomain = str(ENV.trustDomain, DEFAULTS.trustDomain);
   // Two modes: the control plane when its address is set, else standalone on local files.
-  const cpAddress = envRecord[ENV.controlPlaneAddress];
-  let controlPlane: ControlPlaneSettings | undefined;
-  const standalone = [ENV.localConfigFile, ENV.caRootCertFile, ENV.caRootKeyFile] as const;
-  if (cpAddress !== undefined && cpAddress !== '') {
-    const parsed = parseHostPort(cpAddress);
-    if (!parsed) problems.push(`${ENV.controlPlaneAddress}=${JSON.stringify(cpAddress)} is not host:port (e.g. 10.0.0.1:15012)`);
-    const set = standalone.filter((n) => envRecord[n] !== undefined && envRecord[n] !== '');
-    if (set.length > 0) {
-      problems.push(`${set.join(', ')} ${set.length === 1 ? 'is' : 'are'} for standalone mode; with ${ENV.controlPlaneAddress} certificates and configuration come from the control plane (unset one or the other)`);
-    }
-    controlPlane = Object.freeze({
-      address: Object.freeze(parsed ?? { host: '', port: 0 }),
-      tokenFile: str(ENV.nodeTokenFile),
-      rootCertFile: str(ENV.controlPlaneRootCertFile),
-      identity: str(ENV.controlPlaneIdentity, controlPlaneIdentity(trustDomain)),
-    });
-  }
-  const standaloneFile = (name: string): string => {
-    if (controlPlane) return '';
-    const v = envRecord[name];
-    if (v === undefined || v === '') {
-      problems.push(`${name} is required (or set ${ENV.controlPlaneAddress} to use the control plane)`);
-      return '';
-    }
-    return v;
-  };
+  const mode = readSourceMode(env, envRecord, trustDomain, [ENV.localConfigFile, ENV.caRootCertFile, ENV.caRootKeyFile]);
+  const { controlPlane } = mode;
+  const standaloneFile = (name: string) => mode.standaloneFile(name);
   const cfg: ZtunnelConfig = {
     nodeName: str(ENV.nodeName),
     ...(controlPlane ? { controlPlane } : {}),
