@@ -8,7 +8,12 @@
  *   ztunnel+waypoint  wrk → proxychains → ztunnel A → HBONE → waypoint (HTTPRoute 90/10) → HBONE → ztunnel B → origins
  *
  * Requests/s with 32 connections over 2 threads; p50/p99 with 1 connection (`--latency`).
- * Prints a table with ratios; the waypoint hop's added p50 is waypoint − ztunnel.
+ * Prints a table with ratios; the waypoint hop's added p50 is waypoint − ztunnel. The machine is
+ * shared, so each row also gives the CPU its proxies spent per request during the 32-connection
+ * run (from /proc, immune to other load): the waypoint's own share is printed apart.
+ *
+ * `--repeat N` runs the whole sequence N times (one table per round, same processes);
+ * `--paths direct,ztunnel+waypoint` measures only the named paths (names as in the table).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +27,7 @@ import { waitForHttpOk, waitForListen } from './lib/wait.js';
 import { runWrk, type WrkResult } from './lib/wrk.js';
 import { which } from './lib/which.js';
 import { fetchText, sumMetric } from './lib/metrics.js';
+import { UsageSampler } from './lib/proc-stats.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Loopback plan of this benchmark (127.0.8.x, apart from the other suites' ranges). */
@@ -118,22 +124,57 @@ interface Row {
   readonly path: string;
   readonly rps?: WrkResult;
   readonly lat?: WrkResult;
+  /** CPU µs per request of the path's proxies during the requests/s run. */
+  readonly cpuUsPerReq?: number;
+  /** The waypoint's own share of it. */
+  readonly waypointUsPerReq?: number;
   readonly error?: string;
 }
 
-async function measure(procs: ProcessTracker, launcher: ClientLauncher, url: string, durationSec: number): Promise<{ rps: WrkResult; lat: WrkResult }> {
+interface Measured {
+  rps: WrkResult;
+  lat: WrkResult;
+  cpuUsPerReq?: number;
+  waypointUsPerReq?: number;
+}
+
+async function measure(
+  procs: ProcessTracker,
+  launcher: ClientLauncher,
+  url: string,
+  durationSec: number,
+  proxies: { all: readonly number[]; waypoint?: number },
+): Promise<Measured> {
   // A short warm-up fills pools and JIT caches so the measured runs compare steady states.
   await runWrk(procs, { launcher, url, threads: 1, connections: 4, durationSec: 1, latency: false });
+  const all = new UsageSampler(proxies.all);
+  const own = new UsageSampler(proxies.waypoint !== undefined ? [proxies.waypoint] : []);
+  all.start();
+  own.start();
   const rps = await runWrk(procs, { launcher, url, threads: RPS_THREADS, connections: RPS_CONNECTIONS, durationSec, latency: false });
+  const perReq = (cpuSec: number) => (cpuSec * 1e6) / rps.requests;
+  const cpu = all.stop().cpuSec;
+  const wpCpu = own.stop().cpuSec;
   const lat = await runWrk(procs, { launcher, url, threads: 1, connections: 1, durationSec, latency: true });
-  return { rps, lat };
+  return {
+    rps,
+    lat,
+    ...(proxies.all.length > 0 ? { cpuUsPerReq: perReq(cpu) } : {}),
+    ...(proxies.waypoint !== undefined ? { waypointUsPerReq: perReq(wpCpu) } : {}),
+  };
+}
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
 }
 
 async function main(): Promise<number> {
-  const i = process.argv.indexOf('--duration');
-  const durationSec = i > 0 ? Number(process.argv[i + 1]) : 5;
-  if (!(durationSec > 0)) {
-    process.stderr.write('usage: node dist/bench/waypoint.js [--duration SECONDS]\n');
+  const durationSec = Number(flag('--duration') ?? 5);
+  const repeat = Number(flag('--repeat') ?? 1);
+  const only = flag('--paths')?.split(',');
+  if (!(durationSec > 0) || !(Number.isInteger(repeat) && repeat > 0)) {
+    process.stderr.write('usage: node dist/bench/waypoint.js [--duration SECONDS] [--repeat N] [--paths NAME,...]\n');
     return 2;
   }
   for (const tool of ['wrk', 'haproxy', 'proxychains4']) {
@@ -146,7 +187,7 @@ async function main(): Promise<number> {
   const procs = new ProcessTracker();
   const onSignal = () => void procs.interrupt();
   process.once('SIGINT', onSignal);
-  const rows: Row[] = [];
+  const rounds: Row[][] = [];
   try {
     const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
     await ca.save(dir);
@@ -178,19 +219,25 @@ async function main(): Promise<number> {
     });
     await waitForHttpOk(`http://${NET.waypoint}:15021/healthz/ready`, { timeoutMs: 30_000, process: wp });
     const chain: ClientLauncher = { prefix: ['proxychains4', '-q', '-f', join(dir, 'proxychains.conf')] };
-    const paths: Array<[string, ClientLauncher, string]> = [
-      ['direct', NATIVE, `http://${NET.originA}:${ORIGIN_PORT}/`],
-      ['haproxy-http (90/10)', NATIVE, `http://${NET.haproxy}/`],
-      ['ztunnel', chain, `http://${NET.originA}:${ORIGIN_PORT}/`],
-      ['ztunnel+waypoint (90/10)', chain, `http://${NET.vipWaypoint}/`],
+    const zts = started.map((p) => p.pid);
+    const paths: Array<[string, ClientLauncher, string, { all: number[]; waypoint?: number }]> = [
+      ['direct', NATIVE, `http://${NET.originA}:${ORIGIN_PORT}/`, { all: [] }],
+      ['haproxy-http (90/10)', NATIVE, `http://${NET.haproxy}/`, { all: [hap.pid] }],
+      ['ztunnel', chain, `http://${NET.originA}:${ORIGIN_PORT}/`, { all: zts }],
+      ['ztunnel+waypoint (90/10)', chain, `http://${NET.vipWaypoint}/`, { all: [...zts, wp.pid], waypoint: wp.pid }],
     ];
-    for (const [name, launcher, url] of paths) {
-      if (procs.wasInterrupted) break;
-      log(`measuring ${name}`);
-      try {
-        rows.push({ path: name, ...(await measure(procs, launcher, url, durationSec)) });
-      } catch (err) {
-        rows.push({ path: name, error: (err as Error).message.split('\n')[0] ?? 'failed' });
+    for (let round = 1; round <= repeat; round++) {
+      const rows: Row[] = [];
+      rounds.push(rows);
+      for (const [name, launcher, url, proxies] of paths) {
+        if (procs.wasInterrupted) break;
+        if (only && !only.some((o) => name === o || name.startsWith(`${o} `))) continue;
+        log(`round ${round}: measuring ${name}`);
+        try {
+          rows.push({ path: name, ...(await measure(procs, launcher, url, durationSec, proxies)) });
+        } catch (err) {
+          rows.push({ path: name, error: (err as Error).message.split('\n')[0] ?? 'failed' });
+        }
       }
     }
     // Proof the last path went through the waypoint.
@@ -202,15 +249,15 @@ async function main(): Promise<number> {
     process.off('SIGINT', onSignal);
     rmSync(dir, { recursive: true, force: true });
   }
-  process.stdout.write(render(rows, durationSec));
-  return rows.some((r) => r.error) ? 1 : 0;
+  process.stdout.write(rounds.map((rows) => render(rows, durationSec)).join('\n'));
+  return rounds.some((rows) => rows.some((r) => r.error)) ? 1 : 0;
 }
 
 function render(rows: readonly Row[], durationSec: number): string {
   const ms = (us: number | undefined) => (us === undefined ? '-' : (us / 1000).toFixed(3));
-  const by = (name: string) => rows.find((r) => r.path.startsWith(name));
+  const by = (name: string) => rows.find((r) => r.path === name || r.path.startsWith(`${name} `));
   const direct = by('direct')?.rps?.rps;
-  const hap = by('haproxy')?.rps?.rps;
+  const hap = by('haproxy-http')?.rps?.rps;
   const table = formatTable(
     [
       { header: 'path', align: 'left' },
@@ -219,10 +266,11 @@ function render(rows: readonly Row[], durationSec: number): string {
       { header: 'vs haproxy-http', align: 'right' },
       { header: 'p50 ms (1 conn)', align: 'right' },
       { header: 'p99 ms (1 conn)', align: 'right' },
+      { header: 'proxy CPU µs/req', align: 'right' },
     ],
     rows.map((r) =>
       r.error
-        ? [r.path, `error: ${r.error}`, '', '', '', '']
+        ? [r.path, `error: ${r.error}`, '', '', '', '', '']
         : [
             r.path,
             r.rps!.rps.toFixed(0),
@@ -230,13 +278,16 @@ function render(rows: readonly Row[], durationSec: number): string {
             hap ? (r.rps!.rps / hap).toFixed(2) : '-',
             ms(r.lat!.p50Us),
             ms(r.lat!.p99Us),
+            r.cpuUsPerReq === undefined ? '-' : r.cpuUsPerReq.toFixed(0),
           ],
     ),
   );
   const zt = by('ztunnel')?.lat?.p50Us;
   const wp = by('ztunnel+waypoint')?.lat?.p50Us;
   const added = zt !== undefined && wp !== undefined ? `waypoint hop adds ${((wp - zt) / 1000).toFixed(3)} ms at p50 (ztunnel+waypoint − ztunnel)\n` : '';
-  return `HTTP/1.1, ${BODY_BYTES} B responses, ${durationSec} s per step, wrk on loopback\n\n${table}\n\n${added}`;
+  const own = by('ztunnel+waypoint')?.waypointUsPerReq;
+  const ownLine = own === undefined ? '' : `waypoint process alone: ${own.toFixed(0)} µs CPU per request (32 conns)\n`;
+  return `HTTP/1.1, ${BODY_BYTES} B responses, ${durationSec} s per step, wrk on loopback\n\n${table}\n\n${added}${ownLine}`;
 }
 
 main().then(
