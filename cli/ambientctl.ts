@@ -1,12 +1,34 @@
 #!/usr/bin/env node
-/** ambientctl: the operator's command line: `ca init`, `lab ...` (docs/lab.md). */
+/**
+ * ambientctl: the operator's command line (docs/ambientctl.md): `waypoint`, `ztunnel-config`,
+ * `precheck`, `version` against a cluster or the lab (target.ts), `ca init`, and `lab ...` (docs/lab.md).
+ */
 import { Command } from 'commander';
 import { CertificateAuthority } from '../core/identity/ca.js';
-import { MeshError } from '../core/errors.js';
+import { processContext } from './context.js';
 import { addLabCommands } from './lab.js';
+import { addPrecheckCommand } from './precheck.js';
+import { addVersionCommand, clientVersion } from './version.js';
+import { addWaypointCommands } from './waypoint.js';
+import { addZtunnelConfigCommands } from './ztunnel-config.js';
 
+const ctx = processContext({ clientVersion: clientVersion(), env: process.env });
 const program = new Command();
-program.name('ambientctl').description('operate the ambient mesh').showHelpAfterError();
+program
+  .name('ambientctl')
+  .description('operate the ambient mesh')
+  .version(ctx.clientVersion, '--client-version', 'print the client version')
+  .showHelpAfterError()
+  // The target (cli/target.ts): the lab with --lab*, else the cluster of the kubeconfig.
+  .option('--lab', 'act on the lab on this machine (ambientctl lab up) instead of a cluster')
+  .option('--lab-prefix <prefix>', 'the lab with this prefix (implies --lab; default amb-lab)')
+  .option('--lab-dir <dir>', "the lab's state directory (implies --lab; default /run/<prefix>)")
+  .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)')
+  .option('--context <name>', 'kubeconfig context (default: its current context)')
+  .option('-i, --istio-namespace <ns>', 'namespace of ztunnel and the control plane', 'istio-system')
+  .option('--ztunnel-selector <labels>', 'label selector of ztunnel pods', 'app=ztunnel')
+  .option('--control-plane-selector <labels>', 'label selector of control-plane pods', 'app=istiod')
+  .option('--proxy-admin-port <port>', "ztunnel's admin port (reached through the pod proxy)", '15000');
 
 const ca = program.command('ca').description('the mesh certificate authority');
 ca.command('init')
@@ -20,8 +42,13 @@ ca.command('init')
   });
 
 addLabCommands(program);
+addWaypointCommands(program, ctx);
+addZtunnelConfigCommands(program, ctx);
+addPrecheckCommand(program, ctx);
+addVersionCommand(program, ctx);
 
-program.parseAsync(process.argv).catch((err: MeshError) => {
+// One line on stderr and exit 1 for every failure, including unexpected ones: no stack traces.
+program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`ambientctl: ${err.message}\n`);
   process.exit(1);
 });
