@@ -249,6 +249,8 @@ export async function up(paths: LabPaths, opts: UpOptions = {}): Promise<LabStat
     await mkdir(n.ztunnelCgroup, { recursive: true });
   }
   for (const n of nodes) for (const o of nodes) if (o !== n) await sh('ip', ['-n', n.netns, 'route', 'add', o.podCidr, 'via', o.ip]);
+  // Pods that talk to the control plane themselves (waypoints) are answered through their node.
+  for (const n of nodes) await sh('ip', ['-n', s.fabricNetns, 'route', 'add', n.podCidr, 'via', n.ip]);
 
   say('cni: bridge + host-local + loopback, ambient-cni chained last');
   await mkdir(cniBinDir(paths), { recursive: true });

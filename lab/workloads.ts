@@ -22,10 +22,11 @@ import { formatProblem, parseManifests, podsForDeployment, type DeploymentObject
 import { cniBinDir, conflist, desiredFile, LabError, logsDir, manifestsDir, netnsPath, table, type Progress } from './cluster.js';
 import { readState, writeAtomic, writeState, type LabPaths, type LabState, type PodRecord } from './state.js';
 import { alive, getInNetns, IMAGES_DIR, podArgv, removeCgroup, sh, spawnDetached, until } from './sys.js';
+import { derivedObjects, gatewayStatus, isWaypointGateway, ownedBy } from './waypoints.js';
 
 export const AMBIENT_LABEL = 'istio.io/dataplane-mode';
 export const SERVICE_CIDR_PREFIX = '10.96.0';
-const BUILTIN_IMAGES = ['echo', 'http-echo', 'get', 'sleep'];
+const BUILTIN_IMAGES = ['echo', 'http-echo', 'get', 'sleep', 'waypoint'];
 const CLUSTER_DOMAIN = 'svc.cluster.local';
 
 type Raw = Record<string, unknown>;
@@ -295,7 +296,7 @@ function freeClusterIp(s: LabState): string {
 /** Applies manifests: checked as a whole first, then objects, then pods, then the files the mesh reads. */
 export async function apply(paths: LabPaths, path: string, say: Progress = () => {}): Promise<void> {
   const s = await requireLab(paths);
-  const objects = await loadManifests(path);
+  const objects = withWaypoints(paths, s, await loadManifests(path));
   const known = new Set([...namespaces(s).keys(), ...objects.filter((o) => o.kind === 'Namespace').map((o) => o.meta.name)]);
   const missingNs = objects.filter((o) => o.meta.namespace !== undefined && !known.has(o.meta.namespace));
   if (missingNs.length > 0) {
@@ -320,6 +321,9 @@ export async function apply(paths: LabPaths, path: string, say: Progress = () =>
       owners.add(key);
       for (const p of podsForDeployment(o as DeploymentObject)) wantPods.push({ raw: p, owner: key });
     }
+    // Status is the controller's: re-applying a Gateway keeps it.
+    const prevStatus = s.objects[key]?.status;
+    if (o.kind === 'Gateway' && raw.status === undefined && prevStatus !== undefined) raw.status = prevStatus;
     const changed = s.objects[key] === undefined ? 'created' : JSON.stringify(s.objects[key]) === JSON.stringify(raw) ? 'unchanged' : 'configured';
     s.objects[key] = raw;
     say(`${o.kind.toLowerCase()}/${o.meta.name}${o.meta.namespace ? ` -n ${o.meta.namespace}` : ''} ${changed}`);
@@ -350,6 +354,59 @@ export async function apply(paths: LabPaths, path: string, say: Progress = () =>
   await writeClusterFiles(paths, s);
   await writeState(paths, s);
   await waitForMesh(paths, s);
+  await programWaypoints(paths, s, objects, say);
+}
+
+/** `objects` plus, for each waypoint Gateway among them, what the lab's waypoint controller derives. */
+function withWaypoints(paths: LabPaths, s: LabState, objects: ManifestObject[]): ManifestObject[] {
+  const out = [...objects];
+  for (const o of objects) {
+    const raw = JSON.parse(o.rawJson) as Raw;
+    if (!isWaypointGateway(raw)) continue;
+    const where = `${o.source ?? 'manifest'} (the waypoint of Gateway ${o.meta.namespace ?? 'default'}/${o.meta.name})`;
+    const r = parseManifests(derivedObjects(paths, s, raw).map((d) => yaml.dump(d, { noRefs: true })).join('---\n'), where);
+    const errors = r.problems.filter((p) => p.severity === 'error');
+    if (errors.length > 0) throw new LabError(`rejected; nothing was applied:\n${errors.map((p) => `  ${formatProblem(p)}`).join('\n')}`, 'LAB_BAD_MANIFEST');
+    // What the user applied under the same name wins (a Service or ServiceAccount of their own).
+    for (const d of r.objects) if (!objects.some((x) => x.kind === d.kind && x.meta.name === d.meta.name && x.meta.namespace === d.meta.namespace)) out.push(d);
+  }
+  return out;
+}
+
+/** Waits for each applied waypoint Gateway's pod to be ready, then writes the Gateway's status (address, Programmed). */
+async function programWaypoints(paths: LabPaths, s: LabState, applied: readonly ManifestObject[], say: Progress): Promise<void> {
+  const gateways = applied.filter((o) => o.kind === 'Gateway' && isWaypointGateway(s.objects[objKey('Gateway', o.meta.namespace, o.meta.name)] ?? {}));
+  if (gateways.length === 0) return;
+  for (const o of gateways) {
+    const ns = o.meta.namespace ?? 'default';
+    const key = objKey('Gateway', o.meta.namespace, o.meta.name);
+    const pods = Object.values(s.pods).filter((p) => p.owner === objKey('Deployment', o.meta.namespace, o.meta.name));
+    const svc = s.objects[objKey('Service', o.meta.namespace, o.meta.name)]?.spec as Raw | undefined;
+    let ready = false;
+    try {
+      await until(
+        `the waypoint of Gateway ${ns}/${o.meta.name} to be ready`,
+        async () => {
+          for (const p of pods) {
+            const n = s.nodes.find((x) => x.name === p.node)!;
+            const ok = await getInNetns(netnsPath(n.netns), `http://${p.ip}:15021/healthz/ready`).then(() => true, () => false);
+            if (ok) return true;
+          }
+          return false;
+        },
+        20_000,
+        200,
+      );
+      ready = true;
+    } catch (err) {
+      say(`gateway/${o.meta.name} -n ${ns}: ${(err as Error).message}; see ambientctl lab logs ${pods[0]?.name ?? o.meta.name} -n ${ns}`);
+    }
+    const gw = s.objects[key]!;
+    s.objects[key] = { ...gw, status: gatewayStatus(svc?.clusterIP as string | undefined, ready, Number((gw.metadata as Raw).generation ?? 1)) };
+    if (ready) say(`gateway/${o.meta.name} -n ${ns} programmed: waypoint ${pods.map((p) => `${p.name} (${p.ip})`).join(', ')} behind ${svc?.clusterIP as string}:15008`);
+  }
+  await writeClusterFiles(paths, s);
+  await writeState(paths, s);
 }
 
 /** Deletes what the manifests name (a Deployment with its pods, a Namespace with everything in it). */
@@ -368,6 +425,12 @@ export async function remove(paths: LabPaths, path: string, say: Progress = () =
       for (const [k, v] of Object.entries(s.objects)) if ((v.metadata as Raw).namespace === o.meta.name) delete s.objects[k];
     }
     if (o.kind === 'Deployment') for (const p of Object.values(s.pods)) if (p.owner === key) await removePod(paths, s, p, say);
+    if (o.kind === 'Gateway') {
+      // The waypoint's Deployment (and its pods), Service and ServiceAccount go with it.
+      const ns = o.meta.namespace ?? 'default';
+      for (const p of Object.values(s.pods)) if (p.owner === objKey('Deployment', o.meta.namespace, o.meta.name) && ownedBy(s.objects[p.owner] ?? {}, ns, o.meta.name)) await removePod(paths, s, p, say);
+      for (const [k, v] of Object.entries(s.objects)) if (ownedBy(v, ns, o.meta.name)) delete s.objects[k];
+    }
     if (s.objects[key]) {
       delete s.objects[key];
       say(`${o.kind.toLowerCase()}/${o.meta.name} deleted`);
