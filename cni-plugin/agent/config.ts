@@ -7,6 +7,8 @@ import { isAbsolute, join } from 'node:path';
 import { ConfigError } from '../../core/errors.js';
 import { parseCidr } from '../../core/model/ip.js';
 import { DEFAULT_AGENT_SOCKET, MAX_SOCKET_PATH } from '../cni/spec.js';
+import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../../core/config/control-plane-settings.js';
+import { EnvReader } from '../../core/config/env.js';
 
 export const ENV = Object.freeze({
   nodeName: 'NODE_NAME',
@@ -30,7 +32,20 @@ export const ENV = Object.freeze({
   statePort: 'STATE_PORT',
   bpftool: 'BPFTOOL',
   logLevel: 'LOG_LEVEL',
+  trustDomain: 'TRUST_DOMAIN',
+  controlPlaneAddress: CONTROL_PLANE_ENV.address,
+  nodeTokenFile: CONTROL_PLANE_ENV.tokenFile,
+  controlPlaneRootCertFile: CONTROL_PLANE_ENV.rootCertFile,
+  controlPlaneIdentity: CONTROL_PLANE_ENV.identity,
+  cniBinDir: 'CNI_BIN_DIR',
+  cniConfDir: 'CNI_CONF_DIR',
+  cniCheckSeconds: 'CNI_CONF_CHECK_SECONDS',
+  uninstallOnExit: 'UNINSTALL_ON_EXIT',
 } as const);
+
+/** What a stopping agent removes: nothing (an upgrade), the CNI plugin, or also every program. */
+export type UninstallOnExit = 'none' | 'cni' | 'all';
+const UNINSTALL_MODES: readonly UninstallOnExit[] = ['none', 'cni', 'all'];
 
 export type CgroupDriver = 'systemd' | 'cgroupfs' | 'template';
 const DRIVERS: readonly CgroupDriver[] = ['systemd', 'cgroupfs', 'template'];
@@ -42,7 +57,17 @@ export interface AgentConfig {
   readonly socket: string;
   /** Enrolment records, so a restarted agent knows what it did. */
   readonly stateFile: string;
+  /** '' when the desired state comes from the control plane. */
   readonly desiredStateFile: string;
+  /** Set when CONTROL_PLANE_ADDRESS is: the desired state comes from the discovery stream. */
+  readonly controlPlane?: ControlPlaneSettings;
+  readonly trustDomain: string;
+  /** Set: install the plugin into this dir (the host's /opt/cni/bin as mounted) and keep it chained. */
+  readonly cniBinDir: string | undefined;
+  /** The host's CNI conf dir as mounted; set exactly when cniBinDir is. */
+  readonly cniConfDir: string | undefined;
+  readonly cniCheckIntervalMs: number;
+  readonly uninstallOnExit: UninstallOnExit;
   readonly pinDir: string;
   readonly ztunnelIp: string;
   readonly outboundPort: number;
@@ -83,6 +108,11 @@ export const DEFAULTS = Object.freeze({
   // The state is read-only but lists every pod of the node: local only.
   stateAddress: '127.0.0.1',
   logLevel: 'info',
+  trustDomain: 'cluster.local',
+  // fs.watch misses changes on some volume types; this bounds how long our entry can stay out.
+  cniCheckSeconds: 10,
+  // Stopping is usually a restart or an upgrade: enrolled pods must stay enrolled.
+  uninstallOnExit: 'none' as UninstallOnExit,
 });
 
 /** Pin dir of a node's programs, as the brief lays it out: /sys/fs/bpf/<mesh>/<node>. */
@@ -130,7 +160,30 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
   const ztunnelIp = required(ENV.ztunnelIp, "the node's ztunnel address, where pods' connections are redirected");
   if (ztunnelIp !== '' && isIP(ztunnelIp) !== 4) problems.push(`${ENV.ztunnelIp}=${JSON.stringify(ztunnelIp)} is not an IPv4 address (redirection is IPv4)`);
   const ztunnelCgroup = absPath(ENV.ztunnelCgroup, required(ENV.ztunnelCgroup, "the ztunnel's cgroup v2 directory, which gets the getsockname hooks")) ?? '';
-  const desiredStateFile = absPath(ENV.desiredStateFile, required(ENV.desiredStateFile, 'the file listing namespaces, pods and peer authentications; see docs/cni.md')) ?? '';
+  const trustDomain = get(ENV.trustDomain) ?? DEFAULTS.trustDomain;
+  // Two sources of the desired state: the control plane when its address is set, else a file.
+  const envReader = new EnvReader(env);
+  const mode = readSourceMode(envReader, env, trustDomain, [ENV.desiredStateFile]);
+  const controlPlane = mode.controlPlane;
+  const desiredStateFile = controlPlane ? '' : (absPath(ENV.desiredStateFile, required(ENV.desiredStateFile, `the file listing namespaces, pods and peer authentications, or set ${ENV.controlPlaneAddress}; see docs/cni.md`)) ?? '');
+  if (controlPlane) {
+    absPath(ENV.nodeTokenFile, controlPlane.tokenFile);
+    absPath(ENV.controlPlaneRootCertFile, controlPlane.rootCertFile);
+  }
+  const cniBinDir = absPath(ENV.cniBinDir, get(ENV.cniBinDir));
+  const cniConfDir = absPath(ENV.cniConfDir, get(ENV.cniConfDir));
+  if ((cniBinDir === undefined) !== (cniConfDir === undefined)) {
+    problems.push(`${ENV.cniBinDir} and ${ENV.cniConfDir} go together (the host's /opt/cni/bin and /etc/cni/net.d as mounted); set both to install the plugin, or neither`);
+  }
+  const uninstallText = get(ENV.uninstallOnExit) ?? DEFAULTS.uninstallOnExit;
+  if (!(UNINSTALL_MODES as readonly string[]).includes(uninstallText)) problems.push(`${ENV.uninstallOnExit}=${JSON.stringify(uninstallText)} is not one of ${UNINSTALL_MODES.join(', ')}`);
+  const cniCheckText = get(ENV.cniCheckSeconds);
+  let cniCheckSeconds: number = DEFAULTS.cniCheckSeconds;
+  if (cniCheckText !== undefined) {
+    const n = Number(cniCheckText);
+    if (!Number.isFinite(n) || n <= 0) problems.push(`${ENV.cniCheckSeconds}=${JSON.stringify(cniCheckText)} is not a positive number`);
+    else cniCheckSeconds = n;
+  }
   const socket = absPath(ENV.socket, get(ENV.socket)) ?? DEFAULTS.socket;
   const stateFile = absPath(ENV.stateFile, get(ENV.stateFile)) ?? DEFAULTS.stateFile;
   const pinDir = absPath(ENV.pinDir, get(ENV.pinDir)) ?? (nodeName ? defaultPinDir(nodeName) : '');
@@ -171,6 +224,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     socket,
     stateFile,
     desiredStateFile,
+    ...(controlPlane ? { controlPlane } : {}),
+    trustDomain,
+    cniBinDir,
+    cniConfDir,
+    cniCheckIntervalMs: cniCheckSeconds * 1000,
+    uninstallOnExit: uninstallText as UninstallOnExit,
     pinDir,
     ztunnelIp,
     outboundPort: port(ENV.outboundPort, DEFAULTS.outboundPort, false),
@@ -199,6 +258,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
   }
   if (Buffer.byteLength(cfg.socket) > MAX_SOCKET_PATH) problems.push(`${ENV.socket}=${JSON.stringify(cfg.socket)} is longer than ${MAX_SOCKET_PATH} bytes, the limit of a Unix socket path; choose a shorter one`);
   if (cfg.socket === cfg.stateFile) problems.push(`${ENV.socket} and ${ENV.stateFile} must differ`);
+  problems.push(...envReader.problems);
   if (problems.length > 0) throw new ConfigError('the environment', problems);
   return Object.freeze(cfg);
 }

@@ -14,6 +14,8 @@ export interface PodFacts {
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly cgroup?: string;
+  /** The source's own verdict (the control plane's HBONE/TCP); wins over the namespace rules. */
+  readonly ambient?: boolean;
 }
 
 export interface DecideContext {
@@ -43,6 +45,13 @@ export function decide(pod: PodFacts, ctx: DecideContext): Decision {
     // Redirecting ztunnel's own connections (or the agent's) would loop them into ztunnel.
     const mine = ctx.protectedCgroups.find((c) => isAncestorOrSelf(pod.cgroup!, c) || isAncestorOrSelf(c, pod.cgroup!));
     if (mine) return { mode: 'exempt', strict: false, reason: `its cgroup ${pod.cgroup} holds the mesh's own processes (${mine})` };
+  }
+  if (pod.ambient === false) {
+    return { mode: 'not-ambient', strict: false, reason: 'the control plane does not mesh it (its namespace is not ambient, or it opted out)' };
+  }
+  if (pod.ambient === true) {
+    const strict = strictFor(pod, ctx);
+    return { mode: 'enrolled', strict: strict.strict, reason: `the control plane meshes it (HBONE)${strict.note ? `; ${strict.note}` : strict.strict ? '; peer authentication STRICT' : ''}` };
   }
   const nsMode = ctx.namespaces.get(pod.namespace)?.labels[DATAPLANE_MODE_LABEL];
   if (nsMode !== 'ambient') {

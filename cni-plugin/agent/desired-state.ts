@@ -1,7 +1,7 @@
 /**
  * What the node agent should make true: which namespaces are ambient, which pods exist (with
- * their labels), and the PeerAuthentications that decide STRICT. Today it comes from a file
- * (desired-file.ts); the control plane's discovery stream will be the second implementation.
+ * their labels), and the PeerAuthentications that decide STRICT. Two sources: a file
+ * (desired-file.ts, the lab) and the control plane's discovery stream (desired-control-plane.ts).
  */
 import type { PeerAuthentication } from '../../core/model/types.js';
 
@@ -17,6 +17,11 @@ export interface DesiredPod {
   /** Absent: the pod is taken to be on this node (a single-node file). */
   readonly node?: string;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * Set when the source already decided whether the pod is in the mesh (the control plane's
+   * workload protocol, HBONE or TCP): it then wins over the namespace rules of decide.ts.
+   */
+  readonly ambient?: boolean;
   /** The pod's cgroup when the source knows it; otherwise CNI ADD or the cgroup driver tells. */
   readonly cgroup?: string;
   readonly ips: readonly string[];

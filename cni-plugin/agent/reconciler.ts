@@ -396,7 +396,7 @@ export class Reconciler {
 
   private facts(view: PodView, cgroup: string | undefined) {
     const [namespace, name] = view.key.split('/') as [string, string];
-    return { namespace, name, labels: view.desired?.labels ?? {}, ...(cgroup ? { cgroup } : {}) };
+    return { namespace, name, labels: view.desired?.labels ?? {}, ...(cgroup ? { cgroup } : {}), ...(view.desired?.ambient !== undefined ? { ambient: view.desired.ambient } : {}) };
   }
 
   /** The pod's cgroup: what the runtime said, else the desired state's, else the resolver's. */
