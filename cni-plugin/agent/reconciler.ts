@@ -66,6 +66,8 @@ export class Reconciler {
   private desiredError: string | undefined;
   /** cgroup → what the kernel carried at the last look (status() or our own attach/detach). */
   private actual = new Map<string, CgroupAttachment>();
+  /** Cgroups carrying programs of ours, as far as the agent knows (persisted): where orphans are looked for. */
+  private tracked = new Set<string>();
   /** key → cgroup, for pods known only from the desired state. */
   private resolved = new Map<string, string>();
   private errors = new Map<string, string>();
@@ -91,7 +93,9 @@ export class Reconciler {
 
   /** Reads the records of a previous run. Call once, before anything else. */
   async restore(): Promise<void> {
-    for (const r of await this.in.store.load()) this.records.set(keyOf(r.namespace, r.name), r);
+    const stored = await this.in.store.load();
+    for (const r of stored.pods) this.records.set(keyOf(r.namespace, r.name), r);
+    this.tracked = new Set(stored.attached);
     if (this.records.size > 0) this.log.info({ pods: this.records.size }, 'restored pod records of the previous run');
   }
 
@@ -178,6 +182,7 @@ export class Reconciler {
         }
         this.records.set(key, { ...record, enrolledAt: this.now().toISOString() });
         this.actual.set(cgroup, { redirect: true, partial: false, strict: d.strict, ztunnel: false });
+        this.tracked.add(cgroup);
         this.log.info({ pod: key, cgroup, strict: d.strict, containerId: req.containerId }, 'pod enrolled');
       } else {
         // A sandbox re-created after its namespace lost the label must not keep old programs.
@@ -243,18 +248,43 @@ export class Reconciler {
     const started = Date.now();
     const errors: string[] = [];
     let actions = 0;
-    let status;
+
+    // Pods whose sandbox went away while the agent was not listening (a missed DEL).
+    let recordsChanged = false;
+    for (const [key, r] of this.records) {
+      if (r.cgroup && !(await isDirectory(r.cgroup))) {
+        this.records.delete(key);
+        this.errors.delete(key);
+        recordsChanged = true;
+        this.log.info({ pod: key, cgroup: r.cgroup }, 'forgot a pod whose cgroup is gone');
+      }
+    }
+
+    const ctx = this.context();
+    const views = this.views();
+    const keys = new Set(views.map((v) => v.key));
+    for (const m of [this.decisions, this.errors, this.resolved]) for (const k of m.keys()) if (!keys.has(k)) m.delete(k);
+    const cgroups = new Map<string, string | undefined>();
+    for (const view of views) cgroups.set(view.key, await this.cgroupOf(view));
+
+    // The kernel is asked about the cgroups that matter only: ztunnel's, the pods', and those the
+    // agent attached to before (which may now hold programs no pod wants). Never the whole tree.
+    const zt = this.in.ztunnelCgroup;
+    const candidates = new Set<string>([zt, ...this.tracked]);
+    for (const c of cgroups.values()) if (c) candidates.add(c);
+    let attachments;
     try {
-      status = await this.in.redirector.status();
+      attachments = await this.in.redirector.attachmentsOf([...candidates]);
     } catch (err) {
       errors.push(`reading the kernel's attachments failed: ${(err as Error).message}`);
       this.finishResync(started, actions, errors);
       return;
     }
-    this.actual = new Map(status.attachments.map((a) => [a.cgroup, classify(a.programs)]));
+    this.actual = new Map(attachments.map((a) => [a.cgroup, classify(a.programs)]));
+    const trackedBefore = [...this.tracked].sort().join('\n');
+    this.tracked = new Set([...this.actual].filter(([c, a]) => c !== zt && (a.redirect || a.partial || a.strict)).map(([c]) => c));
 
     // ztunnel first: without its hooks, redirected connections cannot find their destination.
-    const zt = this.in.ztunnelCgroup;
     if (!this.actual.get(zt)?.ztunnel) {
       if (await isDirectory(zt)) {
         try {
@@ -273,24 +303,9 @@ export class Reconciler {
       this.ztunnel = { attached: true };
     }
 
-    // Pods whose sandbox went away while the agent was not listening (a missed DEL).
-    let recordsChanged = false;
-    for (const [key, r] of this.records) {
-      if (r.cgroup && !(await isDirectory(r.cgroup))) {
-        this.records.delete(key);
-        this.errors.delete(key);
-        recordsChanged = true;
-        this.log.info({ pod: key, cgroup: r.cgroup }, 'forgot a pod whose cgroup is gone');
-      }
-    }
-
     const wanted = new Set<string>();
-    const ctx = this.context();
-    const views = this.views();
-    const keys = new Set(views.map((v) => v.key));
-    for (const m of [this.decisions, this.errors, this.resolved]) for (const k of m.keys()) if (!keys.has(k)) m.delete(k);
     for (const view of views) {
-      const cgroup = await this.cgroupOf(view);
+      const cgroup = cgroups.get(view.key);
       const d = decide(this.facts(view, cgroup), ctx);
       this.decisions.set(view.key, d);
       if (d.mode !== 'enrolled') {
@@ -321,6 +336,7 @@ export class Reconciler {
         }
         actions++;
         this.actual.set(cgroup, { redirect: true, partial: false, strict: d.strict, ztunnel: a?.ztunnel ?? false });
+        this.tracked.add(cgroup);
         this.errors.delete(view.key);
         this.log.info({ pod: view.key, cgroup, strict: d.strict, reason: d.reason }, a?.redirect ? 'pod strict filter set' : 'pod enrolled');
       } catch (err) {
@@ -340,7 +356,7 @@ export class Reconciler {
         errors.push(`detaching orphan ${cgroup}: ${(err as Error).message}`);
       }
     }
-    if (recordsChanged) await this.persist().catch((err: Error) => errors.push(`saving the state file: ${err.message}`));
+    if (recordsChanged || [...this.tracked].sort().join('\n') !== trackedBefore) await this.persist().catch((err: Error) => errors.push(`saving the state file: ${err.message}`));
     this.synced = true;
     this.finishResync(started, actions, errors);
   }
@@ -426,6 +442,7 @@ export class Reconciler {
   private async detach(cgroup: string, key: string | undefined): Promise<void> {
     await this.in.redirector.detachPod(cgroup);
     this.actual.delete(cgroup);
+    this.tracked.delete(cgroup);
     if (key) {
       const r = this.records.get(key);
       if (r?.enrolledAt) {
@@ -437,8 +454,7 @@ export class Reconciler {
   }
 
   private async kernelView(cgroup: string): Promise<CgroupAttachment | undefined> {
-    const status = await this.in.redirector.status();
-    const entry = status.attachments.find((a) => a.cgroup === cgroup);
+    const entry = (await this.in.redirector.attachmentsOf([cgroup])).find((a) => a.cgroup === cgroup);
     const a = entry ? classify(entry.programs) : undefined;
     if (a) this.actual.set(cgroup, a);
     else this.actual.delete(cgroup);
@@ -446,7 +462,7 @@ export class Reconciler {
   }
 
   private async persist(): Promise<void> {
-    await this.in.store.save(this.in.nodeName, [...this.records.values()]);
+    await this.in.store.save(this.in.nodeName, [...this.records.values()], [...this.tracked]);
   }
 
   // --- state ------------------------------------------------------------------------------------

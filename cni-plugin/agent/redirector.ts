@@ -15,8 +15,10 @@ export interface Redirector {
   detachPod(cgroup: string): Promise<void>;
   attachZtunnel(cgroup: string): Promise<void>;
   detachZtunnel(cgroup: string): Promise<void>;
-  /** What the kernel says is attached where (our programs only). */
+  /** What the kernel says is attached where (our programs only), over the whole cgroup hierarchy: costly, for tools. */
   status(): Promise<BpfStatus>;
+  /** The same for these cgroups only: what the agent uses, so its cost follows the node's pods, not all its cgroups. */
+  attachmentsOf(cgroups: readonly string[]): Promise<BpfStatus['attachments']>;
 }
 
 const namesOf = (role: string): readonly string[] => Object.freeze(PROGRAMS.filter((p) => p.role === role).map((p) => p.name));

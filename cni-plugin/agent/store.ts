@@ -1,7 +1,9 @@
 /**
  * The agent's record of the pods it learnt of through CNI, in a JSON file written atomically
  * (temp file + rename), so a restarted agent knows the pods' cgroups, sandboxes and addresses.
- * What is attached where is not trusted from here: the kernel is asked (Redirector.status()).
+ * It also lists the cgroups the agent attached programs to, so a restarted agent knows where to
+ * look for programs no pod wants any more without walking every cgroup of the node. What is
+ * attached there is not trusted from here: the kernel is asked (Redirector.attachmentsOf()).
  */
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -30,37 +32,46 @@ export class StateFileError extends MeshError {
   }
 }
 
+/** What a previous run left. */
+export interface StoredState {
+  readonly pods: PodRecord[];
+  /** Cgroups the agent attached programs to (absent in files of older agents). */
+  readonly attached: string[];
+}
+
 export class StateStore {
   constructor(readonly path: string) {}
 
   /** The records, or none when the file does not exist yet (first start on this node). */
-  async load(): Promise<PodRecord[]> {
+  async load(): Promise<StoredState> {
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { pods: [], attached: [] };
       throw new StateFileError(this.path, `cannot be read (${(err as NodeJS.ErrnoException).code})`);
     }
-    let doc: { version?: unknown; pods?: unknown };
+    let doc: { version?: unknown; pods?: unknown; attached?: unknown };
     try {
       doc = JSON.parse(text) as typeof doc;
     } catch {
       throw new StateFileError(this.path, 'is not JSON');
     }
     if (doc?.version !== VERSION || !Array.isArray(doc.pods)) throw new StateFileError(this.path, `is not a version ${VERSION} state file`);
-    return doc.pods.filter(
+    const pods = doc.pods.filter(
       (p): p is PodRecord =>
         typeof p === 'object' && p !== null && typeof p.namespace === 'string' && typeof p.name === 'string' && typeof p.containerId === 'string' && Array.isArray(p.ips),
     );
+    const attached = Array.isArray(doc.attached) ? doc.attached.filter((c): c is string => typeof c === 'string') : [];
+    return { pods, attached };
   }
 
-  async save(node: string, pods: readonly PodRecord[]): Promise<void> {
+  async save(node: string, pods: readonly PodRecord[], attached: readonly string[] = []): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     const tmp = `${this.path}.tmp-${process.pid}`;
     const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(`${JSON.stringify({ version: VERSION, node, pods }, null, 1)}\n`);
+      await fh.writeFile(`${JSON.stringify({ version: VERSION, node, pods, attached: [...attached].sort() }, null, 1)}\n`);
       // Durable before it replaces the old file: a crash leaves one whole version or the other.
       await fh.sync();
     } finally {

@@ -119,6 +119,12 @@ t.test('loader lifecycle', { skip }, async (t) => {
     ],
     'status lists our attachments from the kernel',
   );
+  t.same(
+    await loader.attachmentsOf([zt, pod, `${pod}/../does-not-exist`, pod]),
+    status.attachments,
+    'attachmentsOf asks about the named cgroups only: the same answer, a missing cgroup carries nothing',
+  );
+  t.same(await loader.attachmentsOf([zt]), [{ cgroup: zt, programs: ZTUNNEL_PROGRAMS }], 'one cgroup');
 
   // A second loader on the same pin dir (another process, or a restarted agent) sees the same state.
   const again = new BpfLoader({ pinDir });

@@ -12,7 +12,7 @@ export class FakeRedirector implements Redirector {
   readonly attached = new Map<string, Set<string>>();
   readonly calls: string[] = [];
   loadedWith: RedirectConfig | undefined;
-  /** Makes the next calls of this kind fail. */
+  /** Makes the next calls of this kind fail (`status`: the agent's kernel read, attachmentsOf). */
   failNext: Partial<Record<'attachPod' | 'status' | 'load', Error>> = {};
 
   private async requireDir(cgroup: string): Promise<void> {
@@ -75,11 +75,16 @@ export class FakeRedirector implements Redirector {
   }
 
   async status(): Promise<BpfStatus> {
-    this.take('status');
     return {
       loaded: this.loadedWith !== undefined,
       attachments: [...this.attached].map(([cgroup, s]) => ({ cgroup, programs: [...s].sort() })),
     };
+  }
+
+  async attachmentsOf(cgroups: readonly string[]): Promise<BpfStatus['attachments']> {
+    this.calls.push(`attachmentsOf ${cgroups.length}`);
+    this.take('status');
+    return (await this.status()).attachments.filter((a) => cgroups.includes(a.cgroup));
   }
 
   /** Calls of one kind, for assertions. */

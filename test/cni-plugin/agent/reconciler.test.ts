@@ -197,15 +197,22 @@ t.test('a restarted agent changes nothing for enrolled pods, and reconciles what
   const gone = await f.cgroup('pod-apps-gone');
   await r1.add(f.req('apps', 'web'));
   await r1.add(f.req('apps', 'gone'));
-  const stray = await f.cgroup('stray');
-  f.kernel.attached.set(stray, new Set(POD_PROGRAMS)); // left by someone: no pod wants it
+  // A pod known only from the desired state, enrolled, then dropped from it while the agent was
+  // down: its cgroup is still there and carries our programs, which no pod wants now.
+  const stray = await f.cgroup('pod-apps-stray');
+  r1.setDesired(desired(`${AMBIENT_APPS}  - {namespace: apps, name: stray}\n`));
+  await r1.requestResync();
+  t.same(programs(f.kernel, stray), REDIRECT);
+  const unknown = await f.cgroup('someone-else');
+  f.kernel.attached.set(unknown, new Set(POD_PROGRAMS)); // never attached by the agent: not looked at
   await rmdir(gone); // its sandbox went away while the agent was down: a missed DEL
   f.kernel.attached.delete(gone);
 
   f.kernel.calls.length = 0;
   const r2 = await started(f, desired(AMBIENT_APPS));
   t.same(f.kernel.callsOf('attachPod'), [], 'no attach: the kernel already has them');
-  t.same(f.kernel.callsOf('detachPod'), [`detachPod ${stray}`], 'only the orphan is detached');
+  t.same(f.kernel.callsOf('detachPod'), [`detachPod ${stray}`], 'only the orphan is detached, found through the state file');
+  t.same(f.kernel.callsOf('attachmentsOf'), ['attachmentsOf 4'], 'the kernel is asked about ztunnel, web, gone (from the records) and the stray (tracked), not the whole tree');
   t.same(programs(f.kernel, web), REDIRECT);
   t.match(r2.state().pods.filter((p) => p.origin === 'cni'), [{ name: 'web', origin: 'cni', mode: 'enrolled', containerId: 'c-apps-web' }], 'the missed DEL is forgotten');
 
