@@ -1,13 +1,15 @@
 /**
  * The mesh in the lab on this machine. Objects go through the lab's own `apply`/`delete`/`label`
  * (`lab/workloads.ts`), so a waypoint applied here is checked by the control plane's manifest
- * parser and written to the store the lab's control plane reads, exactly like `lab apply -f`.
+ * parser, written to the store the lab's control plane reads, and run by the lab's gateway
+ * controller (`lab/waypoints.ts`), exactly like `lab apply -f`.
  * ztunnels are read on their admin port inside their node's network namespace.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
+import { GATEWAY_NAME_LABEL } from '../core/config/manifests.js';
 import { netnsPath } from '../lab/cluster.js';
 import { readState, type LabPaths, type LabState } from '../lab/state.js';
 import { alive, DIST, getInNetns } from '../lab/sys.js';
@@ -111,12 +113,11 @@ export class LabBackend implements MeshBackend {
   }
 
   async programmed(gateway: KubeObject): Promise<Condition> {
+    // The lab's gateway controller (lab/waypoints.ts) writes the status once the waypoint pod is ready.
     const m = meta(gateway);
     const fresh = (await this.gateways(m.namespace as string)).find((g) => meta(g).name === m.name);
     if (!fresh) return { type: 'Programmed', status: 'False', reason: 'NotFound', message: 'the Gateway is gone' };
-    const c = programmedCondition(fresh);
-    if (c.reason !== 'Pending') return c;
-    return { type: 'Programmed', status: 'Unknown', reason: 'NoWaypointProcess', message: 'stored; the lab starts no waypoint process yet, so nothing reports it programmed' };
+    return programmedCondition(fresh);
   }
 
   async ztunnels(node?: string): Promise<ZtunnelRef[]> {
@@ -149,13 +150,18 @@ export class LabBackend implements MeshBackend {
 
   async versions(): Promise<ComponentVersion[]> {
     const s = await this.#state();
+    // The lab runs this checkout's dist/; no admin endpoint reports a version, so that is what is known.
+    const version = (running: boolean) => (running ? `${this.#in.clientVersion} (runs ${DIST})` : 'not running');
     const out: ComponentVersion[] = [];
     for (const [key, rec] of Object.entries(s.procs).sort(([a], [b]) => a.localeCompare(b))) {
-      const component = key === 'control-plane' ? 'control-plane' : key.startsWith('ztunnel/') ? 'ztunnel' : key.startsWith('waypoint/') ? 'waypoint' : undefined;
-      if (!component) continue;
-      // The lab runs this checkout's dist/; no admin endpoint reports a version, so that is all that is known.
-      const running = await alive(rec.pid, rec.marker);
-      out.push({ component, name: key, version: running ? `${this.#in.clientVersion} (runs ${DIST})` : 'not running' });
+      const component = key === 'control-plane' ? 'control-plane' : key.startsWith('ztunnel/') ? 'ztunnel' : undefined;
+      if (component) out.push({ component, name: key, version: version(await alive(rec.pid, rec.marker)) });
+    }
+    for (const p of Object.values(s.pods).sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name))) {
+      const labels = ((p.raw.metadata as Record<string, unknown> | undefined)?.labels ?? {}) as Record<string, string>;
+      if (labels[GATEWAY_NAME_LABEL] === undefined) continue;
+      const running = (await Promise.all(p.containers.map((c) => alive(c.pid, '')))).every(Boolean);
+      out.push({ component: 'waypoint', name: `${p.namespace}/${p.name}`, version: version(running) });
     }
     return out;
   }
