@@ -14,6 +14,9 @@
  *
  * `--repeat N` runs the whole sequence N times (one table per round, same processes);
  * `--paths direct,ztunnel+waypoint` measures only the named paths (names as in the table).
+ * `--baseline DIR` also runs the waypoint built in another checkout (`DIR/dist/waypoint/main.js`,
+ * e.g. `git archive <commit>` + `npm run build`) as a row of its own, so a change is measured
+ * against its predecessor in the same run.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,8 +41,10 @@ const NET = {
   ztA: '127.0.8.2',
   ztB: '127.0.8.3',
   waypoint: '127.0.8.30',
+  baselineWaypoint: '127.0.8.31',
   vipDirect: '127.0.8.20',
   vipWaypoint: '127.0.8.100',
+  vipBaseline: '127.0.8.110',
 } as const;
 const ORIGIN_PORT = 8080;
 const BODY_BYTES = 1024;
@@ -106,15 +111,17 @@ workloads:
   - {name: origin-a, namespace: bench, serviceAccount: origin, node: node-b, ips: [${NET.originA}], labels: {app: origin, version: v1}}
   - {name: origin-b, namespace: bench, serviceAccount: origin, node: node-b, ips: [${NET.originB}], labels: {app: origin, version: v2}}
   - {name: waypoint, namespace: bench, serviceAccount: waypoint, node: node-b, ips: [${NET.waypoint}]}
+  - {name: waypoint-baseline, namespace: bench, serviceAccount: waypoint, node: node-b, ips: [${NET.baselineWaypoint}]}
 services:
   - {name: web, namespace: bench, vips: [${NET.vipWaypoint}], ports: [{port: 80, targetPort: ${ORIGIN_PORT}, name: http}], selector: {app: origin}, waypoint: {address: ${NET.waypoint}}}
+  - {name: web-baseline, namespace: bench, vips: [${NET.vipBaseline}], ports: [{port: 80, targetPort: ${ORIGIN_PORT}, name: http}], selector: {app: origin}, waypoint: {address: ${NET.baselineWaypoint}}}
   - {name: web-v1, namespace: bench, vips: [127.0.8.101], ports: [{port: 80, targetPort: ${ORIGIN_PORT}}], selector: {app: origin, version: v1}}
   - {name: web-v2, namespace: bench, vips: [127.0.8.102], ports: [{port: 80, targetPort: ${ORIGIN_PORT}}], selector: {app: origin, version: v2}}
 httpRoutes:
   - name: web-split
     namespace: bench
     spec:
-      parentRefs: [{kind: Service, name: web, port: 80}]
+      parentRefs: [{kind: Service, name: web, port: 80}, {kind: Service, name: web-baseline, port: 80}]
       rules:
         - backendRefs: [{name: web-v1, port: 80, weight: 90}, {name: web-v2, port: 80, weight: 10}]
 `;
@@ -173,6 +180,7 @@ async function main(): Promise<number> {
   const durationSec = Number(flag('--duration') ?? 5);
   const repeat = Number(flag('--repeat') ?? 1);
   const only = flag('--paths')?.split(',');
+  const baseline = flag('--baseline');
   if (!(durationSec > 0) || !(Number.isInteger(repeat) && repeat > 0)) {
     process.stderr.write('usage: node dist/bench/waypoint.js [--duration SECONDS] [--repeat N] [--paths NAME,...]\n');
     return 2;
@@ -218,6 +226,12 @@ async function main(): Promise<number> {
       env: { ...common, LOG_LEVEL: 'info', WAYPOINT_ADDRESS: NET.waypoint, ADMIN_ADDRESS: NET.waypoint },
     });
     await waitForHttpOk(`http://${NET.waypoint}:15021/healthz/ready`, { timeoutMs: 30_000, process: wp });
+    const base = baseline
+      ? await procs.start('waypoint (baseline)', process.execPath, [join(resolve(baseline), 'dist', 'waypoint', 'main.js')], {
+          env: { ...common, LOG_LEVEL: 'info', WAYPOINT_ADDRESS: NET.baselineWaypoint, ADMIN_ADDRESS: NET.baselineWaypoint },
+        })
+      : undefined;
+    if (base) await waitForHttpOk(`http://${NET.baselineWaypoint}:15021/healthz/ready`, { timeoutMs: 30_000, process: base });
     const chain: ClientLauncher = { prefix: ['proxychains4', '-q', '-f', join(dir, 'proxychains.conf')] };
     const zts = started.map((p) => p.pid);
     const paths: Array<[string, ClientLauncher, string, { all: number[]; waypoint?: number }]> = [
@@ -226,6 +240,7 @@ async function main(): Promise<number> {
       ['ztunnel', chain, `http://${NET.originA}:${ORIGIN_PORT}/`, { all: zts }],
       ['ztunnel+waypoint (90/10)', chain, `http://${NET.vipWaypoint}/`, { all: [...zts, wp.pid], waypoint: wp.pid }],
     ];
+    if (base) paths.push(['ztunnel+waypoint-baseline (90/10)', chain, `http://${NET.vipBaseline}/`, { all: [...zts, base.pid], waypoint: base.pid }]);
     for (let round = 1; round <= repeat; round++) {
       const rows: Row[] = [];
       rounds.push(rows);
@@ -285,8 +300,11 @@ function render(rows: readonly Row[], durationSec: number): string {
   const zt = by('ztunnel')?.lat?.p50Us;
   const wp = by('ztunnel+waypoint')?.lat?.p50Us;
   const added = zt !== undefined && wp !== undefined ? `waypoint hop adds ${((wp - zt) / 1000).toFixed(3)} ms at p50 (ztunnel+waypoint − ztunnel)\n` : '';
-  const own = by('ztunnel+waypoint')?.waypointUsPerReq;
-  const ownLine = own === undefined ? '' : `waypoint process alone: ${own.toFixed(0)} µs CPU per request (32 conns)\n`;
+  const own = (name: string) => {
+    const us = by(name)?.waypointUsPerReq;
+    return us === undefined ? '' : `${name} process alone: ${us.toFixed(0)} µs CPU per request (32 conns)\n`;
+  };
+  const ownLine = own('ztunnel+waypoint') + own('ztunnel+waypoint-baseline');
   return `HTTP/1.1, ${BODY_BYTES} B responses, ${durationSec} s per step, wrk on loopback\n\n${table}\n\n${added}${ownLine}`;
 }
 
