@@ -8,6 +8,7 @@ import type { MeshState } from '../core/model/state.js';
 import type { Service, Workload } from '../core/model/types.js';
 import type { BackendRef, OrderedMatch, RouteRule } from '../core/model/routes.js';
 import type { WaypointFlag } from './status.js';
+import type { SubsetEndpoints } from './subsets.js';
 
 /** Who sent the tunnelled connection and where it was going: fixed per HBONE stream. */
 export interface StreamInfo {
@@ -70,8 +71,11 @@ export interface RequestContext {
   /** Set by the route layer. */
   route?: OrderedMatch;
   rule?: RouteRule;
-  /** Set by the backend layer: the weighted backend chosen for this request. */
-  backend?: { readonly ref: BackendRef; readonly service: Service; readonly port: number };
+  /**
+   * Set by the backend layer: the weighted backend chosen for this request; `subset` when the
+   * destination names a DestinationRule subset (its endpoints, resolved per snapshot).
+   */
+  backend?: { readonly ref: BackendRef; readonly service: Service; readonly port: number; readonly subset?: SubsetEndpoints };
   /** Chosen endpoint of the current try (set by the forwarder). */
   endpoint?: Workload;
   /**

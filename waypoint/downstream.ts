@@ -20,7 +20,10 @@ export const MAX_HEADER_BYTES = 60 * 1024;
 
 /** Per HBONE stream: what it is and how many requests are in flight on it (for drain). */
 export interface StreamState {
-  readonly info: StreamInfo;
+  /** Replaced per request by `refresh` when the configuration changed. */
+  info: StreamInfo;
+  /** The stream's info under the current configuration snapshot. */
+  readonly refresh?: (info: StreamInfo) => StreamInfo;
   inFlight: number;
   draining: boolean;
   /** Closes the stream (drain: when idle). */
@@ -58,6 +61,7 @@ export class Downstream {
       }
       // An upgraded tunnel is busy until it closes: drain must not cut it as idle.
       st.inFlight++;
+      if (st.refresh) st.info = st.refresh(st.info);
       upgrade(st.info, req, socket, head);
     });
     this.http2 = http2.createServer({ maxSessionMemory: 64, settings: { enablePush: false } });
@@ -96,6 +100,7 @@ export class Downstream {
       return;
     }
     st.inFlight++;
+    if (st.refresh) st.info = st.refresh(st.info);
     const ac = new AbortController();
     let resolveDone!: (r: WriteResult) => void;
     const done = new Promise<WriteResult>((r) => (resolveDone = r));

@@ -14,9 +14,9 @@ import type { Endpoint, UpstreamPool } from './upstream.js';
 export function endpointFor(ctx: RequestContext, pool: UpstreamPool): Endpoint {
   const state = ctx.stream.state;
   if (ctx.backend) {
-    const { service, port } = ctx.backend;
-    const w = pool.pick(state, service);
-    if (!w) throw noHealthyUpstream(service.hostname);
+    const { service, port, subset } = ctx.backend;
+    const w = pool.pick(state, service, subset);
+    if (!w) throw noHealthyUpstream(subset ? `${service.hostname} (subset ${subset.name})` : service.hostname);
     const sp = state.servicePort(service, port);
     return { workload: w, ip: w.ips[0]!, port: sp?.targetPort ?? port, service };
   }

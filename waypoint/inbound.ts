@@ -84,32 +84,37 @@ export class Inbound {
   };
 
   #resolve(state: MeshState, req: HboneStreamRequest): StreamInfo {
-    const srcIp = req.forwardedFor?.ip ?? req.peerAddress.replace(/^::ffff:/, '');
-    const base = {
-      srcIp,
+    return resolveStream(state, {
+      srcIp: req.forwardedFor?.ip ?? req.peerAddress.replace(/^::ffff:/, ''),
       srcPort: req.forwardedFor?.port ?? 0,
       srcIdentity: req.peerIdentity,
       authority: req.authority,
       dstIp: req.targetIp,
       dstPort: req.targetPort,
-      state,
       ...(typeof req.headers['baggage'] === 'string' ? { baggage: req.headers['baggage'] } : {}),
-    };
-    const src = state.workloadByIp(srcIp);
-    const withSrc = src ? { ...base, srcWorkload: src } : base;
-    const service = state.serviceByVip(req.targetIp);
-    if (service) {
-      if (!state.servicePort(service, req.targetPort)) throw unknownAuthority(req.authority);
-      return { ...withSrc, dstService: service };
-    }
-    const w = state.workloadByIp(req.targetIp);
-    if (w && w.protocol === 'HBONE') return { ...withSrc, dstWorkload: w };
-    throw unknownAuthority(req.authority);
+    });
   }
+
+  /**
+   * The stream's info under the current snapshot: each request on a keep-alive connection is
+   * routed and authorized with the configuration of its own time, as Envoy does. When the
+   * destination is gone from the new snapshot, the connection keeps the snapshot it has (its
+   * requests fail as they would have); a new connection gets 400.
+   */
+  refresh = (info: StreamInfo): StreamInfo => {
+    const now = this.#in.state();
+    if (now === info.state) return info;
+    try {
+      return resolveStream(now, info);
+    } catch {
+      return info;
+    }
+  };
 
   #http(stream: ServerHttp2Stream, info: StreamInfo, version: '1.1' | '2.0'): void {
     const st: StreamState = {
       info,
+      refresh: this.refresh,
       inFlight: 0,
       draining: false,
       close: () => stream.close(),
@@ -204,4 +209,28 @@ export class Inbound {
       );
     });
   }
+}
+
+/** What a stream is, from its HBONE request, resolved against one snapshot. */
+function resolveStream(state: MeshState, r: Omit<StreamInfo, 'state' | 'srcWorkload' | 'dstService' | 'dstWorkload'>): StreamInfo {
+  const base = {
+    srcIp: r.srcIp,
+    srcPort: r.srcPort,
+    srcIdentity: r.srcIdentity,
+    authority: r.authority,
+    dstIp: r.dstIp,
+    dstPort: r.dstPort,
+    state,
+    ...(r.baggage !== undefined ? { baggage: r.baggage } : {}),
+  };
+  const src = state.workloadByIp(r.srcIp);
+  const withSrc = src ? { ...base, srcWorkload: src } : base;
+  const service = state.serviceByVip(r.dstIp);
+  if (service) {
+    if (!state.servicePort(service, r.dstPort)) throw unknownAuthority(r.authority);
+    return { ...withSrc, dstService: service };
+  }
+  const w = state.workloadByIp(r.dstIp);
+  if (w && w.protocol === 'HBONE') return { ...withSrc, dstWorkload: w };
+  throw unknownAuthority(r.authority);
 }

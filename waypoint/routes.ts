@@ -3,16 +3,7 @@
  * implicit default route to the service itself) and its matches in evaluation order. Built once
  * per (configuration snapshot, service, port) and cached.
  */
-import {
-  orderHttpRouteMatches,
-  orderVirtualServiceMatches,
-  routeStatus,
-  type HttpRoute,
-  type OrderedMatch,
-  type RouteCondition,
-  type RouteRule,
-  type VirtualService,
-} from '../core/model/routes.js';
+import { orderHttpRouteMatches, orderVirtualServiceMatches, type HttpRoute, type OrderedMatch, type RouteRule } from '../core/model/routes.js';
 import type { MeshState } from '../core/model/state.js';
 import type { Service } from '../core/model/types.js';
 
@@ -59,30 +50,4 @@ function build(state: MeshState, service: Service | undefined, port: number): Ro
   const vss = state.virtualServicesFor(service);
   if (vss.length > 0) return { source: 'VirtualService', ordered: orderVirtualServiceMatches(vss) };
   return defaultTable(service, port);
-}
-
-/** Status of every HTTPRoute and VirtualService in the snapshot, for `/config_dump`. */
-export function routeStatuses(state: MeshState): Array<{ kind: string; namespace: string; name: string; conditions: RouteCondition[] }> {
-  const lookup = {
-    byName: (ns: string, name: string) => state.serviceByName(ns, name),
-    byHostname: (h: string) => state.serviceByHostname(h),
-  };
-  const out: Array<{ kind: string; namespace: string; name: string; conditions: RouteCondition[] }> = [];
-  for (const r of state.config.httpRoutes ?? []) {
-    out.push({ kind: r.kind, namespace: r.namespace, name: r.name, conditions: routeStatus(r, lookup) });
-  }
-  for (const vs of state.config.virtualServices ?? []) {
-    // A VirtualService is shadowed when an HTTPRoute routes any service it names.
-    let conflictedBy: string | undefined;
-    for (const s of state.config.services) {
-      if (!state.virtualServicesFor(s).includes(vs)) continue;
-      const hr = state.httpRoutesFor(s)[0];
-      if (hr) {
-        conflictedBy = `${hr.namespace}/${hr.name}`;
-        break;
-      }
-    }
-    out.push({ kind: vs.kind, namespace: vs.namespace, name: vs.name, conditions: routeStatus(vs as VirtualService, lookup, conflictedBy) });
-  }
-  return out;
 }

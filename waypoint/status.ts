@@ -5,7 +5,9 @@ import { MeshError } from '../core/errors.js';
  * (documented in docs/waypoint.md and docs/metrics.md):
  *   -     none
  *   NR    no route: no rule matched, or the destination is not a known service/workload (404)
- *   UH    no healthy endpoint behind the backend service (503)
+ *   NC    no cluster: the backend names a subset no DestinationRule defines (503, empty body, as
+ *         Envoy's `cluster_not_found`)
+ *   UH    no healthy endpoint behind the backend service, or in its subset (503)
  *   UF    upstream connection failure: HBONE to the endpoint's ztunnel failed or was refused (503)
  *   UC    upstream connection terminated before a response (503)
  *   UT    upstream request timeout: `timeout` / `timeouts.request` / per-try timeout (504)
@@ -16,7 +18,7 @@ import { MeshError } from '../core/errors.js';
  *   DPE   downstream protocol error: malformed request (400)
  *   DC    downstream closed before the response was complete
  */
-export type WaypointFlag = '-' | 'NR' | 'UH' | 'UF' | 'UC' | 'UT' | 'URX' | 'FI' | 'DI' | 'RBAC' | 'DPE' | 'DC';
+export type WaypointFlag = '-' | 'NR' | 'NC' | 'UH' | 'UF' | 'UC' | 'UT' | 'URX' | 'FI' | 'DI' | 'RBAC' | 'DPE' | 'DC';
 
 export class WaypointError extends MeshError {
   /** The HTTP status the client gets. */
@@ -64,6 +66,20 @@ export const backendNotFound = (backend: string) =>
   new WaypointError('ERR_WAYPOINT_BACKEND_NOT_FOUND', 500, 'NR', `backend ${backend} is not a known service (or lacks the port); see the route's ResolvedRefs status`, {
     body: 'backend not found',
   });
+
+/**
+ * Envoy answers a route whose cluster (`outbound|port|subset|host`) does not exist with its
+ * `cluster_not_found_response_code`, 503 by default, flag `NC` and an empty body; Istio builds no
+ * cluster for a subset that no DestinationRule defines, so that is what a client of Istio sees.
+ */
+export const subsetNotFound = (backend: string, subset: string) =>
+  new WaypointError(
+    'ERR_WAYPOINT_SUBSET_NOT_FOUND',
+    503,
+    'NC',
+    `subset ${JSON.stringify(subset)} of ${backend} is not defined; check that a DestinationRule for that host (in the route's namespace, the service's or the root namespace) lists it`,
+    { body: '' },
+  );
 
 export const noHealthyUpstream = (service: string) =>
   new WaypointError('ERR_WAYPOINT_NO_HEALTHY_UPSTREAM', 503, 'UH', `service ${service} has no healthy endpoint`, {

@@ -12,6 +12,7 @@ import type { Logger } from '../core/telemetry/log.js';
 import type { StreamInfo } from './context.js';
 import { authorizeRequest, policiesFor, type GatewayRef } from './authz.js';
 import { routeTable } from './routes.js';
+import { subsetEndpoints } from './subsets.js';
 import type { Endpoint, UpstreamPool } from './upstream.js';
 
 export interface UpgradeInputs {
@@ -46,7 +47,9 @@ function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool)
   const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
   const sp = service ? state.servicePort(service, ref.port ?? info.dstPort) : undefined;
   if (!service || !sp) return ['500 Internal Server Error', 'backend not found'];
-  const w = pool.pick(state, service);
+  const subset = ref.subset !== undefined ? subsetEndpoints(state, service, ref.subset, m.route.namespace) : undefined;
+  if (ref.subset !== undefined && !subset) return ['503 Service Unavailable', ''];
+  const w = pool.pick(state, service, subset);
   if (!w) return ['503 Service Unavailable', 'no healthy upstream'];
   return { workload: w, ip: w.ips[0]!, port: sp.targetPort, service };
 }

@@ -16,6 +16,7 @@ import type { MeshState } from '../core/model/state.js';
 import type { Service, Workload } from '../core/model/types.js';
 import { upstreamConnectFailed } from './status.js';
 import { buffersOnly } from './string-writes.js';
+import type { SubsetEndpoints } from './subsets.js';
 
 /** A concrete endpoint of one try. */
 export interface Endpoint {
@@ -62,7 +63,14 @@ class StreamAgent extends http.Agent {
     return true;
   }
 
-  override reuseSocket(): void {}
+  // Node's own reuseSocket must run: it removes the 'error' listener it adds each time a socket
+  // goes back to the free list (skipping it leaked one listener per request on every pooled
+  // stream: MaxListenersExceededWarning on ClientHttp2Stream). It also calls `ref()`, which an
+  // HTTP/2 stream lacks (its session holds the event loop), hence the no-op.
+  override reuseSocket(socket: Duplex & { ref?: () => unknown }, req: http.ClientRequest): void {
+    if (typeof socket.ref !== 'function') socket.ref = () => socket;
+    super.reuseSocket(socket, req);
+  }
 }
 
 export class UpstreamPool {
@@ -77,13 +85,13 @@ export class UpstreamPool {
   }
 
   /**
-   * Per-request load balancing: round-robin over the service's healthy endpoints. A retry moves
-   * on to the next endpoint naturally.
+   * Per-request load balancing: round-robin over the service's healthy endpoints, or over those of
+   * one of its DestinationRule subsets. A retry moves on to the next endpoint naturally.
    */
-  pick(state: MeshState, service: Service): Workload | undefined {
-    const eps = state.endpointsOf(service);
+  pick(state: MeshState, service: Service, subset?: SubsetEndpoints): Workload | undefined {
+    const eps = subset ? subset.endpoints : state.endpointsOf(service);
     if (eps.length === 0) return undefined;
-    const key = `${service.namespace}/${service.name}`;
+    const key = subset ? `${service.namespace}/${service.name}#${subset.name}` : `${service.namespace}/${service.name}`;
     const i = (this.#next.get(key) ?? 0) % eps.length;
     this.#next.set(key, i + 1);
     return eps[i];

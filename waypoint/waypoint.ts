@@ -16,7 +16,7 @@ import { Downstream } from './downstream.js';
 import { Inbound } from './inbound.js';
 import { UpstreamPool } from './upstream.js';
 import { buildPipeline } from './pipeline.js';
-import { routeStatuses } from './routes.js';
+import { routeStatuses } from '../core/model/route-status.js';
 import { handleUpgrade } from './upgrade.js';
 import type { GatewayRef } from './authz.js';
 

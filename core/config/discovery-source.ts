@@ -371,7 +371,7 @@ export class DiscoverySource implements ConfigSource {
       return l as readonly ResourceTypes[K][];
     };
     // Route kinds only when present, as the file source does (configs without them keep their shape).
-    const optional = <K extends 'waypointPolicies' | 'httpRoutes' | 'virtualServices'>(k: K) =>
+    const optional = <K extends 'waypointPolicies' | 'httpRoutes' | 'virtualServices' | 'destinationRules'>(k: K) =>
       this.#resources.get(k)!.size > 0 ? { [k]: list(k) } : {};
     const cfg: MeshConfig = Object.freeze({
       ...(this.#rootNamespace !== undefined ? { rootNamespace: this.#rootNamespace } : {}),
@@ -383,6 +383,7 @@ export class DiscoverySource implements ConfigSource {
       ...optional('waypointPolicies'),
       ...optional('httpRoutes'),
       ...optional('virtualServices'),
+      ...optional('destinationRules'),
     });
     try {
       this.#listener?.(cfg);

@@ -12,7 +12,7 @@ import { DEFAULT_ROOT_NAMESPACE } from '../model/scope.js';
 import { Problems } from './check.js';
 import { RouteConverter } from './routes.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
-import type { HttpRoute, VirtualService } from '../model/routes.js';
+import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
 import type {
   AuthorizationPolicy,
   MtlsMode,
@@ -91,6 +91,7 @@ export const RESOURCE_KINDS = [
   'waypointPolicies',
   'httpRoutes',
   'virtualServices',
+  'destinationRules',
 ] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
 
@@ -100,7 +101,7 @@ export type ResourceKind = (typeof RESOURCE_KINDS)[number];
  * (`core/config/routes.ts`, `core/config/waypoint-policy.ts`): their model is large, and the
  * Kubernetes spec is the stable contract.
  */
-export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'httpRoutes', 'virtualServices']);
+export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'httpRoutes', 'virtualServices', 'destinationRules']);
 
 /** The internal type of each kind. */
 export interface ResourceTypes {
@@ -112,6 +113,7 @@ export interface ResourceTypes {
   waypointPolicies: WaypointPolicy;
   httpRoutes: HttpRoute;
   virtualServices: VirtualService;
+  destinationRules: DestinationRule;
 }
 
 /** Resources per kind: JSON values as they travel. Kinds a client does not know are ignored. */
@@ -428,6 +430,7 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
     viaConverter(o, path, (p, name, ns, spec) => new WaypointPolicyConverter(p, ctx.rootNamespace).policy(name, ns, spec, `${path}.spec`)),
   httpRoutes: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
   virtualServices: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
+  destinationRules: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
 };
 
 /**

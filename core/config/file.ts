@@ -85,6 +85,7 @@ const TOP_KEYS = [
   'peerAuthentications',
   'httpRoutes',
   'virtualServices',
+  'destinationRules',
 ];
 const NODE_KEYS = ['name', 'ztunnelAddress', 'hbonePort'];
 const WORKLOAD_KEYS = ['name', 'uid', 'namespace', 'serviceAccount', 'node', 'ips', 'protocol', 'labels', 'healthy', 'waypoint'];
@@ -139,6 +140,9 @@ class FileParser {
     const virtualServices = this.routeSection(top, 'virtualServices', 'VirtualService', (r) =>
       routes.virtualService(r.name, r.namespace, r.spec, r.specPath),
     );
+    const destinationRules = this.routeSection(top, 'destinationRules', 'DestinationRule', (r) =>
+      routes.destinationRule(r.name, r.namespace, r.spec, r.specPath),
+    );
     if (this.p.size > 0) return undefined;
     return {
       rootNamespace: this.rootNamespace,
@@ -151,10 +155,11 @@ class FileParser {
       ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
       ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
       ...(virtualServices.length > 0 ? { virtualServices } : {}),
+      ...(destinationRules.length > 0 ? { destinationRules } : {}),
     };
   }
 
-  /** `httpRoutes:` / `virtualServices:`: lists of {name, namespace, spec}, unique per kind. */
+  /** `httpRoutes:` / `virtualServices:` / `destinationRules:`: lists of {name, namespace, spec}, unique per kind. */
   private routeSection<T>(
     top: Record<string, unknown>,
     key: string,

@@ -24,7 +24,7 @@ import { Problems, describe, field, isMapping, keyPath, list, mapping, port, str
 import { PolicySpecParser } from './policy-spec.js';
 import { RouteConverter } from './routes.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
-import type { HttpRoute, VirtualService } from '../model/routes.js';
+import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkLabel } from './names.js';
 import type {
   AuthorizationPolicy,
@@ -71,6 +71,10 @@ export const SUPPORTED_KINDS = Object.freeze({
   Gateway: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   HTTPRoute: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   VirtualService: {
+    apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
+    namespaced: true,
+  },
+  DestinationRule: {
     apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
     namespaced: true,
   },
@@ -208,6 +212,9 @@ export interface HTTPRouteObject extends Base<'HTTPRoute'> {
 export interface VirtualServiceObject extends Base<'VirtualService'> {
   readonly virtualService: VirtualService;
 }
+export interface DestinationRuleObject extends Base<'DestinationRule'> {
+  readonly destinationRule: DestinationRule;
+}
 
 export type ManifestObject =
   | NamespaceObject
@@ -219,7 +226,8 @@ export type ManifestObject =
   | PeerAuthenticationObject
   | GatewayObject
   | HTTPRouteObject
-  | VirtualServiceObject;
+  | VirtualServiceObject
+  | DestinationRuleObject;
 
 /** The ref of a parsed object. */
 export function objectRef(o: ManifestObject): ObjectRef {
@@ -417,6 +425,11 @@ export function parseObject(
       const s = spec(true);
       const virtualService = s && new RouteConverter(p).virtualService(meta.name, ns, s, 'spec');
       return finish(virtualService ? { kind: k, ...base, virtualService } : undefined);
+    }
+    case 'DestinationRule': {
+      const s = spec(true);
+      const destinationRule = s && new RouteConverter(p).destinationRule(meta.name, ns, s, 'spec');
+      return finish(destinationRule ? { kind: k, ...base, destinationRule } : undefined);
     }
   }
 }
@@ -826,6 +839,7 @@ export interface WaypointResources {
   readonly gateways: readonly GatewayObject[];
   readonly httpRoutes: readonly HTTPRouteObject[];
   readonly virtualServices: readonly VirtualServiceObject[];
+  readonly destinationRules: readonly DestinationRuleObject[];
   /** AuthorizationPolicies with targetRefs. */
   readonly authorizationPolicies: readonly AuthorizationPolicyObject[];
 }
@@ -943,7 +957,7 @@ export class ManifestConverter {
     const sorted = inputs.sorted ? inputs.objects : sortObjects([...inputs.objects]);
     const pods: PodObject[] = [];
     const services: ServiceObject[] = [];
-    const waypoint = { gateways: [] as GatewayObject[], httpRoutes: [] as HTTPRouteObject[], virtualServices: [] as VirtualServiceObject[], authorizationPolicies: [] as AuthorizationPolicyObject[] };
+    const waypoint = { gateways: [] as GatewayObject[], httpRoutes: [] as HTTPRouteObject[], virtualServices: [] as VirtualServiceObject[], destinationRules: [] as DestinationRuleObject[], authorizationPolicies: [] as AuthorizationPolicyObject[] };
     const authz: AuthorizationPolicy[] = [];
     const peer: PeerAuthentication[] = [];
     const policyObjects: ManifestObject[] = [];
@@ -972,6 +986,10 @@ export class ManifestConverter {
           break;
         case 'VirtualService':
           waypoint.virtualServices.push(o);
+          policyObjects.push(o);
+          break;
+        case 'DestinationRule':
+          waypoint.destinationRules.push(o);
           policyObjects.push(o);
           break;
         case 'AuthorizationPolicy':
@@ -1018,6 +1036,7 @@ export class ManifestConverter {
     const waypointPolicies = waypoint.authorizationPolicies.map((o) => o.waypointPolicy as WaypointPolicy);
     const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
     const virtualServices = waypoint.virtualServices.map((o) => o.virtualService);
+    const destinationRules = waypoint.destinationRules.map((o) => o.destinationRule);
     const config: MeshConfig = {
       rootNamespace: this.#rootNamespace,
       nodes: deepFreeze([...this.#nodes.values()]),
@@ -1029,6 +1048,7 @@ export class ManifestConverter {
       ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
       ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
       ...(virtualServices.length > 0 ? { virtualServices } : {}),
+      ...(destinationRules.length > 0 ? { destinationRules } : {}),
     };
     // Every element is frozen already (parsed objects, cached conversions); freezing the lists and
     // the top is enough, and far cheaper than walking 10,000 workloads again.

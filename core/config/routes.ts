@@ -7,6 +7,7 @@
  */
 import { Problems, describe, field, isMapping, keyPath, list, mapping, oneOf, port, string } from './check.js';
 import { anchoredRegex } from '../model/routes.js';
+import { checkLabel } from './names.js';
 import type {
   BackendRef,
   FaultPolicy,
@@ -21,6 +22,7 @@ import type {
   RouteRule,
   ValueMatch,
   VirtualService,
+  DestinationRule,
 } from '../model/routes.js';
 
 const HTTPROUTE_SPEC_KEYS = ['parentRefs', 'hostnames', 'rules'];
@@ -48,6 +50,9 @@ const STRING_MATCH_KEYS = ['exact', 'prefix', 'regex'];
 const VS_ROUTE_KEYS = ['destination', 'weight', 'headers'];
 const DESTINATION_KEYS = ['host', 'port', 'subset'];
 const PORT_SELECTOR_KEYS = ['number'];
+const DR_SPEC_KEYS = ['host', 'subsets', 'trafficPolicy', 'exportTo', 'workloadSelector'];
+const DR_SUBSET_KEYS = ['name', 'labels', 'trafficPolicy'];
+const SUBSET_NAME_RE = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const VS_HEADERS_KEYS = ['request', 'response'];
 const VS_REDIRECT_KEYS = ['uri', 'authority', 'port', 'scheme', 'redirectCode'];
 const VS_REWRITE_KEYS = ['uri', 'authority'];
@@ -513,6 +518,93 @@ export class RouteConverter {
     return { kind: 'VirtualService', name, namespace, hosts, rules };
   }
 
+  // ---- DestinationRule ---------------------------------------------------------------------
+
+  /**
+   * Converts a DestinationRule (`networking.istio.io/v1`) spec: `host` and `subsets` (name +
+   * labels), what VirtualService destinations name with `subset`. `trafficPolicy` (top level and
+   * per subset), `exportTo` and `workloadSelector` are accepted and not applied: they are listed
+   * in `ignored` (paths relative to the spec), which the waypoint shows in the route status of `/config_dump`
+   * (docs/waypoint.md, "Not supported").
+   *
+   * @example
+   * new RouteConverter(p).destinationRule('reviews', 'default',
+   *   { host: 'reviews', subsets: [{ name: 'v2', labels: { version: 'v2' } }] }, 'spec');
+   */
+  destinationRule(name: string, namespace: string, spec: Record<string, unknown>, path: string): DestinationRule | undefined {
+    const before = this.p.size;
+    const ignored: string[] = [];
+    mapping(this.p, path, spec, DR_SPEC_KEYS);
+    const host = field(
+      this.p,
+      path,
+      spec,
+      'host',
+      (x, q) =>
+        string(this.p, q, x, 'a host', (s) =>
+          s.startsWith('*')
+            ? `${JSON.stringify(s)}: wildcard hosts are not supported; name one service (short name, name.namespace or its FQDN)`
+            : HOST_RE.test(s.toLowerCase())
+              ? undefined
+              : `${JSON.stringify(s)} is not a host name (service short name or FQDN)`,
+        ),
+      { required: true, expected: 'the service host, e.g. reviews' },
+    );
+    // Relative to the spec, so the model does not depend on where the spec came from (file, manifest, wire).
+    for (const k of ['trafficPolicy', 'exportTo', 'workloadSelector']) if (Object.hasOwn(spec, k)) ignored.push(k);
+    const subsets =
+      field(this.p, path, spec, 'subsets', (x, q) =>
+        list(this.p, q, x, (e, eq) => {
+          const m = mapping(this.p, eq, e, DR_SUBSET_KEYS, 'a mapping {name, labels}');
+          if (!m) return undefined;
+          if (Object.hasOwn(m, 'trafficPolicy')) ignored.push(`${eq.slice(path.length + 1)}.trafficPolicy`);
+          const subsetName = field(
+            this.p,
+            eq,
+            m,
+            'name',
+            (y, r) => string(this.p, r, y, 'a subset name', (s) => (SUBSET_NAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a subset name; expected up to 63 letters, digits, "-", "_" or "."`)),
+            { required: true, expected: 'the subset name, e.g. v2' },
+          );
+          // No labels: the subset is every endpoint of the service (as in Istio).
+          const labels =
+            field(this.p, eq, m, 'labels', (y, r) => {
+              if (!isMapping(y)) {
+                this.p.add(r, `expected a mapping of label: value, got ${describe(y)}`);
+                return undefined;
+              }
+              const out: Record<string, string> = {};
+              for (const [k, val] of Object.entries(y)) {
+                if (typeof val !== 'string') {
+                  this.p.add(keyPath(r, k), `expected a string label value, got ${describe(val)}`);
+                  continue;
+                }
+                const bad = checkLabel(k, val);
+                if (bad) this.p.add(keyPath(r, k), bad);
+                else out[k] = val;
+              }
+              return Object.freeze(out);
+            }) ?? Object.freeze({});
+          return subsetName === undefined ? undefined : Object.freeze({ name: subsetName, labels });
+        }),
+      ) ?? [];
+    const seen = new Map<string, number>();
+    subsets.forEach((s, i) => {
+      const first = seen.get(s.name);
+      if (first !== undefined) this.p.add(`${path}.subsets[${i}].name`, `subset ${JSON.stringify(s.name)} is already defined by subsets[${first}]; subset names must be unique`);
+      else seen.set(s.name, i);
+    });
+    if (this.p.size > before || host === undefined) return undefined;
+    return Object.freeze({
+      kind: 'DestinationRule' as const,
+      name,
+      namespace,
+      host,
+      subsets: Object.freeze(subsets),
+      ...(ignored.length > 0 ? { ignored: Object.freeze(ignored) } : {}),
+    });
+  }
+
   private stringMatch(v: unknown, path: string, name: string, lower: boolean): ValueMatch | undefined {
     const m = mapping(this.p, path, v, STRING_MATCH_KEYS, 'a mapping with one of exact, prefix, regex');
     if (!m) return undefined;
@@ -613,14 +705,14 @@ export class RouteConverter {
       const pm = mapping(this.p, q, x, PORT_SELECTOR_KEYS, 'a mapping {number}');
       return pm ? field(this.p, q, pm, 'number', (y, r) => port(this.p, r, y), { required: true }) : undefined;
     });
-    if (Object.hasOwn(m, 'subset')) {
-      this.p.add(keyPath(path, 'subset'), 'subsets need a DestinationRule, which is not supported yet; route to a Service per version instead');
-    }
+    const subset = field(this.p, path, m, 'subset', (x, q) =>
+      string(this.p, q, x, 'a subset name', (s) => (SUBSET_NAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a subset name; expected the name of a DestinationRule subset`)),
+    );
     if (this.p.size > before || host === undefined) return undefined;
     const parts = host.toLowerCase().split('.');
     const ref =
       parts.length === 1 ? { name: parts[0]!, namespace } : parts.length === 2 || parts[2] === 'svc' ? { name: parts[0]!, namespace: parts[1]! } : { hostname: host.toLowerCase() };
-    return { ...ref, ...(p !== undefined ? { port: p } : {}) };
+    return { ...ref, ...(p !== undefined ? { port: p } : {}), ...(subset !== undefined ? { subset } : {}) };
   }
 
   private vsRule(v: unknown, path: string, namespace: string): RouteRule | undefined {

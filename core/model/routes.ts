@@ -78,6 +78,8 @@ export interface BackendRef {
   readonly weight: number;
   /** Per-backend header modifiers (Gateway API backendRefs[].filters). */
   readonly filters: readonly RouteFilter[];
+  /** VirtualService `destination.subset`: a subset of a DestinationRule for the same host. */
+  readonly subset?: string;
 }
 
 export interface RetryPolicy {
@@ -141,6 +143,31 @@ export interface VirtualService {
   /** As written; resolved against services with `resolveHost`. */
   readonly hosts: readonly string[];
   readonly rules: readonly RouteRule[];
+}
+
+/** A named subset of a service's endpoints (Istio DestinationRule `subsets[]`). */
+export interface Subset {
+  readonly name: string;
+  /** The endpoints whose workload has every one of these labels (in addition to the service's selector). */
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/**
+ * Istio `DestinationRule` (`networking.istio.io/v1`), as far as waypoints use it: the subsets
+ * a VirtualService destination may name. `trafficPolicy` is accepted and not applied.
+ */
+export interface DestinationRule {
+  readonly kind: 'DestinationRule';
+  readonly name: string;
+  readonly namespace: string;
+  /** As written; resolved against services like a VirtualService host. */
+  readonly host: string;
+  readonly subsets: readonly Subset[];
+  /**
+   * Fields given but not applied by waypoints (`trafficPolicy`, `subsets[i].trafficPolicy`,
+   * `exportTo`, `workloadSelector`), as spec paths; shown in the status in `/config_dump`.
+   */
+  readonly ignored?: readonly string[];
 }
 
 /** What a rule is matched against. */
@@ -318,6 +345,46 @@ export function resolveHost(
   return { hostname: host.toLowerCase() };
 }
 
+/** The namespace and name (or hostname) a DestinationRule `host` names, as `resolveHost` reads it. */
+function drNamesService(dr: DestinationRule, service: { name: string; namespace: string; hostname: string }): boolean {
+  const r = resolveHost(dr.host, dr.namespace);
+  return 'hostname' in r ? r.hostname === service.hostname : r.name === service.name && r.namespace === service.namespace;
+}
+
+/**
+ * The subsets that apply to `service` for a route in `routeNamespace`, or undefined when no
+ * DestinationRule names the service.
+ *
+ * Istio's lookup order, simplified: the first of these namespaces that holds a DestinationRule
+ * for the host wins: the route's namespace (Istio: the client's), then the service's, then the
+ * root namespace. DestinationRules in any other namespace are not used. Several DestinationRules
+ * for the host in the winning namespace are merged in config order; a subset name defined twice
+ * keeps its first definition (Istio merges them the same way). `exportTo` is not applied.
+ */
+export function subsetsFor(
+  rules: readonly DestinationRule[],
+  service: { name: string; namespace: string; hostname: string },
+  routeNamespace: string,
+  rootNamespace: string,
+): ReadonlyMap<string, Subset> | undefined {
+  const forHost = rules.filter((dr) => drNamesService(dr, service));
+  if (forHost.length === 0) return undefined;
+  for (const ns of [routeNamespace, service.namespace, rootNamespace]) {
+    const inNs = forHost.filter((dr) => dr.namespace === ns);
+    if (inNs.length === 0) continue;
+    const out = new Map<string, Subset>();
+    for (const dr of inNs) for (const s of dr.subsets) if (!out.has(s.name)) out.set(s.name, s);
+    return out;
+  }
+  return undefined;
+}
+
+/** Whether a workload with `labels` belongs to `subset`: it carries every label of the subset. */
+export function inSubset(subset: Subset, labels: Readonly<Record<string, string>>): boolean {
+  for (const k in subset.labels) if (labels[k] !== subset.labels[k]) return false;
+  return true;
+}
+
 /** A Kubernetes-style status condition. */
 export interface RouteCondition {
   readonly type: 'Accepted' | 'ResolvedRefs';
@@ -330,6 +397,11 @@ export interface RouteCondition {
 export interface ServiceLookup {
   byName(namespace: string, name: string): { readonly ports: readonly { readonly port: number }[] } | undefined;
   byHostname(hostname: string): { readonly ports: readonly { readonly port: number }[] } | undefined;
+  /**
+   * Whether the backend's `subset` is defined for a route in `routeNamespace` (`subsetsFor`).
+   * Absent: subsets are not checked.
+   */
+  hasSubset?(backend: BackendRef, routeNamespace: string): boolean;
 }
 
 function describeBackend(b: BackendRef): string {
@@ -381,6 +453,8 @@ export function routeStatus(
       if (!s) problems.push(`rules[${i}]: backend ${describeBackend(b)} not found`);
       else if (b.port !== undefined && !s.ports.some((sp) => sp.port === b.port)) {
         problems.push(`rules[${i}]: backend ${describeBackend(b)} has no port ${b.port}`);
+      } else if (b.subset !== undefined && services.hasSubset && !services.hasSubset(b, route.namespace)) {
+        problems.push(`rules[${i}]: backend ${describeBackend(b)} subset ${JSON.stringify(b.subset)} is not defined by a DestinationRule for that host, so the rule answers 503 NC`);
       }
     }
     if (rule.backends.length > 0 && rule.backends.every((b) => b.weight === 0)) {

@@ -272,6 +272,7 @@ export class MeshState {
       ...(this.config.waypointPolicies ? { waypointPolicies: toPlainJson(this.config.waypointPolicies) } : {}),
       ...(this.config.httpRoutes ? { httpRoutes: toPlainJson(this.config.httpRoutes) } : {}),
       ...(this.config.virtualServices ? { virtualServices: toPlainJson(this.config.virtualServices) } : {}),
+      ...(this.config.destinationRules ? { destinationRules: toPlainJson(this.config.destinationRules) } : {}),
     };
   }
 

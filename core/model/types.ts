@@ -6,7 +6,7 @@
  * All objects are frozen once built; an update replaces them.
  */
 
-import type { HttpRoute, VirtualService } from './routes.js';
+import type { DestinationRule, HttpRoute, VirtualService } from './routes.js';
 
 export type Protocol = 'HBONE' | 'TCP';
 
@@ -184,4 +184,6 @@ export interface MeshConfig {
   readonly httpRoutes?: readonly HttpRoute[];
   /** Istio VirtualServices (mesh), served by waypoints (absent: none). */
   readonly virtualServices?: readonly VirtualService[];
+  /** Istio DestinationRules: the subsets VirtualService destinations name (absent: none). */
+  readonly destinationRules?: readonly DestinationRule[];
 }

@@ -10,6 +10,7 @@ import { startMesh, baseConfig, type MeshFixture } from '../helpers/mesh.js';
 import { socks5Connect } from '../helpers/net.js';
 import { LocalCaClient, SecretManager } from '../../core/identity/secret-manager.js';
 import { FileConfigSource } from '../../core/config/file-source.js';
+import type { ConfigSource } from '../../core/config/source.js';
 import { silentLogger } from '../../core/telemetry/log.js';
 import { loadConfig } from '../../waypoint/config.js';
 import { Waypoint } from '../../waypoint/waypoint.js';
@@ -50,6 +51,11 @@ export async function startWaypointMesh(opts: {
   workloads: object[];
   config: Record<string, unknown>;
   random?: () => number;
+  /**
+   * Wraps the waypoint's file source, for config the file format does not carry (the file
+   * source has no `destinationRules` yet; the test adds them to every snapshot).
+   */
+  wrapSource?: (inner: ConfigSource) => ConfigSource;
 }): Promise<WaypointMesh> {
   const mesh = await startMesh({ dir: opts.dir, base: opts.base, config: meshConfig(opts.base, opts.workloads, opts.config) });
   let waypoint: Waypoint;
@@ -65,7 +71,7 @@ export async function startWaypointMesh(opts: {
         LOG_LEVEL: 'silent',
       }),
       logger: silentLogger,
-      configSource: new FileConfigSource({ path: mesh.configPath, logger: silentLogger }),
+      configSource: (opts.wrapSource ?? ((s) => s))(new FileConfigSource({ path: mesh.configPath, logger: silentLogger })),
       certificates: new SecretManager({ caClient: new LocalCaClient(mesh.ca), logger: silentLogger }),
       ...(opts.random ? { random: opts.random } : {}),
     });

@@ -1,12 +1,14 @@
 import { pickWeighted } from '../../core/model/routes.js';
 import type { Layer } from '../context.js';
-import { backendNotFound, noBackend } from '../status.js';
+import { backendNotFound, noBackend, subsetNotFound } from '../status.js';
+import { subsetEndpoints } from '../subsets.js';
 import { applyHeaderFilters } from './headers.js';
 
 /**
  * Traffic splitting: picks one backend of the rule by weight (per request), resolves it to a
- * service and port, and applies its own header filters. A request to a workload addressed
- * directly (no service) has no backends and goes to that workload.
+ * service and port (and, for a VirtualService destination with `subset`, to that subset's
+ * endpoints: undefined subset → 503 `NC`), and applies its own header filters. A request to a
+ * workload addressed directly (no service) has no backends and goes to that workload.
  */
 export const backendLayer =
   (random: () => number = Math.random): Layer =>
@@ -20,9 +22,15 @@ export const backendLayer =
     const state = ctx.stream.state;
     const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
     const port = ref.port ?? ctx.stream.dstPort;
-    const label = ref.hostname ?? `${ref.namespace}/${ref.name}:${port}`;
+    const label = `${ref.hostname ?? `${ref.namespace}/${ref.name}:${port}`}${ref.subset !== undefined ? `#${ref.subset}` : ''}`;
     if (!service || !state.servicePort(service, port)) throw backendNotFound(label);
-    ctx.backend = { ref, service, port };
+    if (ref.subset !== undefined) {
+      const subset = subsetEndpoints(state, service, ref.subset, ctx.route?.route.namespace ?? service.namespace);
+      if (!subset) throw subsetNotFound(label, ref.subset);
+      ctx.backend = { ref, service, port, subset };
+    } else {
+      ctx.backend = { ref, service, port };
+    }
     if (rule.backends.length > 1) ctx.log['backend'] = label;
     if (ref.filters.length > 0) applyHeaderFilters(ctx, ref.filters);
     return next(ctx);

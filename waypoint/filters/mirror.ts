@@ -1,4 +1,5 @@
 import type { Handler, Layer } from '../context.js';
+import { subsetEndpoints } from '../subsets.js';
 
 /**
  * RequestMirror: a copy of `percent` of the requests goes to the mirror backend, fire and forget
@@ -15,14 +16,16 @@ export const mirrorLayer =
     const ref = f.backend;
     const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
     const port = ref.port ?? ctx.stream.dstPort;
-    if (service && state.servicePort(service, port)) {
+    // A mirror to a subset no DestinationRule defines is dropped, as a failed mirror is.
+    const subset = service && ref.subset !== undefined ? subsetEndpoints(state, service, ref.subset, ctx.route?.route.namespace ?? service.namespace) : undefined;
+    if (service && state.servicePort(service, port) && (ref.subset === undefined || subset)) {
       const colon = ctx.authority.lastIndexOf(':');
       const host = colon > 0 ? `${ctx.authority.slice(0, colon)}-shadow${ctx.authority.slice(colon)}` : `${ctx.authority}-shadow`;
       const copy = {
         ...ctx,
         authority: host,
         headers: { ...ctx.headers },
-        backend: { ref, service, port },
+        backend: subset ? { ref, service, port, subset } : { ref, service, port },
         signal: AbortSignal.timeout(30_000),
         flags: [],
         log: {},

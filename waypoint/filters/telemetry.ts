@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/telemetry/log.js';
 import { UNKNOWN } from '../../core/telemetry/metrics.js';
-import type { HttpLabels, HttpMetrics } from '../../core/telemetry/http-metrics.js';
+import type { HttpLabels, HttpMetrics, HttpSeries } from '../../core/telemetry/http-metrics.js';
 import type { Layer, RequestContext, WriteResult } from '../context.js';
 import { renderFlags } from '../context.js';
 
@@ -33,46 +33,88 @@ function labels(ctx: RequestContext, r: WriteResult, flags: string): HttpLabels 
   };
 }
 
+/** Entries per snapshot before the cache starts over (a cache: dropping it loses no counts). */
+export const SERIES_CACHE_LIMIT = 10_000;
+
+/**
+ * The metric series of a request, found without building its 19 labels: by the identity of the
+ * objects the labels come from (source workload, destination workload, service: frozen snapshot
+ * objects, so the same object always yields the same labels), the source principal and the
+ * per-request values (protocol, status, grpc status, flags).
+ *
+ * Why it cannot give a wrong series after a reload: every label is a function of exactly those
+ * keys (a changed workload or service is a new object with a new id), and the cache hangs off
+ * the `MeshState` of the request, so a new snapshot starts with an empty one. Why it is bounded:
+ * objects get ids through a WeakMap (they go with their snapshot), each snapshot's map goes with
+ * the snapshot, and one map that reaches `SERIES_CACHE_LIMIT` (principals and upstream-chosen
+ * status codes are not bounded by the config) is cleared; the counts live in the metrics, not here.
+ */
+export function seriesCache(metrics: HttpMetrics): (ctx: RequestContext, r: WriteResult, flags: string) => HttpSeries {
+  const ids = new WeakMap<object, number>();
+  let nextId = 1;
+  const id = (o: object | undefined): number => {
+    if (!o) return 0;
+    let n = ids.get(o);
+    if (n === undefined) ids.set(o, (n = nextId++));
+    return n;
+  };
+  const perState = new WeakMap<object, Map<string, HttpSeries>>();
+  return (ctx, r, flags) => {
+    const s = ctx.stream;
+    let m = perState.get(s.state);
+    if (!m) perState.set(s.state, (m = new Map()));
+    const key = `${id(s.srcWorkload)}\u0000${s.srcIdentity}\u0000${id(ctx.endpoint ?? s.dstWorkload)}\u0000${id(ctx.backend?.service ?? s.dstService)}\u0000${ctx.protocol}\u0000${r.status}\u0000${r.grpcStatus ?? ''}\u0000${flags}`;
+    let series = m.get(key);
+    if (!series) {
+      if (m.size >= SERIES_CACHE_LIMIT) m.clear();
+      m.set(key, (series = metrics.series(labels(ctx, r, flags))));
+    }
+    return series;
+  };
+}
+
 /**
  * Outermost layer: once the response is written, records Istio's request metrics
  * (`reporter="waypoint"`) and writes one access-log line.
  */
 export const telemetryLayer =
   (metrics: HttpMetrics, logger: Logger): Layer =>
-  (next) =>
-  async (ctx) => {
-    const res = await next(ctx);
-    void ctx.done.then((r) => {
-      if (r.error && !ctx.flags.includes('DC')) ctx.flags.push('DC');
-      const flags = renderFlags(ctx.flags);
-      const durationMs = performance.now() - ctx.startedAt;
-      metrics.record(labels(ctx, r, flags), durationMs, ctx.requestBytes, r.responseBytes);
-      const s = ctx.stream;
-      logger.info(
-        {
-          method: ctx.method,
-          path: ctx.path,
-          authority: ctx.authority,
-          protocol: ctx.protocol === 'grpc' ? 'grpc' : `HTTP/${ctx.httpVersion}`,
-          status: r.status,
-          ...(r.grpcStatus !== undefined ? { grpc_status: r.grpcStatus } : {}),
-          response_flags: flags,
-          duration_ms: Math.round(durationMs * 1000) / 1000,
-          bytes_received: ctx.requestBytes,
-          bytes_sent: r.responseBytes,
-          src: { addr: `${s.srcIp}:${s.srcPort}`, workload: s.srcWorkload?.name, namespace: s.srcWorkload?.namespace, identity: s.srcIdentity },
-          dst: {
-            service: (ctx.backend?.service ?? s.dstService)?.hostname,
-            workload: ctx.endpoint?.name,
-            upstream: res.upstream,
+  (next) => {
+    const seriesOf = seriesCache(metrics);
+    return async (ctx) => {
+      const res = await next(ctx);
+      void ctx.done.then((r) => {
+        if (r.error && !ctx.flags.includes('DC')) ctx.flags.push('DC');
+        const flags = renderFlags(ctx.flags);
+        const durationMs = performance.now() - ctx.startedAt;
+        seriesOf(ctx, r, flags).record(durationMs, ctx.requestBytes, r.responseBytes);
+        const s = ctx.stream;
+        logger.info(
+          {
+            method: ctx.method,
+            path: ctx.path,
+            authority: ctx.authority,
+            protocol: ctx.protocol === 'grpc' ? 'grpc' : `HTTP/${ctx.httpVersion}`,
+            status: r.status,
+            ...(r.grpcStatus !== undefined ? { grpc_status: r.grpcStatus } : {}),
+            response_flags: flags,
+            duration_ms: Math.round(durationMs * 1000) / 1000,
+            bytes_received: ctx.requestBytes,
+            bytes_sent: r.responseBytes,
+            src: { addr: `${s.srcIp}:${s.srcPort}`, workload: s.srcWorkload?.name, namespace: s.srcWorkload?.namespace, identity: s.srcIdentity },
+            dst: {
+              service: (ctx.backend?.service ?? s.dstService)?.hostname,
+              workload: ctx.endpoint?.name,
+              upstream: res.upstream,
+            },
+            tries: ctx.tries,
+            ...(ctx.traceId ? { trace_id: ctx.traceId } : {}),
+            ...ctx.log,
+            ...(r.error ? { downstream_error: r.error.message } : {}),
           },
-          tries: ctx.tries,
-          ...(ctx.traceId ? { trace_id: ctx.traceId } : {}),
-          ...ctx.log,
-          ...(r.error ? { downstream_error: r.error.message } : {}),
-        },
-        'request complete',
-      );
-    });
-    return res;
+          'request complete',
+        );
+      });
+      return res;
+    };
   };

@@ -21,7 +21,13 @@ const parsed = parseManifests(
     { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'p', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'PERMISSIVE' } } } },
     { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'l7', namespace: 'apps' }, spec: { targetRefs: [{ kind: 'Service', group: '', name: 'web' }], action: 'DENY', rules: [{ to: [{ operation: { methods: ['POST'] } }] }] } },
     { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'apps' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } },
-    { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'vs', namespace: 'apps' }, spec: { hosts: ['web'], http: [{ fault: { abort: { httpStatus: 503, percentage: { value: 50 } } }, route: [{ destination: { host: 'web' } }] }] } },
+    { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'vs', namespace: 'apps' }, spec: { hosts: ['web'], http: [{ fault: { abort: { httpStatus: 503, percentage: { value: 50 } } }, route: [{ destination: { host: 'web', subset: 'v1' } }] }] } },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'DestinationRule',
+      metadata: { name: 'dr', namespace: 'apps' },
+      spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } }, subsets: [{ name: 'v1', labels: { app: 'web' } }, { name: 'all' }] },
+    },
   ),
   'wire.yaml',
 );
@@ -34,6 +40,7 @@ t.test('every kind survives encode → JSON → decode unchanged', async (t) => 
     waypointPolicies: (n) => specOf('AuthorizationPolicy', n),
     httpRoutes: (n) => specOf('HTTPRoute', n),
     virtualServices: (n) => specOf('VirtualService', n),
+    destinationRules: (n) => specOf('DestinationRule', n),
   };
   for (const kind of RESOURCE_KINDS) {
     const list = (config[kind] ?? []) as readonly { name: string }[];

@@ -243,7 +243,7 @@ extra: true
 `;
   const got = problemsOf(t, yaml);
   const want = [
-    'extra: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices',
+    'extra: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices, destinationRules',
     'trustDomain: "Bad_Domain" is not a trust domain; expected lowercase letters, digits, ".", "-" and "_"',
     'nodes[0].ztunnelAddress: "127.0.0.300" is not an IPv4 or IPv6 address',
     'nodes[0].hbonePort: 70000 is not a port; expected an integer from 1 to 65535',
@@ -334,16 +334,16 @@ t.test('YAML-level problems', async (t) => {
   t.same(problemsOf(t, 'a: [1,\n b: 2'), ['yaml syntax error at line 2, column 6: unexpected end of the stream within a flow collection']);
   t.same(problemsOf(t, 'nodes: []\nnodes: []\n'), ['yaml syntax error at line 2, column 1: duplicated mapping key']);
   t.same(problemsOf(t, ''), [
-    'the file is empty; expected a mapping with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices',
+    'the file is empty; expected a mapping with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices, destinationRules',
   ]);
   t.same(problemsOf(t, '# only a comment\n'), problemsOf(t, ''));
   t.same(problemsOf(t, 'nodes: []\n---\nnodes: []\n'), ['expected one YAML document, found 2 (separated by ---)']);
   t.same(problemsOf(t, '- 1\n'), [
-    'expected a mapping at the top of the file with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices, got a list',
+    'expected a mapping at the top of the file with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices, destinationRules, got a list',
   ]);
   t.same(problemsOf(t, 'nodes: {name: a}\n'), ['nodes: expected a list, got a mapping']);
   t.same(problemsOf(t, '__proto__: {}\n'), [
-    '__proto__: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices',
+    '__proto__: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, httpRoutes, virtualServices, destinationRules',
   ]);
 });
 
@@ -429,5 +429,34 @@ t.test('hostnames are unique across services', async (t) => {
       'services[1].hostname: duplicate hostname "a.d.svc.cluster.local"; first used at services[0].name',
       'services[2].hostname: "Not A Host" is not a DNS name',
     ],
+  );
+});
+
+t.test('destinationRules: subsets for VirtualService destinations, refused with paths when bad', async (t) => {
+  const route = `virtualServices:
+  - name: ratings
+    namespace: default
+    spec:
+      hosts: [ratings]
+      http: [{route: [{destination: {host: ratings, subset: v2}}]}]
+`;
+  const cfg = parseMeshConfig(
+    withNode(`${route}destinationRules:
+  - name: ratings
+    namespace: default
+    spec: {host: ratings, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}
+`),
+    'test.yaml',
+  );
+  t.same(cfg.destinationRules?.map((d) => [d.name, d.host, d.subsets.map((s) => `${s.name}:${s.labels.version}`)]), [['ratings', 'ratings', ['v1:v1', 'v2:v2']]]);
+  t.equal(cfg.virtualServices?.[0]?.rules[0]?.backends[0]?.subset, 'v2');
+  t.notOk('destinationRules' in parseMeshConfig(withNode(route), 'test.yaml'), 'absent when the file has none');
+  t.match(
+    problemsOf(t, withNode(`destinationRules:
+  - name: ratings
+    namespace: default
+    spec: {subsets: [{name: v1, labels: {version: 1}}, {name: v1}]}
+`)),
+    [/^destinationRules\[0\]\.spec\.host: required field is missing/, /^destinationRules\[0\]\.spec\.subsets\[0\]\.labels\.version: expected a string/, /^destinationRules\[0\]\.spec\.subsets\[1\]\.name: subset "v1" is already defined/],
   );
 });
