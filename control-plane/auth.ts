@@ -12,6 +12,11 @@ export interface Caller {
   readonly node: string;
   /** For logs: how it authenticated (`node-token:node-a`). */
   readonly subject: string;
+  /**
+   * When set, the only identity the caller may obtain: a workload (a waypoint) authenticated with
+   * its own service-account token gets its own identity, never its node's other workloads'.
+   */
+  readonly identity?: string;
 }
 
 export interface Authenticator {

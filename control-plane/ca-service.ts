@@ -103,6 +103,9 @@ export class CaService {
     if (id.trustDomain !== this.#in.trustDomain) {
       throw refuse('csrRejected', `${identity} is in trust domain ${id.trustDomain}; this ca signs for ${this.#in.trustDomain} only`);
     }
+    if (caller.identity !== undefined && identity !== caller.identity) {
+      throw refuse('notAllowed', `${caller.subject} may only obtain its own identity ${caller.identity}, not ${identity}`);
+    }
     if (!this.#allowed(mesh, caller.node, identity)) {
       throw refuse('notAllowed', `node ${caller.node} may not obtain ${identity}: no meshed workload with that identity is scheduled on node ${caller.node}`);
     }

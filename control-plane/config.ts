@@ -10,6 +10,7 @@ import { TRUST_DOMAIN_RE } from '../core/config/names.js';
 
 /** Environment variable names. */
 export const ENV = {
+  configSource: 'CONFIG_SOURCE',
   manifests: 'MANIFESTS_PATH',
   manifestsDebounceMs: 'MANIFESTS_DEBOUNCE_MS',
   nodesFile: 'NODES_FILE',
@@ -30,14 +31,54 @@ export const ENV = {
   historySize: 'DISCOVERY_HISTORY',
   slowClientSeconds: 'SLOW_CLIENT_TIMEOUT_SECONDS',
   logLevel: 'LOG_LEVEL',
+  // CONFIG_SOURCE=kubernetes only:
+  kubeconfig: 'KUBECONFIG',
+  podName: 'POD_NAME',
+  podNamespace: 'POD_NAMESPACE',
+  leaderElectionNamespace: 'LEADER_ELECTION_NAMESPACE',
+  leaderElectionLease: 'LEADER_ELECTION_LEASE',
+  ztunnelNamespace: 'ZTUNNEL_NAMESPACE',
+  ztunnelServiceAccount: 'ZTUNNEL_SERVICE_ACCOUNT',
+  tokenAudience: 'TOKEN_AUDIENCE',
+  waypointImage: 'WAYPOINT_IMAGE',
+  waypointImagePullPolicy: 'WAYPOINT_IMAGE_PULL_POLICY',
+  serviceAddress: 'CONTROL_PLANE_SERVICE_ADDRESS',
 } as const;
 
+/** Where the objects and the node list come from. */
+export type ConfigSourceKind = 'files' | 'kubernetes';
+
+/** `CONFIG_SOURCE=kubernetes`: the API server and what the control plane needs to know of the cluster. */
+export interface KubernetesSettings {
+  /** A kubeconfig file; absent: the pod's own service account (in-cluster). */
+  readonly kubeconfig?: string;
+  /** This replica's name: its identity in the leader-election Lease. */
+  readonly podName: string;
+  readonly podNamespace: string;
+  readonly leaderElectionNamespace: string;
+  readonly leaderElectionLease: string;
+  /** The ztunnel DaemonSet's namespace and service account: what a node credential looks like. */
+  readonly ztunnelNamespace: string;
+  readonly ztunnelServiceAccount: string;
+  /** The audience TokenReview checks tokens against (the charts project tokens for it). */
+  readonly tokenAudience: string;
+  /** The image waypoint Deployments run; unset: no waypoint is deployed (Gateways say why). */
+  readonly waypointImage?: string;
+  readonly waypointImagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** `host:port` pods reach the control plane at (its Service), written into waypoint Deployments. */
+  readonly serviceAddress: string;
+}
+
 export interface ControlPlaneConfig {
-  /** A manifest file, or a directory of them (read recursively: *.yaml, *.yml, *.json). */
+  readonly configSource: ConfigSourceKind;
+  /** `files`: a manifest file, or a directory of them (read recursively: *.yaml, *.yml, *.json); '' otherwise. */
   readonly manifestsPath: string;
   /** Quiet time after a change under the manifests path before it is read (writers save in steps). */
   readonly manifestsDebounceMs: number;
+  /** `files`: the node list with per-node tokens; '' otherwise. */
   readonly nodesFile: string;
+  /** Set with `CONFIG_SOURCE=kubernetes`. */
+  readonly kubernetes?: KubernetesSettings;
   readonly caCertFile: string;
   readonly caKeyFile: string;
   readonly caChainFile?: string;
@@ -77,7 +118,14 @@ const DEFAULTS = {
   // and it resyncs on reconnect.
   slowClientSeconds: 30,
   logLevel: 'info',
+  configSource: 'files',
+  // Istio's names: the chart's Lease, the ztunnel DaemonSet's account, istiod's token audience.
+  leaderElectionLease: 'ambient-control-plane',
+  ztunnelServiceAccount: 'ztunnel',
+  tokenAudience: 'istio-ca',
 } as const;
+
+const CONFIG_SOURCES: readonly ConfigSourceKind[] = ['files', 'kubernetes'];
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
 
@@ -122,18 +170,54 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   const trustDomain = str(ENV.trustDomain, DEFAULTS.trustDomain);
   if (!TRUST_DOMAIN_RE.test(trustDomain)) problems.push(`${ENV.trustDomain}=${JSON.stringify(trustDomain)} may only hold lowercase letters, digits, '.', '-' and '_'`);
   const address = ip(ENV.address, DEFAULTS.address);
+  const configSource = str(ENV.configSource, DEFAULTS.configSource) as ConfigSourceKind;
+  if (!CONFIG_SOURCES.includes(configSource)) problems.push(`${ENV.configSource}=${JSON.stringify(configSource)} is not one of ${CONFIG_SOURCES.join(', ')}`);
+  const kube = configSource === 'kubernetes';
+  if (kube) {
+    for (const name of [ENV.manifests, ENV.nodesFile]) {
+      if (opt(name) !== undefined) problems.push(`${name} is for ${ENV.configSource}=files; with kubernetes, objects and nodes come from the api server (unset it)`);
+    }
+  }
+  const rootNamespace = str(ENV.rootNamespace, DEFAULTS.rootNamespace);
+  let kubernetes: KubernetesSettings | undefined;
+  if (kube) {
+    const podNamespace = str(ENV.podNamespace, rootNamespace);
+    const kubeconfig = opt(ENV.kubeconfig);
+    const waypointImage = opt(ENV.waypointImage);
+    const pullPolicy = opt(ENV.waypointImagePullPolicy);
+    if (pullPolicy !== undefined && !['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) {
+      problems.push(`${ENV.waypointImagePullPolicy}=${JSON.stringify(pullPolicy)} is not one of Always, IfNotPresent, Never`);
+    }
+    const serviceAddress = str(ENV.serviceAddress, `istiod.${podNamespace}.svc:${PORTS.controlPlane}`);
+    if (!/^[^:\s]+:\d{1,5}$/.test(serviceAddress)) problems.push(`${ENV.serviceAddress}=${JSON.stringify(serviceAddress)} is not host:port (e.g. istiod.istio-system.svc:15012)`);
+    kubernetes = Object.freeze({
+      ...(kubeconfig !== undefined ? { kubeconfig } : {}),
+      ...(waypointImage !== undefined ? { waypointImage } : {}),
+      ...(pullPolicy !== undefined ? { waypointImagePullPolicy: pullPolicy as 'Always' | 'IfNotPresent' | 'Never' } : {}),
+      serviceAddress,
+      podName: str(ENV.podName),
+      podNamespace,
+      leaderElectionNamespace: str(ENV.leaderElectionNamespace, podNamespace),
+      leaderElectionLease: str(ENV.leaderElectionLease, DEFAULTS.leaderElectionLease),
+      ztunnelNamespace: str(ENV.ztunnelNamespace, podNamespace),
+      ztunnelServiceAccount: str(ENV.ztunnelServiceAccount, DEFAULTS.ztunnelServiceAccount),
+      tokenAudience: str(ENV.tokenAudience, DEFAULTS.tokenAudience),
+    });
+  }
   const caChainFile = opt(ENV.caChainFile);
   const trustBundleFile = opt(ENV.trustBundleFile);
   const cfg: ControlPlaneConfig = {
-    manifestsPath: str(ENV.manifests),
+    configSource,
+    manifestsPath: kube ? '' : str(ENV.manifests),
     manifestsDebounceMs: positive(ENV.manifestsDebounceMs, DEFAULTS.manifestsDebounceMs, true),
-    nodesFile: str(ENV.nodesFile),
+    nodesFile: kube ? '' : str(ENV.nodesFile),
+    ...(kubernetes ? { kubernetes } : {}),
     caCertFile: str(ENV.caCertFile),
     caKeyFile: str(ENV.caKeyFile),
     ...(caChainFile !== undefined ? { caChainFile } : {}),
     ...(trustBundleFile !== undefined ? { trustBundleFile } : {}),
     trustDomain,
-    rootNamespace: str(ENV.rootNamespace, DEFAULTS.rootNamespace),
+    rootNamespace,
     address,
     port: port(ENV.port, PORTS.controlPlane),
     adminAddress: ip(ENV.adminAddress, DEFAULTS.adminAddress),

@@ -109,6 +109,7 @@ export class ControlPlane {
   readonly #secrets: SecretManager;
   readonly #identity: string;
   #closing: Promise<void> | undefined;
+  readonly #configListeners = new Set<() => void>();
 
   private constructor(inputs: ControlPlaneInputs) {
     this.#in = inputs;
@@ -186,6 +187,12 @@ export class ControlPlane {
   /** Problems of the objects as read and as converted. */
   problems(): ObjectProblem[] {
     return [...this.#source.problems(), ...this.#conversionProblems];
+  }
+
+  /** Called after every conversion (the status writer compares statuses then). */
+  onConfig(listener: () => void): () => void {
+    this.#configListeners.add(listener);
+    return () => this.#configListeners.delete(listener);
   }
 
   /** The raw resources waypoints read, as of the last conversion. */
@@ -407,6 +414,7 @@ export class ControlPlane {
     for (const o of w.authorizationPolicies) specs.set(`waypointPolicies/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
     for (const o of w.httpRoutes) specs.set(`httpRoutes/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
     for (const o of w.virtualServices) specs.set(`virtualServices/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
+    for (const o of w.destinationRules) specs.set(`destinationRules/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
     const delta = this.state.update(result.config, (kind, key) => specs.get(`${kind}/${key}`));
     this.hub.publish(delta);
     this.metrics.convertDuration.observe((performance.now() - started) / 1000);
@@ -420,6 +428,7 @@ export class ControlPlane {
       const changed = Object.fromEntries([...delta.changed].map(([k, v]) => [k, v.size]));
       this.#log.info({ version: delta.to, seq: delta.seq, changed, duration_ms: Math.round(performance.now() - started), proxies: this.hub.size }, 'configuration published');
     }
+    for (const l of this.#configListeners) l();
   }
 
   #status(): unknown {

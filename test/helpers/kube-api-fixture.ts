@@ -38,6 +38,21 @@
  * Client authentication: every request must carry `authorization: Bearer <fixture.token>` (401
  * otherwise), so a test proves the kubeconfig's credentials are sent.
  *
+ * Port-forward: `GET /api/v1/namespaces/<ns>/pods/<name>/portforward?ports=P[,Q]` as a WebSocket
+ * upgrade, the way the API server and kubelet serve it (kubelet `cri/streaming/portforward/
+ * websocket.go`, apiserver `util/wsstream/conn.go`). Subprotocol `v4.channel.k8s.io` (or none, the
+ * legacy binary form; the first offered one the server supports wins; `v4.base64.channel.k8s.io`
+ * is not served, so a client offering only that gets 403 as from a kubelet refusing the
+ * handshake). The pod must exist (404 otherwise) and `ports` must be given (400). Per port i,
+ * channel 2i carries data both ways and channel 2i+1 errors to the client; every WebSocket message
+ * starts with its channel byte; the first message on each channel is the port, 2 bytes
+ * little-endian. Each port gets one TCP connection to the target the test registered with
+ * `setPortForward` (standing for `localhost:<port>` inside the pod); when it cannot be connected
+ * (or none is registered) the error channel gets kubelet's `error forwarding port P to pod ...`
+ * text. When every port's connection has closed, the WebSocket is closed (as the kubelet does);
+ * when the client closes the WebSocket, the connections are closed. The request is logged with
+ * verb `get`, resource `pods`, subresource `portforward`.
+ *
  * ## Test controls (stable API; other test files rely on it)
  * - `KubeApiFixture.start({ host })` → `fixture.url`, `fixture.token`; `close()`.
  * - `writeKubeconfig(path)` (or the free function `writeKubeconfig(path, fixture)`): a kubeconfig
@@ -47,16 +62,20 @@
  * - `resourceVersion`: the current counter. `compact()`: forget the history (older watches get 410).
  * - `bookmark()`: a BOOKMARK to every open watch that allowed them; returns how many got one.
  * - `dropWatches(filter?)`: destroys open watch connections (a network drop); returns how many.
- * - `openWatches(filter?)`: how many watches are open.
- * - `failNext({ verb, resource, status, times })`: the next matching requests fail with a Status.
+ * - `openWatches(filter?)`: how many watches are open (of a `resource`, in a `namespace`).
+ * - `failNext({ verb, resource, subresource?, status, times })`: the next matching requests fail with
+ *   a Status (a port-forward upgrade too: `{ verb: 'get', resource: 'pods', subresource: 'portforward' }`).
  * - `requests`: every request (`{ method, path, verb, resource, namespace, name, query }`);
  *   `count({ verb, resource })` counts them (verb: list, watch, get, create, update, patch, delete).
  * - `setTokenReview(token, status)` / `deleteTokenReview(token)`.
+ * - `setPortForward(namespace, pod, port, target | undefined)`: where a port-forward to that pod's
+ *   port connects (`{ host, port }`); `portForwardConnections`: how many port connections opened.
  */
 import http from 'node:http';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as yaml from 'js-yaml';
 
 /** Identifies one object. `apiVersion` `v1` is core; `group/version` otherwise. */
@@ -154,9 +173,16 @@ interface OpenWatch {
   readonly kind: string;
 }
 
+/** Where a port-forward to one pod port connects: what the kubelet would reach as `localhost:<port>` in the pod. */
+export interface FixturePortForwardTarget {
+  readonly host: string;
+  readonly port: number;
+}
+
 interface Failure {
   readonly verb: FixtureVerb | 'any';
   readonly resource?: string;
+  readonly subresource?: string;
   readonly status: number;
   remaining: number;
 }
@@ -245,10 +271,15 @@ export class KubeApiFixture {
   readonly #watches = new Set<OpenWatch>();
   readonly #failures: Failure[] = [];
   readonly #reviews = new Map<string, FixtureTokenReview>();
+  /** `ns/pod:port` → target. */
+  readonly #forwards = new Map<string, FixturePortForwardTarget>();
+  readonly #forwardSockets = new Set<Duplex | net.Socket>();
+  #forwardConnections = 0;
 
   private constructor() {
     for (const r of KNOWN) this.#resources.set(`${r.group}/${r.plural}`, r);
     this.#server = http.createServer((req, res) => this.#handle(req, res));
+    this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.keepAliveTimeout = 1000;
   }
 
@@ -281,6 +312,8 @@ export class KubeApiFixture {
   async close(): Promise<void> {
     for (const w of this.#watches) w.res.destroy();
     this.#watches.clear();
+    for (const s of this.#forwardSockets) s.destroy();
+    this.#forwardSockets.clear();
     await new Promise<void>((r) => this.#server.close(() => r()));
     this.#server.closeAllConnections();
   }
@@ -364,13 +397,31 @@ export class KubeApiFixture {
     return n;
   }
 
-  openWatches(filter?: { resource?: string }): number {
-    return [...this.#watches].filter((w) => filter?.resource === undefined || w.resource === filter.resource).length;
+  openWatches(filter?: { resource?: string; namespace?: string }): number {
+    return [...this.#watches].filter((w) => (filter?.resource === undefined || w.resource === filter.resource) && (filter?.namespace === undefined || w.namespace === filter.namespace)).length;
   }
 
   /** The next `times` requests matching `verb` (and `resource`) fail with `status`. */
-  failNext(f: { verb: FixtureVerb | 'any'; resource?: string; status?: number; times?: number }): void {
-    this.#failures.push({ verb: f.verb, ...(f.resource !== undefined ? { resource: f.resource } : {}), status: f.status ?? 500, remaining: f.times ?? 1 });
+  failNext(f: { verb: FixtureVerb | 'any'; resource?: string; subresource?: string; status?: number; times?: number }): void {
+    this.#failures.push({
+      verb: f.verb,
+      ...(f.resource !== undefined ? { resource: f.resource } : {}),
+      ...(f.subresource !== undefined ? { subresource: f.subresource } : {}),
+      status: f.status ?? 500,
+      remaining: f.times ?? 1,
+    });
+  }
+
+  /** Where a port-forward to `namespace/pod:port` connects; `undefined` removes it (then nothing listens there). */
+  setPortForward(namespace: string, pod: string, port: number, target: FixturePortForwardTarget | undefined): void {
+    const key = `${namespace}/${pod}:${port}`;
+    if (target) this.#forwards.set(key, { ...target });
+    else this.#forwards.delete(key);
+  }
+
+  /** How many port connections port-forwards opened (one per port per WebSocket). */
+  get portForwardConnections(): number {
+    return this.#forwardConnections;
   }
 
   count(f: { verb?: FixtureRequest['verb']; resource?: string; subresource?: string }): number {
@@ -458,6 +509,141 @@ export class KubeApiFixture {
     }
   }
 
+  // ---- port-forward (WebSocket) -------------------------------------------------------------
+
+  /** An upgrade request: only `pods/<name>/portforward` over WebSocket is served (see the file comment). */
+  #upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const url = new URL(req.url ?? '/', 'http://fixture');
+    const query = Object.fromEntries(url.searchParams.entries());
+    const parsed = this.#parsePath(url.pathname);
+    const method = req.method ?? 'GET';
+    const verb: FixtureRequest['verb'] = parsed && method === 'GET' && parsed.name !== undefined ? 'get' : 'unknown';
+    this.requests.push({
+      method,
+      path: url.pathname,
+      verb,
+      query,
+      ...(parsed?.plural !== undefined ? { resource: parsed.plural } : {}),
+      ...(parsed?.subresource !== undefined ? { subresource: parsed.subresource } : {}),
+      ...(parsed?.namespace !== undefined ? { namespace: parsed.namespace } : {}),
+      ...(parsed?.name !== undefined ? { name: parsed.name } : {}),
+    });
+    const refuse = (code: number, reason: string, message: string) => {
+      const text = JSON.stringify(statusBody(code, reason, message));
+      socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+    };
+    if (req.headers.authorization !== `Bearer ${this.token}`) return refuse(401, 'Unauthorized', 'Unauthorized');
+    if (!parsed || verb !== 'get' || parsed.group !== '' || parsed.plural !== 'pods' || parsed.subresource !== 'portforward' || parsed.namespace === undefined) {
+      return refuse(404, 'NotFound', `the fixture serves no ${method} ${url.pathname} upgrade (only pods/<name>/portforward)`);
+    }
+    const failure = this.#failures.find((f) => f.remaining > 0 && (f.verb === 'any' || f.verb === 'get') && (f.resource === undefined || f.resource === 'pods') && (f.subresource === undefined || f.subresource === 'portforward'));
+    if (failure) {
+      failure.remaining--;
+      return refuse(failure.status, 'InternalError', `injected failure (${failure.status}) by the test`);
+    }
+    const pod = this.#objects.get('/pods')?.get(`${parsed.namespace}/${parsed.name}`);
+    if (!pod) return refuse(404, 'NotFound', `pods "${parsed.name}" not found`);
+    // kubelet's NewV4Options: every `ports` value, each a comma-separated list of 1-65535.
+    const portStrings = url.searchParams.getAll('ports');
+    if (portStrings.length === 0) return refuse(400, 'BadRequest', 'query parameter "ports" is required');
+    const ports: number[] = [];
+    for (const s of portStrings) {
+      if (s === '') return refuse(400, 'BadRequest', 'query parameter "ports" cannot be empty');
+      for (const p of s.split(',')) {
+        const n = /^\d+$/.test(p) ? Number(p) : NaN;
+        if (!(n >= 1 && n <= 65535)) return refuse(400, 'BadRequest', `unable to parse "${s}" as a port`);
+        ports.push(n);
+      }
+    }
+    const key = req.headers['sec-websocket-key'];
+    if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || typeof key !== 'string' || req.headers['sec-websocket-version'] !== '13') {
+      return refuse(400, 'BadRequest', 'the fixture serves port-forward over WebSocket (version 13) only, not SPDY');
+    }
+    // x/net/websocket's handshake: the client's protocols in its order, the first one supported wins.
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+    const supported = ['', 'v4.channel.k8s.io'];
+    const protocol = (offered.length ? offered : ['']).find((p) => supported.includes(p));
+    if (protocol === undefined) return refuse(403, 'Forbidden', `requested protocol(s) are not supported: ${JSON.stringify(offered)}; supports ["","v4.channel.k8s.io"]`);
+    const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n${protocol ? `sec-websocket-protocol: ${protocol}\r\n` : ''}\r\n`);
+    this.#forwardSession(socket, head, parsed.namespace, parsed.name!, String(pod.metadata.uid ?? ''), ports);
+  }
+
+  /** One WebSocket: a TCP connection per port, spliced to the port's data channel. */
+  #forwardSession(socket: Duplex, head: Buffer, namespace: string, podName: string, uid: string, ports: readonly number[]): void {
+    this.#forwardSockets.add(socket);
+    let closed = false;
+    const conns: Array<net.Socket | undefined> = [];
+    let open = ports.length;
+    const send = (opcode: number, payload: Buffer) => {
+      if (!closed && !socket.destroyed) socket.write(wsFrame(opcode, payload));
+    };
+    const sendChannel = (channel: number, data: Buffer) => send(0x2, Buffer.concat([Buffer.from([channel]), data]));
+    const closeWs = (code = 1000) => {
+      if (closed) return;
+      const b = Buffer.alloc(2);
+      b.writeUInt16BE(code);
+      send(0x8, b);
+      closed = true;
+      socket.end();
+      for (const c of conns) c?.destroy();
+    };
+    socket.on('close', () => {
+      closed = true;
+      this.#forwardSockets.delete(socket);
+      for (const c of conns) c?.destroy();
+    });
+    // kubelet: the port on each channel first, then the data; an error as text on the error channel.
+    for (const [i, port] of ports.entries()) {
+      const le = Buffer.alloc(2);
+      le.writeUInt16LE(port);
+      sendChannel(2 * i, le);
+      sendChannel(2 * i + 1, le);
+    }
+    const pairDone = () => {
+      if (--open === 0) closeWs();
+    };
+    for (const [i, port] of ports.entries()) {
+      const fail = (why: string) => {
+        sendChannel(2 * i + 1, Buffer.from(`error forwarding port ${port} to pod ${podName}_${namespace}, uid ${uid}: failed to connect to localhost:${port} inside the pod's network namespace: ${why}`));
+        pairDone();
+      };
+      const target = this.#forwards.get(`${namespace}/${podName}:${port}`);
+      if (!target) {
+        conns.push(undefined);
+        fail('connect: connection refused');
+        continue;
+      }
+      this.#forwardConnections++;
+      const c = net.connect({ host: target.host, port: target.port });
+      conns.push(c);
+      this.#forwardSockets.add(c);
+      let connected = false;
+      c.on('connect', () => (connected = true));
+      c.on('data', (d: Buffer) => sendChannel(2 * i, d));
+      c.on('error', (err: NodeJS.ErrnoException) => {
+        if (!connected) fail(`connect: ${err.code ?? err.message}`);
+      });
+      c.on('close', () => {
+        this.#forwardSockets.delete(c);
+        if (connected) pairDone();
+      });
+    }
+    const reader = new WsFrameReader((opcode, payload) => {
+      if (opcode === 0x8) return closeWs();
+      if (opcode === 0x9) return send(0xa, payload);
+      if (opcode !== 0x2 && opcode !== 0x1) return;
+      if (payload.length === 0) return;
+      // Only data channels are read (kubelet: ReadWriteChannel for data, WriteChannel for errors).
+      const channel = payload[0]!;
+      if (channel % 2 !== 0 || channel / 2 >= ports.length) return;
+      conns[channel / 2]?.write(payload.subarray(1));
+    }, (code) => closeWs(code));
+    socket.on('data', (d: Buffer) => reader.push(d));
+    if (head.length) reader.push(head);
+  }
+
   // ---- HTTP ---------------------------------------------------------------------------------
 
   #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -491,7 +677,9 @@ export class KubeApiFixture {
     };
     if (req.headers.authorization !== `Bearer ${this.token}`) return send(401, statusBody(401, 'Unauthorized', 'Unauthorized'));
     if (!parsed || verb === 'unknown') return send(404, statusBody(404, 'NotFound', `the fixture serves no ${method} ${url.pathname}`));
-    const failure = this.#failures.find((f) => f.remaining > 0 && (f.verb === 'any' || f.verb === verb) && (f.resource === undefined || f.resource === parsed.plural));
+    const failure = this.#failures.find(
+      (f) => f.remaining > 0 && (f.verb === 'any' || f.verb === verb) && (f.resource === undefined || f.resource === parsed.plural) && (f.subresource === undefined || f.subresource === parsed.subresource),
+    );
     if (failure) {
       failure.remaining--;
       return send(failure.status, statusBody(failure.status, 'InternalError', `injected failure (${failure.status}) by the test`));
@@ -683,6 +871,73 @@ export class KubeApiFixture {
         if (!prev) return notFound(p.name!);
         this.#delete(key, nsName(p.name!), prev);
         return send(200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name: p.name, kind: r.plural } });
+      }
+    }
+  }
+}
+
+/** One server-to-client WebSocket frame (FIN set, unmasked, RFC 6455 5.2). */
+function wsFrame(opcode: number, payload: Buffer): Buffer {
+  const n = payload.length;
+  let head: Buffer;
+  if (n < 126) head = Buffer.from([0x80 | opcode, n]);
+  else if (n < 65536) {
+    head = Buffer.from([0x80 | opcode, 126, 0, 0]);
+    head.writeUInt16BE(n, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[0] = 0x80 | opcode;
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(n), 2);
+  }
+  return Buffer.concat([head, payload]);
+}
+
+/** Client-to-server WebSocket frames → whole messages (fragments joined); unmasked frames are a protocol error (1002). */
+class WsFrameReader {
+  #buf = Buffer.alloc(0);
+  #fragments: Buffer[] = [];
+  #fragOpcode = 0;
+
+  constructor(
+    private readonly onMessage: (opcode: number, payload: Buffer) => void,
+    private readonly onProtocolError: (code: number) => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    this.#buf = Buffer.concat([this.#buf, chunk]);
+    for (;;) {
+      const b = this.#buf;
+      if (b.length < 2) return;
+      const fin = (b[0]! & 0x80) !== 0;
+      const opcode = b[0]! & 0x0f;
+      const masked = (b[1]! & 0x80) !== 0;
+      let len = b[1]! & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (b.length < 4) return;
+        len = b.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (b.length < 10) return;
+        len = Number(b.readBigUInt64BE(2));
+        off = 10;
+      }
+      if (!masked) return this.onProtocolError(1002);
+      if (b.length < off + 4 + len) return;
+      const mask = b.subarray(off, off + 4);
+      const payload = Buffer.from(b.subarray(off + 4, off + 4 + len));
+      for (let i = 0; i < payload.length; i++) payload[i]! ^= mask[i % 4]!;
+      this.#buf = b.subarray(off + 4 + len);
+      if (opcode >= 0x8) this.onMessage(opcode, payload);
+      else {
+        if (opcode !== 0) this.#fragOpcode = opcode;
+        this.#fragments.push(payload);
+        if (fin) {
+          const whole = Buffer.concat(this.#fragments);
+          this.#fragments = [];
+          this.onMessage(this.#fragOpcode, whole);
+        }
       }
     }
   }

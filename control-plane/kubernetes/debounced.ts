@@ -1,0 +1,63 @@
+/**
+ * A task that runs after a quiet time, one run at a time: a change during a run schedules one
+ * more run after it, never a second concurrent one. The status writer and the waypoint
+ * controller are both "compare everything, write the differences" passes of this shape, active
+ * only on the leader.
+ */
+export class DebouncedTask {
+  #active = false;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+
+  /**
+   * @example
+   * const task = new DebouncedTask(() => writer.compareAndWrite(), 200);
+   * task.setActive(true); // on becoming the leader: runs once
+   * task.schedule();      // on every change
+   */
+  constructor(
+    private readonly body: () => Promise<void>,
+    private readonly debounceMs: number,
+  ) {}
+
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** Inactive: nothing is scheduled and a pending run is dropped (a run under way finishes). */
+  setActive(active: boolean): void {
+    this.#active = active;
+    if (active) this.schedule();
+    else {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  /** Runs after the quiet time (or `delayMs`), unless a run is already scheduled. */
+  schedule(delayMs = this.debounceMs): void {
+    if (!this.#active || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.run();
+    }, delayMs);
+    this.#timer.unref?.();
+  }
+
+  /** Runs now, or, when a run is under way, once more after it; resolves when the current run ends. */
+  run(): Promise<void> {
+    if (this.#running) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = (this.#active ? this.body() : Promise.resolve()).finally(() => {
+      this.#running = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.schedule();
+      }
+    });
+    return this.#running;
+  }
+}

@@ -1,0 +1,324 @@
+/**
+ * The control plane with CONFIG_SOURCE=kubernetes against the kube-api-fixture (an in-memory API
+ * server speaking list/watch/status/leases/TokenReview; a fixture, not a cluster): real CA, real
+ * TLS/HTTP/2 discovery and CA clients, the node agent's desired-state source. Addresses: 127.0.16.x.
+ */
+import t from 'tap';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import { CertificateAuthority } from '../../../core/identity/ca.js';
+import { generateKeyAndCsr } from '../../../core/identity/csr.js';
+import { CaRequestError } from '../../../core/identity/remote-ca-client.js';
+import { connectControlPlane, type ControlPlaneClient } from '../../../core/config/control-plane-client.js';
+import { silentLogger } from '../../../core/telemetry/log.js';
+import type { MeshConfig } from '../../../core/model/types.js';
+import { loadConfig } from '../../../control-plane/config.js';
+import { KubeConfigApi } from '../../../control-plane/kubernetes/api.js';
+import { startClusterControlPlane, type ClusterControlPlane } from '../../../control-plane/kubernetes/cluster.js';
+import { ControlPlaneDesiredStateSource } from '../../../cni-plugin/agent/desired-control-plane.js';
+import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
+import { KubeApiFixture, type FixtureRef } from '../../helpers/kube-api-fixture.js';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { Service } from 'kubernetes-models/v1/Service';
+import { waitFor } from '../helpers.js';
+
+const HOST = '127.0.16.1';
+const dir = t.testdir();
+const api = await KubeApiFixture.start({ host: HOST });
+t.teardown(() => api.close());
+const kubeconfig = join(dir, 'kubeconfig');
+await api.writeKubeconfig(kubeconfig);
+const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
+await ca.save(dir);
+const rootsPem = [ca.rootCertPem];
+
+// ---- the cluster as the fixture holds it ----
+
+const ns = (name: string, labels: Record<string, string> = {}) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
+const node = (name: string) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name } });
+const pod = (name: string, o: { ns: string; node: string; ip: string; sa: string; labels?: Record<string, string> }) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: o.ns, labels: o.labels ?? { app: name } },
+  spec: { nodeName: o.node, serviceAccountName: o.sa, containers: [{ name: 'main', image: 'app' }] },
+  status: { phase: 'Running', podIP: o.ip, podIPs: [{ ip: o.ip }], conditions: [{ type: 'Ready', status: 'True' }] },
+});
+const sa = (name: string, namespace: string) => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } });
+const nsRef = (name: string): FixtureRef => ({ apiVersion: 'v1', kind: 'Namespace', name });
+
+api.apply(ns('istio-system'));
+api.apply(ns('apps'));
+for (const n of ['node-1', 'node-2']) api.apply(node(n));
+api.apply(sa('ztunnel', 'istio-system'));
+api.apply(pod('ztunnel-a', { ns: 'istio-system', node: 'node-1', ip: '127.0.16.11', sa: 'ztunnel' }));
+api.apply(pod('ztunnel-b', { ns: 'istio-system', node: 'node-2', ip: '127.0.16.12', sa: 'ztunnel' }));
+api.apply(sa('web', 'apps'));
+api.apply(sa('db', 'apps'));
+api.apply(pod('web-1', { ns: 'apps', node: 'node-1', ip: '10.1.0.5', sa: 'web' }));
+api.apply(pod('db-1', { ns: 'apps', node: 'node-2', ip: '10.2.0.5', sa: 'db' }));
+
+/** A projected token bound to a pod, as the API server's TokenReview describes it. */
+function boundToken(token: string, podName: string, namespace: string, serviceAccount: string): void {
+  const p = api.get({ apiVersion: 'v1', kind: 'Pod', namespace, name: podName }) as { metadata: { uid: string } } | undefined;
+  api.setTokenReview(token, {
+    authenticated: true,
+    audiences: ['istio-ca'],
+    user: {
+      username: `system:serviceaccount:${namespace}:${serviceAccount}`,
+      extra: { 'authentication.kubernetes.io/pod-name': [podName], 'authentication.kubernetes.io/pod-uid': [p!.metadata.uid] },
+    },
+  });
+}
+const tokens = { node1: 'token-of-ztunnel-a-0123456789', node2: 'token-of-ztunnel-b-0123456789' };
+boundToken(tokens.node1, 'ztunnel-a', 'istio-system', 'ztunnel');
+boundToken(tokens.node2, 'ztunnel-b', 'istio-system', 'ztunnel');
+
+function configFor(podName: string) {
+  return loadConfig({
+    CONFIG_SOURCE: 'kubernetes',
+    KUBECONFIG: kubeconfig,
+    POD_NAME: podName,
+    POD_NAMESPACE: 'istio-system',
+    CA_CERT_FILE: join(dir, 'root-cert.pem'),
+    CA_KEY_FILE: join(dir, 'root-key.pem'),
+    LISTEN_ADDRESS: HOST,
+    CONTROL_PLANE_PORT: '0',
+    ADMIN_PORT: '0',
+    METRICS_PORT: '0',
+    READINESS_PORT: '0',
+    LOG_LEVEL: 'silent',
+    WAYPOINT_IMAGE: 'registry.example/ambient-mesh:test',
+  });
+}
+
+async function startReplica(podName: string): Promise<ClusterControlPlane> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const cluster = await startClusterControlPlane({
+    config: configFor(podName),
+    logger: silentLogger,
+    api: new KubeConfigApi(kc),
+    informerTimings: { initialBackoffMs: 20, maxBackoffMs: 100 },
+    leaderTimings: { leaseDurationSeconds: 2, renewDeadlineMs: 1000, retryPeriodMs: 100 },
+    statusDebounceMs: 20,
+  });
+  t.teardown(() => cluster.close());
+  return cluster;
+}
+
+const cluster = await startReplica('cp-0');
+const cpAddress = { host: HOST, port: cluster.controlPlane.addresses.server.port };
+
+/** A node's client (what ztunnel and the node agent run), with its bearer token. */
+function client(nodeName: string, token: string): ControlPlaneClient {
+  const c = connectControlPlane({
+    address: cpAddress,
+    nodeName,
+    trustDomain: 'cluster.local',
+    token: async () => token,
+    rootsPem,
+    logger: silentLogger,
+    discovery: { initialBackoffMs: 50, maxBackoffMs: 300, pingIntervalMs: 1000, pingTimeoutMs: 1000 },
+    secrets: { initialBackoffMs: 50, maxBackoffMs: 300 },
+  });
+  t.teardown(() => {
+    c.certificates.close();
+    return c.configSource.close();
+  });
+  return c;
+}
+
+async function sign(c: ControlPlaneClient, identity: string): Promise<'signed' | string> {
+  const { csrPem } = await generateKeyAndCsr(identity);
+  try {
+    await c.caClient.sign(csrPem, identity);
+    return 'signed';
+  } catch (err) {
+    return err instanceof CaRequestError ? `${err.status}` : String(err);
+  }
+}
+
+const node1 = client('node-1', tokens.node1);
+const node2 = client('node-2', tokens.node2);
+let mesh1: MeshConfig | undefined;
+await node1.configSource.start((cfg) => (mesh1 = cfg));
+
+t.test('nodes and their ztunnel addresses come from Node objects and the ztunnel pods', async (t) => {
+  t.same(
+    cluster.controlPlane.nodes.map((n) => `${n.name}=${n.ztunnelAddress}:${n.hbonePort}`),
+    ['node-1=127.0.16.11:15008', 'node-2=127.0.16.12:15008'],
+  );
+});
+
+t.test("a namespace labelled through the api enrols its pods in the node agent's desired state", async (t) => {
+  const agentStream = client('node-1', tokens.node1);
+  const agent = new ControlPlaneDesiredStateSource({ configSource: agentStream.configSource, nodeName: 'node-1', describe: 'test', logger: silentLogger });
+  let desired: DesiredState | undefined;
+  await agent.start((s) => (desired = s));
+  t.teardown(() => agent.close());
+  const web = () => desired?.pods.find((p) => p.name === 'web-1');
+  t.equal(web()?.ambient, false, 'not in the mesh before the label');
+  t.notOk(desired?.pods.some((p) => p.name === 'db-1'), "another node's pod is not this agent's");
+  api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/dataplane-mode': 'ambient' } } });
+  await waitFor(() => web()?.ambient === true, 'web-1 enrolled after the namespace label');
+  t.same(web()?.ips, ['10.1.0.5']);
+});
+
+t.test("a pod added on node-1 reaches node-1's ztunnel, and only node-1's ztunnel may get its identity", async (t) => {
+  api.apply(sa('pay', 'apps'));
+  api.apply(pod('pay-1', { ns: 'apps', node: 'node-1', ip: '10.1.0.9', sa: 'pay' }));
+  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'pay-1' && w.protocol === 'HBONE') === true, 'pay-1 in node-1 ztunnel config');
+  const w = mesh1!.workloads.find((x) => x.name === 'pay-1')!;
+  t.equal(w.node, 'node-1');
+  const id = 'spiffe://cluster.local/ns/apps/sa/pay';
+  t.equal(await sign(node1, id), 'signed', "node-1's ztunnel gets the identity of a pod on its node");
+  t.equal(await sign(node2, id), '403', "node-2's ztunnel is refused it");
+  t.equal(await sign(node2, 'spiffe://cluster.local/ns/apps/sa/db'), 'signed', 'node-2 gets its own pods');
+});
+
+t.test('a token the api server does not vouch for, or not bound to a pod, gets nothing', async (t) => {
+  t.equal(await sign(client('node-1', 'a-token-nobody-issued-0000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401');
+  api.setTokenReview('legacy-secret-token-0000000', { authenticated: true, user: { username: 'system:serviceaccount:istio-system:ztunnel' } });
+  t.equal(await sign(client('node-1', 'legacy-secret-token-0000000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401', 'no bound pod: its node is unknown');
+  api.setTokenReview('wrong-audience-token-000000', { authenticated: true, audiences: ['kubernetes'], user: { username: 'system:serviceaccount:istio-system:ztunnel', extra: { 'authentication.kubernetes.io/pod-name': ['ztunnel-a'] } } });
+  t.equal(await sign(client('node-1', 'wrong-audience-token-000000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401', 'a token for another audience');
+  const req = api.requests.filter((r) => r.verb === 'tokenreview');
+  t.ok(req.length >= 3, 'each was asked of the api server');
+});
+
+t.test("a waypoint's own token obtains its own identity only", async (t) => {
+  api.apply(sa('wp', 'apps'));
+  api.apply({ ...pod('wp-0', { ns: 'apps', node: 'node-1', ip: '10.1.0.20', sa: 'wp', labels: { 'gateway.networking.k8s.io/gateway-name': 'wp' } }) });
+  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'wp-0') === true, 'the waypoint pod');
+  boundToken('token-of-waypoint-pod-00000', 'wp-0', 'apps', 'wp');
+  const wp = client('node-1', 'token-of-waypoint-pod-00000');
+  t.equal(await sign(wp, 'spiffe://cluster.local/ns/apps/sa/wp'), 'signed');
+  t.equal(await sign(wp, 'spiffe://cluster.local/ns/apps/sa/web'), '403', "not another workload's on the same node");
+});
+
+t.test('a dropped watch resumes without a re-list; a 410 re-lists', async (t) => {
+  const lists = () => api.count({ verb: 'list', resource: 'pods' });
+  await waitFor(() => api.openWatches({ resource: 'pods' }) >= 1, 'the pod watch');
+  const before = lists();
+  t.ok(api.dropWatches({ resource: 'pods' }) >= 1, 'dropped');
+  api.apply(pod('late-1', { ns: 'apps', node: 'node-1', ip: '10.1.0.30', sa: 'web' }));
+  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'late-1') === true, 'a pod created while the watch was down');
+  t.equal(lists(), before, 'no list: the watch resumed from its resourceVersion');
+  api.apply(sa('bump', 'apps')); // the pod informer's resourceVersion falls behind the compaction point
+  api.compact();
+  api.dropWatches({ resource: 'pods' });
+  api.apply(pod('late-2', { ns: 'apps', node: 'node-1', ip: '10.1.0.31', sa: 'web' }));
+  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'late-2') === true, 'a pod created after compaction');
+  t.ok(lists() > before, 'the expired resourceVersion (410) made it list again');
+});
+
+const apRef: FixtureRef = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', namespace: 'apps', name: 'deny-web' };
+type WithConditions = { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } };
+
+t.test('an invalid AuthorizationPolicy gets a status with the reason; fixing it flips it', async (t) => {
+  api.apply({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-web', namespace: 'apps' }, spec: { action: 'MAYBE', selector: { matchLabels: { app: 'web-1' } }, rules: [{ from: [{ source: { namespaces: ['other'] } }] }] } });
+  const cond = () => (api.get(apRef) as WithConditions | undefined)?.status?.conditions?.[0];
+  await waitFor(() => cond()?.status === 'False', 'a rejected status');
+  t.match(cond(), { type: 'ZtunnelAccepted', status: 'False', reason: 'Invalid', message: /spec\.action/ });
+  t.notOk(mesh1?.authorizationPolicies.some((p) => p.name === 'deny-web'), 'the invalid policy reaches no ztunnel');
+  api.patch(apRef, { spec: { action: 'DENY' } });
+  await waitFor(() => cond()?.status === 'True', 'an accepted status');
+  t.match(cond(), { type: 'ZtunnelAccepted', status: 'True', reason: 'Accepted' });
+  await waitFor(() => mesh1?.authorizationPolicies.some((p) => p.name === 'deny-web') === true, 'the fixed policy reaches ztunnel');
+  const writes = api.count({ verb: 'patch', resource: 'authorizationpolicies' });
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(api.count({ verb: 'patch', resource: 'authorizationpolicies' }), writes, 'an unchanged status is not written again');
+});
+
+t.test('HTTPRoute status: one parent entry per parentRef with Accepted and ResolvedRefs', async (t) => {
+  api.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'apps' }, spec: { clusterIP: '10.96.0.10', selector: { app: 'web-1' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+  const ref: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', namespace: 'apps', name: 'web' };
+  api.apply({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'web', namespace: 'apps' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [{ backendRefs: [{ name: 'missing', port: 80 }] }] },
+  });
+  type Parents = { status?: { parents?: Array<{ controllerName: string; parentRef: { name: string }; conditions: Array<{ type: string; status: string; reason: string; message: string }> }> } };
+  const parents = () => (api.get(ref) as Parents | undefined)?.status?.parents;
+  await waitFor(() => parents()?.[0]?.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'False') === true, 'the route status');
+  t.match(parents(), [
+    {
+      controllerName: 'istio.io/mesh-controller',
+      parentRef: { name: 'web' },
+      conditions: [
+        { type: 'Accepted', status: 'True' },
+        { type: 'ResolvedRefs', status: 'False', reason: 'BackendNotFound', message: /backend apps\/missing not found/ },
+      ],
+    },
+  ]);
+});
+
+t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root ConfigMap; Programmed follows readiness', async (t) => {
+  const gwRef: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', namespace: 'apps', name: 'waypoint' };
+  api.apply({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'waypoint', namespace: 'apps', labels: { 'istio.io/waypoint-for': 'service' } },
+    spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  });
+  const ref = (apiVersion: string, kind: string, name = 'waypoint'): FixtureRef => ({ apiVersion, kind, namespace: 'apps', name });
+  const deployment = () => api.get(ref('apps/v1', 'Deployment')) as Record<string, any> | undefined;
+  await waitFor(() => deployment() !== undefined && api.get(ref('v1', 'ConfigMap', 'istio-ca-root-cert')) !== undefined, 'the derived objects');
+  const gwUid = (api.get(gwRef) as { metadata: { uid: string } }).metadata.uid;
+  for (const kind of ['ServiceAccount', 'Service', 'Deployment']) {
+    const o = api.get(ref(kind === 'Deployment' ? 'apps/v1' : 'v1', kind)) as { metadata: { ownerReferences: unknown[]; labels: Record<string, string> } } | undefined;
+    t.match(o?.metadata.ownerReferences, [{ kind: 'Gateway', name: 'waypoint', uid: gwUid, controller: true }], `${kind} is owned by the Gateway (deleted with it)`);
+    t.equal(o?.metadata.labels['gateway.networking.k8s.io/gateway-name'], 'waypoint');
+  }
+  const d = deployment()!;
+  t.doesNotThrow(() => new Deployment(d as never).validate(), 'the Deployment validates against the Kubernetes schema');
+  t.doesNotThrow(() => new Service(api.get(ref('v1', 'Service')) as never).validate(), 'the Service too');
+  const c = d.spec.template.spec.containers[0];
+  t.equal(c.image, 'registry.example/ambient-mesh:test');
+  t.same(c.command, ['node', 'dist/waypoint/main.js']);
+  const env = Object.fromEntries(c.env.map((e: { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }) => [e.name, e.value ?? e.valueFrom?.fieldRef.fieldPath]));
+  t.match(env, { WAYPOINT_NAME: 'waypoint', SERVICE_ACCOUNT: 'waypoint', POD_NAMESPACE: 'metadata.namespace', WAYPOINT_ADDRESS: 'status.podIP', CONTROL_PLANE_ADDRESS: 'istiod.istio-system.svc:15012' });
+  t.equal(d.spec.template.metadata.labels['istio.io/dataplane-mode'], 'none', "the waypoint's own traffic is not captured");
+  t.match((api.get(ref('v1', 'ConfigMap', 'istio-ca-root-cert')) as unknown as { data: Record<string, string> }).data['root-cert.pem'], /BEGIN CERTIFICATE/);
+
+  type GwStatus = { status?: { addresses?: Array<{ value: string }>; conditions?: Array<{ type: string; status: string; reason: string }> } };
+  const gw = () => api.get(gwRef) as GwStatus;
+  const programmed = () => gw().status?.conditions?.find((x) => x.type === 'Programmed');
+  await waitFor(() => programmed()?.reason === 'Pending', 'Programmed False while nothing is ready');
+  t.match(gw().status?.conditions, [{ type: 'Accepted', status: 'True' }, { type: 'Programmed', status: 'False' }]);
+  // What the API server and the Deployment controller would do: a cluster IP, then a ready pod.
+  api.patch(ref('v1', 'Service'), { spec: { clusterIP: '10.96.0.50' } });
+  api.patch(ref('apps/v1', 'Deployment'), { status: { replicas: 1, readyReplicas: 1 } });
+  await waitFor(() => programmed()?.status === 'True', 'Programmed True once a replica is ready');
+  t.same(gw().status?.addresses, [{ type: 'IPAddress', value: '10.96.0.50' }]);
+
+  api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': 'waypoint' } } });
+  await waitFor(() => mesh1?.services.find((x) => x.name === 'web')?.waypoint?.address === '10.96.0.50', 'services of the namespace go through the waypoint');
+
+  const writes = cluster.waypoints.stats.writes;
+  api.remove(ref('apps/v1', 'Deployment'));
+  await waitFor(() => deployment() !== undefined, 'a deleted Deployment is put back');
+  t.ok(cluster.waypoints.stats.writes > writes);
+  api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': null } } });
+});
+
+t.test('two replicas: one leader writes status; when it leaves, the other takes over', async (t) => {
+  const second = await startReplica('cp-1');
+  await waitFor(() => cluster.elector.isLeader, 'the first replica leads');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(second.elector.isLeader, false, 'the second waits while the lease is held');
+  const lease = api.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: 'istio-system', name: 'ambient-control-plane' }) as unknown as { spec: { holderIdentity: string } };
+  t.equal(lease.spec.holderIdentity, 'cp-0');
+  const before = second.status.stats.writes;
+  await cluster.close();
+  await waitFor(() => second.elector.isLeader, 'the second replica takes the released lease', 3000);
+  // The new leader compares everything once; statuses are already right, so it writes nothing.
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(second.status.stats.writes, before, 'nothing to rewrite');
+  api.patch(apRef, { spec: { action: 'BOGUS' } });
+  const cond = () => (api.get(apRef) as WithConditions | undefined)?.status?.conditions?.[0];
+  await waitFor(() => cond()?.status === 'False', 'the new leader writes the rejection');
+  t.ok(second.status.stats.writes > before);
+});
