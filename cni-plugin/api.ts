@@ -111,7 +111,16 @@ export interface AgentState {
       readonly excludePorts: readonly number[];
     };
   };
-  readonly ztunnel: { readonly cgroup: string; readonly attached: boolean; readonly error?: string };
+  /**
+   * `cgroup`: ZTUNNEL_CGROUP as configured (a path, or `auto`); `cgroups`: where ztunnel runs now
+   * (two during a rolling update) and whether each carries the hooks; `attached`: all of them do.
+   */
+  readonly ztunnel: {
+    readonly cgroup: string;
+    readonly attached: boolean;
+    readonly error?: string;
+    readonly cgroups: ReadonlyArray<{ readonly cgroup: string; readonly attached: boolean; readonly error?: string }>;
+  };
   readonly desired: {
     readonly source: string;
     readonly loadedAt?: string;

@@ -27,6 +27,8 @@ export const ENV = {
   certTtlSeconds: 'WORKLOAD_CERT_TTL_SECONDS',
   redirectionCheck: 'REDIRECTION_CHECK',
   redirectionWaitSeconds: 'REDIRECTION_WAIT_SECONDS',
+  handover: 'HANDOVER',
+  handoverTimeoutSeconds: 'HANDOVER_TIMEOUT_SECONDS',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -60,6 +62,14 @@ export interface ZtunnelConfig {
   /** With outbound capture on: wait for the eBPF getsockname hook on ztunnel's cgroup (`bpftool`), or trust it is there (`off`). */
   readonly redirectionCheck: 'bpftool' | 'off';
   readonly redirectionWaitMs: number;
+  /**
+   * Rolling-update handover (ztunnel/handover.ts): when a port is taken at start, ask the previous
+   * ztunnel on the same address to drain and take over its ports; and, drained through
+   * /quitquitquit, stay (not ready, no listeners) until SIGTERM instead of exiting, so the kubelet
+   * does not restart this container into a handover of its own.
+   */
+  readonly handover: boolean;
+  readonly handoverTimeoutMs: number;
   readonly logLevel: LogLevel;
 }
 
@@ -78,6 +88,9 @@ const DEFAULTS = {
   logLevel: 'info',
   // The node agent may start after ztunnel; give it this long to attach the hooks.
   redirectionWaitSeconds: 60,
+  // The previous ztunnel closes its listeners as soon as it is asked; this only bounds a holder
+  // that never answers (admin off or elsewhere, not a ztunnel at all).
+  handoverTimeoutSeconds: 30,
 } as const;
 
 
@@ -123,6 +136,9 @@ export function loadConfig(envRecord: Readonly<Record<string, string | undefined
     logLevel,
     redirectionCheck,
     redirectionWaitMs: positive(ENV.redirectionWaitSeconds, DEFAULTS.redirectionWaitSeconds) * 1000,
+    // Off by default: outside a DaemonSet rolling update, a taken port is a mistake to report, not a process to stop.
+    handover: env.oneOf(ENV.handover, ['true', 'false'] as const, 'false') === 'true',
+    handoverTimeoutMs: positive(ENV.handoverTimeoutSeconds, DEFAULTS.handoverTimeoutSeconds) * 1000,
   };
   const bound = [cfg.outboundPort, cfg.inboundPort, cfg.socks5Port].filter((p) => p !== 0);
   if (new Set(bound).size !== bound.length) {

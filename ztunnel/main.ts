@@ -64,7 +64,15 @@ async function main(): Promise<void> {
       certificates,
       ...(config.redirectionCheck === 'bpftool' ? { checkRedirection: () => checkRedirection() } : {}),
     });
+    let signalled: string | undefined;
+    let drained = false;
     const stop = (signal: string) => {
+      signalled = signal;
+      // Already drained (handed over, waiting): nothing is left to finish.
+      if (drained) {
+        logger.info({ signal }, 'exiting after a handover');
+        process.exit(0);
+      }
       logger.info({ signal }, 'shutdown requested');
       zt.shutdown().catch((err: Error) => {
         logger.error({ err }, 'shutdown failed');
@@ -75,6 +83,15 @@ async function main(): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
     // Signals and /quitquitquit drain through the same path.
     await zt.stopped;
+    drained = true;
+    if (config.handover && signalled === undefined) {
+      // Drained by /quitquitquit: a successor asked for the ports. Exiting now would make the
+      // kubelet restart this container, which would find the ports taken and ask the successor to
+      // drain in turn. The DaemonSet controller deletes this pod once the successor is ready.
+      logger.info('drained for a successor; staying, not ready and without listeners, until SIGTERM');
+      setInterval(() => {}, 1 << 30);
+      return;
+    }
     process.exit(0);
   } catch (err) {
     const e = err as MeshError & NodeJS.ErrnoException;

@@ -15,6 +15,7 @@ import { outboundCaptureServer, socks5Server } from './proxy/listeners.js';
 import type { ProxyInputs } from './proxy/inputs.js';
 import { listenOps } from '../core/telemetry/admin.js';
 import { listen } from '../core/net/listen.js';
+import { takeOverPorts, type PortClaim } from './handover.js';
 
 export interface ZtunnelInputs {
   readonly config: ZtunnelConfig;
@@ -132,6 +133,15 @@ export class Ztunnel {
       onReject: inbound.onReject,
     });
 
+    if (config.handover) {
+      try {
+        await takeOverPorts({ claims: portClaims(config), quitUrl: quitUrl(config), timeoutMs: config.handoverTimeoutMs, logger: logger.child({ scope: 'handover' }) });
+      } catch (err) {
+        hboneServer.close();
+        await inputs.configSource.close();
+        throw err;
+      }
+    }
     const servers: Array<net.Server | http.Server> = [];
     const addresses: Record<string, net.AddressInfo> = {};
     let zt: Ztunnel | undefined;
@@ -242,6 +252,25 @@ export class Ztunnel {
     })();
     return this.#stopping;
   }
+}
+
+/** Every listener ztunnel binds, in the order it binds them (0: disabled). */
+function portClaims(c: ZtunnelConfig): PortClaim[] {
+  return [
+    { name: 'inbound', host: c.address, port: c.inboundPort },
+    { name: 'outbound', host: c.address, port: c.outboundPort },
+    { name: 'socks5', host: c.address, port: c.socks5Port },
+    { name: 'admin', host: c.adminAddress, port: c.adminPort },
+    { name: 'metrics', host: c.statsAddress, port: c.metricsPort },
+    { name: 'readiness', host: c.statsAddress, port: c.readinessPort },
+  ];
+}
+
+/** The previous ztunnel's admin: the same address and port this one is about to take. */
+function quitUrl(c: ZtunnelConfig): string | undefined {
+  if (c.adminPort === 0) return undefined;
+  const host = c.adminAddress === '0.0.0.0' ? '127.0.0.1' : c.adminAddress === '::' ? '::1' : c.adminAddress;
+  return `http://${net.isIPv6(host) ? `[${host}]` : host}:${c.adminPort}/quitquitquit`;
 }
 
 /** Calls `check` until it resolves; after `deadlineMs` rethrows its last error. Reports the first failure. */

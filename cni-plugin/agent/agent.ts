@@ -7,7 +7,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../core/telemetry/log.js';
 import type { CgroupResolver } from './cgroup.js';
-import type { AgentConfig } from './config.js';
+import { ZTUNNEL_CGROUP_AUTO, type AgentConfig } from './config.js';
+import { ZtunnelFinder, type ZtunnelScan } from './ztunnel-finder.js';
 import type { DesiredStateSource } from './desired-state.js';
 import type { Redirector, RedirectConfig } from './redirector.js';
 import { Reconciler } from './reconciler.js';
@@ -26,12 +27,15 @@ export interface AgentInputs {
   readonly nodeIps: readonly string[];
   /** The agent's own cgroup: never enrolled. */
   readonly ownCgroup?: string;
+  /** With ZTUNNEL_CGROUP=auto: how ztunnel is found (default: through `config.procRoot`). */
+  readonly ztunnelFinder?: Pick<ZtunnelFinder, 'find' | 'describe'>;
 }
 
 export class NodeAgent {
   readonly reconciler: Reconciler;
   private readonly servers: http.Server[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private ztunnelTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -51,13 +55,36 @@ export class NodeAgent {
       excludeCidrs: config.excludeCidrs,
       excludePorts: config.excludePorts,
     };
+    const auto = config.ztunnelCgroup === ZTUNNEL_CGROUP_AUTO;
+    const finder = auto
+      ? (inputs.ztunnelFinder ??
+        new ZtunnelFinder({
+          procRoot: config.procRoot,
+          cgroupRoot: inputs.cgroupRoot,
+          ztunnelIp: config.ztunnelIp,
+          ports: [config.outboundPort, config.ztunnelInboundPort].filter((p) => p !== 0),
+        }))
+      : undefined;
+    const log = logger.child({ scope: 'ztunnel-finder' });
+    const look = async (): Promise<ZtunnelScan | undefined> => {
+      try {
+        return await finder!.find();
+      } catch (err) {
+        log.warn({ err }, `looking for ztunnel failed: ${(err as Error).message}`);
+        return undefined;
+      }
+    };
+    // Seeded before the first resync, so a restarted agent does not detach a running ztunnel.
+    const first = finder ? await look() : undefined;
+    if (first?.problems.length) log.warn({ problems: first.problems }, 'some of ztunnel\'s listeners could not be placed');
     const reconciler = new Reconciler({
       nodeName: config.nodeName,
       redirector: inputs.redirector,
       store: new StateStore(config.stateFile),
       resolver: inputs.resolver,
       cgroupRoot: inputs.cgroupRoot,
-      ztunnelCgroup: config.ztunnelCgroup,
+      ztunnelCgroups: auto ? (first?.cgroups ?? []) : [config.ztunnelCgroup],
+      ztunnelSource: auto ? `${ZTUNNEL_CGROUP_AUTO}: ${finder!.describe}` : config.ztunnelCgroup,
       protectedCgroups: inputs.ownCgroup ? [inputs.ownCgroup] : [],
       exemptNamespaces: config.exemptNamespaces,
       rootNamespace: config.rootNamespace,
@@ -89,6 +116,22 @@ export class NodeAgent {
       reconciler.requestResync().catch(() => {});
     }, config.resyncIntervalMs);
     agent.timer.unref();
+    if (finder) {
+      // One check at a time: a slow /proc walk must not pile up behind the interval.
+      let running = false;
+      agent.ztunnelTimer = setInterval(() => {
+        if (running || agent.stopping) return;
+        running = true;
+        void (async () => {
+          const scan = await look();
+          if (scan?.changed) {
+            log.info({ processes: scan.processes, problems: scan.problems }, 'ztunnel moved');
+            await reconciler.setZtunnelCgroups(scan.cgroups, scan.problems);
+          }
+        })().finally(() => (running = false));
+      }, config.ztunnelCheckIntervalMs);
+      agent.ztunnelTimer.unref();
+    }
     logger.info(
       { node: config.nodeName, socket: config.socket, ztunnelIp: config.ztunnelIp, nodeIps: inputs.nodeIps, cgroupRoot: inputs.cgroupRoot, resolver: inputs.resolver.describe, pods: reconciler.state().pods.length },
       'node agent ready',
@@ -106,6 +149,7 @@ export class NodeAgent {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
+      if (this.ztunnelTimer) clearInterval(this.ztunnelTimer);
       for (const s of this.servers) {
         s.close();
         s.closeAllConnections();

@@ -19,6 +19,9 @@ export const ENV = Object.freeze({
   ztunnelIp: 'ZTUNNEL_IP',
   outboundPort: 'OUTBOUND_PORT',
   ztunnelCgroup: 'ZTUNNEL_CGROUP',
+  ztunnelInboundPort: 'ZTUNNEL_INBOUND_PORT',
+  ztunnelCheckSeconds: 'ZTUNNEL_CHECK_INTERVAL_SECONDS',
+  procRoot: 'PROC_ROOT',
   nodeIps: 'NODE_IPS',
   excludeCidrs: 'EXCLUDE_CIDRS',
   excludePorts: 'EXCLUDE_PORTS',
@@ -47,6 +50,9 @@ export const ENV = Object.freeze({
 export type UninstallOnExit = 'none' | 'cni' | 'all';
 const UNINSTALL_MODES: readonly UninstallOnExit[] = ['none', 'cni', 'all'];
 
+/** ZTUNNEL_CGROUP's value that finds ztunnel through /proc instead of a fixed path. */
+export const ZTUNNEL_CGROUP_AUTO = 'auto';
+
 export type CgroupDriver = 'systemd' | 'cgroupfs' | 'template';
 const DRIVERS: readonly CgroupDriver[] = ['systemd', 'cgroupfs', 'template'];
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
@@ -71,8 +77,17 @@ export interface AgentConfig {
   readonly pinDir: string;
   readonly ztunnelIp: string;
   readonly outboundPort: number;
-  /** The ztunnel's cgroup: gets the getsockname hooks, and is never enrolled. */
-  readonly ztunnelCgroup: string;
+  /**
+   * The ztunnel's cgroup (absolute): gets the getsockname hooks, and is never enrolled. Or
+   * `auto`: every cgroup holding a process that listens on ztunnelIp:outboundPort or
+   * ztunnelIp:ztunnelInboundPort, re-resolved every `ztunnelCheckIntervalMs` (ztunnel-finder.ts).
+   */
+  readonly ztunnelCgroup: string | typeof ZTUNNEL_CGROUP_AUTO;
+  /** With `auto`: ztunnel's HBONE port, also looked for (0: the outbound port only). */
+  readonly ztunnelInboundPort: number;
+  readonly ztunnelCheckIntervalMs: number;
+  /** Where procfs is mounted (the host's, with hostPID). */
+  readonly procRoot: string;
   /** undefined: every non-loopback address of the agent's network namespace at start. */
   readonly nodeIps: readonly string[] | undefined;
   readonly excludeCidrs: readonly string[];
@@ -95,8 +110,14 @@ export const DEFAULTS = Object.freeze({
   socket: DEFAULT_AGENT_SOCKET,
   // Under /var/run: a reboot clears it, and a reboot also ends every pod it describes.
   stateFile: '/var/run/ambient/agent-state.json',
-  // Istio's port.
+  // Istio's ports.
   outboundPort: 15001,
+  ztunnelInboundPort: 15008,
+  // With ZTUNNEL_CGROUP=auto, a rolling update of ztunnel leaves new redirected connections
+  // failing until the new ztunnel is hooked: this bounds that part of the gap. Each check reads
+  // /proc/net/tcp{,6} only; the processes are walked only when the listening sockets changed.
+  ztunnelCheckSeconds: 1,
+  procRoot: '/proc',
   // kubelet's default driver on systemd hosts (and the one kubeadm configures).
   cgroupDriver: 'systemd' as CgroupDriver,
   // The mesh's own pods and the cluster's system pods: enrolling them would loop ztunnel into itself.
@@ -159,7 +180,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
   const nodeName = required(ENV.nodeName, "this node's name, as pods' node field names it");
   const ztunnelIp = required(ENV.ztunnelIp, "the node's ztunnel address, where pods' connections are redirected");
   if (ztunnelIp !== '' && isIP(ztunnelIp) !== 4) problems.push(`${ENV.ztunnelIp}=${JSON.stringify(ztunnelIp)} is not an IPv4 address (redirection is IPv4)`);
-  const ztunnelCgroup = absPath(ENV.ztunnelCgroup, required(ENV.ztunnelCgroup, "the ztunnel's cgroup v2 directory, which gets the getsockname hooks")) ?? '';
+  const ztunnelCgroupText = required(ENV.ztunnelCgroup, `the ztunnel's cgroup v2 directory, which gets the getsockname hooks, or ${ZTUNNEL_CGROUP_AUTO} to find it through /proc`);
+  if (ztunnelCgroupText !== '' && ztunnelCgroupText !== ZTUNNEL_CGROUP_AUTO && !isAbsolute(ztunnelCgroupText)) {
+    problems.push(`${ENV.ztunnelCgroup}=${JSON.stringify(ztunnelCgroupText)} is neither an absolute path nor ${ZTUNNEL_CGROUP_AUTO}`);
+  }
+  const ztunnelCgroup = ztunnelCgroupText;
+  const ztunnelCheckText = get(ENV.ztunnelCheckSeconds);
+  let ztunnelCheckSeconds: number = DEFAULTS.ztunnelCheckSeconds;
+  if (ztunnelCheckText !== undefined) {
+    const n = Number(ztunnelCheckText);
+    if (!Number.isFinite(n) || n <= 0) problems.push(`${ENV.ztunnelCheckSeconds}=${JSON.stringify(ztunnelCheckText)} is not a positive number`);
+    else ztunnelCheckSeconds = n;
+  }
+  const procRoot = absPath(ENV.procRoot, get(ENV.procRoot)) ?? DEFAULTS.procRoot;
   const trustDomain = get(ENV.trustDomain) ?? DEFAULTS.trustDomain;
   // Two sources of the desired state: the control plane when its address is set, else a file.
   const envReader = new EnvReader(env);
@@ -234,6 +267,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     ztunnelIp,
     outboundPort: port(ENV.outboundPort, DEFAULTS.outboundPort, false),
     ztunnelCgroup,
+    ztunnelInboundPort: port(ENV.ztunnelInboundPort, DEFAULTS.ztunnelInboundPort, true),
+    ztunnelCheckIntervalMs: ztunnelCheckSeconds * 1000,
+    procRoot,
     nodeIps: nodeIps ? Object.freeze(nodeIps) : undefined,
     excludeCidrs: Object.freeze(excludeCidrs),
     excludePorts: Object.freeze(excludePorts),
@@ -257,6 +293,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     problems.push(`${ENV.cgroupTemplate} is set but ${ENV.cgroupDriver}=${cgroupDriver} ignores it; set ${ENV.cgroupDriver}=template or unset it`);
   }
   if (Buffer.byteLength(cfg.socket) > MAX_SOCKET_PATH) problems.push(`${ENV.socket}=${JSON.stringify(cfg.socket)} is longer than ${MAX_SOCKET_PATH} bytes, the limit of a Unix socket path; choose a shorter one`);
+  if (ztunnelCgroup !== ZTUNNEL_CGROUP_AUTO) {
+    for (const name of [ENV.ztunnelInboundPort, ENV.ztunnelCheckSeconds]) {
+      if (get(name) !== undefined) problems.push(`${name} is set but ${ENV.ztunnelCgroup} is a path, which ignores it; set ${ENV.ztunnelCgroup}=${ZTUNNEL_CGROUP_AUTO} or unset it`);
+    }
+  }
   if (cfg.socket === cfg.stateFile) problems.push(`${ENV.socket} and ${ENV.stateFile} must differ`);
   problems.push(...envReader.problems);
   if (problems.length > 0) throw new ConfigError('the environment', problems);

@@ -13,7 +13,8 @@ import { AGENT_ERROR_CODES, type AddResponse, type AgentState, type CheckRespons
 import { checkCgroupPath, isDirectory, PodCgroupError, type CgroupResolver } from './cgroup.js';
 import { decide, type DecideContext, type Decision } from './decide.js';
 import { EMPTY_DESIRED_STATE, type DesiredPod, type DesiredState } from './desired-state.js';
-import { classify, type CgroupAttachment, type Redirector, type RedirectConfig } from './redirector.js';
+import { resolve as resolvePath } from 'node:path';
+import { classify, ZTUNNEL_PROGRAMS, type CgroupAttachment, type Redirector, type RedirectConfig } from './redirector.js';
 import type { PodRecord, StateStore } from './store.js';
 
 /** A failure answered to the plugin; `agentCode` and `status` go on the wire (api.ts). */
@@ -35,7 +36,15 @@ export interface ReconcilerInputs {
   readonly store: StateStore;
   readonly resolver: CgroupResolver;
   readonly cgroupRoot: string;
-  readonly ztunnelCgroup: string;
+  /**
+   * Where ztunnel runs, at start: every cgroup here gets the getsockname hooks and is never
+   * enrolled; a cgroup carrying the hooks that is not here loses them. A fixed path gives one;
+   * `ZTUNNEL_CGROUP=auto` gives what the finder saw, and `setZtunnelCgroups` follows it (both
+   * ztunnels during a rolling update).
+   */
+  readonly ztunnelCgroups: readonly string[];
+  /** How ztunnel's cgroups are found, for /state: the configured path, or `auto`. */
+  readonly ztunnelSource: string;
   /** Other cgroups holding the mesh's own processes (the agent's). */
   readonly protectedCgroups: readonly string[];
   readonly exemptNamespaces: readonly string[];
@@ -72,7 +81,13 @@ export class Reconciler {
   private resolved = new Map<string, string>();
   private errors = new Map<string, string>();
   private decisions = new Map<string, Decision>();
-  private ztunnel: { attached: boolean; error?: string } = { attached: false };
+  private ztunnelCgroups: readonly string[];
+  /** Problems of the last look for ztunnel (auto mode): listeners without a visible owner. */
+  private ztunnelProblems: readonly string[] = [];
+  /** ztunnel cgroup → whether its hooks are attached, or why not. */
+  private ztunnel = new Map<string, { attached: boolean; error?: string }>();
+  /** Cgroups carrying ztunnel hooks of ours as far as the agent knows (persisted with `tracked`). */
+  private ztTracked = new Set<string>();
   private loaded = false;
   private synced = false;
   private lastResync: AgentState['lastResync'];
@@ -84,6 +99,7 @@ export class Reconciler {
     this.in = inputs;
     this.log = inputs.logger;
     this.now = inputs.now ?? (() => new Date());
+    this.ztunnelCgroups = [...inputs.ztunnelCgroups];
     this.startedAt = this.now().toISOString();
   }
 
@@ -116,6 +132,31 @@ export class Reconciler {
 
   setDesiredError(err: Error | undefined): void {
     this.desiredError = err?.message;
+  }
+
+  /**
+   * ztunnel now runs in these cgroups (ZTUNNEL_CGROUP=auto saw its listeners move): attaches the
+   * hooks to the new ones and detaches them from cgroups that no longer host a ztunnel, without a
+   * full resync. Resolves when done; failures are kept in /state and retried at the next resync.
+   */
+  setZtunnelCgroups(cgroups: readonly string[], problems: readonly string[] = []): Promise<void> {
+    return this.enqueue(async () => {
+      const before = this.ztunnelCgroups;
+      this.ztunnelCgroups = [...new Set(cgroups)].sort();
+      this.ztunnelProblems = [...problems];
+      this.log.info({ cgroups: this.ztunnelCgroups, before, problems }, 'ztunnel cgroups changed');
+      if (!this.loaded) return;
+      const errors: string[] = [];
+      let attachments;
+      try {
+        attachments = await this.in.redirector.attachmentsOf([...new Set([...this.ztunnelCgroups, ...before, ...this.ztTracked])]);
+      } catch (err) {
+        errors.push(`reading the kernel's attachments failed: ${(err as Error).message}`);
+      }
+      if (attachments) await this.syncZtunnel(new Map(attachments.map((a) => [a.cgroup, a.programs])), errors);
+      if (errors.length > 0) this.log.warn({ errors }, 'following ztunnel failed; retrying at the next resync');
+      await this.persist().catch((err: Error) => this.log.error({ err }, 'saving the state file failed'));
+    });
   }
 
   /**
@@ -269,8 +310,7 @@ export class Reconciler {
 
     // The kernel is asked about the cgroups that matter only: ztunnel's, the pods', and those the
     // agent attached to before (which may now hold programs no pod wants). Never the whole tree.
-    const zt = this.in.ztunnelCgroup;
-    const candidates = new Set<string>([zt, ...this.tracked]);
+    const candidates = new Set<string>([...this.ztunnelCgroups, ...this.tracked, ...this.ztTracked]);
     for (const c of cgroups.values()) if (c) candidates.add(c);
     let attachments;
     try {
@@ -281,27 +321,12 @@ export class Reconciler {
       return;
     }
     this.actual = new Map(attachments.map((a) => [a.cgroup, classify(a.programs)]));
-    const trackedBefore = [...this.tracked].sort().join('\n');
-    this.tracked = new Set([...this.actual].filter(([c, a]) => c !== zt && (a.redirect || a.partial || a.strict)).map(([c]) => c));
+    const trackedBefore = this.trackedKey();
+    const zts = new Set(this.ztunnelCgroups);
+    this.tracked = new Set([...this.actual].filter(([c, a]) => !zts.has(c) && (a.redirect || a.partial || a.strict)).map(([c]) => c));
 
     // ztunnel first: without its hooks, redirected connections cannot find their destination.
-    if (!this.actual.get(zt)?.ztunnel) {
-      if (await isDirectory(zt)) {
-        try {
-          await this.in.redirector.attachZtunnel(zt);
-          actions++;
-          this.ztunnel = { attached: true };
-          this.log.info({ cgroup: zt }, 'ztunnel hooks attached');
-        } catch (err) {
-          this.ztunnel = { attached: false, error: (err as Error).message };
-          errors.push(`attaching the ztunnel hooks: ${(err as Error).message}`);
-        }
-      } else {
-        this.ztunnel = { attached: false, error: `cgroup ${zt} does not exist (yet); is ZTUNNEL_CGROUP right and ztunnel started?` };
-      }
-    } else {
-      this.ztunnel = { attached: true };
-    }
+    actions += await this.syncZtunnel(new Map(attachments.map((a) => [a.cgroup, a.programs])), errors);
 
     const wanted = new Set<string>();
     for (const view of views) {
@@ -356,9 +381,72 @@ export class Reconciler {
         errors.push(`detaching orphan ${cgroup}: ${(err as Error).message}`);
       }
     }
-    if (recordsChanged || [...this.tracked].sort().join('\n') !== trackedBefore) await this.persist().catch((err: Error) => errors.push(`saving the state file: ${err.message}`));
+    if (recordsChanged || this.trackedKey() !== trackedBefore) await this.persist().catch((err: Error) => errors.push(`saving the state file: ${err.message}`));
     this.synced = true;
     this.finishResync(started, actions, errors);
+  }
+
+  /**
+   * Attaches the ztunnel hooks to every ztunnel cgroup lacking them and detaches them from
+   * cgroups that carry them but no longer host a ztunnel. `attachments`: cgroup → our programs
+   * there, for at least the current, previous and tracked ztunnel cgroups. Returns the actions taken.
+   */
+  private async syncZtunnel(attachments: Map<string, readonly string[]>, errors: string[]): Promise<number> {
+    let actions = 0;
+    const hooks = (c: string) => (attachments.get(c) ?? []).filter((p) => ZTUNNEL_PROGRAMS.includes(p));
+    const status = new Map<string, { attached: boolean; error?: string }>();
+    const root = resolvePath(this.in.cgroupRoot);
+    for (const zt of this.ztunnelCgroups) {
+      if (resolvePath(zt) === root) {
+        // Hooks on the root would run for every process of the node, pods included.
+        const error = `ztunnel runs in the cgroup v2 root ${zt}; refusing to attach its hooks there (they would apply to every process): run ztunnel in a cgroup of its own`;
+        status.set(zt, { attached: false, error });
+        errors.push(error);
+        continue;
+      }
+      if (hooks(zt).length === ZTUNNEL_PROGRAMS.length) {
+        status.set(zt, { attached: true });
+        this.ztTracked.add(zt);
+        continue;
+      }
+      if (!(await isDirectory(zt))) {
+        status.set(zt, { attached: false, error: `cgroup ${zt} does not exist (yet); is ZTUNNEL_CGROUP right and ztunnel started?` });
+        continue;
+      }
+      try {
+        await this.in.redirector.attachZtunnel(zt);
+        actions++;
+        status.set(zt, { attached: true });
+        this.ztTracked.add(zt);
+        this.log.info({ cgroup: zt }, 'ztunnel hooks attached');
+      } catch (err) {
+        status.set(zt, { attached: false, error: (err as Error).message });
+        errors.push(`attaching the ztunnel hooks to ${zt}: ${(err as Error).message}`);
+      }
+    }
+    const current = new Set(this.ztunnelCgroups);
+    for (const c of new Set([...attachments.keys(), ...this.ztTracked])) {
+      if (current.has(c)) continue;
+      if (hooks(c).length === 0) {
+        this.ztTracked.delete(c);
+        continue;
+      }
+      try {
+        // The old ztunnel's accepted connections keep their destination: it was read at accept.
+        await this.in.redirector.detachZtunnel(c);
+        actions++;
+        this.ztTracked.delete(c);
+        this.log.info({ cgroup: c }, 'ztunnel hooks detached from a cgroup that no longer hosts a ztunnel');
+      } catch (err) {
+        errors.push(`detaching the ztunnel hooks from ${c}: ${(err as Error).message}`);
+      }
+    }
+    this.ztunnel = status;
+    return actions;
+  }
+
+  private trackedKey(): string {
+    return [...this.tracked, ...[...this.ztTracked].map((c) => `zt:${c}`)].sort().join('\n');
   }
 
   private finishResync(started: number, actions: number, errors: string[]): void {
@@ -380,7 +468,7 @@ export class Reconciler {
       namespaces: this.desired.namespaces,
       peerAuthentications: this.desired.peerAuthentications,
       exemptNamespaces: this.in.exemptNamespaces,
-      protectedCgroups: [this.in.ztunnelCgroup, ...this.in.protectedCgroups],
+      protectedCgroups: [...this.ztunnelCgroups, ...this.in.protectedCgroups],
       rootNamespace: this.in.rootNamespace,
     };
   }
@@ -462,7 +550,7 @@ export class Reconciler {
   }
 
   private async persist(): Promise<void> {
-    await this.in.store.save(this.in.nodeName, [...this.records.values()], [...this.tracked]);
+    await this.in.store.save(this.in.nodeName, [...this.records.values()], [...new Set([...this.tracked, ...this.ztTracked])]);
   }
 
   // --- state ------------------------------------------------------------------------------------
@@ -509,7 +597,7 @@ export class Reconciler {
         loaded: this.loaded,
         redirect: { ztunnelIp: rc.ztunnelIp, outboundPort: rc.outboundPort, nodeIps: rc.nodeIps, excludeCidrs: rc.excludeCidrs, excludePorts: rc.excludePorts },
       },
-      ztunnel: { cgroup: this.in.ztunnelCgroup, ...this.ztunnel },
+      ztunnel: this.ztunnelState(),
       desired: {
         source: this.in.desiredSource,
         ...(this.desiredLoadedAt ? { loadedAt: this.desiredLoadedAt } : {}),
@@ -521,6 +609,18 @@ export class Reconciler {
         .map((v) => this.status(v.key)!)
         .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
       ...(this.lastResync ? { lastResync: this.lastResync } : {}),
+    };
+  }
+
+  private ztunnelState(): AgentState['ztunnel'] {
+    const cgroups = this.ztunnelCgroups.map((cgroup) => ({ cgroup, ...(this.ztunnel.get(cgroup) ?? { attached: false }) }));
+    const errors = [...cgroups.flatMap((c) => (c.error ? [c.error] : [])), ...this.ztunnelProblems];
+    if (cgroups.length === 0) errors.unshift(`no ztunnel found (${this.in.ztunnelSource}); is ztunnel running and listening?`);
+    return {
+      cgroup: this.in.ztunnelSource,
+      attached: cgroups.length > 0 && cgroups.every((c) => c.attached),
+      ...(errors.length > 0 ? { error: errors.join('; ') } : {}),
+      cgroups,
     };
   }
 

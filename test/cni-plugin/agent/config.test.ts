@@ -38,7 +38,7 @@ t.test('every problem at once, naming the variable', async (t) => {
   t.match(err!.problems, [
     /NODE_NAME is required/,
     /ZTUNNEL_IP="fd00::1" is not an IPv4 address/,
-    /ZTUNNEL_CGROUP="relative" is not an absolute path/,
+    /ZTUNNEL_CGROUP="relative" is neither an absolute path nor auto/,
     /DESIRED_STATE_FILE is required/,
     /NODE_IPS: "x" is not an IP address/,
     /EXCLUDE_PORTS: "99999" is not a port/,
@@ -53,4 +53,18 @@ t.test('rules across variables', async (t) => {
   t.throws(() => loadConfig({ ...base, CGROUP_DRIVER: 'template' }), { message: /CGROUP_TEMPLATE is required with CGROUP_DRIVER=template/ });
   t.throws(() => loadConfig({ ...base, CGROUP_TEMPLATE: 'x/{podUid}' }), { message: /CGROUP_DRIVER=systemd ignores it/ });
   t.throws(() => loadConfig({ ...base, AGENT_SOCKET: '/x', STATE_FILE: '/x' }), { message: /must differ/ });
+});
+
+t.test('ZTUNNEL_CGROUP=auto: found through /proc, with its own settings', async (t) => {
+  t.match(loadConfig({ ...base, ZTUNNEL_CGROUP: 'auto' }), { ztunnelCgroup: 'auto', ztunnelInboundPort: 15008, ztunnelCheckIntervalMs: 1000, procRoot: '/proc' });
+  t.match(loadConfig({ ...base, ZTUNNEL_CGROUP: 'auto', ZTUNNEL_INBOUND_PORT: '0', ZTUNNEL_CHECK_INTERVAL_SECONDS: '0.25', PROC_ROOT: '/host/proc' }), {
+    ztunnelInboundPort: 0,
+    ztunnelCheckIntervalMs: 250,
+    procRoot: '/host/proc',
+  });
+  t.throws(() => loadConfig({ ...base, ZTUNNEL_CGROUP: 'auto', ZTUNNEL_CHECK_INTERVAL_SECONDS: '0', PROC_ROOT: 'proc' }), {
+    message: /ZTUNNEL_CHECK_INTERVAL_SECONDS="0" is not a positive number[\s\S]*PROC_ROOT="proc" is not an absolute path/,
+  });
+  t.throws(() => loadConfig({ ...base, ZTUNNEL_CHECK_INTERVAL_SECONDS: '2' }), { message: /ZTUNNEL_CHECK_INTERVAL_SECONDS is set but ZTUNNEL_CGROUP is a path, which ignores it/ });
+  t.throws(() => loadConfig({ ...base, ZTUNNEL_CGROUP: 'Auto' }), { message: /ZTUNNEL_CGROUP="Auto" is neither an absolute path nor auto/ });
 });

@@ -50,7 +50,8 @@ async function fixture(t: Test): Promise<Fixture> {
         store,
         resolver: new TemplateCgroupResolver(root, 'pod-{podNamespace}-{podName}'),
         cgroupRoot: root,
-        ztunnelCgroup: zt,
+        ztunnelCgroups: [zt],
+        ztunnelSource: zt,
         protectedCgroups: [],
         exemptNamespaces: ['istio-system', 'kube-system'],
         rootNamespace: 'istio-system',
@@ -283,4 +284,42 @@ t.test('a failing kernel read is reported and retried at the next resync', async
   t.match(r.state().lastResync, { errors: [/reading the kernel's attachments failed: bpftool: no such thing/] });
   await r.requestResync();
   t.same(r.state().lastResync?.errors, []);
+});
+
+t.test('a set of ztunnel cgroups: hooks on every one, off the ones that no longer host a ztunnel', async (t) => {
+  const f = await fixture(t);
+  const r = await started(f, desired(AMBIENT_APPS));
+  t.ok(f.kernel.attached.get(f.zt)?.has('amb_getsock4'), 'the configured one at start');
+  const next = await f.cgroup('ztunnel-next');
+  await r.setZtunnelCgroups([f.zt, next]);
+  t.ok(f.kernel.attached.get(next)?.has('amb_getsock4'), 'a rolling update: the new ztunnel is hooked too');
+  t.ok(f.kernel.attached.get(f.zt)?.has('amb_getsock4'), 'and the old one keeps its hooks while it listens');
+  t.same(r.state().ztunnel.cgroups.map((c) => [c.cgroup, c.attached]), [[f.zt, true], [next, true]]);
+  t.equal(r.state().ztunnel.attached, true);
+  await r.setZtunnelCgroups([next]);
+  t.notOk(f.kernel.attached.get(f.zt)?.has('amb_getsock4'), 'the old one stopped listening: detached');
+  t.ok(f.kernel.attached.get(next)?.has('amb_getsock4'));
+  // The pod rules protect whichever cgroups host ztunnel now.
+  const add = await r.add(f.req('apps', 'zt-inside', { cgroup: next }));
+  t.equal(add.mode, 'exempt');
+  // A restarted agent learns the old hooks from the state file and the kernel; a resync with
+  // another set removes them.
+  const r2 = f.make();
+  await r2.restore();
+  await r2.load();
+  r2.setDesired(desired(AMBIENT_APPS));
+  await r2.requestResync();
+  t.notOk(f.kernel.attached.get(next)?.has('amb_getsock4'), 'the fixture\'s set ([zt]) is what a restarted agent was given');
+  t.ok(f.kernel.attached.get(f.zt)?.has('amb_getsock4'));
+  await r2.setZtunnelCgroups([]);
+  t.notOk(f.kernel.attached.get(f.zt)?.has('amb_getsock4'), 'no ztunnel listening: no hooks anywhere');
+  t.match(r2.state().ztunnel, { attached: false, error: /no ztunnel found/, cgroups: [] });
+});
+
+t.test('ztunnel in the cgroup root is refused: its hooks would cover every process', async (t) => {
+  const f = await fixture(t);
+  const r = await started(f, desired(AMBIENT_APPS));
+  await r.setZtunnelCgroups([f.root]);
+  t.notOk(f.kernel.attached.get(f.root)?.has('amb_getsock4'));
+  t.match(r.state().ztunnel, { attached: false, error: /refusing to attach its hooks there/ });
 });
