@@ -1,0 +1,387 @@
+/**
+ * The Helm charts, rendered as `helm template` renders them (tools/helm) with their default values
+ * and with every value combination docs/install.md documents. Each rendered document is checked
+ * against the Kubernetes schemas (kubernetes-models) and for unknown fields (what `kubectl apply`'s
+ * strict field validation refuses), then against what the issue asks of each chart and what each
+ * component really reads.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import * as k8s from '@kubernetes/client-node';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
+import { Service } from 'kubernetes-models/v1/Service';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
+import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
+import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { renderChart, type Manifest, type Rendered } from '../../tools/helm/chart.js';
+import { TemplateFailError, ValuesSchemaError } from '../../tools/helm/errors.js';
+import { ENV as CONTROL_PLANE_ENV } from '../../control-plane/config.js';
+import { ENV as ZTUNNEL_ENV } from '../../ztunnel/config.js';
+import { ENV as AGENT_ENV } from '../../cni-plugin/agent/config.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const NS = 'istio-system';
+const CHARTS = ['base', 'control-plane', 'ztunnel', 'cni'] as const;
+type ChartName = (typeof CHARTS)[number];
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * The value combinations docs/install.md documents (its "Tested value combinations" table lists
+ * the same `--set` arguments; a test below keeps the two in step).
+ */
+export const COMBINATIONS: ReadonlyArray<{ chart: ChartName; name: string; set: string[] }> = [
+  { chart: 'control-plane', name: 'an intermediate CA, 2 replicas', set: ['ca.intermediate=true', 'replicaCount=2'] },
+  { chart: 'control-plane', name: '3 replicas, a percentage budget', set: ['replicaCount=3', 'podDisruptionBudget.minAvailable=50%'] },
+  { chart: 'control-plane', name: 'one replica, no budget', set: ['replicaCount=1', 'podDisruptionBudget.enabled=false'] },
+  { chart: 'ztunnel', name: 'SOCKS5 on, a custom control-plane address', set: ['socks5Port=15080', 'controlPlane.address=cp.mesh.example:15012'] },
+  { chart: 'ztunnel', name: 'an image from a registry, a longer drain', set: ['image.hub=registry.example/mesh', 'image.tag=0.1.1', 'drainTimeoutSeconds=55', 'terminationGracePeriodSeconds=60'] },
+  { chart: 'cni', name: 'the cgroupfs driver', set: ['cgroup.driver=cgroupfs'] },
+  { chart: 'cni', name: 'full removal on exit', set: ['cni.uninstallOnExit=all'] },
+  { chart: 'cni', name: 'no plugin install', set: ['cni.install=false'] },
+  { chart: 'cni', name: 'API server excluded', set: ['redirect.excludeCidrs[0]=10.96.0.1/32', 'redirect.excludePorts[0]=6443'] },
+];
+
+function render(chart: ChartName, set: readonly string[] = [], namespace = NS): Rendered {
+  return renderChart({ chartDir: join(ROOT, 'charts', chart), releaseName: chart, namespace, set });
+}
+
+const of = (r: Rendered, kind: string): Obj[] => r.manifests.filter((m) => m.object['kind'] === kind).map((m) => m.object as Obj);
+const one = (r: Rendered, kind: string): Obj => {
+  const all = of(r, kind);
+  if (all.length !== 1) throw new Error(`expected one ${kind}, got ${all.length}`);
+  return all[0]!;
+};
+const container = (workload: Obj): Obj => workload['spec']['template']['spec']['containers'][0];
+const podSpec = (workload: Obj): Obj => workload['spec']['template']['spec'];
+const envOf = (c: Obj): Map<string, Obj> => new Map((c['env'] as Obj[]).map((e) => [e['name'] as string, e]));
+const envValue = (c: Obj, name: string): string | undefined => envOf(c).get(name)?.['value'];
+
+// ---- schema validation -------------------------------------------------------------------------
+
+/** kubernetes-models class of each kind the charts may render. */
+const MODELS: Record<string, new (data: Obj) => { validate(): void }> = {
+  'apps/v1/Deployment': Deployment as never,
+  'apps/v1/DaemonSet': DaemonSet as never,
+  'v1/Service': Service as never,
+  'v1/ServiceAccount': ServiceAccount as never,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget as never,
+  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
+  'rbac.authorization.k8s.io/v1/Role': Role as never,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding as never,
+};
+
+/**
+ * Fields the Kubernetes OpenAPI does not know, as `kubectl apply --validate=strict` (the default)
+ * refuses them. kubernetes-models checks types, required fields and formats but lets unknown
+ * fields through, so this walks the typed models of @kubernetes/client-node instead.
+ */
+export function unknownFields(value: unknown, type: string, path: string, out: string[] = []): string[] {
+  if (value === null || value === undefined) return out;
+  const arr = /^Array<(.+)>$/.exec(type);
+  if (arr) {
+    if (Array.isArray(value)) value.forEach((v, i) => unknownFields(v, arr[1]!, `${path}[${i}]`, out));
+    return out;
+  }
+  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
+  if (map) {
+    if (typeof value === 'object') for (const [k, v] of Object.entries(value)) unknownFields(v, map[1]!, `${path}.${k}`, out);
+    return out;
+  }
+  const model = (k8s as unknown as Record<string, { getAttributeTypeMap?: () => Array<{ baseName: string; type: string }> }>)[type];
+  if (!model?.getAttributeTypeMap || typeof value !== 'object') return out; // a primitive, IntOrString, any
+  const attrs = new Map(model.getAttributeTypeMap().map((a) => [a.baseName, a.type]));
+  for (const [k, v] of Object.entries(value as Obj)) {
+    const at = attrs.get(k);
+    if (at === undefined) out.push(`${path}.${k}: unknown field of ${type}`);
+    else unknownFields(v, at, `${path}.${k}`, out);
+  }
+  return out;
+}
+
+/** The client-node model name of a top-level object (`V1DaemonSet`, `V1ClusterRole`, ...). */
+const modelName = (o: Obj): string => `V1${o['kind']}`;
+
+function validateDocument(t: Test, m: Manifest): void {
+  const o = m.object as Obj;
+  const key = `${o['apiVersion']}/${o['kind']}`;
+  const Model = MODELS[key];
+  if (!Model) {
+    t.fail(`${m.source}: ${key} has no schema in this test; add its model`);
+    return;
+  }
+  try {
+    new Model(o).validate();
+    t.pass(`${m.source}: ${o['kind']} ${o['metadata']?.['name']} validates`);
+  } catch (err) {
+    t.fail(`${m.source}: ${o['kind']} ${o['metadata']?.['name']}: ${(err as Error).message}`);
+  }
+  t.same(unknownFields(o, modelName(o), o['kind']), [], `${m.source}: ${o['kind']} has no unknown fields`);
+}
+
+t.test('the strict-field walker finds a misspelt field (so the checks below can fail)', async (t) => {
+  const ds = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'x' }, spec: { selector: {}, template: { spec: { hostNetwrok: true, containers: [{ name: 'c', securityContext: { capabilities: { drop: ['ALL'], ad: [] } } }] } } } };
+  t.same(unknownFields(ds, 'V1DaemonSet', 'DaemonSet'), [
+    'DaemonSet.spec.template.spec.hostNetwrok: unknown field of V1PodSpec',
+    'DaemonSet.spec.template.spec.containers[0].securityContext.capabilities.ad: unknown field of V1Capabilities',
+  ]);
+  t.throws(() => new Deployment({ metadata: { name: 'x' }, spec: { replicas: '2' as never, selector: {}, template: {} } }).validate(), /replicas must be integer/);
+});
+
+for (const chart of CHARTS) {
+  t.test(`${chart}: default values render and every document validates`, async (t) => {
+    const r = render(chart);
+    if (chart === 'base') t.same(r.manifests, [], 'the base chart has no templates: only crds/ (test/charts/crds.test.ts)');
+    else t.ok(r.manifests.length > 0, 'renders documents');
+    for (const m of r.manifests) {
+      validateDocument(t, m);
+      const o = m.object as Obj;
+      const clusterScoped = o['kind'] === 'ClusterRole' || o['kind'] === 'ClusterRoleBinding';
+      t.equal(o['metadata']['namespace'], clusterScoped ? undefined : NS, `${o['kind']} ${o['metadata']['name']}: ${clusterScoped ? 'cluster-scoped' : 'in the release namespace'}`);
+    }
+  });
+}
+
+for (const c of COMBINATIONS) {
+  t.test(`${c.chart} with ${c.name} (${c.set.join(' ')}) renders and validates`, async (t) => {
+    const r = render(c.chart, c.set);
+    for (const m of r.manifests) validateDocument(t, m);
+  });
+}
+
+t.test('docs/install.md lists every tested combination', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs', 'install.md'), 'utf8');
+  for (const c of COMBINATIONS) for (const s of c.set) t.ok(doc.includes(`--set ${s}`), `docs/install.md shows --set ${s} (${c.chart}: ${c.name})`);
+});
+
+t.test('every chart refuses another namespace: the mesh identities name istio-system', async (t) => {
+  for (const chart of ['control-plane', 'ztunnel', 'cni'] as const) {
+    t.throws(() => render(chart, [], 'mesh'), TemplateFailError, chart);
+    t.throws(() => render(chart, [], 'mesh'), /must be installed into istio-system \(got "mesh"\)/);
+  }
+});
+
+// ---- environment: the names each component reads ------------------------------------------------
+
+const known = (env: Readonly<Record<string, string>>) => new Set(Object.values(env));
+
+t.test('every environment variable a chart sets is one its component reads', async (t) => {
+  const cases: Array<[string, Obj, Set<string>]> = [
+    ['control-plane', one(render('control-plane'), 'Deployment'), known(CONTROL_PLANE_ENV)],
+    ['ztunnel', one(render('ztunnel', ['socks5Port=15080', 'controlPlane.identity=spiffe://cluster.local/ns/istio-system/sa/istiod']), 'DaemonSet'), known(ZTUNNEL_ENV)],
+    ['cni', one(render('cni', ['redirect.excludeCidrs[0]=10.96.0.1/32', 'redirect.excludePorts[0]=6443', 'controlPlane.identity=spiffe://cluster.local/ns/istio-system/sa/istiod']), 'DaemonSet'), known(AGENT_ENV)],
+  ];
+  for (const [name, w, names] of cases) {
+    for (const e of container(w)['env'] as Obj[]) t.ok(names.has(e['name']), `${name}: ${e['name']} is read by the component (its config.ts ENV)`);
+  }
+});
+
+// ---- control plane ------------------------------------------------------------------------------
+
+t.test('control plane: the cluster contract of its environment', async (t) => {
+  const r = render('control-plane');
+  const c = container(one(r, 'Deployment'));
+  const env = envOf(c);
+  t.equal(envValue(c, 'CONFIG_SOURCE'), 'kubernetes');
+  t.notOk(env.has('MANIFESTS_PATH') || env.has('NODES_FILE'), 'no file source variables');
+  t.same(env.get('POD_NAME')?.['valueFrom'], { fieldRef: { fieldPath: 'metadata.name' } });
+  t.same(env.get('POD_NAMESPACE')?.['valueFrom'], { fieldRef: { fieldPath: 'metadata.namespace' } });
+  t.equal(envValue(c, 'LEADER_ELECTION_NAMESPACE'), NS);
+  const role = one(r, 'Role');
+  t.same(role['rules'][0]['resourceNames'], [envValue(c, 'LEADER_ELECTION_LEASE')], 'the Role names the Lease the control plane holds');
+  t.equal(envValue(c, 'LEADER_ELECTION_LEASE'), 'ambient-control-plane');
+  t.equal(envValue(c, 'ZTUNNEL_NAMESPACE'), NS);
+  // The ztunnel and cni charts' service account and token audience are what the control plane checks.
+  const zt = render('ztunnel');
+  const ztDs = one(zt, 'DaemonSet');
+  t.equal(envValue(c, 'ZTUNNEL_SERVICE_ACCOUNT'), one(zt, 'ServiceAccount')['metadata']['name']);
+  t.equal(envValue(c, 'ZTUNNEL_SERVICE_ACCOUNT'), podSpec(ztDs)['serviceAccountName']);
+  t.equal(envValue(c, 'ZTUNNEL_SERVICE_ACCOUNT'), podSpec(one(render('cni'), 'DaemonSet'))['serviceAccountName'], 'the node agent authenticates as ztunnel');
+  const audience = (w: Obj) => (podSpec(w)['volumes'] as Obj[]).find((v) => v['name'] === 'istio-token')!['projected']['sources'][0]['serviceAccountToken']['audience'];
+  t.equal(envValue(c, 'TOKEN_AUDIENCE'), audience(ztDs));
+  t.equal(envValue(c, 'TOKEN_AUDIENCE'), audience(one(render('cni'), 'DaemonSet')));
+  t.equal(envValue(c, 'TOKEN_AUDIENCE'), 'istio-ca');
+  t.notOk(env.has('CA_CERT_CHAIN_FILE'), 'a root CA has no chain file');
+  const inter = container(one(render('control-plane', ['ca.intermediate=true']), 'Deployment'));
+  t.equal(envValue(inter, 'CA_CERT_CHAIN_FILE'), '/etc/cacerts/cert-chain.pem', 'an intermediate CA names cert-chain.pem');
+  t.equal(one(r, 'Deployment')['spec']['template']['spec']['volumes'][0]['secret']['secretName'], 'cacerts');
+});
+
+t.test('control plane: Service on 15012, readiness on 15021, PodDisruptionBudget over its pods', async (t) => {
+  const r = render('control-plane');
+  const dep = one(r, 'Deployment');
+  const svc = one(r, 'Service');
+  t.same(svc['spec']['ports'].map((p: Obj) => p['port']), [15012]);
+  t.same(svc['spec']['selector'], dep['spec']['selector']['matchLabels'], 'the Service selects the Deployment\'s pods');
+  t.equal(svc['metadata']['name'], 'istiod', 'ztunnels reach istiod.<ns>.svc:15012');
+  const c = container(dep);
+  t.same(c['readinessProbe']['httpGet'], { path: '/healthz/ready', port: 15021 });
+  t.ok((c['ports'] as Obj[]).some((p) => p['containerPort'] === 15012 && p['name'] === svc['spec']['ports'][0]['targetPort']), 'targetPort names the 15012 container port');
+  t.equal(dep['spec']['replicas'], 2);
+  const pdb = one(r, 'PodDisruptionBudget');
+  t.equal(pdb['spec']['minAvailable'], 1);
+  t.same(pdb['spec']['selector']['matchLabels'], dep['spec']['selector']['matchLabels']);
+  t.equal(one(render('control-plane', ['replicaCount=3', 'podDisruptionBudget.minAvailable=50%']), 'PodDisruptionBudget')['spec']['minAvailable'], '50%');
+  t.same(of(render('control-plane', ['replicaCount=1', 'podDisruptionBudget.enabled=false']), 'PodDisruptionBudget'), []);
+  t.throws(() => render('control-plane', ['replicaCount=1']), /minAvailable 1 with replicaCount 1 would block every node drain/);
+  t.equal(c['securityContext']['capabilities']['drop'][0], 'ALL');
+  t.notOk(c['securityContext']['capabilities']['add'], 'the control plane needs no capability');
+});
+
+/** (apiGroup, resource, verb) triples of the first table after `heading` in docs/kubernetes.md. */
+function docsTable(doc: string, heading: RegExp): Set<string> {
+  const start = doc.search(heading);
+  if (start < 0) throw new Error(`docs/kubernetes.md: no section ${heading}`);
+  const lines = doc.slice(start).split('\n');
+  const first = lines.findIndex((l) => l.startsWith('|'));
+  const end = lines.findIndex((l, i) => i > first && !l.startsWith('|'));
+  const out = new Set<string>();
+  for (const row of lines.slice(first, end).filter((l) => l.startsWith('| `'))) {
+    const [groups, resources, verbs] = row.split('|').slice(1, 4).map((cell) => [...cell.matchAll(/`([^`]*)`/g)].map((m) => m[1]!));
+    const group = groups![0] === '""' ? '' : groups![0]!;
+    for (const r of resources!) for (const v of verbs!) out.add(`${group} ${r} ${v}`);
+  }
+  return out;
+}
+
+function ruleTriples(rules: Obj[]): Set<string> {
+  const out = new Set<string>();
+  for (const r of rules) for (const g of r['apiGroups']) for (const res of r['resources']) for (const v of r['verbs']) out.add(`${g} ${res} ${v}`);
+  return out;
+}
+
+t.test('control plane RBAC: exactly the table of docs/kubernetes.md, nothing wider', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs', 'kubernetes.md'), 'utf8');
+  const clusterWide = docsTable(doc, /^Cluster-wide/m);
+  const namespaced = docsTable(doc, /^In the control plane's own namespace/m);
+  t.ok(clusterWide.has('authentication.k8s.io tokenreviews create') && clusterWide.has(' pods watch') && namespaced.has('coordination.k8s.io leases create'), `the docs tables parsed (${clusterWide.size} cluster-wide, ${namespaced.size} namespaced triples)`);
+  const r = render('control-plane');
+  const cr = one(r, 'ClusterRole');
+  t.same([...ruleTriples(cr['rules'])].sort(), [...clusterWide].sort(), 'ClusterRole = the cluster-wide table');
+  const role = one(r, 'Role');
+  t.same([...ruleTriples(role['rules'])].sort(), [...namespaced].sort(), 'Role = the namespaced table');
+  t.equal(role['metadata']['namespace'], NS);
+  for (const rule of [...cr['rules'], ...role['rules']] as Obj[]) {
+    for (const f of ['apiGroups', 'resources', 'verbs']) t.notOk((rule[f] as string[]).includes('*'), `no wildcard in ${f}`);
+    t.notOk((rule['resources'] as string[]).includes('secrets'), 'no Secrets');
+    t.notOk((rule['verbs'] as string[]).some((v) => v === 'delete' || v === 'deletecollection' || v === 'update' && rule['resources'].some((x: string) => x !== 'leases')), 'no deletes; update only the Lease');
+  }
+  const getUpdate = (role['rules'] as Obj[]).filter((x) => x['verbs'].includes('get') || x['verbs'].includes('update'));
+  t.ok(getUpdate.every((x) => Array.isArray(x['resourceNames']) && x['resourceNames'].length === 1), 'get and update are limited to the one Lease');
+  const crb = one(r, 'ClusterRoleBinding');
+  t.equal(crb['roleRef']['name'], cr['metadata']['name']);
+  t.same(crb['subjects'], [{ kind: 'ServiceAccount', name: 'istiod', namespace: NS }]);
+  t.equal(one(r, 'RoleBinding')['roleRef']['name'], role['metadata']['name']);
+  t.equal(podSpec(one(r, 'Deployment'))['serviceAccountName'], 'istiod');
+});
+
+// ---- ztunnel ------------------------------------------------------------------------------------
+
+t.test('ztunnel: host network, no capabilities, readiness on 15021, surge update, drain inside the grace period', async (t) => {
+  const r = render('ztunnel');
+  const ds = one(r, 'DaemonSet');
+  const spec = podSpec(ds);
+  const c = container(ds);
+  t.equal(spec['hostNetwork'], true);
+  t.equal(spec['dnsPolicy'], 'ClusterFirstWithHostNet');
+  t.same(c['securityContext']['capabilities'], { drop: ['ALL'] }, 'drops every capability and adds none');
+  t.equal(c['securityContext']['privileged'], false);
+  t.equal(c['securityContext']['allowPrivilegeEscalation'], false);
+  t.equal(spec['securityContext']['runAsNonRoot'], true);
+  t.notOk(c['ports'], 'no ports: on the host network each would be a hostPort and block the surge pod');
+  t.same(c['readinessProbe']['httpGet'], { path: '/healthz/ready', port: 15021 });
+  t.same(ds['spec']['updateStrategy'], { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+  const drain = Number(envValue(c, 'DRAIN_TIMEOUT_SECONDS'));
+  t.ok(spec['terminationGracePeriodSeconds'] > drain, `terminationGracePeriodSeconds ${spec['terminationGracePeriodSeconds']} > drain ${drain}`);
+  t.throws(() => render('ztunnel', ['drainTimeoutSeconds=30']), /terminationGracePeriodSeconds \(30\) must be larger than drainTimeoutSeconds \(30\)/);
+  t.equal(envValue(c, 'CONTROL_PLANE_ADDRESS'), 'istiod.istio-system.svc:15012');
+  t.same(envOf(c).get('ZTUNNEL_ADDRESS')?.['valueFrom'], { fieldRef: { fieldPath: 'status.hostIP' } }, 'binds the node address the agent redirects to');
+  t.notOk(envOf(c).has('SOCKS5_PORT'), 'SOCKS5 is off by default');
+  t.equal(envValue(c, 'REDIRECTION_CHECK'), 'off', 'no bpftool check without capabilities');
+  t.equal(spec['automountServiceAccountToken'], false);
+  t.equal(one(r, 'ServiceAccount')['automountServiceAccountToken'], false);
+  t.same(of(r, 'ClusterRole').concat(of(r, 'Role')), [], 'ztunnel gets no RBAC');
+  const tol = spec['tolerations'] as Obj[];
+  t.ok(tol.some((x) => x['operator'] === 'Exists' && x['effect'] === 'NoSchedule' && !x['key']), 'tolerates every NoSchedule taint');
+  t.ok(tol.some((x) => x['operator'] === 'Exists' && x['effect'] === 'NoExecute' && !x['key']), 'tolerates every NoExecute taint');
+  const custom = container(one(render('ztunnel', ['socks5Port=15080', 'controlPlane.address=cp.mesh.example:15012']), 'DaemonSet'));
+  t.equal(envValue(custom, 'SOCKS5_PORT'), '15080');
+  t.equal(envValue(custom, 'CONTROL_PLANE_ADDRESS'), 'cp.mesh.example:15012');
+  t.equal(container(one(render('ztunnel', ['image.hub=registry.example/mesh', 'image.tag=0.1.1']), 'DaemonSet'))['image'], 'registry.example/mesh/ambient-mesh:0.1.1');
+  t.equal(c['image'], 'ambient-mesh:0.1.0', 'the default image is the chart appVersion');
+});
+
+// ---- cni node agent -----------------------------------------------------------------------------
+
+t.test('cni: privileged, host paths, every node, the agent environment', async (t) => {
+  const ds = one(render('cni'), 'DaemonSet');
+  const spec = podSpec(ds);
+  const c = container(ds);
+  t.equal(c['securityContext']['privileged'], true);
+  t.equal(spec['hostNetwork'], true);
+  t.equal(spec['hostPID'], true, 'ZTUNNEL_CGROUP=auto and pods started before the agent are found through /proc');
+  t.same(spec['tolerations'], [{ operator: 'Exists' }], 'tolerates every taint: a node without the agent starts pods that fail CNI ADD');
+  const hostPaths = Object.fromEntries((spec['volumes'] as Obj[]).filter((v) => v['hostPath']).map((v) => [v['name'], v['hostPath']['path']]));
+  t.same(hostPaths, { 'cni-bin-dir': '/opt/cni/bin', 'cni-net-dir': '/etc/cni/net.d', cgroup: '/sys/fs/cgroup', bpffs: '/sys/fs/bpf', 'ambient-run': '/var/run/ambient' });
+  const mounts = Object.fromEntries((c['volumeMounts'] as Obj[]).map((m) => [m['name'], m]));
+  t.equal(mounts['bpffs']['mountPropagation'], 'Bidirectional', 'pins outlive the container');
+  t.equal(mounts['ambient-run']['mountPath'], '/var/run/ambient', 'same path as on the host: the plugin dials it');
+  t.equal(envValue(c, 'AGENT_SOCKET')!.startsWith('/var/run/ambient/'), true);
+  t.equal(envValue(c, 'CNI_BIN_DIR'), mounts['cni-bin-dir']['mountPath']);
+  t.equal(envValue(c, 'CNI_CONF_DIR'), mounts['cni-net-dir']['mountPath']);
+  t.equal(envValue(c, 'CGROUP_ROOT'), mounts['cgroup']['mountPath']);
+  t.equal(envValue(c, 'CGROUP_DRIVER'), 'systemd');
+  t.equal(envValue(c, 'UNINSTALL_ON_EXIT'), 'cni');
+  t.equal(envValue(c, 'EXEMPT_NAMESPACES'), 'istio-system,kube-system', 'the release namespace is always exempt');
+  t.equal(envValue(c, 'CONTROL_PLANE_ADDRESS'), 'istiod.istio-system.svc:15012');
+  t.same(c['readinessProbe']['httpGet'], { host: '127.0.0.1', path: '/healthz/ready', port: 15025 });
+  t.equal(envValue(c, 'STATE_PORT'), '15025');
+  t.equal(spec['priorityClassName'], 'system-node-critical');
+
+  t.equal(envValue(container(one(render('cni', ['cgroup.driver=cgroupfs']), 'DaemonSet')), 'CGROUP_DRIVER'), 'cgroupfs');
+  t.equal(envValue(container(one(render('cni', ['cni.uninstallOnExit=all']), 'DaemonSet')), 'UNINSTALL_ON_EXIT'), 'all');
+  const noInstall = one(render('cni', ['cni.install=false']), 'DaemonSet');
+  t.notOk(envOf(container(noInstall)).has('CNI_BIN_DIR') || envOf(container(noInstall)).has('CNI_CONF_DIR'), 'install=false sets neither CNI dir (the agent wants both or none)');
+  t.notOk((podSpec(noInstall)['volumes'] as Obj[]).some((v) => v['name'].startsWith('cni-')), 'and mounts neither');
+  const excl = container(one(render('cni', ['redirect.excludeCidrs[0]=10.96.0.1/32', 'redirect.excludePorts[0]=6443']), 'DaemonSet'));
+  t.equal(envValue(excl, 'EXCLUDE_CIDRS'), '10.96.0.1/32');
+  t.equal(envValue(excl, 'EXCLUDE_PORTS'), '6443');
+});
+
+// ---- values.schema.json -------------------------------------------------------------------------
+
+t.test('values.schema.json refuses bad values with a message naming the value', async (t) => {
+  const refused = (chart: ChartName, set: string[], message: RegExp) => {
+    const err = t.throws(() => render(chart, set), ValuesSchemaError, `${chart} ${set.join(' ')} is refused`) as unknown as ValuesSchemaError;
+    t.match(err.message, message, `${chart} ${set.join(' ')}: ${err.message.split('\n')[1] ?? err.message}`);
+  };
+  refused('control-plane', ['replicas=2'], /replicas/);
+  refused('control-plane', ['replicaCount=0'], /replicaCount/);
+  refused('control-plane', ['podDisruptionBudget.minAvailable=half'], /minAvailable/);
+  refused('control-plane', ['logLevel=verbose'], /logLevel/);
+  refused('ztunnel', ['socks5Port=70000'], /socks5Port/);
+  refused('ztunnel', ['controlPlane.address=istiod'], /controlPlane.*address/);
+  refused('ztunnel', ['updateStrategy.maxSurge=-1'], /maxSurge/);
+  refused('cni', ['cgroup.driver=cgroupv1'], /driver/);
+  refused('cni', ['cni.uninstallOnExit=always'], /uninstallOnExit/);
+  refused('cni', ['cni.binDir=opt/cni/bin'], /binDir/);
+  refused('base', ['crds.install=false'], /crds/);
+  for (const chart of CHARTS) {
+    const schema = JSON.parse(readFileSync(join(ROOT, 'charts', chart, 'values.schema.json'), 'utf8')) as Obj;
+    t.equal(schema['additionalProperties'], false, `${chart}: no unknown top-level keys`);
+    const open: string[] = [];
+    const walk = (s: Obj, path: string) => {
+      if (s['type'] === 'object' && s['properties'] && s['additionalProperties'] !== false) open.push(path);
+      for (const [k, v] of Object.entries((s['properties'] ?? {}) as Obj)) walk(v, `${path}.${k}`);
+      for (const [k, v] of Object.entries((s['definitions'] ?? {}) as Obj)) walk(v, `#/definitions/${k}`);
+    };
+    walk(schema, chart);
+    t.same(open, [], `${chart}: every object with named properties refuses unknown keys`);
+  }
+});
