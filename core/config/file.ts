@@ -13,8 +13,7 @@ import { parseSpiffeId } from '../identity/spiffe.js';
 import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
-import { L4_CONDITION_KEYS } from '../model/authz.js';
-import { PolicySpecParser } from './policy-spec.js';
+import { PolicySpecParser, httpAttributesWarning } from './policy-spec.js';
 import { RouteConverter } from './routes.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import {
@@ -556,15 +555,8 @@ export async function readMeshConfigFile(path: string, opts: ParseOptions = {}):
 export function configWarnings(cfg: MeshConfig): string[] {
   const out: string[] = [];
   for (const p of cfg.authorizationPolicies) {
-    const http = p.rules.some(
-      (r) => r.from.some((s) => s.hasL7Fields) || r.to.some((o) => o.hasL7Fields) || r.when.some((w) => !L4_CONDITION_KEYS.has(w.key)),
-    );
-    if (!http) continue;
-    out.push(
-      p.action === 'ALLOW'
-        ? `authorization policy ${p.namespace}/${p.name} uses HTTP attributes: its rules that use them match nothing at L4 (stricter than written); use a waypoint to enforce HTTP rules`
-        : `authorization policy ${p.namespace}/${p.name} uses HTTP attributes: ztunnel enforces its rules without them, denying more than written; use a waypoint to enforce HTTP rules`,
-    );
+    const w = httpAttributesWarning(p);
+    if (w) out.push(`authorization policy ${p.namespace}/${p.name} ${w}`);
   }
   return out;
 }

@@ -21,7 +21,7 @@ import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
 import { formatSpiffeId } from '../identity/spiffe.js';
 import { Problems, describe, field, isMapping, keyPath, list, mapping, port, string, stringMap } from './check.js';
-import { PolicySpecParser } from './policy-spec.js';
+import { PolicySpecParser, httpAttributesWarning } from './policy-spec.js';
 import { RouteConverter } from './routes.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
@@ -402,6 +402,8 @@ export function parseObject(
       }
       const policy = new PolicySpecParser(p, rootNamespace).authorizationPolicy({ name: meta.name, namespace: ns }, s, 'spec');
       if (!policy) return finish(undefined);
+      const http = httpAttributesWarning(policy);
+      if (http) warn('spec.rules', http);
       return finish({ kind: k, ...base, policy });
     }
     case 'PeerAuthentication': {

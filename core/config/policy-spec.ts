@@ -378,3 +378,16 @@ export class PolicySpecParser {
     };
   }
 }
+
+/**
+ * What an L4 policy (ztunnel's) does with HTTP attributes it cannot see, in the words operators
+ * read in a status or a log; undefined when the policy uses none. Istio writes the same as a
+ * `ZtunnelAccepted` condition with reason `UnsupportedValue`.
+ */
+export function httpAttributesWarning(p: AuthorizationPolicy): string | undefined {
+  const http = p.rules.some((r) => r.from.some((s) => s.hasL7Fields) || r.to.some((o) => o.hasL7Fields) || r.when.some((w) => !L4_CONDITION_KEYS.has(w.key)));
+  if (!http) return undefined;
+  return p.action === 'ALLOW'
+    ? 'uses HTTP attributes: its rules that use them match nothing at L4 (stricter than written); use a waypoint to enforce HTTP rules'
+    : 'uses HTTP attributes: ztunnel enforces its rules without them, denying more than written; use a waypoint to enforce HTTP rules';
+}
