@@ -12,7 +12,7 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isOutsideNamespace, parseCgroupV2, parseProcNetTcp, podLevelCgroup, socketInode, TCP_LISTEN } from './proc-net.js';
+import { isOutsideNamespace, parseCgroupV2, parseProcNetTcp, podLevelCgroup, socketInode, TCP_LISTEN } from '../../core/net/proc-net.js';
 
 /** One process holding one of ztunnel's listening sockets. */
 export interface ZtunnelProcess {

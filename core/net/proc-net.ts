@@ -1,5 +1,6 @@
 /**
- * Parsers for the few /proc files the agent reads to find ztunnel from the host's view: the
+ * Parsers for the few /proc files the node agent reads to find ztunnel from the host's view (and
+ * ztunnel reads to name who holds a port it cannot bind): the
  * listening sockets of its network namespace (`/proc/net/tcp`, `/proc/net/tcp6`), which process
  * holds a socket (`/proc/PID/fd/* -> socket:[inode]`) and where that process sits in the cgroup v2
  * tree (`/proc/PID/cgroup`). Pure functions over text, so they are tested on fixture files.

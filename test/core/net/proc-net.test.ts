@@ -1,10 +1,10 @@
-// The /proc parsers behind ZTUNNEL_CGROUP=auto, on fixture files (test/cni-plugin/fixtures/proc/).
+// The /proc parsers behind the agent's ZTUNNEL_CGROUP=auto and ztunnel's port-owner messages, on fixture files (test/cni-plugin/fixtures/proc/).
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isOutsideNamespace, parseCgroupV2, parseProcNetTcp, podLevelCgroup, socketInode, TCP_LISTEN } from '../../../cni-plugin/agent/proc-net.js';
+import { isOutsideNamespace, parseCgroupV2, parseProcNetTcp, podLevelCgroup, socketInode, TCP_LISTEN } from '../../../core/net/proc-net.js';
 
-const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'proc');
+const FIXTURES = join(import.meta.dirname, '..', '..', 'cni-plugin', 'fixtures', 'proc');
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
 
 t.test('fixture /proc/net/tcp: addresses, ports, states and inodes as the kernel printed them', async (t) => {
