@@ -25,6 +25,7 @@ export const ENV = {
   readinessPort: 'READINESS_PORT',
   drainSeconds: 'DRAIN_TIMEOUT_SECONDS',
   certTtlSeconds: 'WORKLOAD_CERT_TTL_SECONDS',
+  certRetentionSeconds: 'CERT_RETENTION_SECONDS',
   redirectionCheck: 'REDIRECTION_CHECK',
   redirectionWaitSeconds: 'REDIRECTION_WAIT_SECONDS',
   handover: 'HANDOVER',
@@ -59,6 +60,11 @@ export interface ZtunnelConfig {
   readonly readinessPort: number;
   readonly drainTimeoutMs: number;
   readonly certTtlSeconds: number;
+  /**
+   * How long the certificate of an identity that no meshed workload on this node has any more is
+   * kept (and renewed) before it is forgotten (ztunnel/identities.ts).
+   */
+  readonly certRetentionMs: number;
   /** With outbound capture on: wait for the eBPF getsockname hook on ztunnel's cgroup (`bpftool`), or trust it is there (`off`). */
   readonly redirectionCheck: 'bpftool' | 'off';
   readonly redirectionWaitMs: number;
@@ -85,6 +91,10 @@ const DEFAULTS = {
   drainSeconds: 25,
   // Istio's default workload certificate lifetime.
   certTtlSeconds: 24 * 3600,
+  // Longer than a pod's delete-and-recreate on the node and than a restarted control plane takes
+  // to sync its caches (its first snapshots may lack workloads): neither should cost a CSR, or fail
+  // a connection while the CA is unreachable. Keeping a certificate a few minutes more costs nothing.
+  certRetentionSeconds: 300,
   logLevel: 'info',
   // The node agent may start after ztunnel; give it this long to attach the hooks.
   redirectionWaitSeconds: 60,
@@ -133,6 +143,7 @@ export function loadConfig(envRecord: Readonly<Record<string, string | undefined
     readinessPort: port(ENV.readinessPort, PORTS.readiness),
     drainTimeoutMs: positive(ENV.drainSeconds, DEFAULTS.drainSeconds) * 1000,
     certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),
+    certRetentionMs: positive(ENV.certRetentionSeconds, DEFAULTS.certRetentionSeconds) * 1000,
     logLevel,
     redirectionCheck,
     redirectionWaitMs: positive(ENV.redirectionWaitSeconds, DEFAULTS.redirectionWaitSeconds) * 1000,

@@ -13,11 +13,15 @@ import { LocalCaClient, SecretManager } from '../core/identity/secret-manager.js
 import { FileConfigSource } from '../core/config/file-source.js';
 import { connectControlPlane, readRootsFile } from '../core/config/control-plane-client.js';
 import type { ConfigSource } from '../core/config/source.js';
+import { ztunnelIdentity } from '../core/config/discovery-wire.js';
 import { checkRedirection } from './redirection.js';
 import { Ztunnel, type ZtunnelInputs } from './ztunnel.js';
 
-/** The config source and certificates of either mode. */
-async function sources(config: ZtunnelConfig, logger: Logger): Promise<{ configSource: ConfigSource; certificates: ZtunnelInputs['certificates'] }> {
+/** The config source and certificates of either mode, and the identities ztunnel holds for itself. */
+async function sources(
+  config: ZtunnelConfig,
+  logger: Logger,
+): Promise<{ configSource: ConfigSource; certificates: ZtunnelInputs['certificates']; ownIdentities: string[] }> {
   const cp = config.controlPlane;
   if (cp) {
     const client = connectControlPlane({
@@ -31,7 +35,8 @@ async function sources(config: ZtunnelConfig, logger: Logger): Promise<{ configS
       logger,
     });
     logger.info({ control_plane: `${cp.address.host}:${cp.address.port}` }, 'using the control plane for certificates and configuration');
-    return { configSource: client.configSource, certificates: client.certificates };
+    // The discovery stream authenticates with ztunnel's own identity, from the same secret manager.
+    return { configSource: client.configSource, certificates: client.certificates, ownIdentities: [ztunnelIdentity(config.trustDomain)] };
   }
   const ca = await CertificateAuthority.load(config.caRootCertFile, config.caRootKeyFile, config.trustDomain, {
     ttlSeconds: config.certTtlSeconds,
@@ -43,6 +48,7 @@ async function sources(config: ZtunnelConfig, logger: Logger): Promise<{ configS
       logger: logger.child({ scope: 'config' }),
       rootNamespace: config.rootNamespace,
     }),
+    ownIdentities: [],
   };
 }
 
@@ -56,12 +62,13 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ component: 'ztunnel', level: config.logLevel });
   try {
-    const { configSource, certificates } = await sources(config, logger);
+    const { configSource, certificates, ownIdentities } = await sources(config, logger);
     const zt = await Ztunnel.start({
       config,
       logger,
       configSource,
       certificates,
+      ownIdentities,
       ...(config.redirectionCheck === 'bpftool' ? { checkRedirection: () => checkRedirection() } : {}),
     });
     let signalled: string | undefined;

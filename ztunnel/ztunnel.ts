@@ -16,6 +16,7 @@ import type { ProxyInputs } from './proxy/inputs.js';
 import { listenOps } from '../core/telemetry/admin.js';
 import { listen } from '../core/net/listen.js';
 import { takeOverPorts, type PortClaim } from './handover.js';
+import { IdentityRetention } from './identities.js';
 
 export interface ZtunnelInputs {
   readonly config: ZtunnelConfig;
@@ -26,7 +27,17 @@ export interface ZtunnelInputs {
   readonly certificates: CertificateSource & {
     close?(): void;
     onRotate?(listener: (cert: { identity: string; notBefore: Date; notAfter: Date }) => void): () => void;
+    /**
+     * Stops renewing an identity no meshed workload on this node has any more (ztunnel/identities.ts).
+     * Without it, every identity ever used here stays renewed.
+     */
+    forget?(identity: string): void;
   };
+  /**
+   * Identities ztunnel holds for itself in the same certificate source (its control-plane
+   * identity): never forgotten, whatever the configuration says.
+   */
+  readonly ownIdentities?: readonly string[];
   readonly metrics?: TcpMetrics;
   /** Plain TCP connections to workloads; swappable in tests. */
   readonly connectTcp?: (opts: net.NetConnectOpts) => net.Socket;
@@ -37,9 +48,6 @@ export interface ZtunnelInputs {
    */
   readonly checkRedirection?: () => Promise<void>;
 }
-
-/** Certificates issued to this node, for /config_dump (never the keys). */
-type CertificateLog = Map<string, { notBefore: Date; notAfter: Date; rotations: number }>;
 
 export interface ZtunnelAddresses {
   readonly outbound?: net.AddressInfo;
@@ -60,8 +68,8 @@ export class Ztunnel {
   readonly #hboneServer: HboneServer;
   readonly #servers: Array<net.Server | http.Server>;
   #stateRef: { current: MeshState };
-  /** Certificates issued to this node, for /config_dump (never the keys). */
-  readonly #certs: CertificateLog;
+  /** The identities held and which of them are still needed; also feeds /config_dump. */
+  readonly #identities: IdentityRetention;
   #ready = false;
   #stopping: Promise<void> | undefined;
   #stoppedResolve!: () => void;
@@ -78,7 +86,7 @@ export class Ztunnel {
       hboneServer: HboneServer;
       servers: Array<net.Server | http.Server>;
       stateRef: { current: MeshState };
-      certs: CertificateLog;
+      identities: IdentityRetention;
     },
   ) {
     this.#in = inputs;
@@ -89,7 +97,7 @@ export class Ztunnel {
     this.#hboneServer = parts.hboneServer;
     this.#servers = parts.servers;
     this.#stateRef = parts.stateRef;
-    this.#certs = parts.certs;
+    this.#identities = parts.identities;
   }
 
   /** Loads config, binds every enabled listener, and resolves once ready to serve. */
@@ -98,24 +106,40 @@ export class Ztunnel {
     const metrics = inputs.metrics ?? createTcpMetrics();
     const drain = new DrainTracker();
     const stateRef = { current: MeshState.empty() };
-    // Before the config source starts: in control-plane mode it fetches ztunnel's own certificate.
-    const certs: CertificateLog = new Map();
-    inputs.certificates.onRotate?.((c) => {
-      const prev = certs.get(c.identity);
-      certs.set(c.identity, { notBefore: c.notBefore, notAfter: c.notAfter, rotations: (prev?.rotations ?? -1) + 1 });
+    const source = inputs.certificates;
+    const identities = new IdentityRetention({
+      nodeName: config.nodeName,
+      graceMs: config.certRetentionMs,
+      forget: source.forget ? (id) => source.forget!(id) : undefined,
+      pinned: inputs.ownIdentities ?? [],
+      logger: logger.child({ scope: 'identities' }),
     });
+    if (!source.forget) {
+      logger.warn('the certificate source cannot forget identities: certificates of workloads that left this node stay renewed');
+    }
+    // Before the config source starts: in control-plane mode it fetches ztunnel's own certificate.
+    source.onRotate?.((c) => identities.issued(c));
+    // Every certificate the data path asks for goes through here, so a use postpones forgetting.
+    const certificates: CertificateSource = {
+      fetch: (identity) => {
+        identities.used(identity);
+        return source.fetch(identity);
+      },
+    };
     await inputs.configSource.start((cfg) => {
       stateRef.current = new MeshState(cfg);
+      // The one place snapshots are swapped, so the one place identities are reviewed.
+      identities.update(stateRef.current);
       logger.info(
         { workloads: cfg.workloads.length, services: cfg.services.length, policies: cfg.authorizationPolicies.length },
         'configuration updated',
       );
     });
-    const hbone = new HboneClient({ certificates: inputs.certificates, logger: logger.child({ scope: 'hbone-client' }) });
+    const hbone = new HboneClient({ certificates, logger: logger.child({ scope: 'hbone-client' }) });
     const proxy: ProxyInputs = {
       config,
       state: () => stateRef.current,
-      certificates: inputs.certificates,
+      certificates,
       hbone,
       metrics,
       drain,
@@ -125,7 +149,7 @@ export class Ztunnel {
     const outbound = new Outbound(proxy);
     const inbound = new Inbound(proxy);
     const hboneServer = new HboneServer({
-      certificates: inputs.certificates,
+      certificates,
       logger: logger.child({ scope: 'hbone-server' }),
       trustDomain: config.trustDomain,
       identityForSni: inbound.identityForSni,
@@ -138,6 +162,7 @@ export class Ztunnel {
         await takeOverPorts({ claims: portClaims(config), quitUrl: quitUrl(config), timeoutMs: config.handoverTimeoutMs, logger: logger.child({ scope: 'handover' }) });
       } catch (err) {
         hboneServer.close();
+        identities.close();
         await inputs.configSource.close();
         throw err;
       }
@@ -169,10 +194,11 @@ export class Ztunnel {
     } catch (err) {
       hboneServer.close();
       for (const s of servers) s.close();
+      identities.close();
       await inputs.configSource.close();
       throw err;
     }
-    zt = new Ztunnel(inputs, { addresses, hbone, metrics, drain, hboneServer, servers, stateRef, certs });
+    zt = new Ztunnel(inputs, { addresses, hbone, metrics, drain, hboneServer, servers, stateRef, identities });
     if (config.outboundPort !== 0 && inputs.checkRedirection) {
       try {
         await retryUntil(inputs.checkRedirection, config.redirectionWaitMs, (err) =>
@@ -216,7 +242,7 @@ export class Ztunnel {
       listeners: this.addresses,
       openConnections: this.#drain.size,
       hbonePool: this.hbone.dump(),
-      certificates: Object.fromEntries(this.#certs),
+      certificates: this.#identities.dump(),
       ...(this.state.toJSON() as object),
     };
   }
@@ -226,6 +252,7 @@ export class Ztunnel {
     this.#hboneServer.close();
     for (const s of this.#servers) s.close();
     await this.#in.configSource.close();
+    this.#identities.close();
     this.#in.certificates.close?.();
   }
 

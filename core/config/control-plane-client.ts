@@ -46,6 +46,8 @@ export interface ControlPlaneClient {
   readonly certificates: {
     fetch(identity: string): Promise<WorkloadCertificate>;
     onRotate(listener: RotationListener): () => void;
+    /** Drops an identity: no more renewals; the next fetch asks the CA again. */
+    forget(identity: string): void;
     close(): void;
   };
   readonly configSource: DiscoverySource;
@@ -110,6 +112,10 @@ export function connectControlPlane(opts: ControlPlaneClientOptions): ControlPla
     certificates: {
       fetch: (id) => secrets.fetch(id),
       onRotate: (l) => secrets.onRotate(l),
+      forget: (id) => {
+        held.delete(id);
+        secrets.forget(id);
+      },
       close: () => {
         secrets.close();
         caClient.close();

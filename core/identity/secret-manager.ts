@@ -166,7 +166,19 @@ export class SecretManager {
     return () => this.listeners.delete(listener);
   }
 
-  /** Stops renewing `identity` and drops its certificate (its last pod left the node). */
+  /**
+   * The identities held: with a certificate, a request in flight, or a retry pending. Each is
+   * renewed or retried until `forget`.
+   */
+  identities(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /**
+   * Stops renewing `identity` and drops its certificate (its last pod left the node). Callers
+   * waiting for a request in flight still get its result, which is then not kept; a later
+   * `fetch` requests a new certificate.
+   */
   forget(identity: string): void {
     const entry = this.entries.get(identity);
     if (!entry) return;

@@ -58,7 +58,8 @@ const cp = await startControlPlane(files, `${base}.1`);
 const cpAddress = `${base}.1:${cp.addresses.server.port}`;
 const echo = await echoServer(SERVER, 9090);
 const a = await startZtunnel({ files, node: NODES[0]!, controlPlane: cpAddress });
-const b = await startZtunnel({ files, node: NODES[1]!, controlPlane: cpAddress });
+// node-b forgets certificates soon after their pods leave (CERT_RETENTION_SECONDS), for the test below.
+const b = await startZtunnel({ files, node: NODES[1]!, controlPlane: cpAddress, env: { CERT_RETENTION_SECONDS: '1' } });
 t.teardown(async () => {
   await Promise.all([a.zt.shutdown(), b.zt.shutdown()]);
   await cp.close();
@@ -178,4 +179,20 @@ t.test('metrics, readiness and the debug endpoints', async (t) => {
   t.ok(conns.proxies.every((p) => p.version === conns.version && p.synced), 'both proxies hold the current version');
   const status = (await (await fetch(`http://${base}.1:15000/debug/status`)).json()) as { objects: number; problems: unknown[] };
   t.equal(status.objects, 6);
+});
+
+t.test('an identity whose pods left the node is forgotten with a control plane too (no more renewals)', async (t) => {
+  const extra = join(files.manifests, 'leaving.yaml');
+  const LEAVING = 'spiffe://cluster.local/ns/apps/sa/leaving';
+  await writeAtomic(extra, manifestYaml([serviceAccount('leaving', 'apps'), pod('leaving', { ns: 'apps', node: 'node-b', ip: `${base}.23`, labels: { app: 'leaving' } })]));
+  await waitFor(() => b.zt.state.workloadByIp(`${base}.23`) !== undefined, 'the pod on node-b');
+  const leavingEcho = await echoServer(`${base}.23`, 9090);
+  t.teardown(() => closeServer(leavingEcho.server));
+  t.equal(await roundTrip(`${base}.23`, 9090), 0, 'traffic to it: node-b fetched its certificate');
+  const held = () => Object.keys((b.zt.configDump() as { certificates: Record<string, unknown> }).certificates);
+  t.ok(held().includes(LEAVING), 'held while its pod runs');
+  await removeFile(extra);
+  await waitFor(() => b.zt.state.workloadByIp(`${base}.23`) === undefined, 'the pod to go');
+  await waitFor(() => !held().includes(LEAVING), 'forgotten after the retention time', 10_000);
+  t.ok(held().includes(ID.server), 'the identity of a pod still on the node is kept');
 });

@@ -17,6 +17,7 @@ t.test('defaults are Istio\'s ports and safe bindings', async (t) => {
     statsAddress: '0.0.0.0',
     trustDomain: 'cluster.local',
     drainTimeoutMs: 25_000,
+    certRetentionMs: 300_000,
   });
   t.ok(Object.isFrozen(c));
 });
@@ -43,4 +44,9 @@ t.test('every problem is reported at once', async (t) => {
 
 t.test('listeners on one address must use different ports', async (t) => {
   t.throws(() => loadConfig({ ...required, SOCKS5_PORT: '15008' }), { message: /must differ/ });
+});
+
+t.test('CERT_RETENTION_SECONDS: a positive number of seconds', async (t) => {
+  t.equal(loadConfig({ ...required, CERT_RETENTION_SECONDS: '1.5' }).certRetentionMs, 1500);
+  t.throws(() => loadConfig({ ...required, CERT_RETENTION_SECONDS: '0' }), { message: /CERT_RETENTION_SECONDS="0" is not a positive number/ });
 });

@@ -8,6 +8,7 @@ import { HboneError, denied, unknownAuthority } from '../../core/hbone/status.js
 import { proxyConnection, recordRefused, type ConnectionInfo } from './connection.js';
 import { connectTcp, normalizeIp } from './outbound.js';
 import type { ProxyInputs } from './inputs.js';
+import { localIdentities } from '../identities.js';
 
 /**
  * The inbound data path: a verified HBONE CONNECT stream for a workload on this node is
@@ -28,11 +29,8 @@ export class Inbound {
     let index = this.#sniIndex.get(state);
     if (!index) {
       index = new Map();
-      for (const w of state.workloadsOnNode(this.#in.config.nodeName)) {
-        if (w.protocol !== 'HBONE') continue;
-        const id = state.workloadIdentity(w);
-        index.set(sniForIdentity(id), id);
-      }
+      // The same set ztunnel keeps certificates for (ztunnel/identities.ts).
+      for (const id of localIdentities(state, this.#in.config.nodeName)) index.set(sniForIdentity(id), id);
       this.#sniIndex.set(state, index);
     }
     return index.get(sni);

@@ -33,6 +33,11 @@ class ScriptedCa implements CaClient {
   }
 }
 
+/** Resolves once `ca` has been called `n` times (the request reached the CA). */
+async function callsReach(ca: ScriptedCa, n: number): Promise<void> {
+  while (ca.calls.length < n) await new Promise((r) => setTimeout(r, 2));
+}
+
 function manager(t: Test, inputs: Partial<SecretManagerInputs> & { caClient: CaClient }): SecretManager {
   const sm = new SecretManager(inputs);
   t.teardown(() => sm.close());
@@ -177,6 +182,69 @@ t.test('forget stops renewing an identity; close stops everything', async (t) =>
 
   sm.close();
   await t.rejects(sm.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE', cause: { message: /closed/ } });
+});
+
+t.test('forget stops a pending renewal or retry timer', async (t) => {
+  // Renewal: a 2 s certificate issued a minute back is renewed about a second after it arrived.
+  const short = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 2 });
+  const renewing = new ScriptedCa(new LocalCaClient(short));
+  const sm = manager(t, { caClient: renewing });
+  await sm.fetch(SLEEP);
+  t.same(sm.identities(), [SLEEP]);
+  sm.forget(SLEEP);
+  t.same(sm.identities(), [], 'no longer held');
+  // Retry: a failed request is retried after 20 to 40 ms.
+  const failing = new ScriptedCa();
+  failing.failAlways = true;
+  const sm2 = manager(t, { caClient: failing, initialBackoffMs: 40 });
+  await t.rejects(sm2.fetch(HTTPBIN), { code: 'ERR_CERT_UNAVAILABLE' });
+  sm2.forget(HTTPBIN);
+  await new Promise((r) => setTimeout(r, 1800));
+  t.equal(renewing.calls.length, 1, 'no renewal after forget');
+  t.equal(failing.calls.length, 1, 'no retry after forget');
+  // Forgotten during backoff: the next fetch asks the CA at once instead of failing fast.
+  failing.failAlways = false;
+  t.equal((await sm2.fetch(HTTPBIN)).identity, HTTPBIN);
+  t.equal(failing.calls.length, 2);
+});
+
+t.test('forget does not break concurrent fetch callers', async (t) => {
+  const scripted = new ScriptedCa();
+  let release!: () => void;
+  scripted.hold = new Promise((r) => (release = r));
+  const sm = manager(t, { caClient: scripted });
+  const heard: WorkloadCertificate[] = [];
+  sm.onRotate((c) => heard.push(c));
+  const before = Array.from({ length: 5 }, () => sm.fetch(SLEEP));
+  await callsReach(scripted, 1);
+  sm.forget(SLEEP);
+  const after = Array.from({ length: 5 }, () => sm.fetch(SLEEP));
+  release();
+  const [olds, news] = await Promise.all([Promise.all(before), Promise.all(after)]);
+  t.equal(scripted.calls.length, 2, 'one request before the forget, one after');
+  t.ok(olds.every((c) => c === olds[0] && c.identity === SLEEP), 'callers from before the forget share its certificate');
+  t.ok(news.every((c) => c === news[0] && c.identity === SLEEP), 'callers from after share the new request');
+  t.not(olds[0], news[0]);
+  t.equal(await sm.fetch(SLEEP), news[0], 'the request from after the forget is the one kept');
+  t.same(heard, [news[0]], 'the forgotten request neither replaced it nor was announced');
+  t.equal(scripted.calls.length, 2);
+
+  // The same when the forgotten request fails: its callers get the error, and the identity is
+  // not left backing off (the next fetch is not refused at once).
+  scripted.hold = new Promise((r) => (release = r));
+  scripted.failNext = 1;
+  const failing = sm.fetch(HTTPBIN);
+  // At the CA (so it is the held call that takes failNext), then forgotten.
+  await callsReach(scripted, 3);
+  sm.forget(HTTPBIN);
+  const later = sm.fetch(HTTPBIN);
+  release();
+  await t.rejects(failing, { code: 'ERR_CERT_UNAVAILABLE', cause: { message: 'ca unavailable (scripted)' } }, 'the forgotten request fails for its callers');
+  const got = await later;
+  t.equal(got.identity, HTTPBIN, 'the request from after the forget succeeds');
+  t.equal(await sm.fetch(HTTPBIN), got, '... and is kept: the failure did not put the identity into backoff');
+  t.equal(scripted.calls.length, 4);
+  t.same(sm.identities().sort(), [HTTPBIN, SLEEP].sort());
 });
 
 t.test('close clears renewal timers', async (t) => {
