@@ -28,7 +28,7 @@ program
   .option('-i, --istio-namespace <ns>', 'namespace of ztunnel and the control plane', 'istio-system')
   .option('--ztunnel-selector <labels>', 'label selector of ztunnel pods', 'app=ztunnel')
   .option('--control-plane-selector <labels>', 'label selector of control-plane pods', 'app=istiod')
-  .option('--proxy-admin-port <port>', "ztunnel's admin port (reached through the pod proxy)", '15000');
+  .option('--proxy-admin-port <port>', "ztunnel's admin port (reached through a port-forward)", '15000');
 
 const ca = program.command('ca').description('the mesh certificate authority');
 ca.command('init')

@@ -48,8 +48,12 @@ export interface MeshBackend {
   labelNamespace(name: string, key: string, value: string | null): Promise<void>;
   /** Gateways of every class in `namespace`, or in all namespaces when undefined. */
   gateways(namespace: string | undefined): Promise<KubeObject[]>;
-  /** Creates the Gateway, or updates its labels and spec. */
-  applyGateway(gateway: KubeObject): Promise<ApplyResult>;
+  /**
+   * Creates the Gateway, or updates its labels and spec. `ownedLabels` are the label keys the
+   * caller manages: one absent from `gateway` is removed from the stored object, as server-side
+   * apply removes a field its manager stopped setting; other labels are left alone.
+   */
+  applyGateway(gateway: KubeObject, ownedLabels: readonly string[]): Promise<ApplyResult>;
   /** False when it did not exist. */
   deleteGateway(namespace: string, name: string): Promise<boolean>;
   /** The waypoint's `Programmed` condition: the Gateway's status in a cluster; in the lab, whether its waypoint runs. */

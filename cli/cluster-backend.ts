@@ -2,7 +2,7 @@
 import type { ApplyResult, ComponentVersion, Condition, KubeObject, MeshBackend, NamespaceInfo, ZtunnelRef } from './backend.js';
 import { programmedCondition } from './backend.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
-import { KubeApiError, KubeClient, describeStatus, resourcePath, type LoadedKubeconfig } from './kube.js';
+import { KubeApiError, KubeClient, resourcePath, type LoadedKubeconfig } from './kube.js';
 
 const GATEWAY = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways' } as const;
 const NAMESPACES = { version: 'v1', plural: 'namespaces' } as const;
@@ -16,7 +16,7 @@ export interface ClusterInputs {
   readonly ztunnelSelector: string;
   /** Label selector of control-plane pods (`app=istiod`). */
   readonly controlPlaneSelector: string;
-  /** ztunnel's admin port, reached through the pod proxy (15000). */
+  /** ztunnel's admin port, reached through a port-forward (15000). */
   readonly proxyAdminPort: number;
   readonly timeoutMs?: number;
 }
@@ -71,7 +71,7 @@ export class ClusterBackend implements MeshBackend {
     }
   }
 
-  async applyGateway(gateway: KubeObject): Promise<ApplyResult> {
+  async applyGateway(gateway: KubeObject, ownedLabels: readonly string[]): Promise<ApplyResult> {
     const namespace = meta(gateway).namespace as string;
     const name = meta(gateway).name as string;
     try {
@@ -82,13 +82,13 @@ export class ClusterBackend implements MeshBackend {
     }
     const current = await this.#kube.get<KubeObject>(resourcePath({ ...GATEWAY, namespace, name }));
     const labels = (meta(gateway).labels ?? {}) as Record<string, string>;
-    const same =
-      current !== undefined &&
-      JSON.stringify(current.spec) === JSON.stringify(gateway.spec) &&
-      Object.entries(labels).every(([k, v]) => (meta(current).labels as Record<string, string> | undefined)?.[k] === v);
+    const have = ((current && meta(current).labels) ?? {}) as Record<string, string>;
+    // Owned labels the Gateway no longer carries become null: a merge patch removes them.
+    const dropped = ownedLabels.filter((k) => labels[k] === undefined && have[k] !== undefined);
+    const same = current !== undefined && JSON.stringify(current.spec) === JSON.stringify(gateway.spec) && dropped.length === 0 && Object.entries(labels).every(([k, v]) => have[k] === v);
     if (same) return 'unchanged';
     await this.#kube.json('PATCH', resourcePath({ ...GATEWAY, namespace, name }), {
-      body: { metadata: { labels }, spec: gateway.spec },
+      body: { metadata: { labels: { ...labels, ...Object.fromEntries(dropped.map((k) => [k, null])) } }, spec: gateway.spec },
       contentType: 'application/merge-patch+json',
     });
     return 'configured';
@@ -127,16 +127,23 @@ export class ClusterBackend implements MeshBackend {
 
   async configDump(z: ZtunnelRef): Promise<unknown> {
     const ns = z.namespace ?? this.#in.istioNamespace;
-    // The pod proxy subresource: `pods/<name>:<port>/proxy/<path>` reaches the pod's own port.
-    const path = `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(z.name)}:${this.#in.proxyAdminPort}/proxy/config_dump`;
-    const res = await this.#kube.raw('GET', path);
+    const port = this.#in.proxyAdminPort;
+    // A port-forward, not the pod proxy: the admin listener binds 127.0.0.1 in a hostNetwork pod
+    // (port-forward.ts says why only a port-forward reaches it).
+    let res: { status: number; body: string };
+    try {
+      res = await this.#kube.podGet(ns, z.name, port, '/config_dump');
+    } catch (err) {
+      if (!(err instanceof CliError) || err.code !== CLI_ERROR_CODES.UNREACHABLE || !/error forwarding port/.test(err.message)) throw err;
+      throw new CliError(CLI_ERROR_CODES.UNREACHABLE, `ztunnel ${ns}/${z.name} on ${z.node}: ${err.message}; is ztunnel's admin on 127.0.0.1:${port} in the pod (ADMIN_PORT, --proxy-admin-port) and the pod running?`, { cause: err });
+    }
     if (res.status < 200 || res.status >= 300) {
-      throw new CliError(CLI_ERROR_CODES.UNREACHABLE, `ztunnel ${ns}/${z.name} on ${z.node}: GET /config_dump through the pod proxy: ${describeStatus(res.status, res.body)}`);
+      throw new CliError(CLI_ERROR_CODES.BAD_DUMP, `ztunnel ${ns}/${z.name} on ${z.node}: GET /config_dump on port ${port} answered ${res.status}: ${res.body.trim().slice(0, 200) || '(empty body)'} (is port ${port} ztunnel's admin port? --proxy-admin-port)`);
     }
     try {
       return JSON.parse(res.body) as unknown;
     } catch {
-      throw new CliError(CLI_ERROR_CODES.BAD_DUMP, `ztunnel ${ns}/${z.name}: /config_dump is not JSON (is port ${this.#in.proxyAdminPort} ztunnel's admin port? --proxy-admin-port)`);
+      throw new CliError(CLI_ERROR_CODES.BAD_DUMP, `ztunnel ${ns}/${z.name}: /config_dump on port ${port} is not JSON (is port ${port} ztunnel's admin port? --proxy-admin-port)`);
     }
   }
 

@@ -2,7 +2,8 @@
  * The cluster side of `ambientctl`: which kubeconfig (as kubectl finds it) and a small REST client
  * over it. Requests go through node's http(s) with the agent and headers `@kubernetes/client-node`'s
  * `KubeConfig` prepares (client certificates, tokens, exec plugins, proxies), so the wire is plain
- * Kubernetes REST: GET/POST/PATCH (merge patch)/DELETE and the pod proxy subresource.
+ * Kubernetes REST: GET/POST/PATCH (merge patch)/DELETE, plus GETs on a pod's own port through the
+ * `portforward` subresource (port-forward.ts).
  */
 import { existsSync } from 'node:fs';
 import http from 'node:http';
@@ -10,6 +11,7 @@ import https from 'node:https';
 import { delimiter, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
+import { getThroughPortForward } from './port-forward.js';
 
 /** What decides the kubeconfig: `--kubeconfig`, `--context`, and `$KUBECONFIG` / `$HOME` from the environment. */
 export interface KubeconfigInputs {
@@ -179,6 +181,14 @@ export class KubeClient {
       }
     }
     throw new KubeApiError(res.status, `${method} ${path}: ${describeStatus(res.status, res.body)}`);
+  }
+
+  /**
+   * `GET path` on `localhost:port` inside a pod (a port-forward, as kubectl's): reaches listeners
+   * bound to the pod's loopback, which the pod proxy cannot. Resolves with any HTTP status.
+   */
+  async podGet(namespace: string, pod: string, port: number, path: string): Promise<{ status: number; body: string }> {
+    return getThroughPortForward(this.#kc, this.server, { namespace, pod, port }, path, this.#timeoutMs);
   }
 
   /** GET, with 404 as undefined. */

@@ -94,7 +94,8 @@ export class LabBackend implements MeshBackend {
     }
   }
 
-  async applyGateway(gateway: KubeObject): Promise<ApplyResult> {
+  /** The lab's apply replaces the stored object as given, so labels the caller no longer sets go with it. */
+  async applyGateway(gateway: KubeObject, _ownedLabels: readonly string[]): Promise<ApplyResult> {
     return this.#withManifest(
       gateway,
       (file, say) => apply(this.#in.paths, file, say),

@@ -147,7 +147,7 @@ export function addWaypointCommands(program: Command, ctx: CliContext): void {
           ctx.warn(`⚠️ Warning: namespace is not enrolled in ambient. Consider running \`${t.labelCommand(ns, `${DATAPLANE_MODE_LABEL}=ambient`)}\``);
         }
       }
-      await t.applyGateway(gw);
+      await t.applyGateway(gw, [WAYPOINT_FOR_LABEL, REVISION_LABEL]);
       ctx.out(`✅ waypoint ${ns}/${name} applied`);
       if (o.wait) {
         const r = await waitProgrammed(t, gw, timeoutMs);

@@ -1,7 +1,8 @@
 /**
  * `ambientctl ztunnel-config workloads|services|policies|certificates`: what one ztunnel holds, read
  * from its admin `/config_dump` (in the lab directly inside the node's network namespace, in a
- * cluster through the API server's pod proxy), printed the way istioctl prints it.
+ * cluster through a port-forward via the API server, see port-forward.ts), printed the way istioctl
+ * prints it.
  *
  * `parseDump` is the one place the dump's wire shape (`ztunnel/ztunnel.ts` configDump +
  * `core/model/state.ts` toJSON) is read.
