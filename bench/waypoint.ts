@@ -17,6 +17,8 @@
  * `--baseline DIR` also runs the waypoint built in another checkout (`DIR/dist/waypoint/main.js`,
  * e.g. `git archive <commit>` + `npm run build`) as a row of its own, so a change is measured
  * against its predecessor in the same run.
+ * `--waypoint-node-args '--cpu-prof --cpu-prof-dir=/tmp/wp-prof'` passes Node flags to the
+ * waypoint processes (both, with `--baseline`): how the profiles in docs/waypoint.md were taken.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -181,8 +183,9 @@ async function main(): Promise<number> {
   const repeat = Number(flag('--repeat') ?? 1);
   const only = flag('--paths')?.split(',');
   const baseline = flag('--baseline');
+  const nodeArgs = flag('--waypoint-node-args')?.split(/\s+/).filter((a) => a !== '') ?? [];
   if (!(durationSec > 0) || !(Number.isInteger(repeat) && repeat > 0)) {
-    process.stderr.write('usage: node dist/bench/waypoint.js [--duration SECONDS] [--repeat N] [--paths NAME,...]\n');
+    process.stderr.write('usage: node dist/bench/waypoint.js [--duration SECONDS] [--repeat N] [--paths NAME,...] [--baseline DIR] [--waypoint-node-args ARGS]\n');
     return 2;
   }
   for (const tool of ['wrk', 'haproxy', 'proxychains4']) {
@@ -221,13 +224,13 @@ async function main(): Promise<number> {
       started.push(p);
       await waitForHttpOk(`http://${address}:15021/healthz/ready`, { timeoutMs: 30_000, process: p });
     }
-    const wp = await procs.start('waypoint', process.execPath, [join(REPO_ROOT, 'dist', 'waypoint', 'main.js')], {
+    const wp = await procs.start('waypoint', process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist', 'waypoint', 'main.js')], {
       // The access log is part of the measured work: it stays on (info), as in production.
       env: { ...common, LOG_LEVEL: 'info', WAYPOINT_ADDRESS: NET.waypoint, ADMIN_ADDRESS: NET.waypoint },
     });
     await waitForHttpOk(`http://${NET.waypoint}:15021/healthz/ready`, { timeoutMs: 30_000, process: wp });
     const base = baseline
-      ? await procs.start('waypoint (baseline)', process.execPath, [join(resolve(baseline), 'dist', 'waypoint', 'main.js')], {
+      ? await procs.start('waypoint (baseline)', process.execPath, [...nodeArgs, join(resolve(baseline), 'dist', 'waypoint', 'main.js')], {
           env: { ...common, LOG_LEVEL: 'info', WAYPOINT_ADDRESS: NET.baselineWaypoint, ADMIN_ADDRESS: NET.baselineWaypoint },
         })
       : undefined;

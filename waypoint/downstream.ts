@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import http2 from 'node:http2';
+import { setMaxListeners } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Handler, RequestContext, StreamInfo, WaypointResponse, WriteResult } from './context.js';
@@ -39,6 +40,8 @@ export class Downstream {
   // HTTP/2: Node wraps the stream; the session is created synchronously inside emit('connection').
   readonly #bySession = new WeakMap<http2.Http2Session, StreamState>();
   #pending: StreamState | undefined;
+  // Per HTTP/1.1 connection: aborted when it goes before a response is complete.
+  readonly #h1Abort = new WeakMap<StreamState, AbortController>();
 
   constructor(handler: Handler, upgrade?: (info: StreamInfo, req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) {
     this.#handler = handler;
@@ -87,6 +90,14 @@ export class Downstream {
     }
   }
 
+  #newH1Abort(st: StreamState): AbortController {
+    const ac = new AbortController();
+    // Pipelined requests each listen while in flight: no MaxListenersExceededWarning for them.
+    setMaxListeners(0, ac.signal);
+    this.#h1Abort.set(st, ac);
+    return ac;
+  }
+
   #stateOf(req: Req): StreamState | undefined {
     if ('stream' in req && req.stream) return this.#bySession.get(req.stream.session as http2.Http2Session);
     return this.#byStream.get(req.socket as Duplex);
@@ -101,7 +112,9 @@ export class Downstream {
     }
     st.inFlight++;
     if (st.refresh) st.info = st.refresh(st.info);
-    const ac = new AbortController();
+    // HTTP/1.1: a response closes unfinished only when its connection goes (or is destroyed), so
+    // one controller per connection serves every request on it; HTTP/2 streams close one by one.
+    const ac = version === '1.1' ? (this.#h1Abort.get(st) ?? this.#newH1Abort(st)) : new AbortController();
     let resolveDone!: (r: WriteResult) => void;
     const done = new Promise<WriteResult>((r) => (resolveDone = r));
     const headers = forwardable(req.headers);
@@ -195,8 +208,22 @@ function write(ctx: RequestContext, res: Res, r: WaypointResponse, version: '1.1
       resolve({ status: r.status, responseBytes: bytes, ...(g !== undefined ? { grpcStatus: String(g) } : {}), ...(error ? { error } : {}) });
     };
     res.writeHead(r.status, r.headers as http.OutgoingHttpHeaders);
-    body.on('data', (c: Buffer) => (bytes += c.length));
-    body.pipe(res as NodeJS.WritableStream, { end: false });
+    // What `pipe` does, with backpressure, and the byte count in the same listener: pipe adds
+    // and removes half a dozen listeners on both streams per response.
+    const out = res as NodeJS.WritableStream;
+    let waiting = false;
+    const resume = () => {
+      waiting = false;
+      body.resume();
+    };
+    body.on('data', (c: Buffer) => {
+      bytes += c.length;
+      if (!out.write(c) && !waiting) {
+        waiting = true;
+        body.pause();
+        out.once('drain', resume);
+      }
+    });
     body.once('end', () => {
       const t = r.trailers?.();
       if (t && Object.keys(t).length > 0 && (version === '2.0' || res.getHeader('content-length') === undefined)) {

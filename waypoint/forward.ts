@@ -33,6 +33,38 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string | string[] 
   return h;
 }
 
+/**
+ * The request headers of an HTTP/1.1 try as Node's flat `[name, value, ...]` list, in the order
+ * `upstreamHeaders` + `host` gives them. A list goes straight to the request head: an object
+ * would go through `setHeader` (and its name map) once per header per try.
+ */
+function upstreamHeaderList(ctx: RequestContext): Array<string | string[]> {
+  const out: Array<string | string[]> = [];
+  const src = ctx.stream.srcIp;
+  let sawXff = false;
+  let sawProto = false;
+  let sawHost = false;
+  const h = ctx.headers;
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (k === 'x-forwarded-for') {
+      sawXff = true;
+      out.push(k, v !== '' ? `${Array.isArray(v) ? v.join(',') : v}, ${src}` : src);
+    } else if (k === 'host') {
+      sawHost = true;
+      out.push(k, ctx.authority);
+    } else {
+      if (k === 'x-forwarded-proto') sawProto = true;
+      out.push(k, v);
+    }
+  }
+  if (!sawXff) out.push('x-forwarded-for', src);
+  if (!sawProto) out.push('x-forwarded-proto', 'http');
+  if (!sawHost) out.push('host', ctx.authority);
+  return out;
+}
+
 function sendBody(ctx: RequestContext, out: NodeJS.WritableStream & { end(data?: Buffer): unknown }): void {
   const b = ctx.body;
   if (b.kind === 'none') out.end();
@@ -60,7 +92,7 @@ function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target
       port: ep.port,
       method: ctx.method,
       path: ctx.path,
-      headers: { ...upstreamHeaders(ctx), host: ctx.authority },
+      headers: upstreamHeaderList(ctx) as unknown as http.OutgoingHttpHeaders,
     });
     let settled = false;
     const onAbort = () => req.destroy(ctx.signal.reason as Error);

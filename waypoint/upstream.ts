@@ -58,8 +58,10 @@ class StreamAgent extends http.Agent {
   }
 
   // An HTTP/2 stream has no TCP keep-alive or ref/unref; the idle timeout still applies.
-  override keepSocketAlive(socket: Duplex & { setTimeout?: (ms: number) => void }): boolean {
-    socket.setTimeout?.(IDLE_STREAM_TIMEOUT_MS);
+  // The stream refreshes its timer on activity, so it is set once, as Node's own keepSocketAlive
+  // does (re-arming it per request allocated a timer and a bound callback each time).
+  override keepSocketAlive(socket: Duplex & { setTimeout?: (ms: number) => void; timeout?: number }): boolean {
+    if (socket.timeout !== IDLE_STREAM_TIMEOUT_MS) socket.setTimeout?.(IDLE_STREAM_TIMEOUT_MS);
     return true;
   }
 

@@ -1,4 +1,4 @@
-import type { Layer } from '../context.js';
+import { sync, type Layer } from '../context.js';
 import { authorizeRequest, policiesFor, type GatewayRef } from '../authz.js';
 import { denied } from '../status.js';
 
@@ -9,7 +9,7 @@ import { denied } from '../status.js';
 export const authzLayer =
   (gateway: () => GatewayRef): Layer =>
   (next) =>
-  async (ctx) => {
+  sync((ctx) => {
     const s = ctx.stream;
     const policies = policiesFor(s.state, gateway(), s.dstService);
     if (policies.length === 0) return next(ctx);
@@ -25,4 +25,4 @@ export const authzLayer =
     if (d.policy) ctx.log['policy'] = d.policy;
     if (!d.allowed) throw denied(d.reason);
     return next(ctx);
-  };
+  });

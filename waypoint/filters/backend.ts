@@ -1,5 +1,5 @@
 import { pickWeighted } from '../../core/model/routes.js';
-import type { Layer } from '../context.js';
+import { sync, type Layer } from '../context.js';
 import { backendNotFound, noBackend, subsetNotFound } from '../status.js';
 import { subsetEndpoints } from '../subsets.js';
 import { applyHeaderFilters } from './headers.js';
@@ -13,7 +13,7 @@ import { applyHeaderFilters } from './headers.js';
 export const backendLayer =
   (random: () => number = Math.random): Layer =>
   (next) =>
-  async (ctx) => {
+  sync((ctx) => {
     const rule = ctx.rule;
     if (!rule || (rule.backends.length === 0 && ctx.stream.dstWorkload && !ctx.stream.dstService)) return next(ctx);
     const i = pickWeighted(rule.backends.map((b) => b.weight), random);
@@ -34,4 +34,4 @@ export const backendLayer =
     if (rule.backends.length > 1) ctx.log['backend'] = label;
     if (ref.filters.length > 0) applyHeaderFilters(ctx, ref.filters);
     return next(ctx);
-  };
+  });

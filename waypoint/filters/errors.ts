@@ -1,4 +1,4 @@
-import type { Layer } from '../context.js';
+import type { Layer, WaypointResponse } from '../context.js';
 import { localReply } from '../context.js';
 import { asWaypointError } from '../status.js';
 
@@ -28,10 +28,15 @@ export function grpcStatusFor(httpStatus: number): number {
  * its WaypointError names (status, Envoy's body text, response flag). gRPC clients get HTTP 200
  * with `grpc-status` instead, as Envoy answers them.
  */
-export const errorsLayer: Layer = (next) => async (ctx) => {
+export const errorsLayer: Layer = (next) => (ctx) => {
+  let p: Promise<WaypointResponse>;
   try {
-    return await next(ctx);
+    p = next(ctx);
   } catch (err) {
+    // Handlers reject rather than throw; this is the backstop.
+    p = Promise.reject(err);
+  }
+  return p.catch((err: unknown) => {
     const e = asWaypointError(err);
     ctx.flags.push(e.flag);
     ctx.log['error'] = e.message;
@@ -45,5 +50,5 @@ export const errorsLayer: Layer = (next) => async (ctx) => {
       });
     }
     return localReply(e.status, e.body);
-  }
+  });
 };

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Layer } from '../context.js';
-import { localReply } from '../context.js';
+import type { RouteRule } from '../../core/model/routes.js';
+import { localReply, sync, type Handler, type Layer, type RequestContext, type WaypointResponse } from '../context.js';
+
+type Fault = NonNullable<RouteRule['fault']>;
 
 /**
  * Fault injection (VirtualService `fault`): a delay holds the request (flag `DI`) before it goes
@@ -11,20 +13,23 @@ import { localReply } from '../context.js';
 export const faultLayer =
   (random: () => number = Math.random): Layer =>
   (next) =>
-  async (ctx) => {
-    const fault = ctx.rule?.fault;
-    if (!fault) return next(ctx);
-    if (fault.delay && random() * 100 < fault.delay.percent) {
-      ctx.flags.push('DI');
-      await sleep(fault.delay.fixedDelayMs, undefined, { signal: ctx.signal });
+    sync((ctx) => {
+      const fault = ctx.rule?.fault;
+      return fault ? faulted(next, ctx, fault, random) : next(ctx);
+    });
+
+async function faulted(next: Handler, ctx: RequestContext, fault: Fault, random: () => number): Promise<WaypointResponse> {
+  if (fault.delay && random() * 100 < fault.delay.percent) {
+    ctx.flags.push('DI');
+    await sleep(fault.delay.fixedDelayMs, undefined, { signal: ctx.signal });
+  }
+  const abort = fault.abort;
+  if (abort && random() * 100 < abort.percent) {
+    ctx.flags.push('FI');
+    if (abort.grpcStatus !== undefined && ctx.protocol === 'grpc') {
+      return localReply(200, '', { 'content-type': 'application/grpc', 'grpc-status': String(abort.grpcStatus), 'grpc-message': 'fault filter abort' });
     }
-    const abort = fault.abort;
-    if (abort && random() * 100 < abort.percent) {
-      ctx.flags.push('FI');
-      if (abort.grpcStatus !== undefined && ctx.protocol === 'grpc') {
-        return localReply(200, '', { 'content-type': 'application/grpc', 'grpc-status': String(abort.grpcStatus), 'grpc-message': 'fault filter abort' });
-      }
-      return localReply(abort.httpStatus ?? 503, 'fault filter abort');
-    }
-    return next(ctx);
-  };
+    return localReply(abort.httpStatus ?? 503, 'fault filter abort');
+  }
+  return next(ctx);
+}

@@ -1,6 +1,6 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { HeaderModifier, RouteFilter } from '../../core/model/routes.js';
-import type { Layer, RequestContext } from '../context.js';
+import { sync, type Layer, type RequestContext } from '../context.js';
 
 type Headers = Record<string, string | string[] | number | undefined>;
 
@@ -26,7 +26,8 @@ export function applyHeaderFilters(ctx: RequestContext, filters: readonly RouteF
 }
 
 /** RequestHeaderModifier and ResponseHeaderModifier of the matched rule. */
-export const headersLayer: Layer = (next) => async (ctx) => {
-  if (ctx.rule && ctx.rule.filters.length > 0) applyHeaderFilters(ctx, ctx.rule.filters);
-  return next(ctx);
-};
+export const headersLayer: Layer = (next) =>
+  sync((ctx) => {
+    if (ctx.rule && ctx.rule.filters.length > 0) applyHeaderFilters(ctx, ctx.rule.filters);
+    return next(ctx);
+  });

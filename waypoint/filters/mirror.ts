@@ -1,4 +1,4 @@
-import type { Handler, Layer } from '../context.js';
+import { sync, type Handler, type Layer } from '../context.js';
 import { subsetEndpoints } from '../subsets.js';
 
 /**
@@ -9,8 +9,9 @@ import { subsetEndpoints } from '../subsets.js';
 export const mirrorLayer =
   (send: Handler, random: () => number = Math.random): Layer =>
   (next) =>
-  async (ctx) => {
-    const f = ctx.rule?.filters.find((x) => x.type === 'RequestMirror');
+  sync((ctx) => {
+    const filters = ctx.rule?.filters;
+    const f = filters && filters.length > 0 ? filters.find((x) => x.type === 'RequestMirror') : undefined;
     if (!f || f.type !== 'RequestMirror' || ctx.body.kind === 'stream' || random() * 100 >= f.percent) return next(ctx);
     const state = ctx.stream.state;
     const ref = f.backend;
@@ -34,4 +35,4 @@ export const mirrorLayer =
       send(copy).then((r) => r.discard?.(), () => {});
     }
     return next(ctx);
-  };
+  });

@@ -1,5 +1,5 @@
-import type { Layer } from '../context.js';
-import { localReply } from '../context.js';
+import type { RouteFilter } from '../../core/model/routes.js';
+import { localReply, sync, type Layer, type RequestContext, type WaypointResponse } from '../context.js';
 import { rewritePath } from './rewrite.js';
 
 const WELL_KNOWN: Readonly<Record<string, number>> = { http: 80, https: 443 };
@@ -9,9 +9,14 @@ const WELL_KNOWN: Readonly<Record<string, number>> = { http: 80, https: 443 };
  * rules: a scheme without a port implies the scheme's well-known port, which is left out of the
  * URL; otherwise the request's port is kept).
  */
-export const redirectLayer: Layer = (next) => async (ctx) => {
-  const f = ctx.rule?.filters.find((x) => x.type === 'RequestRedirect');
+export const redirectLayer: Layer = (next) => sync((ctx) => {
+  const filters = ctx.rule?.filters;
+  const f = filters && filters.length > 0 ? filters.find((x) => x.type === 'RequestRedirect') : undefined;
   if (!f || f.type !== 'RequestRedirect') return next(ctx);
+  return Promise.resolve(redirect(ctx, f));
+});
+
+function redirect(ctx: RequestContext, f: Extract<RouteFilter, { type: 'RequestRedirect' }>): WaypointResponse {
   const colon = ctx.authority.lastIndexOf(':');
   const hasPort = colon > 0 && !ctx.authority.endsWith(']');
   const reqHost = hasPort ? ctx.authority.slice(0, colon) : ctx.authority;
@@ -22,4 +27,4 @@ export const redirectLayer: Layer = (next) => async (ctx) => {
   const path = f.path ? rewritePath(ctx.path, f.path, ctx.route?.match) : ctx.path;
   const portPart = port === undefined || port === WELL_KNOWN[scheme] ? '' : `:${port}`;
   return localReply(f.statusCode, '', { location: `${scheme}://${host}${portPart}${path}` });
-};
+}

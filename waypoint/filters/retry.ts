@@ -57,7 +57,7 @@ export const retryLayer =
   async (ctx) => {
     const policy = ctx.rule?.retry ?? ISTIO_DEFAULT_RETRY;
     const perTryMs = policy.perTryTimeoutMs ?? ctx.rule?.backendRequestTimeoutMs;
-    const canReplay = policy.attempts > 0 && (await bufferBody(ctx));
+    const canReplay = policy.attempts > 0 && (ctx.body.kind !== 'stream' || (await bufferBody(ctx)));
     const maxTries = canReplay ? policy.attempts + 1 : 1;
     for (let attempt = 1; ; attempt++) {
       ctx.tries = attempt;

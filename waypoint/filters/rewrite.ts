@@ -1,5 +1,5 @@
 import type { PathRewrite, RequestMatch } from '../../core/model/routes.js';
-import type { Layer } from '../context.js';
+import { sync, type Layer } from '../context.js';
 
 /**
  * The path after a Gateway API path modifier. `ReplacePrefixMatch` swaps the matched prefix
@@ -23,11 +23,13 @@ export function rewritePath(pathAndQuery: string, rewrite: PathRewrite, match: R
 }
 
 /** URLRewrite: hostname and path, before the request goes upstream. */
-export const rewriteLayer: Layer = (next) => async (ctx) => {
-  for (const f of ctx.rule?.filters ?? []) {
+export const rewriteLayer: Layer = (next) => sync((ctx) => {
+  const filters = ctx.rule?.filters;
+  if (!filters || filters.length === 0) return next(ctx);
+  for (const f of filters) {
     if (f.type !== 'URLRewrite') continue;
     if (f.hostname) ctx.authority = f.hostname;
     if (f.path) ctx.path = rewritePath(ctx.path, f.path, ctx.route?.match);
   }
   return next(ctx);
-};
+});

@@ -1,5 +1,5 @@
 import { firstMatch } from '../../core/model/routes.js';
-import type { Layer } from '../context.js';
+import { sync, type Layer } from '../context.js';
 import { routeTable } from '../routes.js';
 import { noRoute } from '../status.js';
 
@@ -7,7 +7,10 @@ import { noRoute } from '../status.js';
  * Route selection: finds the first rule (in Gateway API precedence, or VirtualService order)
  * whose match holds; none → 404 `NR`. Later layers read `ctx.rule`.
  */
-export const routeLayer: Layer = (next) => async (ctx) => {
+/** The query of a request without one (`firstMatch` only reads it). */
+const NO_QUERY = new URLSearchParams();
+
+export const routeLayer: Layer = (next) => sync((ctx) => {
   const s = ctx.stream;
   const table = routeTable(s.state, s.dstService, s.dstPort);
   const q = ctx.path.indexOf('?');
@@ -15,11 +18,11 @@ export const routeLayer: Layer = (next) => async (ctx) => {
     method: ctx.method,
     path: q === -1 ? ctx.path : ctx.path.slice(0, q),
     headers: ctx.headers,
-    query: new URLSearchParams(q === -1 ? '' : ctx.path.slice(q + 1)),
+    query: q === -1 ? NO_QUERY : new URLSearchParams(ctx.path.slice(q + 1)),
   });
   if (!m) throw noRoute(`${ctx.method} ${ctx.path} to ${s.dstService?.hostname ?? s.authority}`);
   ctx.route = m;
   ctx.rule = m.rule;
   if (table.source !== 'default') ctx.log['route'] = `${m.route.kind}/${m.route.namespace}/${m.route.name}#${m.rule.name ?? m.ruleIndex}`;
   return next(ctx);
-};
+});

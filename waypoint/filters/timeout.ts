@@ -1,4 +1,4 @@
-import type { Handler, Layer, RequestContext, WaypointResponse } from '../context.js';
+import { sync, type Handler, type Layer, type RequestContext, type WaypointResponse } from '../context.js';
 import { upstreamTimeout } from '../status.js';
 
 /**
@@ -7,10 +7,11 @@ import { upstreamTimeout } from '../status.js';
  * (through `ctx.signal`) and the client gets 504 `UT`. No timeout unless a route sets one
  * (Istio's default for HTTP).
  */
-export const timeoutLayer: Layer = (next) => async (ctx) => {
-  const ms = ctx.rule?.requestTimeoutMs;
-  return ms ? withDeadline(next, ctx, ms, 'request') : next(ctx);
-};
+export const timeoutLayer: Layer = (next) =>
+  sync((ctx) => {
+    const ms = ctx.rule?.requestTimeoutMs;
+    return ms ? withDeadline(next, ctx, ms, 'request') : next(ctx);
+  });
 
 /**
  * Runs `next` under a deadline: layers below see a narrower `ctx.signal` that aborts on expiry
