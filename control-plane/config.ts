@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { ConfigError } from '../core/errors.js';
 import { PORTS } from '../core/hbone/constants.js';
 import { TRUST_DOMAIN_RE } from '../core/config/names.js';
+import { parseHostPort } from '../core/config/discovery-wire.js';
 
 /** Environment variable names. */
 export const ENV = {
@@ -189,7 +190,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       problems.push(`${ENV.waypointImagePullPolicy}=${JSON.stringify(pullPolicy)} is not one of Always, IfNotPresent, Never`);
     }
     const serviceAddress = str(ENV.serviceAddress, `istiod.${podNamespace}.svc:${PORTS.controlPlane}`);
-    if (!/^[^:\s]+:\d{1,5}$/.test(serviceAddress)) problems.push(`${ENV.serviceAddress}=${JSON.stringify(serviceAddress)} is not host:port (e.g. istiod.istio-system.svc:15012)`);
+    if (!/:\d+$/.test(serviceAddress) || !parseHostPort(serviceAddress)) problems.push(`${ENV.serviceAddress}=${JSON.stringify(serviceAddress)} is not host:port with a port 1-65535 (e.g. istiod.istio-system.svc:15012)`);
     kubernetes = Object.freeze({
       ...(kubeconfig !== undefined ? { kubeconfig } : {}),
       ...(waypointImage !== undefined ? { waypointImage } : {}),

@@ -23,8 +23,8 @@ export const MAX_HEADER_BYTES = 60 * 1024;
 export interface StreamState {
   /** Replaced per request by `refresh` when the configuration changed. */
   info: StreamInfo;
-  /** The stream's info under the current configuration snapshot. */
-  readonly refresh?: (info: StreamInfo) => StreamInfo;
+  /** The stream's info under the current configuration snapshot; undefined when its destination left the mesh configuration. */
+  readonly refresh?: (info: StreamInfo) => StreamInfo | undefined;
   inFlight: number;
   draining: boolean;
   /** Closes the stream (drain: when idle). */
@@ -63,8 +63,13 @@ export class Downstream {
         return;
       }
       // An upgraded tunnel is busy until it closes: drain must not cut it as idle.
+      const info = st.refresh ? st.refresh(st.info) : st.info;
+      if (!info) {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        return;
+      }
+      st.info = info;
       st.inFlight++;
-      if (st.refresh) st.info = st.refresh(st.info);
       upgrade(st.info, req, socket, head);
     });
     this.http2 = http2.createServer({ maxSessionMemory: 64, settings: { enablePush: false } });
@@ -110,8 +115,19 @@ export class Downstream {
       res.end();
       return;
     }
+    const info = st.refresh ? st.refresh(st.info) : st.info;
+    if (!info) {
+      // The tunnel's destination is gone from the configuration: nothing may be served under the
+      // old one (its policies may be stale). The client reconnects and is told by the new one.
+      if (version === '1.1') res.setHeader('connection', 'close');
+      res.statusCode = 503;
+      res.end();
+      st.draining = true;
+      if (st.inFlight === 0) st.close();
+      return;
+    }
+    st.info = info;
     st.inFlight++;
-    if (st.refresh) st.info = st.refresh(st.info);
     // HTTP/1.1: a response closes unfinished only when its connection goes (or is destroyed), so
     // one controller per connection serves every request on it; HTTP/2 streams close one by one.
     const ac = version === '1.1' ? (this.#h1Abort.get(st) ?? this.#newH1Abort(st)) : new AbortController();

@@ -97,17 +97,17 @@ export class Inbound {
 
   /**
    * The stream's info under the current snapshot: each request on a keep-alive connection is
-   * routed and authorized with the configuration of its own time, as Envoy does. When the
-   * destination is gone from the new snapshot, the connection keeps the snapshot it has (its
-   * requests fail as they would have); a new connection gets 400.
+   * routed and authorized with the configuration of its own time, as Envoy does. Undefined when
+   * the destination is gone from the new snapshot: the request is refused and the tunnel closed,
+   * never served under the old configuration (whose policies may have changed).
    */
-  refresh = (info: StreamInfo): StreamInfo => {
+  refresh = (info: StreamInfo): StreamInfo | undefined => {
     const now = this.#in.state();
     if (now === info.state) return info;
     try {
       return resolveStream(now, info);
     } catch {
-      return info;
+      return undefined;
     }
   };
 

@@ -30,6 +30,7 @@ export const ENV = {
   redirectionWaitSeconds: 'REDIRECTION_WAIT_SECONDS',
   handover: 'HANDOVER',
   handoverTimeoutSeconds: 'HANDOVER_TIMEOUT_SECONDS',
+  readyFile: 'READY_FILE',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -76,6 +77,12 @@ export interface ZtunnelConfig {
    */
   readonly handover: boolean;
   readonly handoverTimeoutMs: number;
+  /**
+   * A file that exists exactly while this process is ready (written when ready, removed when
+   * draining). On the host network two ztunnels of a rollout share :15021, so an HTTP probe can be
+   * answered by the other one; a file in the pod's own volume cannot (the charts probe it).
+   */
+  readonly readyFile?: string;
   readonly logLevel: LogLevel;
 }
 
@@ -150,6 +157,7 @@ export function loadConfig(envRecord: Readonly<Record<string, string | undefined
     // Off by default: outside a DaemonSet rolling update, a taken port is a mistake to report, not a process to stop.
     handover: env.oneOf(ENV.handover, ['true', 'false'] as const, 'false') === 'true',
     handoverTimeoutMs: positive(ENV.handoverTimeoutSeconds, DEFAULTS.handoverTimeoutSeconds) * 1000,
+    ...(envRecord[ENV.readyFile] ? { readyFile: envRecord[ENV.readyFile] } : {}),
   };
   const bound = [cfg.outboundPort, cfg.inboundPort, cfg.socks5Port].filter((p) => p !== 0);
   if (new Set(bound).size !== bound.length) {

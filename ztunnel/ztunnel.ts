@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { rm, writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import type { Logger } from '../core/telemetry/log.js';
 import type { MeshError } from '../core/errors.js';
@@ -103,6 +104,8 @@ export class Ztunnel {
   /** Loads config, binds every enabled listener, and resolves once ready to serve. */
   static async start(inputs: ZtunnelInputs): Promise<Ztunnel> {
     const { config, logger } = inputs;
+    // A file left by a previous container of this pod (the volume outlives it) says nothing of this one.
+    if (config.readyFile) await rm(config.readyFile, { force: true }).catch(() => undefined);
     const metrics = inputs.metrics ?? createTcpMetrics();
     const drain = new DrainTracker();
     const stateRef = { current: MeshState.empty() };
@@ -209,6 +212,14 @@ export class Ztunnel {
         throw err;
       }
     }
+    if (config.readyFile) {
+      try {
+        await writeFile(config.readyFile, `${process.pid}\n`);
+      } catch (err) {
+        await zt.#closeNow();
+        throw new Error(`cannot write READY_FILE ${config.readyFile} (${(err as NodeJS.ErrnoException).code}); check the path and its volume`);
+      }
+    }
     zt.#ready = true;
     logger.info({ node: config.nodeName, listeners: addresses }, 'ztunnel ready');
     return zt;
@@ -264,6 +275,7 @@ export class Ztunnel {
     this.#stopping ??= (async () => {
       const log = this.#in.logger;
       this.#ready = false;
+      if (this.#in.config.readyFile) await rm(this.#in.config.readyFile, { force: true }).catch(() => undefined);
       log.info({ open: this.#drain.size, deadline_ms: this.#in.config.drainTimeoutMs }, 'draining');
       for (const s of this.#servers) s.close();
       this.#hboneServer.drain();

@@ -33,11 +33,20 @@ export interface KubeApi {
    *
    * @throws KubeApiError on any status other than 2xx, or when the server cannot be reached.
    */
-  request<T = KubeObject>(method: string, path: string, opts?: { body?: unknown; contentType?: string; query?: Record<string, string> }): Promise<T>;
+  request<T = KubeObject>(method: string, path: string, opts?: RequestOptions): Promise<T>;
   /** Opens a watch (`watch=true` is added) and calls `onEvent` for each event. */
   watch(path: string, query: Record<string, string>, onEvent: (e: WatchEvent) => void): Promise<WatchHandle>;
   /** For messages: the server's URL. */
   readonly server: string;
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly query?: Record<string, string>;
+  /** The whole request's deadline (default 30 s of idle socket): leader election needs a hard one. */
+  readonly deadlineMs?: number;
 }
 
 /** A request to the Kubernetes API failed: `status` is the HTTP status (0 when unreachable). */
@@ -86,7 +95,7 @@ export class KubeConfigApi implements KubeApi {
     this.server = cluster.server.replace(/\/+$/, '');
   }
 
-  async request<T = KubeObject>(method: string, path: string, opts: { body?: unknown; contentType?: string; query?: Record<string, string> } = {}): Promise<T> {
+  async request<T = KubeObject>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
     const options: https.RequestOptions = {};
@@ -124,6 +133,10 @@ export class KubeConfigApi implements KubeApi {
         });
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
+      if (opts.deadlineMs !== undefined) {
+        const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${opts.deadlineMs} ms`)), opts.deadlineMs);
+        req.on('close', () => clearTimeout(deadline));
+      }
       req.on('error', (err) => reject(new KubeApiError(method, path, 0, err.message, undefined, { cause: err })));
       req.end(body);
     });

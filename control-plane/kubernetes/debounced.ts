@@ -19,6 +19,8 @@ export class DebouncedTask {
   constructor(
     private readonly body: () => Promise<void>,
     private readonly debounceMs: number,
+    /** A run that threw: said here, and tried again after a while (never an unhandled rejection). */
+    private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 
   get active(): boolean {
@@ -51,13 +53,23 @@ export class DebouncedTask {
       this.#again = true;
       return this.#running;
     }
-    this.#running = (this.#active ? this.body() : Promise.resolve()).finally(() => {
-      this.#running = undefined;
-      if (this.#again) {
-        this.#again = false;
-        this.schedule();
-      }
-    });
+    const body = this.#active ? Promise.resolve().then(() => this.body()) : Promise.resolve();
+    let failed = false;
+    this.#running = body
+      .catch((err: unknown) => {
+        this.onError(err);
+        failed = true;
+      })
+      .finally(() => {
+        this.#running = undefined;
+        if (failed) {
+          this.#again = false;
+          this.schedule(Math.max(this.debounceMs, 5_000));
+        } else if (this.#again) {
+          this.#again = false;
+          this.schedule();
+        }
+      });
     return this.#running;
   }
 }

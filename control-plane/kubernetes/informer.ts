@@ -240,7 +240,7 @@ export class Informer {
       this.#in.path,
       { ...this.#in.selectors, resourceVersion: this.#rv!, allowWatchBookmarks: 'true', timeoutSeconds: String(timeout) },
       (e: WatchEvent) => {
-        if (gone || failed) return;
+        if (gone || failed || this.#closed) return;
         if (e.type === 'ERROR') {
           const code = (e.object as { code?: unknown }).code;
           if (code === 410) gone = true;
@@ -261,7 +261,8 @@ export class Informer {
       },
     );
     handle = opened;
-    if (stopAsked) opened.stop();
+    // close() may have run while the watch was opening: it could not stop what it did not have.
+    if (stopAsked || this.#closed) opened.stop();
     this.#watch = opened;
     const healthy = () => events > 0 || Date.now() - started >= this.#t.healthyWatchMs;
     try {

@@ -8,8 +8,10 @@
  *   it last saw the record change (clocks of different machines are never compared).
  * - Every write carries the resourceVersion read just before (optimistic locking): of two
  *   replicas racing for an expired Lease, one gets 409 Conflict and stays a follower.
- * - The leader renews every `retryPeriodMs`; when it cannot renew for `renewDeadlineMs` it steps
- *   down at once (before the Lease can expire for the others, since renewDeadline < leaseDuration).
+ * - The leader renews every `retryPeriodMs`; when no renew succeeded for `renewDeadlineMs` (counted
+ *   from before the read, by a timer, so a hung request cannot delay it) it steps down, before
+ *   the Lease can expire for the others (renewDeadline < leaseDuration). Lease requests are
+ *   abandoned after half the renew deadline.
  * - `close()` releases the Lease, so a rolling update hands over without waiting for expiry.
  */
 import type { Logger } from '../../core/telemetry/log.js';
@@ -63,6 +65,8 @@ export class LeaderElector {
   /** The record as last seen, and when (our clock) it last changed. */
   #observed: { key: string; at: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Steps down when no renew succeeded within renewDeadlineMs, even while a request hangs. */
+  #stepDown: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
 
@@ -100,6 +104,7 @@ export class LeaderElector {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#stepDown);
     await this.#running;
     if (!this.#leader) return;
     try {
@@ -127,9 +132,14 @@ export class LeaderElector {
     return `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.#in.namespace)}/leases${name ? `/${encodeURIComponent(name)}` : ''}`;
   }
 
+  /** Lease requests never outlive the renew deadline: a hung call must not keep a stale leader. */
+  #deadline(): number {
+    return Math.max(100, this.#t.renewDeadlineMs / 2);
+  }
+
   async #get(): Promise<KubeObject | undefined> {
     try {
-      return await this.#in.api.request('GET', this.#path(this.#in.name));
+      return await this.#in.api.request('GET', this.#path(this.#in.name), { deadlineMs: this.#deadline() });
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return undefined;
       throw err;
@@ -139,15 +149,24 @@ export class LeaderElector {
   async #put(lease: KubeObject, spec: LeaseSpec): Promise<void> {
     const meta = lease.metadata ?? {};
     await this.#in.api.request('PUT', this.#path(this.#in.name), {
+      deadlineMs: this.#deadline(),
       body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.#in.name, namespace: this.#in.namespace, resourceVersion: meta.resourceVersion }, spec },
     });
   }
 
   async #tick(): Promise<void> {
+    // The renew counts from before the read: others measure the lease from what they saw written.
+    const attempt = this.#now();
     try {
       if (await this.#tryAcquireOrRenew()) {
-        this.#lastRenew = this.#now();
+        this.#lastRenew = attempt;
         this.#set(true);
+        clearTimeout(this.#stepDown);
+        const left = this.#t.renewDeadlineMs - (this.#now() - attempt);
+        this.#stepDown = setTimeout(() => {
+          this.#in.logger.error({ lease: this.#leaseName() }, 'the leader lease was not renewed in time; stepping down');
+          this.#set(false);
+        }, Math.max(0, left));
         return;
       }
       this.#set(false);
@@ -179,6 +198,7 @@ export class LeaderElector {
     try {
       if (!lease) {
         await this.#in.api.request('POST', this.#path(), {
+          deadlineMs: this.#deadline(),
           body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.#in.name, namespace: this.#in.namespace }, spec: wanted(undefined) },
         });
         return true;
@@ -199,6 +219,7 @@ export class LeaderElector {
   }
 
   #set(leader: boolean): void {
+    if (!leader) clearTimeout(this.#stepDown);
     if (leader === this.#leader) return;
     this.#leader = leader;
     this.#in.logger.info({ lease: this.#leaseName(), identity: this.#in.identity }, leader ? 'became the leader: writing status' : 'not the leader: status writes stop');

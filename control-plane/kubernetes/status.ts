@@ -15,7 +15,8 @@
  * reasons), the message listing every problem with its field; one that applies but not entirely
  * as written is `"True"`, reason `UnsupportedValue`, the message saying what was dropped.
  *
- * Only what changed is written (a merge patch of the status subresource); `lastTransitionTime`
+ * Only what changed is written (a merge patch of the status subresource, carrying the
+ * resourceVersion it was computed from, so a concurrent writer's change is never overwritten blind); `lastTransitionTime`
  * moves only when a condition's status does. Other controllers' `status.parents` entries are kept.
  * Writing a status produces a watch event, which converts to the same document (to-manifest.ts
  * drops these statuses), so a write never triggers another.
@@ -84,11 +85,11 @@ export class StatusWriter {
   readonly #task: DebouncedTask;
   #failures = 0;
   /** Writes done, for tests and /debug. */
-  readonly stats = { writes: 0, failures: 0 };
+  readonly stats = { writes: 0, failures: 0, passes: 0 };
 
   constructor(inputs: StatusWriterInputs) {
     this.#in = inputs;
-    this.#task = new DebouncedTask(() => this.#flush(), inputs.debounceMs ?? 200);
+    this.#task = new DebouncedTask(() => this.#flush(), inputs.debounceMs ?? 200, (err) => inputs.logger.error({ err }, 'status pass failed; trying again'));
   }
 
   /** Begins writing (on becoming the leader): everything is compared once. */
@@ -130,8 +131,11 @@ export class StatusWriter {
         const patch = this.#desired(r, o, current, byObject.get(ref) ?? [], routes.get(ref));
         if (!patch) continue;
         try {
+          // With the resourceVersion the status was computed from: a write someone made since (another
+          // controller's parents entry, a newer spec) makes this one fail (409) and be recomputed.
+          const rv = typeof m.resourceVersion === 'string' ? m.resourceVersion : undefined;
           await this.#in.api.request('PATCH', objectPath(r, m.namespace as string | undefined, String(m.name), 'status'), {
-            body: { status: patch },
+            body: { ...(rv ? { metadata: { resourceVersion: rv } } : {}), status: patch },
             contentType: 'application/merge-patch+json',
           });
           this.stats.writes++;
@@ -145,6 +149,7 @@ export class StatusWriter {
         }
       }
     }
+    this.stats.passes++;
     if (failed) {
       this.#failures++;
       this.schedule(Math.min(30_000, 500 * 2 ** Math.min(this.#failures, 6)));

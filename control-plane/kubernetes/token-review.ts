@@ -45,6 +45,8 @@ export interface TokenReviewInputs {
 
 interface ReviewStatus {
   readonly authenticated?: boolean;
+  /** The asked-for audiences the token is valid for; an authenticator that ignores audiences leaves it empty. */
+  readonly audiences?: readonly string[];
   readonly error?: string;
   readonly user?: { readonly username?: string; readonly extra?: Record<string, readonly string[] | undefined> };
 }
@@ -91,6 +93,12 @@ export class TokenReviewAuthenticator implements Authenticator {
     const log = this.#in.logger;
     if (status.authenticated !== true) {
       log.info({ reason: status.error }, 'token refused by tokenreview');
+      return undefined;
+    }
+    // The API server answers "valid" for a token of another audience when an authenticator ignores
+    // audiences, with no audiences in the status: only an explicit match counts.
+    if (!Array.isArray(status.audiences) || !status.audiences.includes(this.#in.audience)) {
+      log.info({ audiences: status.audiences }, `token refused: not issued for the audience ${this.#in.audience}`);
       return undefined;
     }
     const username = status.user?.username ?? '';

@@ -14,8 +14,10 @@
  *
  * Derived objects carry a controller ownerReference to the Gateway, so Kubernetes' garbage
  * collector deletes them with it; they are labelled `gateway.istio.io/managed`. A derived object
- * changed or deleted by someone else is put back (a hash of what was written, in an annotation,
- * tells a real drift from the API server's defaults). Only the leader writes.
+ * deleted by someone else is put back, and one whose desired form changed (the Gateway, the
+ * control plane's settings) is patched: a hash of what was written, in an annotation, tells that
+ * apart from the API server's defaults. A hand edit that keeps the annotation (`kubectl scale`,
+ * `set image`) is left alone, as istiod leaves it until the Gateway changes. Only the leader writes.
  *
  * The Gateway's `Programmed` condition and `status.addresses` follow the Deployment's ready
  * replicas and the Service's cluster IP (`gatewayState`, which the status writer asks).
@@ -196,12 +198,14 @@ export class WaypointController {
   readonly #informers: Informer[];
   readonly #task: DebouncedTask;
   #warnedNoImage = false;
+  /** Objects whose create answered 409 (logged once each). */
+  readonly #conflicts = new Set<string>();
   /** Writes done, for tests. */
   readonly stats = { writes: 0, failures: 0 };
 
   constructor(inputs: WaypointControllerInputs) {
     this.#in = inputs;
-    this.#task = new DebouncedTask(() => this.#reconcile(), inputs.debounceMs ?? 200);
+    this.#task = new DebouncedTask(() => this.#reconcile(), inputs.debounceMs ?? 200, (err) => inputs.logger.error({ err }, 'waypoint reconcile failed; trying again'));
     const mirror = (into: Map<string, KubeObject>) => ({
       replace: (items: readonly KubeObject[]) => {
         into.clear();
@@ -318,8 +322,13 @@ export class WaypointController {
       }
       this.stats.writes++;
     } catch (err) {
-      // Created meanwhile by an earlier pass whose event is not here yet: the next pass compares again.
-      if (err instanceof KubeApiError && err.status === 409) return;
+      if (err instanceof KubeApiError && err.status === 409) {
+        // Created meanwhile by an earlier pass whose event is not here yet, or an object of the same
+        // name that is not ours (no managed label, so the informer does not show it): say so once.
+        if (!this.#conflicts.has(what)) this.#in.logger.warn({ object: what }, 'an object of this name already exists and is not managed by the control plane; rename it or delete it to let the waypoint deploy');
+        this.#conflicts.add(what);
+        return;
+      }
       this.stats.failures++;
       this.#in.logger.warn({ object: what, err: (err as Error).message }, 'could not write a waypoint object; will retry');
       setTimeout(() => this.schedule(), 2_000).unref();

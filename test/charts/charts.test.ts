@@ -283,7 +283,7 @@ t.test('control plane RBAC: exactly the table of docs/kubernetes.md, nothing wid
 
 // ---- ztunnel ------------------------------------------------------------------------------------
 
-t.test('ztunnel: host network, no capabilities, readiness on 15021, surge update, drain inside the grace period', async (t) => {
+t.test('ztunnel: host network, no capabilities, readiness per pod, surge update, drain inside the grace period', async (t) => {
   const r = render('ztunnel');
   const ds = one(r, 'DaemonSet');
   const spec = podSpec(ds);
@@ -295,7 +295,12 @@ t.test('ztunnel: host network, no capabilities, readiness on 15021, surge update
   t.equal(c['securityContext']['allowPrivilegeEscalation'], false);
   t.equal(spec['securityContext']['runAsNonRoot'], true);
   t.notOk(c['ports'], 'no ports: on the host network each would be a hostPort and block the surge pod');
-  t.same(c['readinessProbe']['httpGet'], { path: '/healthz/ready', port: 15021 });
+  // ztunnel serves /healthz/ready on 15021 (READINESS_PORT left at its default), but on the host
+  // network both ztunnels of a surge answer there: the kubelet probes the pod's own ready file.
+  t.notOk(envValue(c, 'READINESS_PORT'), 'readiness stays on 15021');
+  t.same(c['readinessProbe']['exec'], { command: ['test', '-f', envValue(c, 'READY_FILE')] }, 'the probe reads the file ztunnel keeps while ready');
+  const mount = (c['volumeMounts'] as Obj[]).find((m) => String(envValue(c, 'READY_FILE')).startsWith(`${m['mountPath']}/`));
+  t.ok(mount && (spec['volumes'] as Obj[]).find((v) => v['name'] === mount['name'])?.['emptyDir'], "the ready file lives in the pod's own emptyDir");
   t.same(ds['spec']['updateStrategy'], { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
   const drain = Number(envValue(c, 'DRAIN_TIMEOUT_SECONDS'));
   t.ok(spec['terminationGracePeriodSeconds'] > drain, `terminationGracePeriodSeconds ${spec['terminationGracePeriodSeconds']} > drain ${drain}`);

@@ -37,6 +37,38 @@ t.test('the control plane\'s environment: every problem at once', async (t) => {
   t.ok(Object.isFrozen(ok));
 });
 
+t.test('CONFIG_SOURCE=kubernetes: no files, a pod name, the cluster settings with their defaults', async (t) => {
+  const base = { CONFIG_SOURCE: 'kubernetes', CA_CERT_FILE: '/ca/cert.pem', CA_KEY_FILE: '/ca/key.pem' };
+  const cfg = loadConfig({ ...base, POD_NAME: 'istiod-0', POD_NAMESPACE: 'istio-system', WAYPOINT_IMAGE: 'reg/mesh:1' });
+  t.equal(cfg.configSource, 'kubernetes');
+  t.equal(cfg.manifestsPath, '');
+  t.same(cfg.kubernetes, {
+    waypointImage: 'reg/mesh:1',
+    serviceAddress: 'istiod.istio-system.svc:15012',
+    podName: 'istiod-0',
+    podNamespace: 'istio-system',
+    leaderElectionNamespace: 'istio-system',
+    leaderElectionLease: 'ambient-control-plane',
+    ztunnelNamespace: 'istio-system',
+    ztunnelServiceAccount: 'ztunnel',
+    tokenAudience: 'istio-ca',
+  });
+  let problems: readonly string[] = [];
+  try {
+    loadConfig({ ...base, MANIFESTS_PATH: '/m', NODES_FILE: '/n', CONTROL_PLANE_SERVICE_ADDRESS: 'istiod:99999', WAYPOINT_IMAGE_PULL_POLICY: 'Sometimes' });
+  } catch (e) {
+    problems = (e as ConfigError).problems;
+  }
+  t.match(problems, [
+    /MANIFESTS_PATH is for CONFIG_SOURCE=files/,
+    /NODES_FILE is for CONFIG_SOURCE=files/,
+    /WAYPOINT_IMAGE_PULL_POLICY="Sometimes" is not one of Always, IfNotPresent, Never/,
+    /CONTROL_PLANE_SERVICE_ADDRESS="istiod:99999" is not host:port with a port 1-65535/,
+    /POD_NAME is required/,
+  ], 'every problem at once');
+  t.throws(() => loadConfig({ ...base, CONFIG_SOURCE: 'etcd' }), { message: /CONFIG_SOURCE="etcd" is not one of files, kubernetes/ });
+});
+
 t.test('ztunnel: CONTROL_PLANE_ADDRESS selects the control-plane mode', async (t) => {
   const cfg = loadZtunnelConfig({ NODE_NAME: 'n', CONTROL_PLANE_ADDRESS: '10.0.0.1:15012', NODE_TOKEN_FILE: '/t', CONTROL_PLANE_ROOT_CERT_FILE: '/r' });
   t.same(cfg.controlPlane, { address: { host: '10.0.0.1', port: 15012 }, tokenFile: '/t', rootCertFile: '/r', identity: 'spiffe://cluster.local/ns/istio-system/sa/istiod' });

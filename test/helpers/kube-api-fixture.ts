@@ -67,6 +67,7 @@
  *   a Status (a port-forward upgrade too: `{ verb: 'get', resource: 'pods', subresource: 'portforward' }`).
  * - `requests`: every request (`{ method, path, verb, resource, namespace, name, query }`);
  *   `count({ verb, resource })` counts them (verb: list, watch, get, create, update, patch, delete).
+ * - `hangNext({ verb, resource, times })`: the next matching requests get no answer at all.
  * - `setTokenReview(token, status)` / `deleteTokenReview(token)`.
  * - `setPortForward(namespace, pod, port, target | undefined)`: where a port-forward to that pod's
  *   port connects (`{ host, port }`); `portForwardConnections`: how many port connections opened.
@@ -111,6 +112,8 @@ export interface FixtureTokenReview {
   };
   /** The audiences the token was issued for; unset: any audience. */
   readonly audiences?: readonly string[];
+  /** An authenticator that ignores audiences (some webhook/OIDC ones): authenticated, no `status.audiences`. */
+  readonly ignoresAudiences?: boolean;
   readonly error?: string;
 }
 
@@ -270,6 +273,7 @@ export class KubeApiFixture {
   #history: Event[] = [];
   readonly #watches = new Set<OpenWatch>();
   readonly #failures: Failure[] = [];
+  readonly #hangs: Array<{ verb: FixtureVerb; resource?: string; remaining: number }> = [];
   readonly #reviews = new Map<string, FixtureTokenReview>();
   /** `ns/pod:port` → target. */
   readonly #forwards = new Map<string, FixturePortForwardTarget>();
@@ -402,6 +406,11 @@ export class KubeApiFixture {
   }
 
   /** The next `times` requests matching `verb` (and `resource`) fail with `status`. */
+  /** The next `times` requests matching `verb` (and `resource`) get no answer at all (a hung API server). */
+  hangNext(f: { verb: FixtureVerb; resource?: string; times?: number }): void {
+    this.#hangs.push({ verb: f.verb, ...(f.resource !== undefined ? { resource: f.resource } : {}), remaining: f.times ?? 1 });
+  }
+
   failNext(f: { verb: FixtureVerb | 'any'; resource?: string; subresource?: string; status?: number; times?: number }): void {
     this.#failures.push({
       verb: f.verb,
@@ -684,6 +693,11 @@ export class KubeApiFixture {
       failure.remaining--;
       return send(failure.status, statusBody(failure.status, 'InternalError', `injected failure (${failure.status}) by the test`));
     }
+    const hang = this.#hangs.find((h) => h.remaining > 0 && h.verb === verb && (h.resource === undefined || h.resource === parsed.plural));
+    if (hang) {
+      hang.remaining--;
+      return; // no answer: the client's own deadline has to end it
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -738,6 +752,8 @@ export class KubeApiFixture {
       status = { authenticated: false, error: entry?.error ?? 'invalid bearer token' };
     } else if (asked && asked.length > 0 && entry.audiences && !entry.audiences.some((a) => asked.includes(a))) {
       status = { authenticated: false, error: `token audiences ${JSON.stringify(entry.audiences)} is invalid for the target audiences ${JSON.stringify(asked)}` };
+    } else if (entry.ignoresAudiences) {
+      status = { authenticated: true, user: clone(entry.user) };
     } else {
       const audiences = asked && asked.length > 0 ? (entry.audiences ? entry.audiences.filter((a) => asked.includes(a)) : asked) : entry.audiences;
       status = { authenticated: true, user: clone(entry.user), ...(audiences ? { audiences } : {}) };

@@ -165,6 +165,15 @@ t.test('a config reload that changes the subset labels moves the traffic', async
   t.equal((await count({ response_flags: 'NC' })) - ncBefore, split['status 503'], 'each 503 is an NC');
 });
 
+t.test('a keep-alive tunnel whose service left the configuration is refused, not served under the old one', async (t) => {
+  t.equal((await request(agent, `http://${VIP}/`)).status, 200, 'a tunnel is open and idle in the agent');
+  await wm.apply({ ...config(2), services: [] }, (wp) => wp.state.config.services.length === 0);
+  const r = await request(agent, `http://${VIP}/`);
+  t.equal(r.status, 503, 'the old snapshot (and its policies) is not used');
+  t.equal(r.headers['connection'], 'close', 'and the tunnel closes: a new one is judged by the new configuration');
+  await wm.apply(config(3), (wp) => wp.state.config.services.length === 1);
+});
+
 t.test('no listener leak on pooled upstream streams after ~1,300 requests', async (t) => {
   await new Promise((r) => setImmediate(r));
   t.same(leaks.map((w) => w.message), []);

@@ -7,6 +7,7 @@ import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { CertificateAuthority } from '../../core/identity/ca.js';
@@ -103,7 +104,11 @@ function probe(host: string, port: number): { stop(): Promise<{ attempts: number
 }
 
 t.test('a second ztunnel takes over from the first; the first one\'s open connection finishes', async (t) => {
-  const first = start('node-a', NODE_A, { HANDOVER: 'true', DRAIN_TIMEOUT_SECONDS: '20' });
+  // Each process's own readiness (what the chart probes): a file in its pod's volume, since both
+  // answer on the same :15021 during the handover.
+  const readyDir = t.testdir();
+  const readyOf = (name: string) => join(readyDir, name);
+  const first = start('node-a', NODE_A, { HANDOVER: 'true', DRAIN_TIMEOUT_SECONDS: '20', READY_FILE: readyOf('first') });
   await waitForStatus(`http://${NODE_A}:15021/healthz/ready`, 200);
   const b = start('node-b', `${base}.3`);
   await waitForStatus(`http://${base}.3:15021/healthz/ready`, 200);
@@ -115,12 +120,15 @@ t.test('a second ztunnel takes over from the first; the first one\'s open connec
   t.equal(await echoOnce(old.socket, 'before'), 'before');
 
   const gap = probe(NODE_A, 15001);
-  const second = start('node-a', NODE_A, { HANDOVER: 'true' });
+  t.ok(existsSync(readyOf('first')), 'the first is ready (its file)');
+  const second = start('node-a', NODE_A, { HANDOVER: 'true', READY_FILE: readyOf('second') });
   await until('the second ztunnel to be ready', () => /"msg":"ztunnel ready"/.test(second.output()));
   const { attempts, longestRefusedMs, refused } = await gap.stop();
   t.match(second.output(), /"msg":"ports held by a previous ztunnel; asking it to drain \(handover\)"/);
   t.match(second.output(), /"msg":"the previous ztunnel released its ports; taking over"/);
   t.match(first.output(), /"msg":"draining"/, 'the first was asked to drain');
+  t.notOk(existsSync(readyOf('first')), 'the draining first is not ready, whoever answers :15021');
+  t.ok(existsSync(readyOf('second')), 'the second is');
   t.ok(attempts > 10, `the probe ran (${attempts} attempts)`);
   t.comment(`outbound port refused new connections for at most ${longestRefusedMs} ms (${refused} of ${attempts} attempts refused)`);
 

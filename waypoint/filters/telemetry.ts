@@ -5,6 +5,15 @@ import type { HttpLabels, HttpMetrics, HttpSeries } from '../../core/telemetry/h
 import type { Layer, RequestContext, WriteResult } from '../context.js';
 import { renderFlags } from '../context.js';
 
+/**
+ * A metric label from the upstream's `grpc-status`: the 17 codes gRPC defines, else `unknown`, so a
+ * backend sending arbitrary strings cannot grow the number of series without bound.
+ */
+function grpcLabel(status: string | undefined): string {
+  if (status === undefined) return '';
+  return /^(1[0-6]|[0-9])$/.test(status) ? status : 'unknown';
+}
+
 function labels(ctx: RequestContext, r: WriteResult, flags: string): HttpLabels {
   const s = ctx.stream;
   const src = s.srcWorkload;
@@ -27,7 +36,7 @@ function labels(ctx: RequestContext, r: WriteResult, flags: string): HttpLabels 
     destination_service_namespace: svc?.namespace ?? UNKNOWN,
     request_protocol: ctx.protocol,
     response_code: String(r.status),
-    grpc_response_status: r.grpcStatus ?? '',
+    grpc_response_status: grpcLabel(r.grpcStatus),
     response_flags: flags,
     connection_security_policy: 'mutual_tls',
   };
@@ -63,7 +72,7 @@ export function seriesCache(metrics: HttpMetrics): (ctx: RequestContext, r: Writ
     const s = ctx.stream;
     let m = perState.get(s.state);
     if (!m) perState.set(s.state, (m = new Map()));
-    const key = `${id(s.srcWorkload)}\u0000${s.srcIdentity}\u0000${id(ctx.endpoint ?? s.dstWorkload)}\u0000${id(ctx.backend?.service ?? s.dstService)}\u0000${ctx.protocol}\u0000${r.status}\u0000${r.grpcStatus ?? ''}\u0000${flags}`;
+    const key = `${id(s.srcWorkload)}\u0000${s.srcIdentity}\u0000${id(ctx.endpoint ?? s.dstWorkload)}\u0000${id(ctx.backend?.service ?? s.dstService)}\u0000${ctx.protocol}\u0000${r.status}\u0000${grpcLabel(r.grpcStatus)}\u0000${flags}`;
     let series = m.get(key);
     if (!series) {
       if (m.size >= SERIES_CACHE_LIMIT) m.clear();

@@ -183,8 +183,15 @@ t.test('a token the api server does not vouch for, or not bound to a pod, gets n
   t.equal(await sign(client('node-1', 'legacy-secret-token-0000000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401', 'no bound pod: its node is unknown');
   api.setTokenReview('wrong-audience-token-000000', { authenticated: true, audiences: ['kubernetes'], user: { username: 'system:serviceaccount:istio-system:ztunnel', extra: { 'authentication.kubernetes.io/pod-name': ['ztunnel-a'] } } });
   t.equal(await sign(client('node-1', 'wrong-audience-token-000000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401', 'a token for another audience');
+  const p = api.get({ apiVersion: 'v1', kind: 'Pod', namespace: 'istio-system', name: 'ztunnel-a' }) as unknown as { metadata: { uid: string } };
+  api.setTokenReview('audience-blind-token-000000', {
+    authenticated: true,
+    ignoresAudiences: true,
+    user: { username: 'system:serviceaccount:istio-system:ztunnel', extra: { 'authentication.kubernetes.io/pod-name': ['ztunnel-a'], 'authentication.kubernetes.io/pod-uid': [p.metadata.uid] } },
+  });
+  t.equal(await sign(client('node-1', 'audience-blind-token-000000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401', 'an authenticator that ignores audiences vouches for nothing (status.audiences must name ours)');
   const req = api.requests.filter((r) => r.verb === 'tokenreview');
-  t.ok(req.length >= 3, 'each was asked of the api server');
+  t.ok(req.length >= 4, 'each was asked of the api server');
 });
 
 t.test("a waypoint's own token obtains its own identity only", async (t) => {
@@ -227,7 +234,10 @@ t.test('an invalid AuthorizationPolicy gets a status with the reason; fixing it 
   t.match(cond(), { type: 'ZtunnelAccepted', status: 'True', reason: 'Accepted' });
   await waitFor(() => mesh1?.authorizationPolicies.some((p) => p.name === 'deny-web') === true, 'the fixed policy reaches ztunnel');
   const writes = api.count({ verb: 'patch', resource: 'authorizationpolicies' });
-  await new Promise((r) => setTimeout(r, 300));
+  const passes = cluster.status.stats.passes;
+  await cluster.status.flush();
+  await cluster.status.flush();
+  t.ok(cluster.status.stats.passes >= passes + 1, 'the writer compared everything again');
   t.equal(api.count({ verb: 'patch', resource: 'authorizationpolicies' }), writes, 'an unchanged status is not written again');
 });
 
@@ -315,10 +325,17 @@ t.test('two replicas: one leader writes status; when it leaves, the other takes 
   await cluster.close();
   await waitFor(() => second.elector.isLeader, 'the second replica takes the released lease', 3000);
   // The new leader compares everything once; statuses are already right, so it writes nothing.
-  await new Promise((r) => setTimeout(r, 200));
+  await waitFor(() => second.status.stats.passes > 0, "the new leader's first pass");
   t.equal(second.status.stats.writes, before, 'nothing to rewrite');
   api.patch(apRef, { spec: { action: 'BOGUS' } });
   const cond = () => (api.get(apRef) as WithConditions | undefined)?.status?.conditions?.[0];
   await waitFor(() => cond()?.status === 'False', 'the new leader writes the rejection');
   t.ok(second.status.stats.writes > before);
+
+  // A hung API server: the leader must stop acting as one within the renew deadline (1 s here),
+  // before another replica could take the 2 s lease, although its renew never answers.
+  api.hangNext({ verb: 'get', resource: 'leases', times: 1000 });
+  const hungAt = Date.now();
+  await waitFor(() => !second.elector.isLeader, 'the leader steps down while its renew hangs', 3000);
+  t.ok(Date.now() - hungAt < 2000, `stepped down after ${Date.now() - hungAt} ms, inside the 2 s lease`);
 });
