@@ -162,7 +162,10 @@ export class Downstream {
     let finished = false;
     res.once('close', () => {
       st.inFlight--;
-      if (!finished) {
+      // `writableFinished`: the response went out whole even when 'close' runs before the write's
+      // promise settles (a synchronous socket write): that is no abort, and on HTTP/1.1 the
+      // controller is the connection's, shared by its next requests.
+      if (!finished && !res.writableFinished) {
         const err = new Error('client closed before the response was complete');
         ac.abort(err);
         resolveDone({ status: res.statusCode, responseBytes: 0, error: err });

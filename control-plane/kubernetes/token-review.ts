@@ -29,6 +29,12 @@ const SA_USER_RE = /^system:serviceaccount:([^:]+):([^:]+)$/;
 const DEFAULT_CACHE_MS = 60_000;
 /** Bound on remembered reviews (one per live token). */
 const MAX_CACHED = 10_000;
+/**
+ * How long a token the API server called invalid is refused without asking again: anyone who
+ * reaches 15012 could otherwise turn random tokens into TokenReviews. Short, since a valid token
+ * is never answered invalid.
+ */
+const REFUSED_CACHE_MS = 5_000;
 
 export interface TokenReviewInputs {
   readonly api: KubeApi;
@@ -60,6 +66,7 @@ interface ReviewStatus {
 export class TokenReviewAuthenticator implements Authenticator {
   readonly #in: TokenReviewInputs;
   readonly #cache = new Map<string, { caller: Caller; until: number }>();
+  readonly #refused = new Map<string, number>();
 
   constructor(inputs: TokenReviewInputs) {
     this.#in = inputs;
@@ -71,6 +78,9 @@ export class TokenReviewAuthenticator implements Authenticator {
     const hit = this.#cache.get(digest);
     if (hit && hit.until > now) return hit.caller;
     this.#cache.delete(digest);
+    const refusedUntil = this.#refused.get(digest);
+    if (refusedUntil !== undefined && refusedUntil > now) return undefined;
+    this.#refused.delete(digest);
     let status: ReviewStatus;
     try {
       const review = await this.#in.api.request<{ status?: ReviewStatus }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
@@ -81,6 +91,10 @@ export class TokenReviewAuthenticator implements Authenticator {
       // The API server being away is not the caller's fault, but nothing can be vouched for either.
       this.#in.logger.warn({ err: err instanceof KubeApiError ? err.message : err }, 'tokenreview failed; refusing the caller until the api server answers');
       return undefined;
+    }
+    if (status.authenticated !== true) {
+      if (this.#refused.size >= MAX_CACHED) this.#refused.clear();
+      this.#refused.set(digest, now + REFUSED_CACHE_MS);
     }
     const caller = this.#caller(status);
     if (!caller) return undefined;

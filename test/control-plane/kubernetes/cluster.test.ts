@@ -178,7 +178,11 @@ t.test("a pod added on node-1 reaches node-1's ztunnel, and only node-1's ztunne
 });
 
 t.test('a token the api server does not vouch for, or not bound to a pod, gets nothing', async (t) => {
+  const reviews = () => api.requests.filter((r) => r.verb === 'tokenreview').length;
+  const before = reviews();
   t.equal(await sign(client('node-1', 'a-token-nobody-issued-0000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401');
+  t.equal(await sign(client('node-1', 'a-token-nobody-issued-0000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401');
+  t.equal(reviews() - before, 1, 'a token the api server refused is refused again without asking (for a few seconds)');
   api.setTokenReview('legacy-secret-token-0000000', { authenticated: true, user: { username: 'system:serviceaccount:istio-system:ztunnel' } });
   t.equal(await sign(client('node-1', 'legacy-secret-token-0000000'), 'spiffe://cluster.local/ns/apps/sa/web'), '401', 'no bound pod: its node is unknown');
   api.setTokenReview('wrong-audience-token-000000', { authenticated: true, audiences: ['kubernetes'], user: { username: 'system:serviceaccount:istio-system:ztunnel', extra: { 'authentication.kubernetes.io/pod-name': ['ztunnel-a'] } } });
