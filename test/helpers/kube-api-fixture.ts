@@ -528,16 +528,7 @@ export class KubeApiFixture {
     const parsed = this.#parsePath(url.pathname);
     const method = req.method ?? 'GET';
     const verb: FixtureRequest['verb'] = parsed && method === 'GET' && parsed.name !== undefined ? 'get' : 'unknown';
-    this.requests.push({
-      method,
-      path: url.pathname,
-      verb,
-      query,
-      ...(parsed?.plural !== undefined ? { resource: parsed.plural } : {}),
-      ...(parsed?.subresource !== undefined ? { subresource: parsed.subresource } : {}),
-      ...(parsed?.namespace !== undefined ? { namespace: parsed.namespace } : {}),
-      ...(parsed?.name !== undefined ? { name: parsed.name } : {}),
-    });
+    this.#log(method, url, verb, query, parsed);
     const refuse = (code: number, reason: string, message: string) => {
       const text = JSON.stringify(statusBody(code, reason, message));
       socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
@@ -669,16 +660,7 @@ export class KubeApiFixture {
       else if (method === 'PATCH') verb = 'patch';
       else if (method === 'DELETE') verb = 'delete';
     }
-    this.requests.push({
-      method,
-      path: url.pathname,
-      verb,
-      query,
-      ...(parsed?.plural !== undefined ? { resource: parsed.plural } : {}),
-      ...(parsed?.subresource !== undefined ? { subresource: parsed.subresource } : {}),
-      ...(parsed?.namespace !== undefined ? { namespace: parsed.namespace } : {}),
-      ...(parsed?.name !== undefined ? { name: parsed.name } : {}),
-    });
+    this.#log(method, url, verb, query, parsed);
     const send = (code: number, body: unknown) => {
       const text = JSON.stringify(body);
       res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -740,6 +722,19 @@ export class KubeApiFixture {
       return { group, version, namespace: rest[1]!, plural: rest[2]!, ...(rest[3] !== undefined ? { name: rest[3] } : {}), ...(rest[4] !== undefined ? { subresource: rest[4] } : {}) };
     }
     return { group, version, plural: rest[0]!, ...(rest[1] !== undefined ? { name: rest[1] } : {}), ...(rest[2] !== undefined ? { subresource: rest[2] } : {}) };
+  }
+
+  #log(method: string, url: URL, verb: FixtureRequest['verb'], query: Record<string, string>, parsed: { plural?: string; subresource?: string; namespace?: string; name?: string } | undefined): void {
+    this.requests.push({
+      method,
+      path: url.pathname,
+      verb,
+      query,
+      ...(parsed?.plural !== undefined ? { resource: parsed.plural } : {}),
+      ...(parsed?.subresource !== undefined ? { subresource: parsed.subresource } : {}),
+      ...(parsed?.namespace !== undefined ? { namespace: parsed.namespace } : {}),
+      ...(parsed?.name !== undefined ? { name: parsed.name } : {}),
+    });
   }
 
   #tokenReview(body: unknown): unknown {
