@@ -7,6 +7,9 @@ import { FileConfigSource } from '../../core/config/file-source.js';
 import { silentLogger } from '../../core/telemetry/log.js';
 import { loadConfig } from '../../ztunnel/config.js';
 import { Ztunnel } from '../../ztunnel/ztunnel.js';
+import type { Test } from 'tap';
+import { closeServer, echoServer } from './net.js';
+import { startZtunnelProcess, type Proc } from './proc.js';
 
 export interface MeshFixture {
   readonly ca: CertificateAuthority;
@@ -126,4 +129,58 @@ export async function counterValue(zt: Ztunnel, name: string, labels: Record<str
     if (Object.entries(labels).every(([k, val]) => String(v.labels[k]) === val)) sum += v.value;
   }
   return sum;
+}
+
+/** Standalone ztunnel processes (`dist/ztunnel/main.js`) on one mesh: a CA, its config file, an echo server. */
+export interface ZtunnelProcesses {
+  readonly dir: string;
+  readonly configPath: string;
+  /** The environment of a standalone ztunnel of `node` on `address` (SOCKS5 on, capture off), plus `extra`. */
+  envFor(node: string, address: string, extra?: Record<string, string>): Record<string, string>;
+  /** Starts one; it is killed in teardown. */
+  start(node: string, address: string, extra?: Record<string, string>): Proc;
+}
+
+/**
+ * The set-up the ztunnel process tests share: a CA saved in a test dir, `baseConfig(base)` as the
+ * config file, an echo server on `${base}.20:9090`, and every started process killed in teardown.
+ *
+ * @example
+ * const zp = await ztunnelProcesses(t, '127.0.3');
+ * const a = zp.start('node-a', '127.0.3.2');
+ */
+export async function ztunnelProcesses(t: Test, base: string): Promise<ZtunnelProcesses> {
+  const dir = t.testdir();
+  const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
+  await ca.save(dir);
+  const configPath = join(dir, 'mesh.yaml');
+  await writeFile(configPath, yaml.dump(baseConfig(base)));
+  const echo = await echoServer(`${base}.20`, 9090);
+  const procs: Proc[] = [];
+  t.teardown(async () => {
+    await Promise.all(procs.map((p) => p.kill()));
+    await closeServer(echo.server);
+  });
+  const envFor = (node: string, address: string, extra: Record<string, string> = {}) => ({
+    NODE_NAME: node,
+    LOCAL_CONFIG_FILE: configPath,
+    CA_ROOT_CERT_FILE: join(dir, 'root-cert.pem'),
+    CA_ROOT_KEY_FILE: join(dir, 'root-key.pem'),
+    ZTUNNEL_ADDRESS: address,
+    ADMIN_ADDRESS: address,
+    SOCKS5_PORT: '15080',
+    OUTBOUND_PORT: '0',
+    LOG_LEVEL: 'info',
+    ...extra,
+  });
+  return {
+    dir,
+    configPath,
+    envFor,
+    start(node, address, extra) {
+      const p = startZtunnelProcess(envFor(node, address, extra));
+      procs.push(p);
+      return p;
+    },
+  };
 }

@@ -6,47 +6,21 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import * as yaml from 'js-yaml';
-import { CertificateAuthority } from '../../core/identity/ca.js';
-import { baseConfig } from '../helpers/mesh.js';
-import { closeServer, echoServer, socks5Connect } from '../helpers/net.js';
+import { ztunnelProcesses } from '../helpers/mesh.js';
+import { closeServer, socks5Connect } from '../helpers/net.js';
 import { startZtunnelProcess, waitForStatus, type Proc } from '../helpers/proc.js';
 
 const base = '127.0.18';
 const NODE_A = `${base}.2`;
 const SERVER = `${base}.20`;
-const dir = t.testdir();
-const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
-await ca.save(dir);
-const configPath = join(dir, 'mesh.yaml');
-await writeFile(configPath, yaml.dump(baseConfig(base)));
-const echo = await echoServer(SERVER, 9090);
-const procs: Proc[] = [];
-t.teardown(async () => {
-  await Promise.all(procs.map((p) => p.kill()));
-  await closeServer(echo.server);
-});
+const zp = await ztunnelProcesses(t, base);
+const { configPath } = zp;
 
 function start(node: string, address: string, extra: Record<string, string> = {}): Proc {
-  const p = startZtunnelProcess({
-    NODE_NAME: node,
-    LOCAL_CONFIG_FILE: configPath,
-    CA_ROOT_CERT_FILE: join(dir, 'root-cert.pem'),
-    CA_ROOT_KEY_FILE: join(dir, 'root-key.pem'),
-    ZTUNNEL_ADDRESS: address,
-    ADMIN_ADDRESS: address,
-    SOCKS5_PORT: '15080',
-    // Outbound capture bound too (so it is handed over), without the eBPF check (no root here).
-    OUTBOUND_PORT: '15001',
-    REDIRECTION_CHECK: 'off',
-    LOG_LEVEL: 'info',
-    ...extra,
-  });
-  procs.push(p);
-  return p;
+  // Outbound capture bound too (so it is handed over), without the eBPF check (no root here).
+  return zp.start(node, address, { OUTBOUND_PORT: '15001', REDIRECTION_CHECK: 'off', ...extra });
 }
 
 async function echoOnce(socket: net.Socket, text: string): Promise<string> {

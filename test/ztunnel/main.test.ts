@@ -3,44 +3,18 @@ import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
-import { CertificateAuthority } from '../../core/identity/ca.js';
-import { baseConfig } from '../helpers/mesh.js';
-import { echoServer, socks5Connect, closeServer, readAll } from '../helpers/net.js';
+import { ztunnelProcesses } from '../helpers/mesh.js';
+import { socks5Connect, readAll } from '../helpers/net.js';
 import { startZtunnelProcess, waitForStatus, type Proc } from '../helpers/proc.js';
 
 // ztunnel as a real child process: 127.0.3.2 = node-a, .3 = node-b, .10 = client, .20 = server.
 const base = '127.0.3';
 const SERVER = `${base}.20`;
-const dir = t.testdir();
-const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
-await ca.save(dir);
-const configPath = join(dir, 'mesh.yaml');
-await writeFile(configPath, yaml.dump(baseConfig(base)));
-const echo = await echoServer(SERVER, 9090);
-const procs: Proc[] = [];
-t.teardown(async () => {
-  await Promise.all(procs.map((p) => p.kill()));
-  await closeServer(echo.server);
-});
-
-function envFor(node: string, address: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    NODE_NAME: node,
-    LOCAL_CONFIG_FILE: configPath,
-    CA_ROOT_CERT_FILE: join(dir, 'root-cert.pem'),
-    CA_ROOT_KEY_FILE: join(dir, 'root-key.pem'),
-    ZTUNNEL_ADDRESS: address,
-    ADMIN_ADDRESS: address,
-    SOCKS5_PORT: '15080',
-    OUTBOUND_PORT: '0',
-    LOG_LEVEL: 'info',
-    ...extra,
-  };
-}
+const zp = await ztunnelProcesses(t, base);
+const { dir, envFor } = zp;
 
 async function start(node: string, address: string, extra?: Record<string, string>): Promise<Proc> {
-  const p = startZtunnelProcess(envFor(node, address, extra));
-  procs.push(p);
+  const p = zp.start(node, address, extra);
   await waitForStatus(`http://${address}:15021/healthz/ready`, 200);
   return p;
 }
