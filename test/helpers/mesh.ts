@@ -52,6 +52,8 @@ export async function startMesh(opts: {
   config: object;
   certTtlSeconds?: number;
   env?: Record<string, string>;
+  /** Each node's certificate source (default: a secret manager over the mesh CA), e.g. to count CSRs. */
+  certificates?: (node: string, ca: CertificateAuthority) => SecretManager;
 }): Promise<MeshFixture> {
   // The root is minted as of a day ago so tests can sign already-expired leaves under it.
   const root = await CertificateAuthority.create({ trustDomain: 'cluster.local', now: () => Date.now() - 24 * 3600_000 });
@@ -88,7 +90,7 @@ export async function startMesh(opts: {
       config,
       logger: silentLogger,
       configSource: new FileConfigSource({ path: configPath, logger: silentLogger }),
-      certificates: new SecretManager({ caClient: new LocalCaClient(ca), logger: silentLogger }),
+      certificates: opts.certificates?.(node, ca) ?? new SecretManager({ caClient: new LocalCaClient(ca), logger: silentLogger }),
     });
   };
   const a = await start('node-a', addr.a);

@@ -1,19 +1,14 @@
 import t from 'tap';
 import { once } from 'node:events';
 import type net from 'node:net';
-import { writeFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
 import * as yaml from 'js-yaml';
-import { CertificateAuthority } from '../../core/identity/ca.js';
 import { LocalCaClient, SecretManager, type CaClient, type CaSignResult } from '../../core/identity/secret-manager.js';
-import { FileConfigSource } from '../../core/config/file-source.js';
 import { parseMeshConfig } from '../../core/config/file.js';
 import { MeshState } from '../../core/model/state.js';
 import { silentLogger } from '../../core/telemetry/log.js';
-import { loadConfig } from '../../ztunnel/config.js';
 import { Ztunnel } from '../../ztunnel/ztunnel.js';
 import { IdentityRetention, localIdentities } from '../../ztunnel/identities.js';
-import { baseConfig } from '../helpers/mesh.js';
+import { baseConfig, startMesh } from '../helpers/mesh.js';
 import { echoServer, socks5Connect, closeServer } from '../helpers/net.js';
 
 // 127.0.19.2 = ztunnel node-a, .3 = node-b, .10 = client (node-a), .20 = server (node-b).
@@ -41,48 +36,31 @@ class CountingCa implements CaClient {
   }
 }
 
-const dir = t.testdir();
-const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local', ttlSeconds: 4 });
-const configPath = join(dir, 'mesh.yaml');
-async function writeConfig(cfg: object): Promise<void> {
-  await writeFile(`${configPath}.tmp`, yaml.dump(cfg));
-  await rename(`${configPath}.tmp`, configPath);
-}
 const withClient = baseConfig(base);
 const withoutClient = { ...withClient, workloads: (withClient.workloads as Array<{ name: string }>).filter((w) => w.name !== 'client') };
-await writeConfig(withClient);
-
-async function startNode(node: string, address: string) {
-  const counting = new CountingCa(new LocalCaClient(ca));
-  const secrets = new SecretManager({ caClient: counting, logger: silentLogger });
-  const config = loadConfig({
-    NODE_NAME: node,
-    LOCAL_CONFIG_FILE: configPath,
-    CA_ROOT_CERT_FILE: 'unused-in-process',
-    CA_ROOT_KEY_FILE: 'unused-in-process',
-    ZTUNNEL_ADDRESS: address,
-    ADMIN_ADDRESS: address,
-    SOCKS5_PORT: '15080',
-    OUTBOUND_PORT: '0',
-    DRAIN_TIMEOUT_SECONDS: '2',
-    CERT_RETENTION_SECONDS: String(GRACE_SECONDS),
-  });
-  const zt = await Ztunnel.start({
-    config,
-    logger: silentLogger,
-    configSource: new FileConfigSource({ path: configPath, logger: silentLogger }),
-    certificates: secrets,
-  });
-  return { zt, secrets, ca: counting };
-}
-
+// Per node: its secret manager and a CSR counter, under 4-second certificates (renewed every ~2 s).
+const held = new Map<string, { secrets: SecretManager; ca: CountingCa }>();
 const echo = await echoServer(SERVER, 9090);
-const a = await startNode('node-a', `${base}.2`);
-const b = await startNode('node-b', `${base}.3`);
+const mesh = await startMesh({
+  dir: t.testdir(),
+  base,
+  config: withClient,
+  certTtlSeconds: 4,
+  env: { CERT_RETENTION_SECONDS: String(GRACE_SECONDS) },
+  certificates: (node, ca) => {
+    const counting = new CountingCa(new LocalCaClient(ca));
+    const secrets = new SecretManager({ caClient: counting, logger: silentLogger });
+    held.set(node, { secrets, ca: counting });
+    return secrets;
+  },
+});
+const writeConfig = (cfg: object) => mesh.writeConfig(cfg);
+const a = { zt: mesh.a, ...held.get('node-a')! };
+const b = { zt: mesh.b, ...held.get('node-b')! };
 const open: net.Socket[] = [];
 t.teardown(async () => {
   for (const s of open) s.destroy();
-  await Promise.all([a.zt.shutdown(), b.zt.shutdown()]);
+  await mesh.close();
   await closeServer(echo.server);
 });
 
