@@ -61,7 +61,6 @@ export class LeaderElector {
   readonly #t: LeaderTimings;
   readonly #listeners = new Set<(leader: boolean) => void>();
   #leader = false;
-  #lastRenew = 0;
   /** The record as last seen, and when (our clock) it last changed. */
   #observed: { key: string; at: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -159,7 +158,6 @@ export class LeaderElector {
     const attempt = this.#now();
     try {
       if (await this.#tryAcquireOrRenew()) {
-        this.#lastRenew = attempt;
         this.#set(true);
         clearTimeout(this.#stepDown);
         const left = this.#t.renewDeadlineMs - (this.#now() - attempt);
@@ -171,12 +169,8 @@ export class LeaderElector {
       }
       this.#set(false);
     } catch (err) {
-      if (this.#leader && this.#now() - this.#lastRenew >= this.#t.renewDeadlineMs) {
-        this.#in.logger.error({ err }, 'could not renew the leader lease in time; stepping down');
-        this.#set(false);
-      } else {
-        this.#in.logger.warn({ err }, 'leader election: the lease could not be read or written; retrying');
-      }
+      // A leader that keeps failing steps down by its timer (set at the last successful renew).
+      this.#in.logger.warn({ err }, 'leader election: the lease could not be read or written; retrying');
     }
   }
 
