@@ -13,6 +13,7 @@
  * ztunnel).
  */
 import { matchesPattern } from '../core/model/authz.js';
+import { compilePathTemplate } from '../core/model/regex.js';
 import { cidrContains, parseCidr, parseIp } from '../core/model/ip.js';
 import { tryParseSpiffeId } from '../core/identity/spiffe.js';
 import { conditionHeader, WAYPOINT_GATEWAY_CLASS } from '../core/config/waypoint-policy.js';
@@ -99,22 +100,12 @@ function inCidr(ip: Attrs['src']) {
   };
 }
 
-const templateCache = new Map<string, RegExp>();
-
-/** Istio path match: `*`, `prefix*`, `*suffix`, exact, and the `{*}` / `{**}` templates. */
+/**
+ * Istio path match: `*`, `prefix*`, `*suffix`, exact, and the `{*}` / `{**}` templates. Templates
+ * are matched by RE2 (`compilePathTemplate`), linear in the path however many wildcards they hold.
+ */
 export function pathMatches(pattern: string, path: string): boolean {
-  if (pattern.includes('{')) {
-    let re = templateCache.get(pattern);
-    if (!re) {
-      const src = pattern
-        .split(/(\{\*\*\}|\{\*\})/)
-        .map((part) => (part === '{**}' ? '.+' : part === '{*}' ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
-        .join('');
-      re = new RegExp(`^${src}$`);
-      templateCache.set(pattern, re);
-    }
-    return re.test(path);
-  }
+  if (pattern.includes('{')) return compilePathTemplate(pattern).fullMatch(path);
   return matchesPattern(pattern, path);
 }
 

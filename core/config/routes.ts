@@ -2,11 +2,11 @@
  * Gateway API `HTTPRoute` and Istio `VirtualService` specs → the frozen internal route model
  * (`core/model/routes.ts`). The only place that reads their wire shapes; the file source and the
  * control plane both call it. Validation collects every problem with its path, like
- * `core/config/file.ts`: a regex that does not compile, a weight that is not an integer, a
+ * `core/config/file.ts`: a regex that is not RE2 (`core/model/regex.ts`), a weight that is not an integer, a
  * duration Envoy could not express are all reported here, never discovered per request.
  */
 import { Problems, describe, field, isMapping, keyPath, list, mapping, oneOf, port, string } from './check.js';
-import { anchoredRegex } from '../model/routes.js';
+import { regexProblem } from '../model/regex.js';
 import { checkLabel } from './names.js';
 import type {
   BackendRef,
@@ -121,8 +121,9 @@ export class RouteConverter {
   private regex(v: unknown, path: string): string | undefined {
     const s = string(this.p, path, v, 'a regular expression');
     if (s === undefined) return undefined;
-    if (anchoredRegex(s) === null) {
-      this.p.add(path, `${JSON.stringify(s)} is not a valid regular expression`);
+    const problem = regexProblem(s);
+    if (problem !== undefined) {
+      this.p.add(path, problem);
       return undefined;
     }
     return s;

@@ -8,7 +8,10 @@
  * HTTPRoute is attached to the service (and port), only HTTPRoutes route it and every
  * VirtualService for the same host is reported as `Accepted=False, reason=Conflicted`; otherwise
  * the VirtualServices for the host apply, in config order, first matching rule wins (Istio).
+ *
+ * `RegularExpression` matches are RE2, matched against the whole value (`core/model/regex.ts`).
  */
+import { regexFullMatch } from './regex.js';
 
 /**
  * Path match: Gateway API's three types, plus `Prefix`, VirtualService's plain string prefix
@@ -180,24 +183,6 @@ export interface MatchInput {
   readonly query: URLSearchParams;
 }
 
-// Compiled regexes, keyed by source text; RE2-like anchoring: Gateway API and Istio match the whole value.
-const regexCache = new Map<string, RegExp | null>();
-
-/** The anchored regex for `source`, or null when it does not compile (validation rejects those). */
-export function anchoredRegex(source: string): RegExp | null {
-  let re = regexCache.get(source);
-  if (re === undefined) {
-    try {
-      re = new RegExp(`^(?:${source})$`);
-    } catch {
-      re = null;
-    }
-    if (regexCache.size > 10_000) regexCache.clear();
-    regexCache.set(source, re);
-  }
-  return re;
-}
-
 function valueMatches(m: ValueMatch, v: string | undefined): boolean {
   if (v === undefined) return false;
   switch (m.type) {
@@ -206,7 +191,7 @@ function valueMatches(m: ValueMatch, v: string | undefined): boolean {
     case 'Prefix':
       return v.startsWith(m.value);
     case 'RegularExpression':
-      return anchoredRegex(m.value)?.test(v) ?? false;
+      return regexFullMatch(m.value, v);
   }
 }
 
@@ -226,7 +211,7 @@ function pathMatches(m: PathMatch, path: string): boolean {
     case 'Prefix':
       return path.startsWith(m.value);
     case 'RegularExpression':
-      return anchoredRegex(m.value)?.test(path) ?? false;
+      return regexFullMatch(m.value, path);
   }
 }
 

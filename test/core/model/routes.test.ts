@@ -87,7 +87,7 @@ t.test('HTTPRoute validation names each field', async (t) => {
   t.equal(route, undefined);
   t.same(problems, [
     'spec.parentRefs[0].kind: parent Gateway is not supported: a waypoint serves routes attached to a Service (GAMMA); set kind: Service and group: ""',
-    'spec.rules[0].matches[0].path.value: "/(unclosed" is not a valid regular expression',
+    'spec.rules[0].matches[0].path.value: "/(unclosed" is not a valid regular expression: missing closing ) (matches use RE2 syntax)',
     'spec.rules[0].matches[0].headers[0].name: "bad header" is not a valid header name',
     'spec.rules[0].backendRefs[0].port: required field is missing; expected the Service port (required for Service backends)',
     'spec.rules[0].backendRefs[0].weight: -1 is not allowed; expected an integer weight from 0 to 1000000',
