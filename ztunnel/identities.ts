@@ -1,15 +1,28 @@
 /**
- * Which workload identities this ztunnel still needs certificates for, and forgetting the others
- * (Istio ztunnel's `CertFetcher::clear_cert`). Without this the secret manager would renew the
- * certificate of every identity ever used on the node, forever: with pod churn that is unbounded
- * memory, a CSR per stale identity at each half-life, and, with the control plane's CA, a 403
- * retried with backoff for every identity that left the node.
+ * Which workload identities this ztunnel needs certificates for: fetching them as soon as they
+ * are needed (Istio ztunnel's `CertFetcher::prefetch_cert`), and forgetting the others
+ * (`CertFetcher::clear_cert`).
  *
  * An identity is needed while a meshed (HBONE) workload on this node has it, or when it is one of
- * ztunnel's own (its control-plane identity). Only identities ztunnel's data path asked for are
- * ever forgotten: another user of the same secret manager (the discovery stream, with ztunnel's own
- * identity) keeps what it fetched. An identity that stops being needed is forgotten only once it
- * has been unneeded in every snapshot, and unused, for a whole grace period:
+ * ztunnel's own (its control-plane identity).
+ *
+ * Prefetch: every snapshot (the first one at start included) asks the secret manager for every
+ * needed workload identity, so certificates are in hand before any connection needs one. A
+ * connection then never waits on the CA while a valid certificate exists, and a control plane
+ * that goes away right after a ztunnel restart does not take the node's pods off the network.
+ * Asking is idempotent (the secret manager holds one entry per identity and retries a failed
+ * request itself, with backoff, until the identity is forgotten), so asking on every snapshot
+ * costs nothing more than a map lookup for an identity already held, and re-requests one that
+ * was dropped behind our back (a CA rotation drops every certificate).
+ *
+ * Forget: without it the secret manager would renew the certificate of every identity ever held
+ * on the node, forever: with pod churn that is unbounded memory, a CSR per stale identity at each
+ * half-life, and, with the control plane's CA, a 403 retried with backoff for every identity that
+ * left the node. Only identities ztunnel itself asked for (prefetched, or asked for by the data
+ * path) are ever forgotten: another user of the same secret manager (the discovery stream, with
+ * ztunnel's own identity) keeps what it fetched. Forgetting also stops the retries of an identity
+ * whose requests are failing. An identity that stops being needed is forgotten only once it has
+ * been unneeded in every snapshot, and unused, for a whole grace period:
  * - a transient snapshot (a control plane answering from caches that are not synced yet after a
  *   restart, a pod deleted and recreated on the node with the same service account) must not
  *   cost a CSR on the next connection, nor fail it while the CA is unreachable;
@@ -21,6 +34,7 @@
 import type { Logger } from '../core/telemetry/log.js';
 import type { MeshState } from '../core/model/state.js';
 import type { WorkloadCertificate } from '../core/identity/certificate.js';
+import { realTimers, type Timers } from '../core/identity/secret-manager.js';
 
 /**
  * The identities of the meshed workloads on `node`: those ztunnel presents as an HBONE server
@@ -44,11 +58,19 @@ export interface IdentityRetentionInputs {
    * then nothing is forgotten and `/config_dump` only marks such identities as not needed.
    */
   readonly forget: ((identity: string) => void) | undefined;
+  /**
+   * Asks the certificate source for an identity's certificate ahead of use, without waiting and
+   * without failing (the source retries by itself). Called for every needed workload identity on
+   * every snapshot. Absent: certificates are fetched when a connection first needs them.
+   */
+  readonly prefetch?: (identity: string) => void;
   /** Identities never forgotten: ztunnel's own (the one its discovery stream uses). */
   readonly pinned?: readonly string[];
   readonly logger: Logger;
-  /** Clock in ms; tests inject one. Timers run on real time. */
+  /** Clock in ms; tests inject one, with `timers` to match. */
   readonly now?: () => number;
+  /** Timers of the grace period; `realTimers` (unref'd) unless set. */
+  readonly timers?: Timers;
 }
 
 /** One identity's entry in `/config_dump` (never the key). */
@@ -68,26 +90,34 @@ interface Held {
   cert?: { notBefore: Date; notAfter: Date };
   /** Issued certificates; rotations = issued - 1. */
   issued: number;
-  /** Last `fetch` by the data path (ms); 0 if it never asked, and then it is not ours to forget. */
+  /** Last `fetch` by the data path (ms); 0 if it never asked. */
   lastUsed: number;
+  /** Prefetched because a snapshot needed it. Prefetched or used: ours to forget. */
+  prefetched: boolean;
   /** When the snapshots stopped needing it; undefined while needed. */
   unneededSince?: number;
-  timer?: NodeJS.Timeout;
+  /** The grace-period timer (a `Timers` handle). */
+  timer?: unknown;
 }
 
 /**
- * Tracks the identities the secret manager holds for ztunnel, and forgets those no longer needed.
- * Fed with every configuration snapshot (`update`), every certificate request (`used`) and every
- * certificate issued (`issued`).
+ * Tracks the identities the secret manager holds for ztunnel, prefetches the needed ones, and
+ * forgets those no longer needed. Fed with every configuration snapshot (`update`), every
+ * certificate request of the data path (`used`) and every certificate issued (`issued`).
  *
  * @example
- * const retention = new IdentityRetention({ nodeName, graceMs: 300_000, forget: (id) => secrets.forget(id), logger });
+ * const retention = new IdentityRetention({
+ *   nodeName, graceMs: 300_000, logger,
+ *   forget: (id) => secrets.forget(id),
+ *   prefetch: (id) => void secrets.fetch(id).catch(() => undefined),
+ * });
  * configSource.start((cfg) => retention.update(new MeshState(cfg)));
  * secrets.onRotate((cert) => retention.issued(cert));
  */
 export class IdentityRetention {
   readonly #in: IdentityRetentionInputs;
   readonly #now: () => number;
+  readonly #timers: Timers;
   readonly #pinned: ReadonlySet<string>;
   readonly #held = new Map<string, Held>();
   #needed: ReadonlySet<string>;
@@ -97,15 +127,28 @@ export class IdentityRetention {
     if (!(inputs.graceMs > 0)) throw new RangeError(`graceMs must be positive, got ${inputs.graceMs}`);
     this.#in = inputs;
     this.#now = inputs.now ?? Date.now;
+    this.#timers = inputs.timers ?? realTimers;
     this.#pinned = new Set(inputs.pinned ?? []);
     this.#needed = this.#pinned;
   }
 
-  /** A new configuration snapshot: recomputes the needed identities and reviews every held one. */
+  /**
+   * A new configuration snapshot: recomputes the needed identities, prefetches the needed workload
+   * identities (those of ztunnel itself are its discovery stream's to fetch), and reviews every
+   * held one.
+   */
   update(state: MeshState): void {
-    const needed = localIdentities(state, this.#in.nodeName);
-    for (const id of this.#pinned) needed.add(id);
+    const workloads = localIdentities(state, this.#in.nodeName);
+    const needed = new Set([...workloads, ...this.#pinned]);
     this.#needed = needed;
+    const prefetch = this.#in.prefetch;
+    if (prefetch && !this.#closed) {
+      for (const id of workloads) {
+        if (this.#pinned.has(id)) continue;
+        this.#track(id).prefetched = true;
+        prefetch(id);
+      }
+    }
     for (const [id, h] of this.#held) this.#review(id, h);
   }
 
@@ -139,23 +182,23 @@ export class IdentityRetention {
     return out;
   }
 
-  /** Stops every timer; nothing is forgotten afterwards. */
+  /** Stops every timer; nothing is prefetched or forgotten afterwards. */
   close(): void {
     this.#closed = true;
-    for (const h of this.#held.values()) clearTimeout(h.timer);
+    for (const h of this.#held.values()) this.#timers.clearTimeout(h.timer);
   }
 
   #track(identity: string): Held {
     let h = this.#held.get(identity);
     if (!h) {
-      h = { issued: 0, lastUsed: 0 };
+      h = { issued: 0, lastUsed: 0, prefetched: false };
       this.#held.set(identity, h);
     }
     return h;
   }
 
   #forgettable(h: Held): boolean {
-    return this.#in.forget !== undefined && h.lastUsed > 0;
+    return this.#in.forget !== undefined && (h.lastUsed > 0 || h.prefetched);
   }
 
   #forgetAt(h: Held): number {
@@ -166,7 +209,7 @@ export class IdentityRetention {
   #review(id: string, h: Held): void {
     if (this.#needed.has(id)) {
       h.unneededSince = undefined;
-      clearTimeout(h.timer);
+      this.#timers.clearTimeout(h.timer);
       h.timer = undefined;
       return;
     }
@@ -176,8 +219,7 @@ export class IdentityRetention {
 
   #schedule(id: string, h: Held): void {
     if (this.#closed || !this.#forgettable(h)) return;
-    h.timer = setTimeout(() => this.#expire(id, h), Math.max(0, this.#forgetAt(h) - this.#now()));
-    h.timer.unref();
+    h.timer = this.#timers.setTimeout(() => this.#expire(id, h), Math.max(0, this.#forgetAt(h) - this.#now()));
   }
 
   /** The grace period ran out: forget, unless the identity was needed or used meanwhile. */

@@ -110,12 +110,21 @@ export class Ztunnel {
     const drain = new DrainTracker();
     const stateRef = { current: MeshState.empty() };
     const source = inputs.certificates;
+    const identitiesLog = logger.child({ scope: 'identities' });
     const identities = new IdentityRetention({
       nodeName: config.nodeName,
       graceMs: config.certRetentionMs,
       forget: source.forget ? (id) => source.forget!(id) : undefined,
+      // Certificates of the node's workloads are requested as soon as a snapshot schedules them
+      // here, so connections never wait on the CA (nor fail while it is away) once they exist.
+      // A CA failure is the secret manager's to log and retry with backoff; anything else (an
+      // identity the manager refuses outright) would otherwise go unseen until a connection.
+      prefetch: (id) =>
+        void source.fetch(id).catch((err: MeshError) => {
+          if (err?.code !== 'ERR_CERT_UNAVAILABLE') identitiesLog.warn({ identity: id, err }, 'cannot prefetch the certificate of a workload identity');
+        }),
       pinned: inputs.ownIdentities ?? [],
-      logger: logger.child({ scope: 'identities' }),
+      logger: identitiesLog,
     });
     if (!source.forget) {
       logger.warn('the certificate source cannot forget identities: certificates of workloads that left this node stay renewed');

@@ -4,7 +4,7 @@
  * manager, and the discovery stream authenticated with the proxy's own certificate.
  *
  * After a CA rotation (the discovery stream says the trust bundle or the signer changed), every
- * certificate held is dropped, so the next use fetches one carrying the new bundle; connections
+ * certificate held is dropped and requested again at once, carrying the new bundle; connections
  * already open keep their TLS sessions.
  */
 import { readFile } from 'node:fs/promises';
@@ -103,9 +103,14 @@ export function connectControlPlane(opts: ControlPlaneClientOptions): ControlPla
     logger: opts.logger.child({ scope: 'discovery' }),
     ...opts.discovery,
     onTrustBundle: () => {
-      opts.logger.info({ certificates: held.size }, 'ca rotated: certificates will be re-requested at their next use');
-      for (const id of held) secrets.forget(id);
+      const ids = [...held];
       held.clear();
+      opts.logger.info({ certificates: ids.length }, 'ca rotated: re-requesting every certificate held');
+      for (const id of ids) secrets.forget(id);
+      // Now, not at their next use: a connection must not wait on the control plane (or fail
+      // while it is away) for an identity the proxy held a moment ago. A failed request is
+      // retried with backoff by the secret manager.
+      for (const id of ids) secrets.fetch(id).catch(() => undefined);
     },
   });
   return {

@@ -1,9 +1,12 @@
 /**
- * Workload certificates for the identities a node proxy serves: obtained on first use, shared by
- * concurrent callers, renewed in the background, retried with backoff. The design follows
- * ztunnel's `identity/manager`: a caller that finds no usable certificate waits for the request in
- * flight, or fails fast while the manager is backing off, instead of piling more requests on a CA
- * that is failing.
+ * Workload certificates for the identities a node proxy serves: obtained the first time an
+ * identity is asked for (ztunnel asks as soon as a workload with it is scheduled on its node, not
+ * when a connection first needs it: ztunnel/identities.ts), shared by concurrent callers, renewed
+ * in the background, retried with backoff until forgotten. The design follows ztunnel's
+ * `identity/manager`: a caller that finds no usable certificate waits for the request in flight,
+ * or fails fast while the manager is backing off, instead of piling more requests on a CA that is
+ * failing; a caller that finds a valid certificate never waits on the CA, even while its renewal
+ * is failing.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { CertificateUnavailableError } from '../errors.js';
@@ -48,12 +51,38 @@ export class LocalCaClient implements CaClient {
 /** Called with every certificate the manager obtains for an identity, the first one included. */
 export type RotationListener = (cert: WorkloadCertificate) => void;
 
+/**
+ * How renewals and retries are scheduled: real (unref'd) timers unless injected. Tests inject a
+ * fake clock's, together with its `now`, to count retries over hours without waiting.
+ */
+export interface Timers {
+  /** Calls `fn` once after `ms` (on the injected clock); the handle is truthy. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Node's timers, unref'd: a pending renewal or retry never keeps a process alive. */
+export const realTimers: Timers = {
+  setTimeout(fn, ms) {
+    const handle = setTimeout(fn, ms);
+    handle.unref();
+    return handle;
+  },
+  clearTimeout(handle) {
+    clearTimeout(handle as NodeJS.Timeout | undefined);
+  },
+};
+
 /** Inputs of a `SecretManager`. */
 export interface SecretManagerInputs {
   readonly caClient: CaClient;
   readonly logger?: Logger;
-  /** Clock in ms since the epoch; tests inject one. Timers still run on real time. */
+  /** Clock in ms since the epoch; tests inject one (with `timers` to match, or timers run on real time). */
   readonly now?: () => number;
+  /** Renewal and retry timers; `realTimers` unless set. */
+  readonly timers?: Timers;
+  /** Jitter source in [0, 1); Math.random unless set (tests pin it). */
+  readonly random?: () => number;
   /** Renew at notBefore + renewFraction × lifetime; 0.5 (half-life, as Istio) unless set. */
   readonly renewFraction?: number;
   /** First retry delay after a failure; doubles on each further failure. 200 ms unless set. */
@@ -81,8 +110,8 @@ interface Entry {
   cert?: WorkloadCertificate;
   /** The request in flight, shared by every caller that waits for it. */
   inflight?: Promise<WorkloadCertificate>;
-  /** The renewal or retry timer. */
-  timer?: NodeJS.Timeout;
+  /** The renewal or retry timer (a `Timers` handle). */
+  timer?: unknown;
   /** Consecutive failures; 0 after a success. */
   failures: number;
   /** Cause of the last failure while `failures > 0`. */
@@ -102,6 +131,8 @@ export class SecretManager {
   private readonly caClient: CaClient;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly timers: Timers;
+  private readonly random: () => number;
   private readonly renewFraction: number;
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
@@ -124,16 +155,21 @@ export class SecretManager {
     this.caClient = inputs.caClient;
     this.logger = inputs.logger ?? silentLogger;
     this.now = inputs.now ?? Date.now;
+    this.timers = inputs.timers ?? realTimers;
+    this.random = inputs.random ?? Math.random;
     this.renewFraction = renewFraction;
     this.initialBackoffMs = initialBackoffMs;
     this.maxBackoffMs = maxBackoffMs;
   }
 
   /**
-   * The current certificate for `identity`, requesting one on first use. Never resolves to an
-   * expired certificate. Without a valid certificate: waits for the request in flight if there is
-   * one; while backing off after a failure, rejects at once with `CertificateUnavailableError`
-   * (whose `cause` is the last failure) rather than adding load on the CA.
+   * The current certificate for `identity`, requesting one the first time the identity is asked
+   * for. Never resolves to an expired certificate, and never waits on the CA while a valid one is
+   * held (its renewal runs in the background). Without a valid certificate: waits for the request
+   * in flight if there is one; while backing off after a failure, rejects at once with
+   * `CertificateUnavailableError` (whose `cause` is the last failure) rather than adding load on
+   * the CA. Idempotent, so it doubles as a prefetch: only an identity with nothing held (no valid
+   * certificate, no request in flight, no retry pending) costs a CSR.
    *
    * @throws InvalidSpiffeIdError for a malformed identity; CertificateUnavailableError.
    */
@@ -182,21 +218,21 @@ export class SecretManager {
   forget(identity: string): void {
     const entry = this.entries.get(identity);
     if (!entry) return;
-    clearTimeout(entry.timer);
+    this.timers.clearTimeout(entry.timer);
     this.entries.delete(identity);
   }
 
   /** Stops every timer and drops every certificate; later `fetch` calls reject. */
   close(): void {
     this.closed = true;
-    for (const entry of this.entries.values()) clearTimeout(entry.timer);
+    for (const entry of this.entries.values()) this.timers.clearTimeout(entry.timer);
     this.entries.clear();
     this.listeners.clear();
   }
 
   /** Starts a request for `identity`; the returned promise is shared through `entry.inflight`. */
   private request(identity: string, entry: Entry): Promise<WorkloadCertificate> {
-    clearTimeout(entry.timer);
+    this.timers.clearTimeout(entry.timer);
     entry.timer = undefined;
     const started = this.now();
     const p = this.obtain(identity).then(
@@ -228,7 +264,7 @@ export class SecretManager {
           entry.inflight = undefined;
           entry.failures++;
           entry.lastError = err;
-          const delay = this.backoff(entry.failures);
+          const delay = this.retryDelay(entry);
           this.scheduleAt(identity, entry, this.now() + delay);
           const stillValid = entry.cert !== undefined && this.now() < entry.cert.notAfter.getTime();
           this.logger.warn(
@@ -266,18 +302,26 @@ export class SecretManager {
     return Math.max(at, now + MIN_RENEW_DELAY_MS);
   }
 
-  /** Exponential backoff with equal jitter: in [d/2, d] where d = min(max, initial × 2^(n-1)). */
-  private backoff(failures: number): number {
-    const d = Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** Math.min(failures - 1, 30));
-    return d / 2 + Math.random() * (d / 2);
+  /**
+   * Exponential backoff with equal jitter: in [d/2, d] where d = min(max, initial × 2^(n-1)). While
+   * the certificate being served is still valid, the wait is also at most half of its remaining
+   * lifetime (but no less than MIN_RENEW_DELAY_MS): a CA that comes back before the certificate
+   * expires is then reached before it expires, however long the outage lasted and however short
+   * the lifetime. Near expiry that is one attempt per second at most, a handful in all.
+   */
+  private retryDelay(entry: Entry): number {
+    const d = Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** Math.min(entry.failures - 1, 30));
+    const jittered = d / 2 + this.random() * (d / 2);
+    const left = entry.cert ? entry.cert.notAfter.getTime() - this.now() : 0;
+    return left > 0 ? Math.min(jittered, Math.max(MIN_RENEW_DELAY_MS, left / 2)) : jittered;
   }
 
-  /** Runs a request for `identity` at `at` (ms, injected clock); timers never keep the process up. */
+  /** Runs a request for `identity` at `at` (ms, injected clock); real timers never keep the process up. */
   private scheduleAt(identity: string, entry: Entry, at: number): void {
-    clearTimeout(entry.timer);
+    this.timers.clearTimeout(entry.timer);
     const delay = Math.max(0, at - this.now());
     const step = Math.min(delay, MAX_TIMER_MS);
-    entry.timer = setTimeout(() => {
+    entry.timer = this.timers.setTimeout(() => {
       entry.timer = undefined;
       if (this.entries.get(identity) !== entry) return;
       if (step < delay) {
@@ -286,7 +330,6 @@ export class SecretManager {
       }
       if (!entry.inflight) void this.request(identity, entry).catch(() => undefined);
     }, step);
-    entry.timer.unref();
   }
 
   private notify(cert: WorkloadCertificate): void {
