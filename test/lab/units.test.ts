@@ -4,7 +4,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { edgesFromMetrics } from '../../lab/demo.js';
-import { containerArgv, loadManifests, serviceRules } from '../../lab/workloads.js';
+import { containerArgv, enrolmentChanges, loadManifests, serviceRules } from '../../lab/workloads.js';
 import { podArgv } from '../../lab/sys.js';
 import type { LabState, PodRecord } from '../../lab/state.js';
 
@@ -62,6 +62,32 @@ t.test('service rules: DNAT to the selected pods, per target port, and masquerad
   t.notMatch(rules, '10.244.1.3', 'a pod of another namespace is no endpoint');
   t.notMatch(rules, '10.96.0.11', 'no endpoints, no rule');
   t.match(rules, 'ct status dnat masquerade');
+});
+
+t.test('enrolment changes: only pods whose agent decision flips, with the target state', async (t) => {
+  const pod = (namespace: string, name: string, labels: Record<string, string> = {}) => ({ namespace, name, node: 'node-1', raw: { metadata: { name, namespace, labels } } });
+  const pods = [
+    pod('demo', 'frontend', { app: 'frontend' }),
+    pod('demo', 'waypoint-abc-0', { 'gateway.networking.k8s.io/gateway-name': 'waypoint', 'istio.io/dataplane-mode': 'none' }),
+    pod('demo', 'opted-out', { 'istio.io/dataplane-mode': 'none' }),
+    pod('other', 'web'),
+    pod('istio-system', 'tool'),
+  ];
+  const ns = (entries: Record<string, Record<string, string>>) => new Map(Object.entries(entries));
+  const ambientDemo = { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' };
+  const row = (c: { namespace: string; name: string; enrolled: boolean }) => `${c.namespace}/${c.name}:${c.enrolled ? 'enrol' : 'release'}`;
+
+  t.same(enrolmentChanges(pods, ns({ demo: ambientDemo, other: {} }), ns({ demo: { 'istio.io/dataplane-mode': 'ambient' }, other: {} })), [], 'use-waypoint- changes no enrolment (the waypoint pod is never enrolled)');
+  t.same(
+    enrolmentChanges(pods, ns({ demo: ambientDemo, other: {} }), ns({ demo: { 'istio.io/use-waypoint': 'waypoint' }, other: {} })).map(row),
+    ['demo/frontend:release'],
+    'dataplane-mode- releases only the enrolled pods of that namespace',
+  );
+  const on = enrolmentChanges(pods, ns({ demo: {}, other: {} }), ns({ demo: {}, other: { 'istio.io/dataplane-mode': 'ambient' } }));
+  t.same(on.map(row), ['other/web:enrol'], 'dataplane-mode=ambient enrols the namespace\'s pods');
+  t.match(on[0], { node: 'node-1', reason: 'namespace other is ambient' }, 'with the agent\'s own reason');
+  t.same(enrolmentChanges(pods, ns({}), ns({ 'istio-system': { 'istio.io/dataplane-mode': 'ambient' } })), [], 'an exempt namespace is never enrolled');
+  t.same(enrolmentChanges(pods, ns({ demo: {} }), ns({ demo: { 'istio.io/dataplane-mode': 'sidecar' } })), [], 'a value other than ambient enrols nothing');
 });
 
 t.test('edges from metrics: destination-reported TCP metrics summed per identity pair', async (t) => {

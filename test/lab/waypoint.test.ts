@@ -52,6 +52,18 @@ t.test('the demo runs through a waypoint the lab starts for its Gateway', { skip
   t.match(gw.status?.conditions, [{ type: 'Accepted', status: 'True' }, { type: 'Programmed', status: 'True' }], 'the Gateway\'s status, as a cluster would show it');
   t.equal(gw.status?.addresses?.[0]?.value, (s.objects['Service/demo/waypoint'] as { spec: { clusterIP: string } }).spec.clusterIP, 'its address is the waypoint Service');
 
+  await t.test('a use-waypoint label change waits for no pod (it changes no enrolment)', async (t) => {
+    // Before issue 12 this waited for every pod of the namespace to be enrolled, the waypoint's
+    // own (opted out, never enrolled) included, and failed with a timeout.
+    const off = await lab('label', 'namespace', 'demo', 'istio.io/use-waypoint-');
+    t.equal(off.code, 0, off.err);
+    t.match(off.out, /namespace\/demo labeled; no pod changed enrolment/);
+    const on = await lab('label', 'namespace', 'demo', 'istio.io/use-waypoint=waypoint');
+    t.equal(on.code, 0, on.err);
+    t.match(on.out, /namespace\/demo labeled; no pod changed enrolment/);
+    t.match((await lab('get', 'pods', '-n', 'demo')).out, /frontend\S*\s+Running\s+\S+\s+\S+\s+enrolled/, 'the demo pods stay enrolled');
+  });
+
   await t.test('deleting the Gateway removes its waypoint; traffic then goes direct', async (t) => {
     const dir = t.testdir({ 'gw.yaml': yaml.dump(s.objects['Gateway/demo/waypoint']) });
     const del = await lab('delete', '-f', `${dir}/gw.yaml`);
