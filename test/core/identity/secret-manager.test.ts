@@ -11,6 +11,8 @@ import {
   type SecretManagerInputs,
 } from '../../../core/identity/secret-manager.js';
 import { CertificateUnavailableError } from '../../../core/errors.js';
+import { createLogger } from '../../../core/telemetry/log.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import { HTTPBIN, SLEEP, TD } from './fixtures.js';
 
 const ca = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 3600 });
@@ -324,4 +326,101 @@ t.test('inputs and identities are validated', async (t) => {
   const sm = manager(t, { caClient });
   await t.rejects(sm.fetch('spiffe://cluster.local/default/sleep'), { code: 'ERR_INVALID_SPIFFE_ID' });
   t.equal(caClient.calls.length, 0);
+});
+
+// ---- retries on a fake clock: hours of CA outage counted without waiting ---------------------
+
+/** Polls `check` (real time: key generation and the CA call of a fired timer run for real). */
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/**
+ * Runs the one pending retry and waits until it reached the CA and, having failed, scheduled the
+ * next one. Returns the delay it had been scheduled with (on the fake clock).
+ */
+async function failedRetry(clock: FakeClock, ca: ScriptedCa): Promise<number> {
+  const delay = clock.nextDelay()!;
+  const calls = ca.calls.length;
+  clock.fireNext();
+  await until(() => ca.calls.length === calls + 1 && clock.pending === 1, `retry ${calls} failed and the next one is scheduled`);
+  return delay;
+}
+
+/** A pino logger into memory: the level and fields of every line. */
+function memoryLogger(): { logger: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = { write: (chunk: string) => void lines.push(JSON.parse(chunk) as Record<string, unknown>) } as unknown as NodeJS.WritableStream;
+  return { logger: createLogger({ component: 'test', level: 'debug', destination }), lines };
+}
+
+t.test('a CA that keeps failing is retried with exponential backoff for as long as it fails: never given up, never a tight loop, one warn per attempt', async (t) => {
+  const clock = new FakeClock();
+  // The CA on the fake clock too, so the certificate it finally issues is valid on that clock.
+  const scripted = new ScriptedCa(new LocalCaClient(await CertificateAuthority.create({ trustDomain: TD, now: clock.now })));
+  scripted.failAlways = true;
+  const { logger, lines } = memoryLogger();
+  // random 0: the shortest waits equal jitter allows (d/2), so the attempt counts below are the most there can be.
+  const sm = manager(t, { caClient: scripted, now: clock.now, timers: clock, random: () => 0, logger });
+  await t.rejects(sm.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE' });
+  t.equal(clock.pending, 1, 'a retry is scheduled');
+  const delays: number[] = [];
+  for (let i = 0; i < 10; i++) delays.push(await failedRetry(clock, scripted));
+  t.same(delays, [100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000, 15000], 'half of 200 ms doubling, capped at half of 30 s');
+
+  // A simulated hour of outage: 3600 s / 15 s attempts, not more, and still retrying after it.
+  const before = scripted.calls.length;
+  const end = clock.now() + 3600_000;
+  while (clock.nextAt()! <= end) await failedRetry(clock, scripted);
+  t.equal(scripted.calls.length - before, 240, 'one attempt per 15 s at most over an hour');
+  t.same(sm.identities(), [SLEEP], 'still held');
+  t.equal(clock.pending, 1, 'still retrying: never given up');
+  await t.rejects(sm.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE' }, 'a caller meanwhile fails at once');
+
+  const failures = lines.filter((l) => l.msg === 'workload certificate request failed; retrying');
+  t.equal(failures.length, scripted.calls.length, 'one line per failed attempt');
+  t.ok(failures.every((l) => l.level === 40), 'each at warn');
+  t.notOk(lines.some((l) => (l.level as number) >= 50), 'nothing at error level');
+  t.match(failures.at(-1), { identity: SLEEP, attempt: scripted.calls.length, retry_in_ms: 15000, serving_previous: false }, 'the line says which attempt and the wait before the next');
+
+  // The CA answers again: the next retry gets the certificate.
+  scripted.failAlways = false;
+  const issued = nextRotation(sm, SLEEP);
+  clock.fireNext();
+  const cert = await issued;
+  t.equal(await sm.fetch(SLEEP), cert, 'served once issued');
+});
+
+t.test('while the certificate in use is valid, a retry waits at most half its remaining lifetime: a CA back shortly before expiry is reached before expiry', async (t) => {
+  const clock = new FakeClock();
+  const hourCa = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 3600, now: clock.now });
+  const scripted = new ScriptedCa(new LocalCaClient(hourCa));
+  // random 1: the longest waits (30 s once capped), the worst case for reaching the CA in time.
+  const sm = manager(t, { caClient: scripted, now: clock.now, timers: clock, random: () => 1 });
+  const first = await sm.fetch(SLEEP);
+  const expiry = first.notAfter.getTime();
+  scripted.failAlways = true;
+  // The CA fails from the renewal at half-life until 5 s before the certificate expires.
+  await failedRetry(clock, scripted); // the renewal
+  const delays: number[] = [];
+  let servedMeanwhile = true;
+  while (clock.nextAt()! < expiry - 5000) {
+    delays.push(await failedRetry(clock, scripted));
+    servedMeanwhile &&= (await sm.fetch(SLEEP)) === first;
+  }
+  t.ok(servedMeanwhile, 'after every failed attempt the valid certificate was served at once, without a CA call');
+  t.ok(delays.length > 20, `${delays.length} failed retries between the renewal and 5 s before expiry`);
+  t.ok(delays.slice(3).every((d) => d >= 1000), 'past the first short backoffs, never less than a second apart (no tight loop near expiry)');
+  t.ok(delays.slice(-2).every((d) => d < 30_000), 'the last waits before expiry are shorter than the backoff cap');
+  scripted.failAlways = false;
+  const renewed = nextRotation(sm, SLEEP);
+  clock.fireNext();
+  const second = await renewed;
+  t.ok(clock.now() < expiry, 'renewed before the old certificate expired');
+  t.ok(second.notAfter.getTime() > expiry, 'the new certificate outlives the old one');
+  t.equal(await sm.fetch(SLEEP), second);
 });
