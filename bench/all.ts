@@ -6,6 +6,10 @@
  * `npm run bench -- --json` prints one JSON object with a key per benchmark; other arguments go to
  * the L4 benchmark (`--quick`, `--duration S`, `--only a,b`). `--skip l4,ca,control-plane,waypoint`
  * leaves benchmarks out.
+ *
+ * `npm run bench -- --soak` runs only the soak (soak.ts: 10,000 idle-then-active users through a
+ * ztunnel pair for 5 minutes); it is long, so it is never part of the default run. Other arguments
+ * go to it (`--connections N`, `--duration S`, ...); with `--json` its object is under `soak`.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +30,9 @@ const BENCHES: readonly Bench[] = [
   { key: 'waypoint', title: 'waypoint (L7) vs ztunnel only and haproxy in http mode', script: 'waypoint.js', args: () => [], json: false },
 ];
 
+/** Only with `--soak`, and then alone. */
+const SOAK: Bench = { key: 'soak', title: 'soak: idle-then-active users through a ztunnel pair', script: 'soak.js', args: (rest) => [...rest], json: true };
+
 function runOne(script: string, args: readonly string[], capture: boolean): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...args], {
@@ -40,12 +47,13 @@ function runOne(script: string, args: readonly string[], capture: boolean): Prom
 
 async function main(argv: readonly string[]): Promise<number> {
   const json = argv.includes('--json');
+  const soak = argv.includes('--soak');
   const skipAt = argv.indexOf('--skip');
   const skip = new Set(skipAt >= 0 ? (argv[skipAt + 1] ?? '').split(',') : []);
-  const rest = argv.filter((a, i) => a !== '--json' && i !== skipAt && i !== skipAt + 1);
+  const rest = argv.filter((a, i) => a !== '--json' && a !== '--soak' && i !== skipAt && i !== skipAt + 1);
   const results: Record<string, unknown> = {};
   let worst = 0;
-  for (const b of BENCHES) {
+  for (const b of soak ? [SOAK] : BENCHES) {
     if (skip.has(b.key)) continue;
     process.stderr.write(`\n[bench] ${b.title}\n`);
     const args = [...b.args(rest), ...(json && b.json ? ['--json'] : [])];

@@ -2,7 +2,7 @@
  * `npm run bench`: measures direct, stunnel pair, haproxy pair and ztunnel pair over loopback in
  * one run and prints a table (or, with `--json`, one JSON object). See docs/benchmarks.md.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import { ztunnel } from './lib/paths/ztunnel.js';
 import { ProcessTracker } from './lib/procs.js';
 import { computeRatios } from './lib/ratios.js';
 import { renderJson, renderText, type BenchReport } from './lib/report.js';
+import { installTeardown, isParseArgsError } from './lib/teardown.js';
 
 const DRIVERS: Record<PathName, PathDriver> = { direct, stunnel, haproxy, ztunnel };
 /** dist/bench/run.js → repository root. */
@@ -44,7 +45,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const procs = new ProcessTracker();
   const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-'));
-  const teardown = installTeardown(procs, dir);
+  const teardown = installTeardown(procs, dir, log);
   try {
     const report = await runAll(procs, dir, args);
     process.stdout.write(args.json ? renderJson(report) : renderText(report));
@@ -88,38 +89,6 @@ async function runAll(procs: ProcessTracker, dir: string, args: BenchArgs): Prom
     paths,
     ratios: computeRatios(paths),
   };
-}
-
-/**
- * Ctrl-C / SIGTERM stop every child and let `main` unwind; a second signal, an uncaught
- * exception or any other exit kills what is left synchronously and removes the temp dir.
- * Returns the normal-path cleanup.
- */
-function installTeardown(procs: ProcessTracker, dir: string): () => void {
-  const lastResort = (): void => {
-    procs.killAllNow();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (procs.wasInterrupted) {
-      lastResort();
-      process.exit(130);
-    }
-    log(`${signal}: stopping everything`);
-    void procs.interrupt();
-  };
-  process.on('exit', lastResort);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    lastResort();
-  };
-}
-
-function isParseArgsError(err: unknown): boolean {
-  return typeof (err as { code?: unknown })?.code === 'string' && String((err as { code: string }).code).startsWith('ERR_PARSE_ARGS');
 }
 
 process.exitCode = await main(process.argv.slice(2));

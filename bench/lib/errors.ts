@@ -53,3 +53,11 @@ function indent(text: string): string {
   const last = lines.slice(-12);
   return last.map((l) => `    | ${l}`).join('\n');
 }
+
+/** A process the run depends on (a proxy, the backend, the client worker) died while it ran. */
+export class ProcessDiedError extends BenchError {
+  constructor(what: string, how: string, output = '') {
+    const tail = output.trim() ? `\n${indent(output.trim())}` : '';
+    super('ERR_BENCH_PROCESS_DIED', `${what} ${how} during the run; its last output is below, check it for the cause${tail}`);
+  }
+}

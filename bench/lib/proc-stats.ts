@@ -46,6 +46,11 @@ export function parseStatusHwmKiB(status: string): number {
   return Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
 }
 
+/** VmRSS (resident set size now) in KiB from /proc/PID/status; 0 when absent (kernel threads). */
+export function parseStatusRssKiB(status: string): number {
+  return Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+}
+
 /**
  * Samples a set of processes periodically so the figures survive a process that dies mid-run:
  * the CPU delta and peak RSS come from the last good reading of each.

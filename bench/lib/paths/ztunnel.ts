@@ -1,11 +1,18 @@
 import { access, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { CertFiles } from '../certs.js';
 import { PrerequisiteMissingError } from '../errors.js';
 import { fetchText, sumMetric } from '../metrics.js';
-import type { ManagedProcess } from '../procs.js';
+import type { ManagedProcess, ProcessTracker } from '../procs.js';
 import { waitForHttpOk } from '../wait.js';
 import { which } from '../which.js';
 import type { BenchContext, PathDriver, RunningPath } from './types.js';
+
+/** A ztunnel of a benchmark: its node name in the mesh config and the loopback address it binds. */
+export interface ZtunnelNode {
+  readonly name: string;
+  readonly address: string;
+}
 
 /** The two ztunnels: A serves the client's node, B the server's. */
 const NODES = [
@@ -14,8 +21,8 @@ const NODES = [
 ] as const;
 /** Explicit-proxy port (SOCKS5) of the ztunnel; see the port table in the architecture doc. */
 export const SOCKS5_PORT = 15080;
-const METRICS_PORT = 15020;
-const READY_PORT = 15021;
+export const METRICS_PORT = 15020;
+export const READY_PORT = 15021;
 /** Counter whose growth proves the bytes went through the ztunnels. */
 export const BYTES_METRIC = 'istio_tcp_received_bytes_total';
 
@@ -30,7 +37,7 @@ export const ztunnel: PathDriver = {
 };
 
 async function startZtunnelPair(ctx: BenchContext): Promise<RunningPath> {
-  await requireFile(ctx.ztunnelEntry, 'the ztunnel build', 'run `npm run build` once ztunnel/main.ts exists');
+  await requireZtunnelBuild(ctx.ztunnelEntry);
   if (!(await which('proxychains4'))) {
     throw new PrerequisiteMissingError('proxychains4', 'apt-get install proxychains4');
   }
@@ -44,11 +51,7 @@ async function startZtunnelPair(ctx: BenchContext): Promise<RunningPath> {
   };
   try {
     for (const node of [NODES[1], NODES[0]]) {
-      const proc = await ctx.procs.start(`ztunnel ${node.name}`, process.execPath, [ctx.ztunnelEntry], {
-        env: ztunnelEnv(ctx, node, configFile),
-      });
-      started.push(proc);
-      await waitForHttpOk(`http://${node.address}:${READY_PORT}/healthz/ready`, { timeoutMs: 30_000, process: proc });
+      await startZtunnel(ctx.procs, { node, entry: ctx.ztunnelEntry, configFile, certs: ctx.certs, started });
     }
   } catch (err) {
     await stop();
@@ -65,17 +68,43 @@ async function startZtunnelPair(ctx: BenchContext): Promise<RunningPath> {
   };
 }
 
+/** Options of {@link startZtunnel}. */
+export interface StartZtunnelOpts {
+  readonly node: ZtunnelNode;
+  /** `dist/ztunnel/main.js`, started with `node`. */
+  readonly entry: string;
+  /** The file-based mesh config both ztunnels of a run share. */
+  readonly configFile: string;
+  /** The mesh root the ztunnel signs its workloads' certificates with. */
+  readonly certs: Pick<CertFiles, 'caCert' | 'caKey'>;
+  /** The process is pushed here as soon as it runs, so the caller stops it even when readiness fails. */
+  readonly started: ManagedProcess[];
+}
+
+/**
+ * Starts one standalone ztunnel process (SOCKS5 on, eBPF capture off, admin and stats on its own
+ * address) and waits until `/healthz/ready` answers 200.
+ *
+ * @example
+ * await startZtunnel(procs, { node: { name: 'node-b', address: '127.0.0.3' }, entry, configFile, certs, started });
+ */
+export async function startZtunnel(procs: ProcessTracker, opts: StartZtunnelOpts): Promise<ManagedProcess> {
+  const { node } = opts;
+  const proc = await procs.start(`ztunnel ${node.name}`, process.execPath, [opts.entry], {
+    env: ztunnelEnv(opts),
+  });
+  opts.started.push(proc);
+  await waitForHttpOk(`http://${node.address}:${READY_PORT}/healthz/ready`, { timeoutMs: 30_000, process: proc });
+  return proc;
+}
+
 /** The environment contract of `dist/ztunnel/main.js` for one node. */
-function ztunnelEnv(
-  ctx: BenchContext,
-  node: (typeof NODES)[number],
-  configFile: string,
-): Record<string, string> {
+function ztunnelEnv({ node, configFile, certs }: StartZtunnelOpts): Record<string, string> {
   return {
     NODE_NAME: node.name,
     LOCAL_CONFIG_FILE: configFile,
-    CA_ROOT_CERT_FILE: ctx.certs.caCert,
-    CA_ROOT_KEY_FILE: ctx.certs.caKey,
+    CA_ROOT_CERT_FILE: certs.caCert,
+    CA_ROOT_KEY_FILE: certs.caKey,
     TRUST_DOMAIN: 'cluster.local',
     ZTUNNEL_ADDRESS: node.address,
     // Admin and stats on the node's own address, so two ztunnels fit on one host.
@@ -126,10 +155,11 @@ async function countedBytes(): Promise<number | undefined> {
   return sums.every((s) => s === undefined) ? undefined : sums.reduce<number>((a, s) => a + (s ?? 0), 0);
 }
 
-async function requireFile(file: string, what: string, fix: string): Promise<void> {
+/** Fails with a message saying how to build when the ztunnel entry point is not there. */
+export async function requireZtunnelBuild(entry: string): Promise<void> {
   try {
-    await access(file);
+    await access(entry);
   } catch {
-    throw new PrerequisiteMissingError(`${what} (${file})`, fix);
+    throw new PrerequisiteMissingError(`the ztunnel build (${entry})`, 'run `npm run build` once ztunnel/main.ts exists');
   }
 }
