@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../args.js';
+import { SHAPE } from './workload.js';
 
 /** Parsed command line of `npm run bench -- --soak ...` (`node dist/bench/soak.js ...`). */
 export interface SoakArgs {
@@ -36,8 +37,8 @@ const MAX_WARMUP_SHARE = 0.5;
 export const SOAK_USAGE = `usage: npm run bench -- --soak [options]   (or node dist/bench/soak.js [options])
   --connections N      concurrent users, one connection each (default ${DEFAULT_CONNECTIONS})
   --duration S         seconds of load (default ${DEFAULT_DURATION_SEC})
-  --warmup S           seconds after which the "after warm-up" figures are taken
-                       (default a quarter of the run, at least the ramp + 5 s)
+  --warmup S           seconds after which the "after warm-up" figures are taken (default the
+                       ramp + the longest idle gap, at least a quarter and at most half of the run)
   --base A.B.C         loopback prefix of the run's addresses (default ${DEFAULT_BASE})
   --seed N             seed of the users' random choices (default 1)
   --ztunnel-entry F    ztunnel entry point (default dist/ztunnel/main.js)
@@ -86,7 +87,8 @@ export function parseSoakArgs(argv: readonly string[], fdLimit: number | undefin
   }
   const durationSec = int(values.duration, '--duration', DEFAULT_DURATION_SEC, 5, 86_400);
   const rampSec = Math.min(MAX_RAMP_SEC, durationSec * 0.1);
-  const defaultWarmup = Math.min(durationSec * MAX_WARMUP_SHARE, Math.max(rampSec + 5, durationSec / 4));
+  // Steady state: every user has started and had time for its longest idle gap once.
+  const defaultWarmup = Math.min(durationSec * MAX_WARMUP_SHARE, Math.max(rampSec + SHAPE.longGapMaxMs / 1000, durationSec / 4));
   const warmupSec = values.warmup === undefined ? defaultWarmup : Number(values.warmup);
   if (!Number.isFinite(warmupSec) || warmupSec <= 0 || (Number.isFinite(durationSec) && warmupSec >= durationSec)) {
     problems.push(`--warmup must be more than 0 and less than the duration (${durationSec} s), got ${values.warmup}`);
