@@ -4,11 +4,13 @@
  * HTTP/1.1 clients are forwarded over HTTP/1.1 keep-alive streams, HTTP/2 (gRPC) over HTTP/2.
  */
 import http from 'node:http';
-import type http2 from 'node:http2';
+import http2 from 'node:http2';
 import type { Handler, RequestContext, WaypointResponse } from './context.js';
 import { forwardable } from './hop.js';
-import { noHealthyUpstream, unknownDestination, upstreamReset, WaypointError, upstreamConnectFailed } from './status.js';
+import { noHealthyUpstream, unknownDestination, upstreamReset, upstreamRefused, WaypointError, upstreamConnectFailed } from './status.js';
 import type { Endpoint, UpstreamPool } from './upstream.js';
+
+const REFUSED_STREAM = http2.constants.NGHTTP2_REFUSED_STREAM;
 
 /** Chooses the endpoint of this try. */
 export function endpointFor(ctx: RequestContext, pool: UpstreamPool): Endpoint {
@@ -78,10 +80,27 @@ function sendBody(ctx: RequestContext, out: NodeJS.WritableStream & { end(data?:
   }
 }
 
-function failure(ctx: RequestContext, target: string, err: unknown, gotResponse: boolean): WaypointError {
+/** RFC 9110 §9.2.2 idempotent methods: sending one twice has the effect of sending it once. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Whether the client says a request may be repeated: an idempotent method, or an `Idempotency-Key` (as Go's client). */
+export function idempotent(ctx: Pick<RequestContext, 'method' | 'headers'>): boolean {
+  return IDEMPOTENT.has(ctx.method) || ctx.headers['idempotency-key'] !== undefined || ctx.headers['x-idempotency-key'] !== undefined;
+}
+
+/** Errors Node raises for a write into a stream that had already ended: nothing reached the backend. */
+const NOTHING_WRITTEN = new Set(['ERR_STREAM_WRITE_AFTER_END', 'ERR_STREAM_DESTROYED', 'ERR_HTTP2_INVALID_STREAM', 'ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION']);
+
+/**
+ * A try that failed before any response byte. `reused`: the request went out on a keep-alive
+ * stream an earlier request had used, which the backend may have been closing at that moment.
+ */
+function failure(ctx: RequestContext, target: string, err: unknown, reused: boolean): WaypointError {
   if (ctx.signal.aborted && ctx.signal.reason instanceof WaypointError) return ctx.signal.reason;
   if (err instanceof WaypointError) return err;
-  return gotResponse ? upstreamReset(target, err) : upstreamReset(target, err);
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code !== undefined && NOTHING_WRITTEN.has(code)) return upstreamReset(target, err, true);
+  return upstreamReset(target, err, reused && idempotent(ctx));
 }
 
 function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target: string): Promise<WaypointResponse> {
@@ -113,13 +132,9 @@ function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target
       ctx.signal.removeEventListener('abort', onAbort);
       if (settled) return;
       settled = true;
-      // A pooled stream the other side had just closed: not the backend's fault, try a fresh one once.
-      const e = err as NodeJS.ErrnoException;
-      if (req.reusedSocket && e.code === 'ECONNRESET' && ctx.body.kind !== 'stream' && !ctx.signal.aborted) {
-        forwardH1(ctx, pool, ep, target).then(resolve, reject);
-        return;
-      }
-      reject(failure(ctx, target, err, false));
+      // Never sent again here: whether a lost request may be re-sent is the retry policy's call
+      // (filters/retry.ts), so every re-send is a counted try.
+      reject(failure(ctx, target, err, req.reusedSocket));
     });
     sendBody(ctx, req);
   });
@@ -133,10 +148,17 @@ async function forwardH2(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, 
     throw err instanceof WaypointError ? err : upstreamConnectFailed(target, err);
   }
   return new Promise((resolve, reject) => {
-    const stream = session.request(
-      { ':method': ctx.method, ':path': ctx.path, ':authority': ctx.authority, ':scheme': 'http', ...upstreamHeaders(ctx) },
-      { endStream: ctx.body.kind === 'none' },
-    );
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(
+        { ':method': ctx.method, ':path': ctx.path, ':authority': ctx.authority, ':scheme': 'http', ...upstreamHeaders(ctx) },
+        { endStream: ctx.body.kind === 'none' },
+      );
+    } catch (err) {
+      // The session closed (GOAWAY, its tunnel ended) between the pool's check and this request.
+      reject(upstreamReset(target, err, true));
+      return;
+    }
     let trailers: http2.IncomingHttpHeaders | undefined;
     let settled = false;
     const onAbort = () => stream.destroy(ctx.signal.reason as Error);
@@ -157,13 +179,14 @@ async function forwardH2(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, 
       ctx.signal.removeEventListener('abort', onAbort);
       if (!settled) {
         settled = true;
-        reject(failure(ctx, target, new Error(`stream closed with code ${stream.rstCode}`), false));
+        const why = new Error(`stream closed with code ${stream.rstCode}`);
+        reject(stream.rstCode === REFUSED_STREAM ? upstreamRefused(target, why) : failure(ctx, target, why, false));
       }
     });
     stream.on('error', (err) => {
       if (settled) return;
       settled = true;
-      reject(failure(ctx, target, err, false));
+      reject(stream.rstCode === REFUSED_STREAM ? upstreamRefused(target, err) : failure(ctx, target, err, false));
     });
     if (ctx.body.kind !== 'none') sendBody(ctx, stream);
   });

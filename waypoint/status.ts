@@ -26,6 +26,15 @@ export class WaypointError extends MeshError {
   readonly flag: WaypointFlag;
   /** Whether a retry policy may retry this failure, and under which `retryOn` condition. */
   readonly retryOn: 'connect-failure' | 'reset' | 'refused-stream' | undefined;
+  /**
+   * Whether sending the request again cannot make the backend act on it twice: the backend
+   * provably did not get it (no connection, a refused stream, a stream that was closed before
+   * the request was written), or it is an idempotent request (RFC 9110 §9.2.2) that a reused
+   * keep-alive stream lost before any response byte (the race between a backend closing an idle
+   * connection and a new request). Only such failures are retried under `reset-before-request`,
+   * which the default policy has; `reset`, `5xx` and `gateway-error` retry any reset, as Envoy.
+   */
+  readonly safeToResend: boolean;
   /** Body of the local reply (Envoy's texts, which clients and tests know). */
   readonly body: string;
   constructor(
@@ -33,12 +42,13 @@ export class WaypointError extends MeshError {
     status: number,
     flag: WaypointFlag,
     message: string,
-    opts: { body?: string; retryOn?: WaypointError['retryOn']; cause?: unknown } = {},
+    opts: { body?: string; retryOn?: WaypointError['retryOn']; safeToResend?: boolean; cause?: unknown } = {},
   ) {
     super(code, message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.status = status;
     this.flag = flag;
     this.retryOn = opts.retryOn;
+    this.safeToResend = opts.safeToResend ?? (opts.retryOn === 'connect-failure' || opts.retryOn === 'refused-stream');
     this.body = opts.body ?? message;
   }
 }
@@ -95,10 +105,19 @@ export const upstreamConnectFailed = (target: string, cause: unknown) =>
     { body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', retryOn: 'connect-failure', cause },
   );
 
-export const upstreamReset = (target: string, cause: unknown) =>
+export const upstreamReset = (target: string, cause: unknown, safeToResend = false) =>
   new WaypointError('ERR_WAYPOINT_UPSTREAM_RESET', 503, 'UC', `upstream ${target} closed before responding: ${(cause as Error)?.message ?? cause}`, {
     body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
     retryOn: 'reset',
+    safeToResend,
+    cause,
+  });
+
+/** The backend refused the stream (HTTP/2 REFUSED_STREAM, or GOAWAY before it was processed): it never saw the request. */
+export const upstreamRefused = (target: string, cause: unknown) =>
+  new WaypointError('ERR_WAYPOINT_UPSTREAM_REFUSED', 503, 'UC', `upstream ${target} refused the stream before processing it: ${(cause as Error)?.message ?? cause}`, {
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset',
+    retryOn: 'refused-stream',
     cause,
   });
 

@@ -37,10 +37,54 @@ export interface UpstreamInputs {
   readonly connectTcp?: (opts: net.NetConnectOpts) => net.Socket;
 }
 
-/** Idle keep-alive streams close after this long (well under a typical server keep-alive of 60 s+). */
-export const IDLE_STREAM_TIMEOUT_MS = 30_000;
+/**
+ * Longest a pooled keep-alive stream stays idle. The pool does not rely on it for correctness: a
+ * stream whose backend closed is dropped the moment the close arrives (below), as Envoy does.
+ * It is kept under the idle timeouts of common servers (Node 5 s, gunicorn 2 s is below it, Go,
+ * nginx 60-90 s) so that the race between a backend's close and a new request on the stream is
+ * rare; reopening costs one HBONE stream on an already pooled mTLS connection (no handshake).
+ * A `Keep-Alive: timeout=N` response header shortens it to N-1 s, as Node's own agent does.
+ */
+export const IDLE_STREAM_TIMEOUT_MS = 4_000;
 
 const hostPort = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+/** How long a stream whose backend ended may wait for the rest of its close before it is reset. */
+const CLOSING_GRACE_MS = 1_000;
+
+/** The idle time a response's `Keep-Alive: timeout=N` hint allows: N-1 s (Node's rule), 0 = do not reuse. */
+export function keepAliveHintMs(header: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(header) ? header[0] : header;
+  const m = v ? /(?:^|[,\s])timeout=(\d+)/i.exec(v) : null;
+  if (!m) return undefined;
+  return Math.max(0, Number(m[1]) * 1000 - 1000);
+}
+
+type PooledStream = Duplex & {
+  setTimeout?: (ms: number) => void;
+  timeout?: number;
+  ref?: () => unknown;
+  _httpMessage?: (http.ClientRequest & { res?: http.IncomingMessage }) | null;
+};
+
+/**
+ * An HTTP/1.1 connection is over once the server closed its side: a TCP socket closes itself on
+ * the peer's FIN (allowHalfOpen false), an HBONE stream only half-closes (END_STREAM). Without
+ * this, a stream whose backend had closed the idle keep-alive connection stayed in the agent's
+ * free list, and the next request was written into it and waited for an answer that could never
+ * come (the hang of the first request after an idle gap longer than the backend's keep-alive).
+ * A free stream leaves the pool at once; a busy one is the ClientRequest's to fail ("socket hang
+ * up": the retry layer decides whether the request may be sent again).
+ */
+function closeOnPeerEnd(stream: PooledStream): PooledStream {
+  stream.once('end', () => {
+    // Documented way out of an agent's lists for a socket that is not closed yet.
+    if (!stream._httpMessage) stream.emit('agentRemove');
+    if (!stream.writableEnded) stream.end();
+    setTimeout(() => stream.destroy(), CLOSING_GRACE_MS).unref();
+  });
+  return stream;
+}
 
 /** An http.Agent whose connections are streams opened by `open` (HBONE here). */
 class StreamAgent extends http.Agent {
@@ -51,17 +95,26 @@ class StreamAgent extends http.Agent {
   // Node calls back asynchronously when createConnection returns nothing.
   override createConnection(_opts: unknown, cb: (err: Error | null, s?: Duplex) => void): Duplex {
     this.open().then(
-      (s) => cb(null, s),
+      (s) => cb(null, closeOnPeerEnd(s)),
       (err: Error) => cb(err),
     );
     return undefined as unknown as Duplex;
   }
 
-  // An HTTP/2 stream has no TCP keep-alive or ref/unref; the idle timeout still applies.
-  // The stream refreshes its timer on activity, so it is set once, as Node's own keepSocketAlive
-  // does (re-arming it per request allocated a timer and a bound callback each time).
-  override keepSocketAlive(socket: Duplex & { setTimeout?: (ms: number) => void; timeout?: number }): boolean {
-    if (socket.timeout !== IDLE_STREAM_TIMEOUT_MS) socket.setTimeout?.(IDLE_STREAM_TIMEOUT_MS);
+  /**
+   * Whether a stream goes back to the free list after a response. An HTTP/2 stream has no TCP
+   * keep-alive or ref/unref (so Node's own version cannot run), but the idle timeout applies:
+   * ours, or shorter when the backend announced its own (`Keep-Alive: timeout=N`). A stream whose
+   * backend already ended is never kept.
+   */
+  override keepSocketAlive(socket: PooledStream): boolean {
+    if (socket.readableEnded || socket.writableEnded || socket.destroyed) return false;
+    const hint = keepAliveHintMs(socket._httpMessage?.res?.headers['keep-alive']);
+    if (hint === 0) return false;
+    const idle = hint !== undefined ? Math.min(hint, IDLE_STREAM_TIMEOUT_MS) : IDLE_STREAM_TIMEOUT_MS;
+    // The stream refreshes its timer on activity, so it is only set when it changes (re-arming it
+    // per request allocated a timer and a bound callback each time).
+    if (socket.timeout !== idle) socket.setTimeout?.(idle);
     return true;
   }
 
@@ -69,7 +122,7 @@ class StreamAgent extends http.Agent {
   // goes back to the free list (skipping it leaked one listener per request on every pooled
   // stream: MaxListenersExceededWarning on ClientHttp2Stream). It also calls `ref()`, which an
   // HTTP/2 stream lacks (its session holds the event loop), hence the no-op.
-  override reuseSocket(socket: Duplex & { ref?: () => unknown }, req: http.ClientRequest): void {
+  override reuseSocket(socket: PooledStream, req: http.ClientRequest): void {
     if (typeof socket.ref !== 'function') socket.ref = () => socket;
     super.reuseSocket(socket, req);
   }
@@ -105,7 +158,7 @@ export class UpstreamPool {
     const w = ep.workload;
     if (w.protocol !== 'HBONE') {
       const connect = this.#in.connectTcp ?? ((o: net.NetConnectOpts) => net.connect(o));
-      const s = connect({ host: ep.ip, port: ep.port, noDelay: true });
+      const s = connect({ host: ep.ip, port: ep.port, noDelay: true, allowHalfOpen: true });
       await new Promise<void>((resolve, reject) => {
         s.once('connect', resolve);
         s.once('error', (err) => reject(upstreamConnectFailed(target, err)));

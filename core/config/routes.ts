@@ -68,7 +68,7 @@ const VALUE_TYPES = ['Exact', 'RegularExpression'] as const;
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 /** Envoy's retry conditions that a waypoint honours (docs/waypoint.md). */
-export const RETRY_ON = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'retriable-status-codes', 'refused-stream'] as const;
+export const RETRY_ON = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'reset-before-request', 'retriable-status-codes', 'refused-stream'] as const;
 /** gRPC status names Istio accepts for `fault.abort.grpcStatus`, with their codes. */
 export const GRPC_STATUS: Readonly<Record<string, number>> = Object.freeze({
   OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
@@ -79,7 +79,10 @@ export const GRPC_STATUS: Readonly<Record<string, number>> = Object.freeze({
 /** Retries of a route that sets none: Istio's default (2 retries on these conditions). */
 export const ISTIO_DEFAULT_RETRY: RetryPolicy = Object.freeze({
   attempts: 2,
-  retryOn: Object.freeze(['connect-failure', 'refused-stream', 'retriable-status-codes']),
+  // Istio's outbound default plus `reset-before-request`, which Istio's inbound default has
+  // (istio/istio#52055): a request the backend provably did not get, or an idempotent one lost
+  // to a keep-alive stream the backend was closing, is sent again; nothing else is.
+  retryOn: Object.freeze(['connect-failure', 'refused-stream', 'reset-before-request', 'retriable-status-codes']),
   codes: Object.freeze([503]),
   backoffMs: 25,
 });

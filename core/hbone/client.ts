@@ -61,6 +61,13 @@ interface PooledConnection {
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
+/** A CONNECT lost to a pooled connection that went away under it; `connect` tries once more on a new one. */
+class StalePooledConnection extends Error {
+  constructor(cause: unknown) {
+    super('pooled hbone connection went away', { cause });
+  }
+}
+
 /**
  * tls.connect over a TCP socket we create, so Nagle can be turned off: `setNoDelay` on a
  * TLSSocket is a no-op (its handle is the TLS wrap, not the TCP handle), and Nagle on the tunnel
@@ -91,10 +98,27 @@ export class HboneClient {
     };
   }
 
-  /** Opens a CONNECT stream; resolves once the server answered 200, rejects with an HboneError. */
+  /**
+   * Opens a CONNECT stream; resolves once the server answered 200, rejects with an HboneError.
+   * A CONNECT lost to a pooled connection that went away under it (the peer closed or reset it,
+   * GOAWAY, a refused stream) before any answer is sent once more on a new connection: a CONNECT
+   * has no effect before its 200, so this is never a second request to the destination.
+   */
   async connect(req: HboneRequest): Promise<ClientHttp2Stream> {
+    try {
+      return await this.#connectOnce(req, false);
+    } catch (err) {
+      if (!(err instanceof StalePooledConnection)) throw err;
+      this.#in.logger.debug({ peer: `${req.host}:${req.port}`, err: err.cause }, 'pooled hbone connection went away; connecting again');
+      return this.#connectOnce(req, true);
+    }
+  }
+
+  async #connectOnce(req: HboneRequest, fresh: boolean): Promise<ClientHttp2Stream> {
     if (this.#closed) throw hboneConnectFailed(`${req.host}:${req.port}`, new Error('client closed'));
-    const conn = this.#reserve(req);
+    const conn = this.#reserve(req, fresh);
+    // Reused: the connection was up before this stream; only then can it have died unnoticed.
+    const reused = conn.session !== undefined;
     let released = false;
     const release = () => {
       if (released) return;
@@ -103,12 +127,29 @@ export class HboneClient {
     };
     try {
       const session = await conn.ready;
-      const stream = session.request(
-        { ':method': 'CONNECT', ':authority': req.authority, ...req.headers },
-        { endStream: false },
-      );
+      let stream: ClientHttp2Stream;
+      try {
+        stream = session.request({ ':method': 'CONNECT', ':authority': req.authority, ...req.headers }, { endStream: false });
+      } catch (err) {
+        // The session closed between the pool's check and this request.
+        this.#retire(conn, true);
+        throw new StalePooledConnection(err);
+      }
       stream.once('close', release);
-      const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      const timer = setTimeout(
+        () => stream.destroy(new Error(`no answer to CONNECT within ${this.#in.connectTimeoutMs} ms`)),
+        this.#in.connectTimeoutMs,
+      );
+      let headers: http2.IncomingHttpHeaders;
+      try {
+        [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      } catch (err) {
+        const lost = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || session.closed || session.destroyed;
+        if (reused && !fresh && lost) throw new StalePooledConnection(err);
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
       const status = Number(headers[':status']);
       if (status !== 200) {
         stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -117,7 +158,7 @@ export class HboneClient {
       return stream;
     } catch (err) {
       release();
-      if (err instanceof HboneError) throw err;
+      if (err instanceof HboneError || err instanceof StalePooledConnection) throw err;
       throw hboneConnectFailed(`${req.host}:${req.port}`, err);
     }
   }
@@ -144,11 +185,12 @@ export class HboneClient {
     for (const c of [...this.#pools.values()].flat()) this.#retire(c, true);
   }
 
-  #reserve(req: HboneRequest): PooledConnection {
+  /** A stream slot on a pooled connection; `fresh` opens a new connection whatever the pool holds. */
+  #reserve(req: HboneRequest, fresh: boolean): PooledConnection {
     const key = `${req.sourceIdentity}|${[...req.allowedIdentities].sort().join(',')}|${req.host}:${req.port}`;
     let list = this.#pools.get(key);
     if (!list) this.#pools.set(key, (list = []));
-    let conn = list.find((c) => !c.closing && c.streams < this.#in.maxStreamsPerConnection);
+    let conn = fresh ? undefined : list.find((c) => this.#usable(c));
     if (!conn) {
       conn = this.#open(key, req);
       list.push(conn);
@@ -159,6 +201,21 @@ export class HboneClient {
       conn.idleTimer = undefined;
     }
     return conn;
+  }
+
+  /**
+   * Whether new streams may go on `c`. A connection the peer closed or sent GOAWAY on is marked
+   * `closing` by its session's events; the session's own state also counts, for the moment between
+   * the socket closing and those events running.
+   */
+  #usable(c: PooledConnection): boolean {
+    if (c.closing || c.streams >= this.#in.maxStreamsPerConnection) return false;
+    const s = c.session;
+    if (s && (s.closed || s.destroyed || s.socket?.destroyed === true)) {
+      this.#retire(c, true);
+      return false;
+    }
+    return true;
   }
 
   #release(conn: PooledConnection): void {

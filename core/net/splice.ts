@@ -1,3 +1,5 @@
+import http2 from 'node:http2';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /**
@@ -7,13 +9,43 @@ import type { Duplex } from 'node:stream';
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
 
 /**
+ * Aborts one side of a splice so its peer learns of a reset, not of an orderly end: a TCP socket
+ * sends RST, an HTTP/2 stream sends RST_STREAM(CONNECT_ERROR), which RFC 9113 §8.5 gives a
+ * tunnel whose TCP connection was reset (and which the far ztunnel turns back into a RST).
+ * A plain `destroy()` would close a TCP socket with FIN, and a client could take a truncated
+ * response for a whole one.
+ */
+export function resetSide(side: Duplex): void {
+  if (side.destroyed) return;
+  if ('rstCode' in side && typeof (side as http2.Http2Stream).close === 'function') {
+    (side as http2.Http2Stream).close(http2.constants.NGHTTP2_CONNECT_ERROR);
+    return;
+  }
+  // libuv refuses a reset after a shutdown (FIN already sent): Node then leaves the handle open
+  // for good (and a process hangs in its exit cleanup), so such a socket is only destroyed.
+  if (side instanceof net.Socket && !side.writableEnded && typeof side.resetAndDestroy === 'function') {
+    try {
+      // Only a plain TCP handle can send RST (a TLS socket's handle cannot).
+      side.resetAndDestroy();
+      return;
+    } catch {
+      // fall through
+    }
+  }
+  side.destroy();
+}
+
+/**
  * Copies bytes both ways between two duplex streams until both directions are finished.
  *
  * Invariants: backpressure holds in both directions (the reader pauses while its writer holds
  * more than MAX_BUFFERED_BYTES); a FIN on one side becomes a FIN (or HTTP/2 END_STREAM) on the
  * other while the reverse direction keeps flowing (half-close); an error or reset on either side
- * destroys both, so no socket outlives its peer. `onDone` is called exactly once, after both
- * sides closed.
+ * resets the other (RST / RST_STREAM, see `resetSide`), so no socket outlives its peer and no
+ * reset reaches the far application as an orderly end. A side that closes in order while the
+ * other still has bytes for it (a socket that ended both directions at the peer's FIN) closes
+ * the other too: those bytes would have nowhere to go. `onDone` is called exactly once, after
+ * both sides closed.
  */
 export function splice(a: Duplex, b: Duplex, onDone: (err?: Error) => void): void {
   let firstError: Error | undefined;
@@ -26,14 +58,17 @@ export function splice(a: Duplex, b: Duplex, onDone: (err?: Error) => void): voi
   };
   const fail = (err: Error) => {
     firstError ??= err;
-    a.destroy();
-    b.destroy();
+    resetSide(a);
+    resetSide(b);
   };
   a.on('error', fail);
   b.on('error', fail);
-  // A side that closes without finishing both of its directions (e.g. RST) takes the other down.
   const onClose = (self: Duplex, other: Duplex) => () => {
-    if (!(self.readableEnded && self.writableFinished)) other.destroy();
+    if (!(self.readableEnded && self.writableFinished)) {
+      // Closed without finishing both directions: reset (RST, RST_STREAM) or destroyed.
+      firstError ??= new Error('connection reset');
+      resetSide(other);
+    } else if (!other.readableEnded) other.destroy();
     finish();
   };
   a.once('close', onClose(a, b));

@@ -17,7 +17,8 @@ export function retriable(policy: RetryPolicy, outcome: { status: number } | Way
   if (outcome instanceof WaypointError) {
     if (outcome.flag === 'UT') return on.includes('5xx') || on.includes('gateway-error') || on.includes('reset');
     if (outcome.retryOn === undefined) return false;
-    return on.includes(outcome.retryOn) || on.includes('5xx') || on.includes('gateway-error');
+    if (on.includes(outcome.retryOn) || on.includes('5xx') || on.includes('gateway-error')) return true;
+    return on.includes('reset-before-request') && outcome.safeToResend;
   }
   const s = outcome.status;
   if (on.includes('5xx') && s >= 500) return true;

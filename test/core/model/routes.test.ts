@@ -134,7 +134,7 @@ t.test('VirtualService conversion: faults, retries, timeout, weights', async (t)
   t.same(bad.list, [
     'spec.gateways[0]: "istio-ingress" is not served by a waypoint; only "mesh" is (or omit gateways)',
     'spec.http[0].route[0].destination.subset: "v 1" is not a subset name; expected the name of a DestinationRule subset',
-    'spec.http[0].retries.retryOn: "sometimes" is not a supported retry condition; expected 5xx, gateway-error, connect-failure, reset, retriable-status-codes, refused-stream or a status code',
+    'spec.http[0].retries.retryOn: "sometimes" is not a supported retry condition; expected 5xx, gateway-error, connect-failure, reset, reset-before-request, retriable-status-codes, refused-stream or a status code',
     'spec.http[1].route[0].weight: set a weight on every destination when a route has several',
     'spec.http[1].route[1].weight: set a weight on every destination when a route has several',
     'spec.http[2].fault.abort: set exactly one of httpStatus, grpcStatus',

@@ -47,17 +47,37 @@ t.test('copies both ways, keeps the reverse direction open after a FIN, and repo
   t.equal(doneCalls, 1, 'onDone called exactly once');
 });
 
-t.test('a reset on one side destroys the other', async (t) => {
+t.test('a reset on one side resets the other: the far application sees RST, not an orderly end', async (t) => {
   const [app1, x1] = await pair(t);
   const [x2, app2] = await pair(t);
   const done = new Promise<Error | undefined>((resolve) => splice(x1, x2, resolve));
-  app2.on('error', () => {});
   app2.resume();
-  const app2Ended = new Promise((r) => app2.once('end', r));
+  let ended = false;
+  app2.once('end', () => (ended = true));
+  const app2Error = new Promise<NodeJS.ErrnoException>((r) => app2.once('error', r));
   app1.resetAndDestroy();
-  await done;
-  await app2Ended;
+  const err = await done;
+  t.ok(err, 'the splice reports the reset');
+  t.equal((await app2Error).code, 'ECONNRESET', 'the other application got a reset');
+  t.notOk(ended, 'and never an orderly end (a truncated response must not look whole)');
   t.ok(x1.destroyed && x2.destroyed, 'both spliced sockets destroyed');
+});
+
+t.test('a reset reaching a side that already sent its FIN closes it (libuv allows no reset after a shutdown)', async (t) => {
+  const [app1, x1] = await pair(t);
+  const [x2, app2] = await pair(t);
+  const done = new Promise<Error | undefined>((resolve) => splice(x1, x2, resolve));
+  app1.on('error', () => {});
+  app1.resume();
+  const app2Error = new Promise<NodeJS.ErrnoException>((r) => app2.once('error', r));
+  app2.resume();
+  // app2 half-closes: x1 sends FIN to app1 (x1 is shut down for writing), then app1 resets.
+  app2.end();
+  await once(app1, 'end');
+  app1.resetAndDestroy();
+  t.ok(await done, 'the splice reports the reset');
+  t.equal((await app2Error).code, 'ECONNRESET', 'the reset reached app2');
+  t.ok(x1.destroyed && x2.destroyed, 'both spliced sockets destroyed (a reset on the shut-down one would have leaked its handle)');
 });
 
 t.test('backpressure: a reader that does not read stops the writer from buffering without bound', async (t) => {
