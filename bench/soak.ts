@@ -67,6 +67,13 @@ const SAMPLE_MS = 1_000;
 const PROGRESS_LOG_MS = 15_000;
 /** After the users closed, how long descriptors may take to come back before the verdict. */
 const SETTLE_DEADLINE_MS = 30_000;
+/**
+ * RSS is compared as means over windows of this share of the run (at most RSS_WINDOW_MAX_MS): a
+ * Node heap saws up and down by tens of MiB between collections under this load, and a single
+ * sample or a short window lands anywhere on the saw.
+ */
+const RSS_WINDOW_SHARE = 0.1;
+const RSS_WINDOW_MAX_MS = 30_000;
 
 const log = (msg: string): void => {
   process.stderr.write(`[soak] ${msg}\n`);
@@ -242,7 +249,7 @@ async function runSoak(procs: ProcessTracker, dir: string, args: SoakArgs): Prom
   const pages = await Promise.all(watched.map((z) => fetchText(metricsUrl(z))));
   if (backendStats && backendStats.open > 0) notes.push(`the backend still had ${backendStats.open} connections open after the users closed theirs`);
 
-  const windowMs = Math.min(10_000, Math.max(SAMPLE_MS, config.durationMs * 0.1));
+  const windowMs = Math.min(RSS_WINDOW_MAX_MS, Math.max(SAMPLE_MS, config.durationMs * RSS_WINDOW_SHARE));
   const warmMs = args.warmupSec * 1000;
   const ztunnels = watched.map((z, i): ZtunnelFigures => {
     const warm = meanOver(z.rss, warmMs, warmMs + windowMs);
@@ -275,6 +282,7 @@ async function runSoak(procs: ProcessTracker, dir: string, args: SoakArgs): Prom
         afterClose: (mem?.rssKiB ?? 0) / 1024,
       },
       rssChange: change,
+      rssSeries: z.rss.map((r) => [Math.round(r.t / 100) / 10, Math.round(r.kib / 102.4) / 10] as const),
       rssVerdict: verdict(Math.abs(change) <= RSS_FLAT_SHARE),
       fds: {
         baseline: base.fds,

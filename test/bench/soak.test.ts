@@ -16,7 +16,7 @@ import type { SoakReport } from '../../bench/lib/soak/report.js';
 const SOAK = fileURLToPath(new URL('../../dist/bench/soak.js', import.meta.url));
 /** Loopback prefix of this file (the soak's default is 127.0.50). */
 const BASE = '127.0.51';
-const USERS = 50;
+const USERS = 100;
 /** Long enough for users to go idle past the backend's close (6 s) and come back. */
 const DURATION_SEC = 15;
 
@@ -54,7 +54,7 @@ t.test(`soak with ${USERS} users for ${DURATION_SEC} s`, async (t) => {
   t.ok(r.requests.sent > 0, 'requests were sent');
   t.equal(r.requests.lost, 0, 'no request lost', { lostBy: r.requests.lostBy });
   t.equal(r.requests.answered, r.requests.sent, 'every request answered');
-  t.equal(r.requests.verdict, 'PASS');
+  t.equal(r.requests.verdict, 'PASS', 'requests verdict PASS');
   t.ok(r.workload.serverCloses > 0, 'the backend closed idle connections and the users saw the closes');
   t.ok(r.workload.requestsAfterServerClose > 0, 'users reconnected after the backend closed and were answered');
   t.ok(r.workload.clientEnds > 0 && r.workload.clientResets > 0, 'users closed connections themselves, with FIN and with reset');

@@ -21,6 +21,8 @@ export interface ZtunnelFigures {
   readonly rssMiB: { readonly start: number; readonly warm: number; readonly peak: number; readonly end: number; readonly afterClose: number };
   /** (end − warm) ÷ warm. */
   readonly rssChange: number;
+  /** Every VmRSS sample of the run as [seconds since the users started, MiB] (JSON only). */
+  readonly rssSeries: readonly (readonly [number, number])[];
   readonly rssVerdict: Verdict;
   /** Descriptors (scrape connections not counted): before the run, most during it, after the users closed. */
   readonly fds: {
