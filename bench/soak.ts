@@ -282,6 +282,7 @@ async function runSoak(procs: ProcessTracker, dir: string, args: SoakArgs): Prom
         afterClose: (mem?.rssKiB ?? 0) / 1024,
       },
       rssChange: change,
+      rssTrendMiBPerMin: slopePerMin(z.rss.filter((r) => r.t >= warmMs && r.t <= config.durationMs)),
       rssSeries: z.rss.map((r) => [Math.round(r.t / 100) / 10, Math.round(r.kib / 102.4) / 10] as const),
       rssVerdict: verdict(Math.abs(change) <= RSS_FLAT_SHARE),
       fds: {
@@ -402,6 +403,17 @@ function meanOver(samples: readonly { t: number; kib: number }[], from: number, 
   if (inside.length) return inside.reduce((a, s) => a + s.kib, 0) / inside.length;
   const nearest = [...samples].sort((x, y) => Math.abs(x.t - from) - Math.abs(y.t - from))[0];
   return nearest?.kib ?? 0;
+}
+
+/** Least-squares slope of the samples, MiB per minute; 0 with fewer than two. */
+function slopePerMin(samples: readonly { t: number; kib: number }[]): number {
+  if (samples.length < 2) return 0;
+  const n = samples.length;
+  const mt = samples.reduce((a, s) => a + s.t, 0) / n;
+  const mk = samples.reduce((a, s) => a + s.kib, 0) / n;
+  const cov = samples.reduce((a, s) => a + (s.t - mt) * (s.kib - mk), 0);
+  const varT = samples.reduce((a, s) => a + (s.t - mt) ** 2, 0);
+  return varT === 0 ? 0 : ((cov / varT) * 60_000) / 1024;
 }
 
 function median(values: readonly number[]): number {

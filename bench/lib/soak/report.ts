@@ -21,6 +21,8 @@ export interface ZtunnelFigures {
   readonly rssMiB: { readonly start: number; readonly warm: number; readonly peak: number; readonly end: number; readonly afterClose: number };
   /** (end − warm) ÷ warm. */
   readonly rssChange: number;
+  /** Least-squares slope of VmRSS from the end of warm-up to the end of the load, MiB per minute. */
+  readonly rssTrendMiBPerMin: number;
   /** Every VmRSS sample of the run as [seconds since the users started, MiB] (JSON only). */
   readonly rssSeries: readonly (readonly [number, number])[];
   readonly rssVerdict: Verdict;
@@ -112,6 +114,7 @@ export function renderSoakText(r: SoakReport): string {
         { header: 'end', align: 'right' },
         { header: 'end vs warm-up', align: 'right' },
         { header: `flat (±${RSS_FLAT_SHARE * 100} %)`, align: 'left' },
+        { header: 'trend MiB/min', align: 'right' },
         { header: 'after close', align: 'right' },
       ],
       r.ztunnels.map((z) => [
@@ -122,6 +125,7 @@ export function renderSoakText(r: SoakReport): string {
         mib(z.rssMiB.end),
         pct(z.rssChange),
         z.rssVerdict,
+        `${z.rssTrendMiBPerMin >= 0 ? '+' : ''}${z.rssTrendMiBPerMin.toFixed(2)}`,
         mib(z.rssMiB.afterClose),
       ]),
     ),
