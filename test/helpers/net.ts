@@ -8,11 +8,13 @@ export async function socks5Connect(opts: {
   localAddress?: string;
   host: string;
   port: number;
+  /** Default true (raw TCP tests half-close); HTTP clients pass false, as their sockets are. */
+  allowHalfOpen?: boolean;
 }): Promise<{ reply: number; socket: net.Socket }> {
   const socket = net.connect({
     host: opts.proxy.host,
     port: opts.proxy.port,
-    allowHalfOpen: true,
+    allowHalfOpen: opts.allowHalfOpen ?? true,
     ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
   });
   await once(socket, 'connect');

@@ -108,7 +108,8 @@ export async function startWaypointMesh(opts: {
 export function meshAgent(proxy: { host: string; port: number }, from: string): http.Agent {
   class SocksAgent extends http.Agent {
     override createConnection(opts: http.ClientRequestArgs, cb?: (err: Error | null, s: Duplex) => void): Duplex {
-      socks5Connect({ proxy, localAddress: from, host: String(opts.host), port: Number(opts.port) }).then(
+      // An HTTP client's socket closes when the server closes (allowHalfOpen false), as curl's and Node's do.
+      socks5Connect({ proxy, localAddress: from, host: String(opts.host), port: Number(opts.port), allowHalfOpen: false }).then(
         ({ reply, socket }) => {
           if (reply !== 0) {
             socket.destroy();
