@@ -188,14 +188,16 @@ export function readListenOverflows(): number | undefined {
  */
 export function frequentLogMessages(tail: string, limit = 5): { readonly message: string; readonly count: number }[] {
   const counts = new Map<string, number>();
-  // The tail starts anywhere: the first line may be cut.
-  for (const line of tail.split('\n').slice(1)) {
+  const lines = tail.split('\n');
+  for (const [i, line] of lines.entries()) {
     if (!line.trim()) continue;
     let key: string;
     try {
       const o = JSON.parse(line) as { msg?: unknown; error?: unknown; code?: unknown; response_flags?: unknown };
       key = [o.msg, o.response_flags && `flags ${String(o.response_flags)}`, o.error, o.code].filter(Boolean).map(String).join(': ');
     } catch {
+      // A tail of a long log starts anywhere: its first line may be cut.
+      if (i === 0) continue;
       key = line.slice(0, 200);
     }
     counts.set(key, (counts.get(key) ?? 0) + 1);
