@@ -31,13 +31,15 @@ import { headersLayer } from './filters/headers.js';
 import { backendLayer } from './filters/backend.js';
 import { mirrorLayer } from './filters/mirror.js';
 import { timeoutLayer } from './filters/timeout.js';
-import { retryLayer } from './filters/retry.js';
+import { retryLayer, type RetryMetrics } from './filters/retry.js';
 
 export interface PipelineInputs {
   readonly gateway: GatewayRef | (() => GatewayRef);
   readonly pool: UpstreamPool;
   readonly metrics: HttpMetrics;
   readonly logger: Logger;
+  /** Envoy's retry counters (filters/retry.ts); absent in unit tests that build a bare stack. */
+  readonly retryMetrics?: RetryMetrics;
   /** Randomness for splits, faults, mirrors and back-off; injectable for tests. */
   readonly random?: () => number;
 }
@@ -60,7 +62,7 @@ export function buildPipeline(inputs: PipelineInputs): Handler {
       backendLayer(random),
       mirrorLayer(forward, random),
       timeoutLayer,
-      retryLayer(random),
+      retryLayer(random, inputs.retryMetrics),
     ],
     forward,
   );

@@ -16,6 +16,7 @@ import { Downstream } from './downstream.js';
 import { Inbound } from './inbound.js';
 import { UpstreamPool } from './upstream.js';
 import { buildPipeline } from './pipeline.js';
+import { createRetryMetrics } from './filters/retry.js';
 import { routeStatuses } from '../core/model/route-status.js';
 import { handleUpgrade } from './upgrade.js';
 import type { GatewayRef } from './authz.js';
@@ -133,6 +134,7 @@ export class Waypoint {
       gateway,
       pool,
       metrics: httpMetrics,
+      retryMetrics: createRetryMetrics(metrics.registry),
       logger: logger.child({ scope: 'access' }),
       ...(inputs.random ? { random: inputs.random } : {}),
     });

@@ -17,6 +17,8 @@ import type net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backend, meshAgent, startWaypointMesh, type WaypointMesh } from '../waypoint/fixture.js';
 import { socks5Connect } from '../helpers/net.js';
+import { PassThrough } from 'node:stream';
+import { createLogger } from '../../core/telemetry/log.js';
 
 // 127.0.40.2/.3 ztunnels, .10 client, .21-.25 backends, .30 waypoint, .100+ service VIPs.
 const base = '127.0.40';
@@ -121,9 +123,35 @@ async function idleClosingBackend(t: Test, host: string, name: string): Promise<
 }
 
 let wm: WaypointMesh;
+/** The waypoint's access-log lines (JSON), as an operator reads them. */
+const accessLog: Array<Record<string, unknown>> = [];
 t.before(async () => {
-  wm = await startWaypointMesh({ dir: t.testdir({}), base, workloads, config });
+  const sink = new PassThrough();
+  sink.setEncoding('utf8');
+  let partial = '';
+  sink.on('data', (d: string) => {
+    const lines = (partial + d).split('\n');
+    partial = lines.pop()!;
+    for (const l of lines) if (l.includes('"request complete"')) accessLog.push(JSON.parse(l) as Record<string, unknown>);
+  });
+  const logger = createLogger({ component: 'waypoint', level: 'info', destination: sink });
+  wm = await startWaypointMesh({ dir: t.testdir({}), base, workloads, config, logger });
 });
+
+/** Waits for the access-log line of `path` (lines are written in batches). */
+async function logLine(path: string): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 200; i++) {
+    const l = accessLog.find((x) => x['path'] === path);
+    if (l) return l;
+    await sleep(25);
+  }
+  throw new Error(`no access-log line for ${path}`);
+}
+
+async function retriesOf(cluster: string, name = 'envoy_cluster_upstream_rq_retry'): Promise<number> {
+  const m = await wm.waypoint.metrics.registry.getSingleMetric(name)?.get();
+  return m?.values.find((v) => v.labels['cluster_name'] === cluster)?.value ?? 0;
+}
 t.teardown(() => wm.close());
 
 const clientAgent = () => meshAgent({ host: wm.mesh.addr.a, port: 15080 }, CLIENT);
@@ -220,6 +248,9 @@ t.test('re-sends are retries: counted, bounded by the policy, and only for reque
   const get = await send(kept, `http://${VIP.reset}/get`);
   t.equal(get.status, 200, 'an idempotent GET lost to a closing keep-alive stream is retried and answered');
   t.equal(hits('GET /get'), 2, 'the backend saw it twice: the lost try and the retry (the policy allows 3)');
+  t.match(await logLine('/get'), { status: 200, tries: 2 }, 'the access log says two tries');
+  t.equal(await retriesOf('outbound|80||reset.default.svc.cluster.local'), 1, 'envoy_cluster_upstream_rq_retry counts the retry');
+  t.equal(await retriesOf('outbound|80||reset.default.svc.cluster.local', 'envoy_cluster_upstream_rq_retry_success'), 1, 'and its success');
 
   // Default policy: a POST lost the same way is not sent again (the backend may have acted on it).
   const kept2 = clientAgent();
@@ -229,6 +260,7 @@ t.test('re-sends are retries: counted, bounded by the policy, and only for reque
   t.equal(post.status, 503, 'a POST lost after it was sent is answered 503, never sent twice');
   t.match(post.body, /reset before headers/);
   t.equal(hits('POST /post'), 1, 'the backend saw the POST exactly once');
+  t.match(await logLine('/post'), { status: 503, tries: 1, response_flags: 'UC' }, 'one try, upstream connection termination');
 
   // attempts: 0 means exactly one try, whatever happens.
   const kept3 = clientAgent();
@@ -242,6 +274,12 @@ t.test('re-sends are retries: counted, bounded by the policy, and only for reque
   const always = await send(clientAgent(), `http://${VIP.resetRetryReset}/always-reset`, { method: 'POST', body: 'x' });
   t.equal(always.status, 503, 'every try reset: 503');
   t.equal(hits('POST /always-reset'), 2, 'exactly 1 + attempts tries reached the backend');
+  t.match(await logLine('/always-reset'), { status: 503, tries: 2, response_flags: 'URX,UC' }, 'two tries, retries exhausted');
+  t.equal(
+    await retriesOf('outbound|80||reset-retry-reset.default.svc.cluster.local', 'envoy_cluster_upstream_rq_retry_limit_exceeded'),
+    1,
+    'envoy_cluster_upstream_rq_retry_limit_exceeded counts it',
+  );
   t.ok(conns > 0);
 });
 

@@ -11,7 +11,7 @@ import { socks5Connect } from '../helpers/net.js';
 import { LocalCaClient, SecretManager } from '../../core/identity/secret-manager.js';
 import { FileConfigSource } from '../../core/config/file-source.js';
 import type { ConfigSource } from '../../core/config/source.js';
-import { silentLogger } from '../../core/telemetry/log.js';
+import { silentLogger, type Logger } from '../../core/telemetry/log.js';
 import { loadConfig } from '../../waypoint/config.js';
 import { Waypoint } from '../../waypoint/waypoint.js';
 
@@ -56,6 +56,8 @@ export async function startWaypointMesh(opts: {
    * source has no `destinationRules` yet; the test adds them to every snapshot).
    */
   wrapSource?: (inner: ConfigSource) => ConfigSource;
+  /** The waypoint's logger (access-log lines go to its `access` child); silent by default. */
+  logger?: Logger;
 }): Promise<WaypointMesh> {
   const mesh = await startMesh({ dir: opts.dir, base: opts.base, config: meshConfig(opts.base, opts.workloads, opts.config) });
   let waypoint: Waypoint;
@@ -70,7 +72,7 @@ export async function startWaypointMesh(opts: {
         DRAIN_TIMEOUT_SECONDS: '2',
         LOG_LEVEL: 'silent',
       }),
-      logger: silentLogger,
+      logger: opts.logger ?? silentLogger,
       configSource: (opts.wrapSource ?? ((s) => s))(new FileConfigSource({ path: mesh.configPath, logger: silentLogger })),
       certificates: new SecretManager({ caClient: new LocalCaClient(mesh.ca), logger: silentLogger }),
       ...(opts.random ? { random: opts.random } : {}),

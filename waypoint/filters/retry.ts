@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Counter, type Registry } from 'prom-client';
 import type { RetryPolicy } from '../../core/model/routes.js';
 import { ISTIO_DEFAULT_RETRY } from '../../core/config/routes.js';
 import type { Handler, Layer, RequestContext, WaypointResponse } from '../context.js';
@@ -40,6 +41,32 @@ async function bufferBody(ctx: RequestContext): Promise<boolean> {
   return true;
 }
 
+/**
+ * Envoy's per-cluster retry counters, under Envoy's names (what Istio dashboards and operators
+ * query): retries sent, requests a retry answered, requests whose tries ran out. The cluster is
+ * Envoy's name for it, `outbound|port|subset|host`.
+ */
+export interface RetryMetrics {
+  readonly retry: Counter<'cluster_name'>;
+  readonly success: Counter<'cluster_name'>;
+  readonly limitExceeded: Counter<'cluster_name'>;
+}
+
+export function createRetryMetrics(registry: Registry): RetryMetrics {
+  const c = (name: string, help: string) => new Counter({ name, help, labelNames: ['cluster_name'] as const, registers: [registry] });
+  return {
+    retry: c('envoy_cluster_upstream_rq_retry', 'Requests sent again to the backend (each retry once)'),
+    success: c('envoy_cluster_upstream_rq_retry_success', 'Retried requests that a retry answered'),
+    limitExceeded: c('envoy_cluster_upstream_rq_retry_limit_exceeded', 'Requests that failed with every try their retry policy allows'),
+  };
+}
+
+function clusterName(ctx: RequestContext): string {
+  const b = ctx.backend;
+  if (b) return `outbound|${b.port}|${b.subset?.name ?? ''}|${b.service.hostname}`;
+  return `outbound|${ctx.stream.dstPort}||${ctx.stream.dstWorkload?.name ?? ctx.stream.dstIp}`;
+}
+
 /** One try under a per-try timeout: the try is cancelled and fails with 504 `UT` when it expires. */
 function oneTry(next: Handler, ctx: RequestContext, perTryMs: number | undefined): Promise<WaypointResponse> {
   return perTryMs ? withDeadline(next, ctx, perTryMs, 'per-try') : next(ctx);
@@ -53,7 +80,7 @@ function oneTry(next: Handler, ctx: RequestContext, perTryMs: number | undefined
  * outcome goes back with `URX` added.
  */
 export const retryLayer =
-  (random: () => number = Math.random): Layer =>
+  (random: () => number = Math.random, metrics?: RetryMetrics): Layer =>
   (next) =>
   async (ctx) => {
     const policy = ctx.rule?.retry ?? ISTIO_DEFAULT_RETRY;
@@ -72,11 +99,15 @@ export const retryLayer =
       }
       const failed = outcome instanceof WaypointError ? outcome : outcome.status >= 500 || policy.codes.includes(outcome.status) ? outcome : undefined;
       if (!failed || !retriable(policy, failed)) {
+        if (attempt > 1 && !failed) metrics?.success.inc({ cluster_name: clusterName(ctx) });
         if (outcome instanceof WaypointError) throw outcome;
         return outcome;
       }
       if (attempt >= maxTries) {
-        if (attempt > 1) ctx.flags.push('URX');
+        if (attempt > 1) {
+          ctx.flags.push('URX');
+          metrics?.limitExceeded.inc({ cluster_name: clusterName(ctx) });
+        }
         if (outcome instanceof WaypointError) throw outcome;
         return outcome;
       }
@@ -84,5 +115,6 @@ export const retryLayer =
       // Envoy: a random wait in [0, (2^n - 1) * base), n = retries so far, capped at 10 * base.
       const cap = Math.min((2 ** attempt - 1) * policy.backoffMs, 10 * policy.backoffMs);
       await sleep(Math.floor(random() * cap), undefined, { signal: ctx.signal });
+      metrics?.retry.inc({ cluster_name: clusterName(ctx) });
     }
   };
