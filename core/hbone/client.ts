@@ -60,6 +60,38 @@ interface PooledConnection {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** How long a probed HBONE connection has to answer a PING before it is dropped as dead. */
+const PING_TIMEOUT_MS = 2_000;
+
+/**
+ * The response headers of a stream; rejects on an error and on a close without a response (a
+ * stream of a session that died can close with no error at all: `once(stream, 'response')` would
+ * then wait forever).
+ */
+function responseOf(stream: ClientHttp2Stream): Promise<http2.IncomingHttpHeaders> {
+  return new Promise((resolve, reject) => {
+    const onResponse = (h: http2.IncomingHttpHeaders) => {
+      cleanup();
+      resolve(h);
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new Error(`stream closed before the CONNECT was answered (rst code ${stream.rstCode ?? 'none'})`));
+    };
+    const cleanup = () => {
+      stream.off('response', onResponse);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
+    stream.once('response', onResponse);
+    stream.once('error', onError);
+    stream.once('close', onClose);
+  });
+}
 
 /** A CONNECT lost to a pooled connection that went away under it; `connect` tries once more on a new one. */
 class StalePooledConnection extends Error {
@@ -75,9 +107,10 @@ class StalePooledConnection extends Error {
  */
 function connectTlsNoDelay(opts: tls.ConnectionOptions): tls.TLSSocket {
   const tcp = net.connect({ host: opts.host!, port: opts.port!, noDelay: true });
-  const socket = tls.connect({ ...opts, socket: tcp });
-  tcp.once('error', (err) => socket.destroy(err));
-  return socket;
+  // No error forwarding of our own: the TLSSocket already re-emits the TCP socket's errors
+  // (connect errors included), and a second emit of the same ECONNREFUSED found no listener left
+  // (`once(socket, 'secureConnect')` had taken the first) and crashed the process.
+  return tls.connect({ ...opts, socket: tcp });
 }
 
 /**
@@ -136,15 +169,19 @@ export class HboneClient {
         throw new StalePooledConnection(err);
       }
       stream.once('close', release);
-      const timer = setTimeout(
-        () => stream.destroy(new Error(`no answer to CONNECT within ${this.#in.connectTimeoutMs} ms`)),
-        this.#in.connectTimeoutMs,
-      );
+      const timer = setTimeout(() => {
+        stream.destroy(new Error(`no answer to CONNECT within ${this.#in.connectTimeoutMs} ms`));
+        this.#probe(conn, session);
+      }, this.#in.connectTimeoutMs);
       let headers: http2.IncomingHttpHeaders;
       try {
-        [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+        headers = await responseOf(stream);
       } catch (err) {
-        const lost = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || session.closed || session.destroyed;
+        // ENHANCE_YOUR_CALM: the peer's HTTP/2 stack refuses more streams on this connection (its
+        // reset-flood guard, or memory accounting); like REFUSED_STREAM, the CONNECT had no effect.
+        const calm = stream.rstCode === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM;
+        if (calm) this.#retire(conn, false);
+        const lost = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || calm || session.closed || session.destroyed;
         if (reused && !fresh && lost) throw new StalePooledConnection(err);
         throw err;
       } finally {
@@ -216,6 +253,30 @@ export class HboneClient {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A CONNECT went unanswered: the peer may be slow (its upstream connect), or gone without a FIN
+   * or RST (a node that vanished). A PING tells them apart: no PING ACK within the probe time and
+   * the connection is dropped, so later CONNECTs open a new one instead of waiting on a dead one.
+   */
+  #probe(conn: PooledConnection, session: ClientHttp2Session): void {
+    if (session.closed || session.destroyed) return;
+    const dead = () => {
+      this.#in.logger.warn({ peer: conn.key }, 'hbone peer did not answer a ping; dropping the pooled connection');
+      this.#retire(conn, true);
+    };
+    const timer = setTimeout(dead, PING_TIMEOUT_MS);
+    timer.unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(timer);
+        if (err) dead();
+      });
+    } catch {
+      clearTimeout(timer);
+      dead();
+    }
   }
 
   #release(conn: PooledConnection): void {
