@@ -8,7 +8,9 @@ import { rewritePath } from '../../waypoint/filters/rewrite.js';
 import { sniff } from '../../waypoint/inbound.js';
 import { retriable } from '../../waypoint/filters/retry.js';
 import { ISTIO_DEFAULT_RETRY } from '../../core/config/routes.js';
-import { upstreamConnectFailed, upstreamTimeout } from '../../waypoint/status.js';
+import { upstreamConnectFailed, upstreamRefused, upstreamReset, upstreamTimeout } from '../../waypoint/status.js';
+import { keepAliveHintMs } from '../../waypoint/upstream.js';
+import { idempotent } from '../../waypoint/forward.js';
 import { forwardable } from '../../waypoint/hop.js';
 
 function policy(name: string, spec: Record<string, unknown>): WaypointPolicy {
@@ -120,4 +122,27 @@ t.test('retry conditions', async (t) => {
   t.ok(retriable(ISTIO_DEFAULT_RETRY, { status: 503 }), 'the default retries 503');
   t.notOk(retriable(ISTIO_DEFAULT_RETRY, { status: 500 }), 'but not 500');
   t.ok(retriable(ISTIO_DEFAULT_RETRY, upstreamConnectFailed('x', new Error('refused'))), 'and connect failures');
+  // Resets: the default retries only what is safe to send again (reset-before-request).
+  t.ok(retriable(ISTIO_DEFAULT_RETRY, upstreamReset('x', new Error('socket hang up'), true)), 'the default retries a safe reset');
+  t.notOk(retriable(ISTIO_DEFAULT_RETRY, upstreamReset('x', new Error('socket hang up'), false)), 'but not a request the backend may have got');
+  t.ok(retriable(ISTIO_DEFAULT_RETRY, upstreamRefused('x', new Error('refused stream'))), 'and a refused stream');
+  const onReset = { ...ISTIO_DEFAULT_RETRY, retryOn: ['reset'], codes: [] };
+  t.ok(retriable(onReset, upstreamReset('x', new Error('reset'), false)), '`reset` retries any reset (Envoy)');
+  const none = { ...ISTIO_DEFAULT_RETRY, retryOn: ['retriable-status-codes'], codes: [503] };
+  t.notOk(retriable(none, upstreamReset('x', new Error('reset'), true)), 'no reset condition: no retry, even when safe');
+});
+
+t.test("keep-alive hints: Node's rule, N-1 s; 0 means do not reuse", async (t) => {
+  t.equal(keepAliveHintMs('timeout=5'), 4000);
+  t.equal(keepAliveHintMs('timeout=5, max=100'), 4000);
+  t.equal(keepAliveHintMs('max=100, timeout=60'), 59_000);
+  t.equal(keepAliveHintMs('timeout=1'), 0);
+  t.equal(keepAliveHintMs(undefined), undefined);
+  t.equal(keepAliveHintMs('max=5'), undefined);
+});
+
+t.test('idempotent requests (RFC 9110 §9.2.2, or an Idempotency-Key)', async (t) => {
+  for (const m of ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']) t.ok(idempotent({ method: m, headers: {} }), m);
+  for (const m of ['POST', 'PATCH', 'CONNECT']) t.notOk(idempotent({ method: m, headers: {} }), m);
+  t.ok(idempotent({ method: 'POST', headers: { 'idempotency-key': 'k1' } }), 'POST with Idempotency-Key');
 });
