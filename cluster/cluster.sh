@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A real Kubernetes cluster for tests, from Debian packages: see docs/real-cluster.md.
+#   cluster/cluster.sh prepare   install packages, build or reuse the binaries, kubectl/helm, images
+#   cluster/cluster.sh up        prepare, then start etcd, the control plane and the nodes; wait until
+#                                the nodes are Ready and a busybox pod runs on each; prints KUBECONFIG=
+#   cluster/cluster.sh down      stop everything and remove what up created (safe after a failed up)
+#   cluster/cluster.sh status    what runs, and its memory
+#   cluster/cluster.sh env       shell lines: KUBECONFIG, PATH with kubectl and helm
+# Settings come from AMC_* environment variables (cluster/lib/common.sh). Non-interactive, root only.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$HERE")"
+# shellcheck source=lib/common.sh
+. "$HERE/lib/common.sh"
+. "$HERE/lib/prepare.sh"
+. "$HERE/lib/pki.sh"
+. "$HERE/lib/up.sh"
+. "$HERE/lib/down.sh"
+. "$HERE/lib/status.sh"
+
+case "${1:-}" in
+  prepare) prepare ;;
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  host-state) host_state ;;
+  env) extract_tools >/dev/null 2>&1; echo "export KUBECONFIG=${KUBECONFIG_ADMIN}"; echo "export PATH=${AMC_TOOLS}:\$PATH" ;;
+  *) echo "usage: $0 prepare|up|down|status|env|host-state" >&2; exit 2 ;;
+esac
