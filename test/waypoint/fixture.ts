@@ -51,6 +51,8 @@ export async function startWaypointMesh(opts: {
   workloads: object[];
   config: Record<string, unknown>;
   random?: () => number;
+  /** Extra ztunnel environment (e.g. `CERT_RETENTION_SECONDS`), passed to `startMesh`. */
+  env?: Record<string, string>;
   /**
    * Wraps the waypoint's file source, for config the file format does not carry (the file
    * source has no `destinationRules` yet; the test adds them to every snapshot).
@@ -59,7 +61,7 @@ export async function startWaypointMesh(opts: {
   /** The waypoint's logger (access-log lines go to its `access` child); silent by default. */
   logger?: Logger;
 }): Promise<WaypointMesh> {
-  const mesh = await startMesh({ dir: opts.dir, base: opts.base, config: meshConfig(opts.base, opts.workloads, opts.config) });
+  const mesh = await startMesh({ dir: opts.dir, base: opts.base, config: meshConfig(opts.base, opts.workloads, opts.config), ...(opts.env ? { env: opts.env } : {}) });
   let waypoint: Waypoint;
   try {
     waypoint = await Waypoint.start({
