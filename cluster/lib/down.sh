@@ -36,7 +36,7 @@ procs_in_cgroup_root() {
 procs_of_state() {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "${AMC_STATE}/" && echo "${p#/proc/}"
+    tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "${AMC_STATE}/" && echo "${p#/proc/}"
   done
   return 0
 }
@@ -47,7 +47,7 @@ alive() { local p; for p in "$@"; do [ -d "/proc/$p" ] && echo "$p"; done; retur
 stop_pids() {
   local what="$1"; shift
   local pids
-  pids=$(alive "$@" | grep -vx "$$" | grep -vx "${BASHPID}" || true)
+  pids=$(alive "$@" | sort -un | grep -vx "$$" | grep -vx "${BASHPID}" || true)
   [ -n "$pids" ] || return 0
   log "down: stopping ${what} ($(echo $pids | wc -w) processes)"
   kill -TERM $pids 2>/dev/null || true
@@ -134,7 +134,7 @@ down() {
   # Routes to the pod and service CIDRs left the host with the bridge. Any mount still under the state
   # dir (none is expected) goes now, before the directory is deleted.
   local m
-  findmnt -rn -o TARGET | grep -F "${AMC_STATE}/" | sort -r | while read -r m; do
+  { findmnt -rn -o TARGET | grep -F "${AMC_STATE}/" || true; } | sort -r | while read -r m; do
     log "down: unmounting ${m}"
     umount -l "$m" || true
   done

@@ -23,7 +23,7 @@ status() {
     pss=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true)
     rss=${rss:-0}; pss=${pss:-0}
     total_rss=$((total_rss + rss)); total_pss=$((total_pss + pss)); count=$((count + 1))
-    printf '%8s %8s %8s  %s\n' "$p" "$rss" "$pss" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-100)"
+    printf '%8s %8s %8s  %s\n' "$p" "$rss" "$pss" "$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | cut -c1-100)"
   done
   echo "processes: ${count}; RSS total $((total_rss / 1024)) MiB; PSS total $((total_pss / 1024)) MiB"
   if [ -f "${KUBECONFIG_ADMIN}" ]; then

@@ -218,7 +218,6 @@ tlsCertFile: ${PKI}/kubelet-${n}-serving.crt
 tlsPrivateKeyFile: ${PKI}/kubelet-${n}-serving.key
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
-volumePluginDir: $d/volume-plugins
 # The images cannot be pulled again (no registry): never garbage-collect them, never evict for disk.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -252,7 +251,7 @@ start_node() {
   start_bg "kubelet-${n}" "${LOGS}/kubelet-${n}.log" $(node_exec "$i") "${K8S_BIN}/kubelet" \
     --config="$d/kubelet.yaml" --kubeconfig="${AMC_STATE}/kubelet-${n}.kubeconfig" \
     --container-runtime=remote --container-runtime-endpoint=unix:///run/containerd/containerd.sock \
-    --hostname-override="$n" --node-ip="$(node_ip "$i")" --v=1
+    --hostname-override="$n" --node-ip="$(node_ip "$i")" --volume-plugin-dir="$d/volume-plugins" --v=1
   start_bg "kube-proxy-${n}" "${LOGS}/kube-proxy-${n}.log" $(node_exec "$i") "${K8S_BIN}/kube-proxy" \
     --config="$d/kube-proxy.yaml" --v=1
 }
@@ -264,8 +263,10 @@ pod_running() {
   [ "$(kc get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null)" = Running ]
 }
 
-# A busybox pod on each node; each must reach the others' pod IPs (across nodes over the bridge) and
-# the host must reach them too. The probes are deleted afterwards.
+# A busybox pod on each node, serving its /etc (so /hostname answers with the pod's name), and a
+# Service in front of node 1's. Checked: every pod reaches every pod IP (across nodes over the
+# bridge), every pod reaches the Service's ClusterIP (kube-proxy), the host reaches both. The probes
+# are deleted afterwards.
 probe_pods() {
   local i n
   for ((i = 1; i <= AMC_NODES; i++)); do
@@ -273,36 +274,58 @@ probe_pods() {
     kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
-metadata: { name: amc-probe-${n}, namespace: default, labels: { app: amc-probe } }
+metadata: { name: amc-probe-${n}, namespace: default, labels: { app: amc-probe, node: ${n} } }
 spec:
   nodeName: ${n}
   terminationGracePeriodSeconds: 0
   containers:
-  - name: sh
+  - name: httpd
     image: ${BUSYBOX_IMAGE}
     imagePullPolicy: Never
-    command: ["sleep", "3600"]
+    command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
 EOF
   done
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: { name: amc-probe, namespace: default, labels: { app: amc-probe } }
+spec:
+  selector: { app: amc-probe, node: $(node_name 1) }
+  ports: [{ port: 80, targetPort: 8080 }]
+EOF
   for ((i = 1; i <= AMC_NODES; i++)); do
-    poll_until "$AMC_TIMEOUT" "pod amc-probe-$(node_name "$i") Running" pod_running "amc-probe-$(node_name "$i")" ||
-      { kc describe pod "amc-probe-$(node_name "$i")" | tail -20 >&2; return 1; }
+    n=$(node_name "$i")
+    poll_until "$AMC_TIMEOUT" "pod amc-probe-${n} Running" pod_running "amc-probe-${n}" ||
+      { kc describe pod "amc-probe-${n}" | tail -20 >&2; return 1; }
   done
-  local ips=() ip
+  local ips=() ip svc want
+  want="amc-probe-$(node_name 1)"
   for ((i = 1; i <= AMC_NODES; i++)); do
     ips+=("$(kc get pod "amc-probe-$(node_name "$i")" -o jsonpath='{.status.podIP}')")
   done
+  svc=$(kc get service amc-probe -o jsonpath='{.spec.clusterIP}')
+  # kube-proxy programs the Service once it has seen the endpoint: poll, do not assume.
+  poll_until 60 "Service ${svc} from the host" probe_service_from_host "$svc" "$want" ||
+    die "the host cannot reach Service amc-probe at ${svc}"
   for ((i = 1; i <= AMC_NODES; i++)); do
+    n=$(node_name "$i")
     for ip in "${ips[@]}"; do
-      kc exec "amc-probe-$(node_name "$i")" -- ping -c 1 -W 2 "$ip" >/dev/null ||
-        die "pod on $(node_name "$i") cannot reach pod IP ${ip}"
+      kc exec "amc-probe-${n}" -- ping -c 1 -W 2 "$ip" >/dev/null || die "pod on ${n} cannot reach pod IP ${ip}"
     done
+    poll_until 60 "Service ${svc} from ${n}" probe_service_from_pod "amc-probe-${n}" "$svc" "$want" ||
+      die "pod on ${n} cannot reach Service amc-probe at ${svc}"
   done
   for ip in "${ips[@]}"; do
-    ping -c 1 -W 2 "$ip" >/dev/null || die "the host cannot reach pod IP ${ip}"
+    busybox ping -c 1 -W 2 "$ip" >/dev/null || die "the host cannot reach pod IP ${ip}"
   done
-  log "probe pods: ${ips[*]} running; each reaches every other (and the host reaches them)"
+  log "probe pods: ${ips[*]} reach each other; Service ${svc} answers every node's pod and the host"
+  kc delete service amc-probe >/dev/null
   kc delete pod -l app=amc-probe --wait=true --timeout=60s >/dev/null
+}
+probe_service_from_host() { [ "$(curl -sf -m 2 "http://$1/hostname")" = "$2" ]; }
+# busybox's wget segfaults: HTTP by hand over nc.
+probe_service_from_pod() {
+  kc exec "$1" -- sh -c "printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 2 $2 80" | grep -qx "$3"
 }
 
 up() {
