@@ -117,7 +117,10 @@ export class Inbound {
       refresh: this.refresh,
       inFlight: 0,
       draining: false,
-      close: () => stream.close(),
+      // HTTP/1.1: an orderly end (END_STREAM, a FIN at the client), as a server closes an idle
+      // keep-alive connection; a reset would reach the client as RST and fail a request racing
+      // with the close that could have been retried cleanly. The 'finish' guard below bounds it.
+      close: () => (version === '1.1' ? stream.end() : stream.close()),
     };
     const untrack = this.#in.drain.track({
       graceful: () => {
