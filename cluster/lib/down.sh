@@ -150,5 +150,6 @@ down() {
     die "mounts remain under ${AMC_STATE}: not deleting it"
   fi
   rm -rf "${AMC_STATE}"
+  rmdir "$(dirname "${AMC_STATE}")" 2>/dev/null || true
   log "down: done in $(secs_since "$t0")s"
 }

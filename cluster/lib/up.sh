@@ -94,6 +94,7 @@ start_control_plane() {
     --cluster-signing-cert-file="${PKI}/ca.crt" --cluster-signing-key-file="${PKI}/ca.key" \
     --root-ca-file="${PKI}/ca.crt" --service-account-private-key-file="${PKI}/sa.key" \
     --use-service-account-credentials=true \
+    --flex-volume-plugin-dir="${AMC_STATE}/flexvolume" \
     --cluster-cidr="${CLUSTER_CIDR}" --service-cluster-ip-range="${AMC_SERVICE_CIDR}" \
     --profiling=false --v=1
   start_bg kube-scheduler "${LOGS}/kube-scheduler.log" "${K8S_BIN}/kube-scheduler" \
@@ -328,6 +329,16 @@ probe_service_from_pod() {
   kc exec "$1" -- sh -c "printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 2 $2 80" | grep -qx "$3"
 }
 
+up_failed() {
+  local f
+  for f in "${LOGS}"/*.log; do
+    [ -s "$f" ] || continue
+    echo "---- last lines of $f" >&2
+    tail -n 8 "$f" | cut -c1-300 >&2
+  done
+  log "up failed: the state is kept in ${AMC_STATE}; run cluster/down to remove everything"
+}
+
 up() {
   need_root
   prepare
@@ -338,6 +349,8 @@ up() {
   local t_start
   t_start=$(now_ms)
   mkdir -p "${AMC_STATE}" "${LOGS}" "${PIDS}"
+  # On failure: the end of every log, and the way back. The state stays for inspection.
+  trap 'rc=$?; [ "$rc" = 0 ] || up_failed; exit "$rc"' EXIT
   save_sysctls
   make_pki
   setup_host_network
@@ -369,6 +382,7 @@ up() {
   log "nodes: ${AMC_NODES} Ready ($(secs_since "$t_nodes")s after the first containerd started)"
   poll_until "$AMC_TIMEOUT" "service account default/default" kc get serviceaccount default
   probe_pods
+  trap - EXIT
   log "cluster up in $(secs_since "$t_start")s (total $(secs_since "$T0")s)"
   echo "KUBECONFIG=${KUBECONFIG_ADMIN}"
 }
