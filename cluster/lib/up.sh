@@ -25,7 +25,7 @@ save_sysctls() {
   [ -f "${AMC_STATE}/sysctl.saved" ] && return
   local k
   for k in "${GLOBAL_SYSCTLS[@]}"; do
-    echo "$k=$(sysctl -n "$k" 2>/dev/null)" 
+    echo "$k=$(sysctl -n "$k" 2>/dev/null)"
   done >"${AMC_STATE}/sysctl.saved"
 }
 
