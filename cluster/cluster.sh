@@ -24,6 +24,13 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   host-state) host_state ;;
-  env) extract_tools >/dev/null 2>&1; echo "export KUBECONFIG=${KUBECONFIG_ADMIN}"; echo "export PATH=${AMC_TOOLS}:\$PATH" ;;
+  env)
+    # kubectl's and helm's caches and config in the state dir too, so that `down` leaves nothing.
+    extract_tools >/dev/null 2>&1
+    echo "export KUBECONFIG=${KUBECONFIG_ADMIN}"
+    echo "export PATH=${AMC_TOOLS}:\$PATH"
+    echo "export KUBECACHEDIR=${AMC_STATE}/kube-cache"
+    echo "export HELM_CACHE_HOME=${AMC_STATE}/helm/cache HELM_CONFIG_HOME=${AMC_STATE}/helm/config HELM_DATA_HOME=${AMC_STATE}/helm/data"
+    ;;
   *) echo "usage: $0 prepare|up|down|status|env|host-state" >&2; exit 2 ;;
 esac

@@ -63,7 +63,8 @@ poll_until() {
   done
 }
 
-kc() { "${AMC_TOOLS}/kubectl" --kubeconfig "${KUBECONFIG_ADMIN}" "$@"; }
+# kubectl's discovery cache goes to the state dir, not to ~/.kube/cache.
+kc() { "${AMC_TOOLS}/kubectl" --kubeconfig "${KUBECONFIG_ADMIN}" --cache-dir "${AMC_STATE}/kube-cache" "$@"; }
 
 # Runs a command inside node i: its network namespace and its mount namespace (where the node's
 # standard paths /etc/cni/net.d, /opt/cni/bin, /var/lib/kubelet, /run/containerd, /var/run/netns and
