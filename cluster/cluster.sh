@@ -18,10 +18,17 @@ REPO="$(dirname "$HERE")"
 . "$HERE/lib/down.sh"
 . "$HERE/lib/status.sh"
 
+# One up/down at a time per cluster name.
+lock() {
+  mkdir -p "${AMC_CACHE}"
+  exec 9>"${AMC_CACHE}/cluster-${AMC_NAME}.lock"
+  flock -w 1800 9 || die "another up/down of cluster ${AMC_NAME} holds ${AMC_CACHE}/cluster-${AMC_NAME}.lock"
+}
+
 case "${1:-}" in
   prepare) prepare ;;
-  up) up ;;
-  down) down ;;
+  up) lock; up ;;
+  down) lock; down ;;
   status) status ;;
   host-state) host_state ;;
   env)

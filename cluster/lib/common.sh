@@ -80,6 +80,7 @@ in_node() {
 start_bg() {
   local name="$1" logf="$2"; shift 2
   mkdir -p "${PIDS}" "$(dirname "$logf")"
-  setsid "$@" </dev/null >>"$logf" 2>&1 &
+  # fds 8 and 9 are the scripts' locks: a daemon must not hold them.
+  setsid "$@" </dev/null >>"$logf" 2>&1 8>&- 9>&- &
   echo $! >"${PIDS}/${name}.pid"
 }

@@ -61,7 +61,11 @@ build_kubernetes() {
   # The build tree is 2.4 GB: removed however the build ends.
   trap "rm -rf '${work}'" EXIT
   local srcver
-  srcver=$(apt-cache showsrc kubernetes | sed -n 's/^Version: //p' | head -1)
+  srcver=$(apt-cache showsrc kubernetes 2>/dev/null | sed -n 's/^Version: //p' | head -1)
+  if [ -z "$srcver" ]; then
+    apt-get update -qq
+    srcver=$(apt-cache showsrc kubernetes 2>/dev/null | sed -n 's/^Version: //p' | head -1)
+  fi
   case "$srcver" in
     *"${KUBERNETES_VERSION#v}"-*) ;;
     *) die "debian's kubernetes source package is '${srcver}', not upstream ${KUBERNETES_VERSION}: update KUBERNETES_VERSION in cluster/lib/common.sh and check the pitfalls in docs/real-cluster.md" ;;
@@ -89,7 +93,7 @@ build_kubernetes() {
     { tail -30 "${AMC_CACHE}/build.log" >&2; die "kubernetes build failed (log: ${AMC_CACHE}/build.log)"; }
   local out
   out=$(dirname "$(find "$src/_output" -type f -name kube-apiserver -perm -u+x | head -1)")
-  mkdir -p "${K8S_BIN}.partial"
+  rm -rf "${K8S_BIN}.partial" && mkdir -p "${K8S_BIN}.partial"
   for c in "${K8S_CMDS[@]}"; do cp "$out/$c" "${K8S_BIN}.partial/$c"; done
   # A static pause for the sandbox image, from the same source tree.
   gcc -Os -Wall -static -DVERSION="${KUBERNETES_VERSION}-amc" -o "${K8S_BIN}.partial/pause" \
@@ -166,8 +170,13 @@ build_images() {
 prepare() {
   need_root
   mkdir -p "${AMC_CACHE}"
+  # One preparer at a time per cache (clusters of other names share it); fd 8 is closed for the
+  # daemons `up` starts.
+  exec 8>"${AMC_CACHE}/prepare.lock"
+  flock -w 1800 8 || die "another cluster/cluster.sh prepare holds ${AMC_CACHE}/prepare.lock"
   install_packages
   build_kubernetes
   extract_tools
   build_images
+  exec 8>&-
 }

@@ -342,8 +342,8 @@ up_failed() {
 up() {
   need_root
   prepare
-  if [ -d "${AMC_STATE}" ]; then
-    log "state dir ${AMC_STATE} exists: taking the old cluster down first"
+  if [ -d "${AMC_STATE}" ] || ip link show "$BRIDGE" >/dev/null 2>&1 || [ -n "$(known_nodes)" ]; then
+    log "a cluster named ${AMC_NAME} (or what is left of one) exists: taking it down first"
     down
   fi
   local t_start
