@@ -25,7 +25,6 @@ AMC_TIMEOUT="${AMC_TIMEOUT:-300}"            # seconds for each wait in `up`
 BRIDGE="${AMC_NAME}-br"
 BRIDGE_IP="${AMC_NET}.0.1"
 CLUSTER_CIDR="${AMC_POD_NET}.0.0/16"
-SERVICE_DNS_IP="${AMC_SERVICE_CIDR%.*/*}.10"
 K8S_BIN="${AMC_CACHE}/kubernetes-${KUBERNETES_VERSION#v}-${BUILD_RECIPE}/bin"
 PKI="${AMC_STATE}/pki"
 LOGS="${AMC_STATE}/logs"
@@ -67,8 +66,8 @@ poll_until() {
 kc() { "${AMC_TOOLS}/kubectl" --kubeconfig "${KUBECONFIG_ADMIN}" --cache-dir "${AMC_STATE}/kube-cache" "$@"; }
 
 # Runs a command inside node i: its network namespace and its mount namespace (where the node's
-# standard paths /etc/cni/net.d, /opt/cni/bin, /var/lib/kubelet, /run/containerd, /var/run/netns and
-# /var/log/pods are bind mounts of its own directories).
+# standard paths (NODE_BINDS in up.sh: /etc/cni/net.d, /opt/cni/bin, /var/lib/kubelet, ...) are
+# bind mounts of its own directories).
 node_mntns() { echo "$(node_dir "$1")/ns/mnt"; }
 node_exec() { echo nsenter --net="/run/netns/$(node_netns "$1")" --mount="$(node_mntns "$1")" --; }
 in_node() {

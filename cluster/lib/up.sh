@@ -122,7 +122,7 @@ make_node_cgroups() {
 
 # mkdir -p that records each directory it creates (outermost first), for `down` to remove.
 mkdir_recorded() {
-  local path="$1" missing=() p="$1"
+  local missing=() p="$1"
   while [ ! -d "$p" ]; do missing=("$p" "${missing[@]}"); p=$(dirname "$p"); done
   for p in "${missing[@]}"; do
     mkdir "$p"
@@ -131,7 +131,7 @@ mkdir_recorded() {
 }
 
 setup_node_mounts() {
-  local i="$1" d p target
+  local i="$1" d p
   d=$(node_dir "$i")
   mkdir -p "$d/ns" "$d/root" "$d/containerd" "$d/volume-plugins"
   for p in "${NODE_BINDS[@]}"; do
