@@ -2,8 +2,8 @@
  * `npm run bench`: measures direct, stunnel pair, haproxy pair and ztunnel pair over loopback in
  * one run and prints a table (or, with `--json`, one JSON object). See docs/benchmarks.md.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseBenchArgs, UsageError, USAGE, type BenchArgs } from './lib/args.js';
@@ -18,7 +18,7 @@ import { ztunnel } from './lib/paths/ztunnel.js';
 import { ProcessTracker } from './lib/procs.js';
 import { computeRatios } from './lib/ratios.js';
 import { renderJson, renderText, type BenchReport } from './lib/report.js';
-import { installTeardown, isParseArgsError } from './lib/teardown.js';
+import { runBench } from './lib/teardown.js';
 
 const DRIVERS: Record<PathName, PathDriver> = { direct, stunnel, haproxy, ztunnel };
 /** dist/bench/run.js → repository root. */
@@ -31,34 +31,21 @@ const log = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`);
 };
 
-async function main(argv: readonly string[]): Promise<number> {
-  let args: BenchArgs;
-  try {
-    args = parseBenchArgs(argv);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    return err instanceof UsageError || isParseArgsError(err) ? 2 : 1;
-  }
-  if (args.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  const procs = new ProcessTracker();
-  const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-'));
-  const teardown = installTeardown(procs, dir, log);
-  try {
-    const report = await runAll(procs, dir, args);
-    process.stdout.write(args.json ? renderJson(report) : renderText(report));
-    if (args.output) writeFileSync(args.output, renderJson(report));
-    if (procs.wasInterrupted) return 130;
-    return args.strict && report.paths.some((p) => p.error) ? 1 : 0;
-  } catch (err) {
-    log(`run failed: ${err instanceof Error ? err.message : String(err)}`);
-    return procs.wasInterrupted ? 130 : 1;
-  } finally {
-    await procs.stopAll();
-    teardown();
-  }
+function main(argv: readonly string[]): Promise<number> {
+  return runBench(
+    argv,
+    {
+      parse: parseBenchArgs,
+      usage: USAGE,
+      tmpPrefix: 'mesh-bench-',
+      run: runAll,
+      renderText,
+      renderJson,
+      exitCode: (report, args) => (args.strict && report.paths.some((p) => p.error) ? 1 : 0),
+      log,
+    },
+    (err) => err instanceof UsageError,
+  );
 }
 
 /** Certificates, origin servers, then each path in turn; a failing path becomes an error row. */

@@ -12,9 +12,9 @@
  * 10 % of after warm-up); descriptors at the end against the baseline before the run; event-loop
  * delay p99 per window.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+
 import { writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -43,7 +43,7 @@ import { CLOCK_TICKS_PER_SEC, readProc } from './lib/proc-stats.js';
 import type { BackendStats } from './lib/soak/protocol.js';
 import { renderSoakJson, renderSoakText, RSS_FLAT_SHARE, type SoakReport, type Verdict, type ZtunnelFigures } from './lib/soak/report.js';
 import { SHAPE, type WorkloadConfig, type WorkloadProgress, type WorkloadStats } from './lib/soak/workload.js';
-import { installTeardown, isParseArgsError } from './lib/teardown.js';
+import { runBench } from './lib/teardown.js';
 import { sleep, waitForListen } from './lib/wait.js';
 
 /** dist/bench/soak.js → repository root. */
@@ -102,35 +102,24 @@ function meshConfig(net: Addresses): string {
   ].join('\n');
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  let args: SoakArgs;
-  try {
-    args = parseSoakArgs(argv);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    return err instanceof UsageError || isParseArgsError(err) ? 2 : 1;
-  }
-  if (args.help) {
-    process.stdout.write(`${SOAK_USAGE}\n`);
-    return 0;
-  }
-  const procs = new ProcessTracker();
-  const dir = mkdtempSync(join(tmpdir(), 'mesh-soak-'));
-  const teardown = installTeardown(procs, dir, log);
-  try {
-    const report = await runSoak(procs, dir, args);
-    process.stdout.write(args.json ? renderSoakJson(report) : renderSoakText(report));
-    if (args.output) writeFileSync(args.output, renderSoakJson(report));
-    if (procs.wasInterrupted) return 130;
-    const short = report.requests.verdict === 'SHORT' || report.ztunnels.some((z) => z.rssVerdict === 'SHORT' || z.fdVerdict === 'SHORT');
-    return args.strict && short ? 1 : 0;
-  } catch (err) {
-    log(`run failed: ${err instanceof Error ? err.message : String(err)}`);
-    return procs.wasInterrupted ? 130 : 1;
-  } finally {
-    await procs.stopAll();
-    teardown();
-  }
+function main(argv: readonly string[]): Promise<number> {
+  return runBench(
+    argv,
+    {
+      parse: parseSoakArgs,
+      usage: SOAK_USAGE,
+      tmpPrefix: 'mesh-soak-',
+      run: runSoak,
+      renderText: renderSoakText,
+      renderJson: renderSoakJson,
+      exitCode: (report, args) => {
+        const short = report.requests.verdict === 'SHORT' || report.ztunnels.some((z) => z.rssVerdict === 'SHORT' || z.fdVerdict === 'SHORT');
+        return args.strict && short ? 1 : 0;
+      },
+      log,
+    },
+    (err) => err instanceof UsageError,
+  );
 }
 
 /** One watched ztunnel: its process, how to tell its sockets apart, and what was sampled. */
