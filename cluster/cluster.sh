@@ -6,6 +6,7 @@
 #   cluster/cluster.sh down      stop everything and remove what up created (safe after a failed up)
 #   cluster/cluster.sh status    what runs, and its memory
 #   cluster/cluster.sh env       shell lines: KUBECONFIG, PATH with kubectl and helm
+#   cluster/cluster.sh image     the mesh's image without Docker (cluster/image.sh: manifest|build|import)
 #   cluster/cluster.sh tools     only fetch and extract kubectl and helm (cached); print their directory
 # Settings come from AMC_* environment variables (cluster/lib/common.sh). Non-interactive, root only.
 set -euo pipefail
@@ -32,6 +33,7 @@ case "${1:-}" in
   down) lock; down ;;
   status) status ;;
   host-state) host_state ;;
+  image) shift; exec "$HERE/image.sh" "$@" ;;
   tools)
     # For the chart tests (test/helpers/helm.ts): kubectl and helm only, none of prepare's packages,
     # build or images. The cached directory is read without a lock; filling it takes prepare's lock,
@@ -54,5 +56,5 @@ case "${1:-}" in
     echo "export KUBECACHEDIR=${AMC_STATE}/kube-cache"
     echo "export HELM_CACHE_HOME=${AMC_STATE}/helm/cache HELM_CONFIG_HOME=${AMC_STATE}/helm/config HELM_DATA_HOME=${AMC_STATE}/helm/data"
     ;;
-  *) echo "usage: $0 prepare|up|down|status|env|tools|host-state" >&2; exit 2 ;;
+  *) echo "usage: $0 prepare|up|down|status|env|tools|host-state|image" >&2; exit 2 ;;
 esac
