@@ -3,30 +3,23 @@
 // rejected whole, a DENY policy, label/unlabel, a crashed ztunnel restarted, and `down` leaving
 // nothing behind. Root only; skips with the reason otherwise. Everything is named amb-lt<pid>-*.
 import t from 'tap';
-import { execFile, spawn } from 'node:child_process';
+import { labRunner } from './cli.js';
+import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import { checkPrerequisites } from '../../lab/prereq.js';
 import { leftovers } from '../../lab/cluster.js';
 import { edgesFromMetrics, ztunnelMetrics } from '../../lab/demo.js';
 import { defaultPaths, readState } from '../../lab/state.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/ambientctl.js', import.meta.url));
 const prefix = `amb-lt${process.pid}`;
 const paths = defaultPaths(prefix);
 
 const missing = await checkPrerequisites();
 const skip = missing.length > 0 ? `the lab needs: ${missing.map((m) => m.what).join('; ')}` : false;
 
-function lab(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, 'lab', '--prefix', prefix, ...args], { encoding: 'utf8', timeout: 120_000 }, (err, out, errOut) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out, err: errOut });
-    });
-  });
-}
+const lab = labRunner(prefix, 120_000);
 
 const dump = (objs: object[]) => objs.map((o) => yaml.dump(o)).join('---\n');
 const APPS = [

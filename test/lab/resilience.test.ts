@@ -7,8 +7,7 @@
 // The use-waypoint label round trip is in waypoint.test.ts. Root only; skips with the reason
 // otherwise. Everything is named amb-lr<pid>-*; `lab down` runs however the test ends.
 import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { labRunner } from './cli.js';
 import { checkPrerequisites } from '../../lab/prereq.js';
 import { leftovers, netnsPath } from '../../lab/cluster.js';
 import { DEMO_NAMESPACE, requestsFromMetrics, waypointMetrics } from '../../lab/demo.js';
@@ -17,20 +16,13 @@ import { alive, getInNetns, sleep, until } from '../../lab/sys.js';
 import { exec } from '../../lab/workloads.js';
 import { GATEWAY_NAME_LABEL } from '../../core/config/manifests.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/ambientctl.js', import.meta.url));
 const prefix = `amb-lr${process.pid}`;
 const paths = defaultPaths(prefix);
 
 const missing = await checkPrerequisites();
 const skip = missing.length > 0 ? `the lab needs: ${missing.map((m) => m.what).join('; ')}` : false;
 
-function lab(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, 'lab', '--prefix', prefix, ...args], { encoding: 'utf8', timeout: 180_000 }, (err, out, errOut) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out, err: errOut });
-    });
-  });
-}
+const lab = labRunner(prefix);
 
 /**
  * `lab/get URL` from the demo's client pod, `count` times (a new connection each). lab/get gives

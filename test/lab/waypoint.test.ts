@@ -4,28 +4,20 @@
 // Gateway takes the waypoint away while traffic goes on directly. Root only; skips with the
 // reason otherwise. Everything is named amb-lw<pid>-*.
 import t from 'tap';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { labRunner } from './cli.js';
 import * as yaml from 'js-yaml';
 import { checkPrerequisites } from '../../lab/prereq.js';
 import { leftovers } from '../../lab/cluster.js';
 import { DEMO_SPLIT } from '../../lab/demo.js';
 import { defaultPaths, readState } from '../../lab/state.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/ambientctl.js', import.meta.url));
 const prefix = `amb-lw${process.pid}`;
 const paths = defaultPaths(prefix);
 
 const missing = await checkPrerequisites();
 const skip = missing.length > 0 ? `the lab needs: ${missing.map((m) => m.what).join('; ')}` : false;
 
-function lab(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, 'lab', '--prefix', prefix, ...args], { encoding: 'utf8', timeout: 180_000 }, (err, out, errOut) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out, err: errOut });
-    });
-  });
-}
+const lab = labRunner(prefix);
 
 t.test('the demo runs through a waypoint the lab starts for its Gateway', { skip }, async (t) => {
   t.teardown(async () => {
