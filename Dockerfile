@@ -4,7 +4,7 @@
 #   docker build -t ambient-mesh:0.1.0 .
 #
 # test/charts/dockerfile.test.ts checks that every COPY source exists and that every command in
-# the charts names a file this build produces.
+# the charts names a file this build produces. Without Docker: cluster/image.sh (docs/install.md).
 
 # ---- build: compile the TypeScript, then drop the dev dependencies ----
 FROM node:20-bookworm-slim AS build
@@ -31,6 +31,11 @@ FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends bpftool \
  && rm -rf /var/lib/apt/lists/*
+# Every command the components run: node, the bpftool above, and from the base image ldd
+# (cni-plugin/agent/install.ts), nsenter and cat (ztunnel-finder.ts), mount (bpf/loader.ts).
+# cluster/image.sh builds the same image without Docker; test/cluster/image.test.ts compares this
+# list, the COPYs below and the run settings with that script's manifest.
+RUN for t in node bpftool ldd nsenter mount cat; do command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 # The working directory is the project root: the components find bpf/prebuilt beside dist/.
 WORKDIR /app
 ENV NODE_ENV=production
