@@ -1,9 +1,11 @@
 /**
- * The Helm charts, rendered as `helm template` renders them (tools/helm) with their default values
- * and with every value combination docs/install.md documents. Each rendered document is checked
- * against the Kubernetes schemas (kubernetes-models) and for unknown fields (what `kubectl apply`'s
- * strict field validation refuses), then against what the issue asks of each chart and what each
- * component really reads.
+ * The Helm charts, linted and rendered by real Helm 3 (`helm lint --strict`, `helm template`; the
+ * binary comes from `cluster/cluster.sh tools`, test/helpers/helm.ts) for two clusters: Kubernetes
+ * 1.20.2 (the real test cluster of cluster/, with the API versions its discovery lists) and 1.31.0,
+ * with their default values and with every value combination docs/install.md documents. Each
+ * rendered document is checked against the Kubernetes schemas (kubernetes-models) and for unknown
+ * fields (what `kubectl apply`'s strict field validation refuses), then against what the issue asks
+ * of each chart and what each component really reads.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,12 +16,12 @@ import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { PodDisruptionBudget as PodDisruptionBudgetV1beta1 } from 'kubernetes-models/policy/v1beta1/PodDisruptionBudget';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
-import { renderChart, type Manifest, type Rendered } from '../../tools/helm/chart.js';
-import { TemplateFailError, ValuesSchemaError } from '../../tools/helm/errors.js';
+import { createHelm, HelmCommandError, HelmTemplateFailError, HelmValuesSchemaError, type KubeTarget, type Manifest, type Rendered } from '../helpers/helm.js';
 import { ENV as CONTROL_PLANE_ENV } from '../../control-plane/config.js';
 import { ENV as ZTUNNEL_ENV } from '../../ztunnel/config.js';
 import { ENV as AGENT_ENV } from '../../cni-plugin/agent/config.js';
@@ -47,8 +49,25 @@ export const COMBINATIONS: ReadonlyArray<{ chart: ChartName; name: string; set: 
   { chart: 'cni', name: 'API server excluded', set: ['redirect.excludeCidrs[0]=10.96.0.1/32', 'redirect.excludePorts[0]=6443'] },
 ];
 
-function render(chart: ChartName, set: readonly string[] = [], namespace = NS): Rendered {
-  return renderChart({ chartDir: join(ROOT, 'charts', chart), releaseName: chart, namespace, set });
+/**
+ * The clusters the charts are rendered for. `helm template` fills .Capabilities.APIVersions from
+ * its own client library whatever --kube-version says; `helm install` asks the cluster, whose
+ * discovery lists each resource: these lists are what each version's discovery adds for the kinds
+ * the charts render.
+ */
+const TARGETS = {
+  // cluster/ (docs/real-cluster.md): policy/v1 arrived in 1.21, DaemonSet maxSurge in 1.22.
+  '1.20.2': { kubeVersion: '1.20.2', apiVersions: ['apps/v1/DaemonSet', 'apps/v1/Deployment', 'policy/v1beta1/PodDisruptionBudget'] },
+  '1.31.0': { kubeVersion: '1.31.0', apiVersions: ['apps/v1/DaemonSet', 'apps/v1/Deployment', 'policy/v1/PodDisruptionBudget'] },
+} as const satisfies Record<string, KubeTarget>;
+type TargetName = keyof typeof TARGETS;
+const TARGET_NAMES = Object.keys(TARGETS) as TargetName[];
+
+// Fails the file, saying why, when helm cannot be obtained: no imitation to fall back on.
+const helm = createHelm((fn) => t.teardown(fn));
+
+function render(chart: ChartName, set: readonly string[] = [], namespace = NS, target: TargetName = '1.31.0'): Rendered {
+  return helm.template({ chart, namespace, set, target: TARGETS[target] });
 }
 
 const of = (r: Rendered, kind: string): Obj[] => r.manifests.filter((m) => m.object['kind'] === kind).map((m) => m.object as Obj);
@@ -71,6 +90,7 @@ const MODELS: Record<string, new (data: Obj) => { validate(): void }> = {
   'v1/Service': Service as never,
   'v1/ServiceAccount': ServiceAccount as never,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget as never,
+  'policy/v1beta1/PodDisruptionBudget': PodDisruptionBudgetV1beta1 as never,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
   'rbac.authorization.k8s.io/v1/Role': Role as never,
@@ -105,7 +125,11 @@ export function unknownFields(value: unknown, type: string, path: string, out: s
   return out;
 }
 
-/** The client-node model name of a top-level object (`V1DaemonSet`, `V1ClusterRole`, ...). */
+/**
+ * The client-node model name of a top-level object (`V1DaemonSet`, `V1ClusterRole`, ...). client-node
+ * has no policy/v1beta1 models; its PodDisruptionBudget spec has the same fields as v1's plus
+ * unhealthyPodEvictionPolicy (1.26), which the chart does not render.
+ */
 const modelName = (o: Obj): string => `V1${o['kind']}`;
 
 function validateDocument(t: Test, m: Manifest): void {
@@ -134,26 +158,63 @@ t.test('the strict-field walker finds a misspelt field (so the checks below can 
   t.throws(() => new Deployment({ metadata: { name: 'x' }, spec: { replicas: '2' as never, selector: {}, template: {} } }).validate(), /replicas must be integer/);
 });
 
-for (const chart of CHARTS) {
-  t.test(`${chart}: default values render and every document validates`, async (t) => {
-    const r = render(chart);
-    if (chart === 'base') t.same(r.manifests, [], 'the base chart has no templates: only crds/ (test/charts/crds.test.ts)');
-    else t.ok(r.manifests.length > 0, 'renders documents');
-    for (const m of r.manifests) {
-      validateDocument(t, m);
-      const o = m.object as Obj;
-      const clusterScoped = o['kind'] === 'ClusterRole' || o['kind'] === 'ClusterRoleBinding';
-      t.equal(o['metadata']['namespace'], clusterScoped ? undefined : NS, `${o['kind']} ${o['metadata']['name']}: ${clusterScoped ? 'cluster-scoped' : 'in the release namespace'}`);
-    }
-  });
+t.test(`real helm: ${helm.version} (${helm.binary})`, async (t) => {
+  t.match(helm.version, /^v3\./, 'Helm 3');
+});
+
+for (const target of TARGET_NAMES) {
+  for (const chart of CHARTS) {
+    t.test(`${chart} on ${target}: helm lint --strict passes`, async (t) => {
+      const out = helm.lint(chart, NS, TARGETS[target]);
+      t.match(out, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+      t.notMatch(out, /\[(WARNING|ERROR)\]/, 'no warnings or errors');
+    });
+
+    t.test(`${chart} on ${target}: default values render and every document validates`, async (t) => {
+      const r = render(chart, [], NS, target);
+      if (chart === 'base') t.same(r.manifests, [], 'the base chart has no templates: only crds/ (test/charts/crds.test.ts)');
+      else t.ok(r.manifests.length > 0, 'renders documents');
+      for (const m of r.manifests) {
+        validateDocument(t, m);
+        const o = m.object as Obj;
+        const clusterScoped = o['kind'] === 'ClusterRole' || o['kind'] === 'ClusterRoleBinding';
+        t.equal(o['metadata']['namespace'], clusterScoped ? undefined : NS, `${o['kind']} ${o['metadata']['name']}: ${clusterScoped ? 'cluster-scoped' : 'in the release namespace'}`);
+      }
+    });
+  }
+
+  for (const c of COMBINATIONS) {
+    t.test(`${c.chart} on ${target} with ${c.name} (${c.set.join(' ')}) renders and validates`, async (t) => {
+      const r = render(c.chart, c.set, NS, target);
+      for (const m of r.manifests) validateDocument(t, m);
+    });
+  }
 }
 
-for (const c of COMBINATIONS) {
-  t.test(`${c.chart} with ${c.name} (${c.set.join(' ')}) renders and validates`, async (t) => {
-    const r = render(c.chart, c.set);
-    for (const m of r.manifests) validateDocument(t, m);
-  });
-}
+t.test('API versions follow the cluster: policy/v1 from 1.21, DaemonSet maxSurge from 1.22', async (t) => {
+  const pdbVersion = (target: KubeTarget) => one(helm.template({ chart: 'control-plane', namespace: NS, target }), 'PodDisruptionBudget')['apiVersion'];
+  t.equal(pdbVersion(TARGETS['1.20.2']), 'policy/v1beta1', '1.20 serves no policy/v1');
+  t.equal(pdbVersion(TARGETS['1.31.0']), 'policy/v1', '1.31 serves no policy/v1beta1 (removed in 1.25)');
+  t.equal(pdbVersion({ kubeVersion: '1.21.0', apiVersions: [] }), 'policy/v1', 'helm template without discovery: 1.21 by its version');
+  t.equal(pdbVersion({ kubeVersion: '1.20.2', apiVersions: ['policy/v1/PodDisruptionBudget'] }), 'policy/v1', 'a cluster whose discovery lists policy/v1 gets it');
+  const strategy = (target: KubeTarget, set: string[] = []) => one(helm.template({ chart: 'ztunnel', namespace: NS, target, set }), 'DaemonSet')['spec']['updateStrategy'];
+  t.same(strategy(TARGETS['1.20.2']), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } }, '1.20: no maxSurge (an unknown field there), and maxUnavailable 0 becomes 1');
+  t.same(strategy({ kubeVersion: '1.21.9', apiVersions: [] }), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } }, '1.21: maxSurge only behind a feature gate');
+  t.same(strategy(TARGETS['1.20.2'], ['updateStrategy.maxUnavailable=2']), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 2 } }, 'a non-zero maxUnavailable is kept');
+  t.same(strategy({ kubeVersion: '1.22.0', apiVersions: [] }), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } }, '1.22: surge');
+  t.same(strategy(TARGETS['1.31.0']), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+  // Deployment maxSurge (control plane) is as old as apps/v1.
+  t.same(one(render('control-plane', [], NS, '1.20.2'), 'Deployment')['spec']['strategy']['rollingUpdate'], one(render('control-plane'), 'Deployment')['spec']['strategy']['rollingUpdate']);
+});
+
+t.test('every chart refuses clusters older than 1.20 (kubeVersion)', async (t) => {
+  for (const chart of CHARTS) {
+    const err = t.throws(() => helm.template({ chart, namespace: NS, target: { kubeVersion: '1.19.16', apiVersions: [] } }), HelmCommandError, chart) as unknown as HelmCommandError;
+    t.match(err.message, /chart requires kubeVersion: >=1\.20\.0-0 which is incompatible with Kubernetes v1\.19\.16/, chart);
+    // A provider's suffixed version (v1.20.2-eks-...) satisfies it: the constraint admits pre-releases.
+    t.ok(helm.template({ chart, namespace: NS, target: { kubeVersion: '1.20.2-eks-1a2b3c', apiVersions: [] } }), `${chart} renders for 1.20.2-eks-1a2b3c`);
+  }
+});
 
 t.test('docs/install.md lists every tested combination', async (t) => {
   const doc = readFileSync(join(ROOT, 'docs', 'install.md'), 'utf8');
@@ -162,7 +223,7 @@ t.test('docs/install.md lists every tested combination', async (t) => {
 
 t.test('every chart refuses another namespace: the mesh identities name istio-system', async (t) => {
   for (const chart of ['control-plane', 'ztunnel', 'cni'] as const) {
-    t.throws(() => render(chart, [], 'mesh'), TemplateFailError, chart);
+    t.throws(() => render(chart, [], 'mesh'), HelmTemplateFailError, chart);
     t.throws(() => render(chart, [], 'mesh'), /must be installed into istio-system \(got "mesh"\)/);
   }
 });
@@ -301,7 +362,7 @@ t.test('ztunnel: host network, no capabilities, readiness per pod, surge update,
   t.same(c['readinessProbe']['exec'], { command: ['test', '-f', envValue(c, 'READY_FILE')] }, 'the probe reads the file ztunnel keeps while ready');
   const mount = (c['volumeMounts'] as Obj[]).find((m) => String(envValue(c, 'READY_FILE')).startsWith(`${m['mountPath']}/`));
   t.ok(mount && (spec['volumes'] as Obj[]).find((v) => v['name'] === mount['name'])?.['emptyDir'], "the ready file lives in the pod's own emptyDir");
-  t.same(ds['spec']['updateStrategy'], { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+  t.same(ds['spec']['updateStrategy'], { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } }, 'surge (1.22+; the 1.20 strategy is tested above)');
   const drain = Number(envValue(c, 'DRAIN_TIMEOUT_SECONDS'));
   t.ok(spec['terminationGracePeriodSeconds'] > drain, `terminationGracePeriodSeconds ${spec['terminationGracePeriodSeconds']} > drain ${drain}`);
   t.throws(() => render('ztunnel', ['drainTimeoutSeconds=30']), /terminationGracePeriodSeconds \(30\) must be larger than drainTimeoutSeconds \(30\)/);
@@ -354,6 +415,12 @@ t.test('cni: privileged, host paths, every node, the agent environment', async (
   const noInstall = one(render('cni', ['cni.install=false']), 'DaemonSet');
   t.notOk(envOf(container(noInstall)).has('CNI_BIN_DIR') || envOf(container(noInstall)).has('CNI_CONF_DIR'), 'install=false sets neither CNI dir (the agent wants both or none)');
   t.notOk((podSpec(noInstall)['volumes'] as Obj[]).some((v) => v['name'].startsWith('cni-')), 'and mounts neither');
+  // The node's CNI directories are values (k3s and others keep them elsewhere); the container
+  // paths stay fixed, so the agent's CNI_BIN_DIR/CNI_CONF_DIR do not change with them.
+  const k3s = one(render('cni', ['cni.binDir=/var/lib/rancher/k3s/data/current/bin', 'cni.confDir=/var/lib/rancher/k3s/agent/etc/cni/net.d']), 'DaemonSet');
+  const k3sPaths = Object.fromEntries((podSpec(k3s)['volumes'] as Obj[]).filter((v) => v['name'].startsWith('cni-')).map((v) => [v['name'], v['hostPath']['path']]));
+  t.same(k3sPaths, { 'cni-bin-dir': '/var/lib/rancher/k3s/data/current/bin', 'cni-net-dir': '/var/lib/rancher/k3s/agent/etc/cni/net.d' }, 'cni.binDir and cni.confDir are the host paths');
+  t.equal(envValue(container(k3s), 'CNI_BIN_DIR'), envValue(c, 'CNI_BIN_DIR'));
   const excl = container(one(render('cni', ['redirect.excludeCidrs[0]=10.96.0.1/32', 'redirect.excludePorts[0]=6443']), 'DaemonSet'));
   t.equal(envValue(excl, 'EXCLUDE_CIDRS'), '10.96.0.1/32');
   t.equal(envValue(excl, 'EXCLUDE_PORTS'), '6443');
@@ -363,7 +430,7 @@ t.test('cni: privileged, host paths, every node, the agent environment', async (
 
 t.test('values.schema.json refuses bad values with a message naming the value', async (t) => {
   const refused = (chart: ChartName, set: string[], message: RegExp) => {
-    const err = t.throws(() => render(chart, set), ValuesSchemaError, `${chart} ${set.join(' ')} is refused`) as unknown as ValuesSchemaError;
+    const err = t.throws(() => render(chart, set), HelmValuesSchemaError, `${chart} ${set.join(' ')} is refused`) as unknown as HelmValuesSchemaError;
     t.match(err.message, message, `${chart} ${set.join(' ')}: ${err.message.split('\n')[1] ?? err.message}`);
   };
   refused('control-plane', ['replicas=2'], /replicas/);

@@ -1,11 +1,12 @@
 /**
  * The base chart's CRDs (charts/base/crds/README.md) and tools/crds/fetch.ts, which fetches them.
+ * The chart's crds/ is read by real Helm (`helm template --include-crds`, test/helpers/helm.ts).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition';
-import { renderChart } from '../../tools/helm/chart.js';
+import { createHelm } from '../helpers/helm.js';
 import { CRD_SOURCES, REQUIRED_CRDS, SOURCES_FILE, pickDocuments, sha256, type RecordedSource } from '../../tools/crds/fetch.js';
 
 const BASE = join(import.meta.dirname, '..', '..', 'charts', 'base');
@@ -38,7 +39,7 @@ t.test('the pinned sources cover every CRD the control plane reads', async (t) =
 // instead of failing every run. Once crds/ holds files, every check below is a real one.
 const missing = crdFiles.length === 0 ? 'charts/base/crds/ holds no CRDs yet: run `node dist/tools/crds/cli.js charts/base` on a machine that reaches GitHub (crds/README.md)' : false;
 t.test('the base chart ships the pinned upstream CRDs, unmodified, and each validates', { todo: missing }, async (t) => {
-  const r = renderChart({ chartDir: BASE, releaseName: 'base', namespace: 'istio-system' });
+  const r = createHelm((fn) => t.teardown(fn)).template({ chart: 'base', namespace: 'istio-system', includeCrds: true });
   const names = r.crds.map((m) => (m.object['metadata'] as { name: string }).name).sort();
   t.same(names, [...REQUIRED_CRDS].sort(), 'exactly the CRDs the mesh reads');
   for (const m of r.crds) {

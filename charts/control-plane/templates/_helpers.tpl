@@ -40,3 +40,18 @@ spiffe://<td>/ns/istio-system/sa/istiod and ztunnels ask for .../ns/istio-system
 {{- fail (printf "the control-plane chart must be installed into istio-system (got %q): the mesh's SPIFFE identities name that namespace; use -n istio-system" .Release.Namespace) -}}
 {{- end -}}
 {{- end }}
+
+{{/*
+policy/v1 PodDisruptionBudgets are served from Kubernetes 1.21; 1.20 has only policy/v1beta1 (same
+fields), which 1.25 removed. `helm install` fills .Capabilities.APIVersions from the cluster's
+discovery, which lists "policy/v1/PodDisruptionBudget" where it is served; `helm template` knows
+only its own client's group versions whatever --kube-version says, so the version decides there
+(or --api-versions policy/v1/PodDisruptionBudget).
+*/}}
+{{- define "control-plane.pdbApiVersion" -}}
+{{- if or (.Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget") (semverCompare ">=1.21.0-0" .Capabilities.KubeVersion.Version) -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end -}}
+{{- end }}

@@ -43,3 +43,21 @@ spiffe://<td>/ns/istio-system/sa/istiod and ztunnels ask for .../ns/istio-system
 {{- fail (printf "the ztunnel chart must be installed into istio-system (got %q): the mesh's SPIFFE identities name that namespace; use -n istio-system" .Release.Namespace) -}}
 {{- end -}}
 {{- end }}
+
+{{/*
+A DaemonSet's rollingUpdate.maxSurge is served (beta, on by default) from Kubernetes 1.22; 1.21 has
+it only behind the DaemonSetUpdateSurge feature gate and older API servers refuse it as an unknown
+field. Non-empty ("true") where the cluster takes it.
+*/}}
+{{- define "ztunnel.daemonSetSurge" -}}
+{{- if semverCompare ">=1.22.0-0" .Capabilities.KubeVersion.Version -}}true{{- end -}}
+{{- end }}
+
+{{/*
+Without a surge, maxUnavailable 0 would let no pod ever be replaced (the API server refuses it):
+the chart's 0 becomes 1, one node at a time; any other value is kept.
+*/}}
+{{- define "ztunnel.maxUnavailableWithoutSurge" -}}
+{{- $v := toString .Values.updateStrategy.maxUnavailable -}}
+{{- if or (eq $v "0") (eq $v "0%") -}}1{{- else -}}{{ .Values.updateStrategy.maxUnavailable }}{{- end -}}
+{{- end }}
