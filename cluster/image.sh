@@ -24,7 +24,7 @@ REPO="$(dirname "$HERE")"
 # `localhost/` cannot be mistaken for a Docker Hub name; the charts point at it with
 # `--set image.hub=localhost` (image.name ambient-mesh, tag = appVersion = package.json's version).
 IMAGE_REPO="${AMC_IMAGE_REPO:-localhost/ambient-mesh}"
-IMAGE_VERSION="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$REPO/package.json" | head -1)"
+IMAGE_VERSION="$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).version' "$REPO/package.json")"
 IMAGE_TAG="${IMAGE_REPO}:${IMAGE_VERSION}"
 APP_DIR=/app
 # Under APP_DIR, as the Dockerfile's `COPY --from=build /app/<path>`.
