@@ -168,7 +168,9 @@ export class StatusWriter {
     const describe = (ps: readonly ObjectProblem[]) => ps.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join('; ');
     const prevConditions = (list: unknown): Array<Partial<Condition>> => (Array.isArray(list) ? list.filter(isMap) : []) as Array<Partial<Condition>>;
     const condition = (prev: Array<Partial<Condition>>, type: string, status: Condition['status'], reason: string, message: string): Condition => {
-      const base = { type, status, reason, message, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
+      // Never empty: an API server before 1.22 reads "" as null and refuses the whole patch (422)
+      // against the Gateway API CRDs, which require `message` (found on a real 1.20 cluster).
+      const base = { type, status, reason, message: message || reason, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
       const old = prev.find((c) => c.type === type);
       const lastTransitionTime = old && old.status === status && typeof old.lastTransitionTime === 'string' ? old.lastTransitionTime : now;
       return { ...base, lastTransitionTime };

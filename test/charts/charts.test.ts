@@ -359,7 +359,7 @@ t.test('ztunnel: host network, no capabilities, readiness per pod, surge update,
   // ztunnel serves /healthz/ready on 15021 (READINESS_PORT left at its default), but on the host
   // network both ztunnels of a surge answer there: the kubelet probes the pod's own ready file.
   t.notOk(envValue(c, 'READINESS_PORT'), 'readiness stays on 15021');
-  t.same(c['readinessProbe']['exec'], { command: ['test', '-f', envValue(c, 'READY_FILE')] }, 'the probe reads the file ztunnel keeps while ready');
+  t.same(c['readinessProbe']['exec'], { command: ['cat', envValue(c, 'READY_FILE')] }, 'the probe reads the file ztunnel keeps while ready');
   const mount = (c['volumeMounts'] as Obj[]).find((m) => String(envValue(c, 'READY_FILE')).startsWith(`${m['mountPath']}/`));
   t.ok(mount && (spec['volumes'] as Obj[]).find((v) => v['name'] === mount['name'])?.['emptyDir'], "the ready file lives in the pod's own emptyDir");
   t.same(ds['spec']['updateStrategy'], { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } }, 'surge (1.22+; the 1.20 strategy is tested above)');
