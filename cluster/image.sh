@@ -158,19 +158,11 @@ check_rootfs() {
 # pack ROOT OUT: a one-layer docker-archive (`ctr images import` reads it; no registry). The
 # config carries the Dockerfile's run settings.
 pack() {
-  local root="$1" out="$2" tmp layer_sha cfg cfg_sha env_json e
-  tmp=$(mktemp -d "${IMAGE_CACHE}/pack.XXXXXX")
-  tar -C "$root" --sort=name --mtime=@0 --numeric-owner --owner=0 --group=0 -cf "$tmp/layer.tar" .
-  layer_sha=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
-  mkdir "$tmp/$layer_sha" && mv "$tmp/layer.tar" "$tmp/$layer_sha/layer.tar"
+  local root="$1" out="$2" env_json e
   env_json="\"PATH=${IMAGE_PATH}\""
   for e in "${IMAGE_ENV[@]}"; do env_json+=",\"$e\""; done
-  cfg="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[${env_json}],\"WorkingDir\":\"${APP_DIR}\",\"User\":\"${IMAGE_USER}\",\"Cmd\":${IMAGE_CMD}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:${layer_sha}\"]}}"
-  cfg_sha=$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1)
-  printf '%s' "$cfg" >"$tmp/${cfg_sha}.json"
-  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$cfg_sha" "$IMAGE_TAG" "$layer_sha" >"$tmp/manifest.json"
-  tar -C "$tmp" -cf "$out" manifest.json "${cfg_sha}.json" "$layer_sha"
-  rm -rf "$tmp"
+  docker_archive "$out" "$IMAGE_TAG" "$root" \
+    "\"Env\":[${env_json}],\"WorkingDir\":\"${APP_DIR}\",\"User\":\"${IMAGE_USER}\",\"Cmd\":${IMAGE_CMD}" "$IMAGE_CACHE"
 }
 
 build() {

@@ -83,3 +83,20 @@ start_bg() {
   setsid "$@" </dev/null >>"$logf" 2>&1 8>&- 9>&- &
   echo $! >"${PIDS}/${name}.pid"
 }
+
+# docker_archive OUT TAG ROOTFS_DIR CONFIG_JSON_FIELDS [TMP_PARENT]: a one-layer docker-archive tar
+# that `ctr images import` accepts (layer tar + config JSON + manifest.json, no registry). The
+# layer is reproducible (sorted names, mtime 0, owner 0). The pause, busybox and mesh images.
+docker_archive() {
+  local out="$1" tag="$2" rootfs="$3" fields="$4" tmp layer_sha cfg cfg_sha
+  tmp=$(mktemp -d "${5:-${TMPDIR:-/tmp}}/archive.XXXXXX")
+  tar -C "$rootfs" --sort=name --mtime=@0 --numeric-owner --owner=0 --group=0 -cf "$tmp/layer.tar" .
+  layer_sha=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
+  mkdir "$tmp/$layer_sha" && mv "$tmp/layer.tar" "$tmp/$layer_sha/layer.tar"
+  cfg="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{${fields}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:${layer_sha}\"]}}"
+  cfg_sha=$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$cfg" >"$tmp/${cfg_sha}.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$cfg_sha" "$tag" "$layer_sha" >"$tmp/manifest.json"
+  tar -C "$tmp" -cf "$out" manifest.json "${cfg_sha}.json" "$layer_sha"
+  rm -rf "$tmp"
+}

@@ -129,22 +129,6 @@ extract_tools() {
   export AMC_TOOLS
 }
 
-# docker_archive OUT TAG ROOTFS_DIR CONFIG_JSON_FIELDS: one-layer docker-archive tar that
-# `ctr images import` accepts (layer tar + config JSON + manifest.json, no registry).
-docker_archive() {
-  local out="$1" tag="$2" rootfs="$3" fields="$4" tmp layer_sha cfg cfg_sha
-  tmp=$(mktemp -d)
-  tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -cf "$tmp/layer.tar" .
-  layer_sha=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
-  mkdir "$tmp/$layer_sha" && mv "$tmp/layer.tar" "$tmp/$layer_sha/layer.tar"
-  cfg="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{${fields},\"Env\":[\"PATH=/bin\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:${layer_sha}\"]}}"
-  cfg_sha=$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1)
-  printf '%s' "$cfg" >"$tmp/${cfg_sha}.json"
-  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$cfg_sha" "$tag" "$layer_sha" >"$tmp/manifest.json"
-  tar -C "$tmp" -cf "$out" manifest.json "${cfg_sha}.json" "$layer_sha"
-  rm -rf "$tmp"
-}
-
 PAUSE_IMAGE="registry.local/ambient-mesh/pause:${KUBERNETES_VERSION}"
 BUSYBOX_IMAGE="registry.local/ambient-mesh/busybox:1.35"
 
@@ -159,7 +143,7 @@ build_images() {
   local root
   root=$(mktemp -d)
   install -D -m 0755 "${K8S_BIN}/pause" "$root/pause/pause"
-  docker_archive "$IMAGES/pause.tar" "$PAUSE_IMAGE" "$root/pause" '"Entrypoint":["/pause"]'
+  docker_archive "$IMAGES/pause.tar" "$PAUSE_IMAGE" "$root/pause" '"Entrypoint":["/pause"],"Env":["PATH=/bin"]'
   mkdir -p "$root/busybox/bin" "$root/busybox/tmp" "$root/busybox/etc"
   cp /bin/busybox "$root/busybox/bin/busybox"
   local a
@@ -167,7 +151,7 @@ build_images() {
   echo 'root:x:0:0:root:/:/bin/sh' >"$root/busybox/etc/passwd"
   echo 'root:x:0:' >"$root/busybox/etc/group"
     # As Docker Hub's busybox: no entrypoint, command sh.
-  docker_archive "$IMAGES/busybox.tar" "$BUSYBOX_IMAGE" "$root/busybox" '"Cmd":["sh"]'
+  docker_archive "$IMAGES/busybox.tar" "$BUSYBOX_IMAGE" "$root/busybox" '"Cmd":["sh"],"Env":["PATH=/bin"]'
   rm -rf "$root"
   log "images: pause and busybox archives in ${IMAGES}"
 }
