@@ -227,7 +227,9 @@ export class HboneClient {
     const key = `${req.sourceIdentity}|${[...req.allowedIdentities].sort().join(',')}|${req.host}:${req.port}`;
     let list = this.#pools.get(key);
     if (!list) this.#pools.set(key, (list = []));
-    let conn = fresh ? undefined : list.find((c) => this.#usable(c));
+    // Retired outside the search: retiring removes the connection from `list`.
+    for (const dead of list.filter((c) => this.#dead(c))) this.#retire(dead, true);
+    let conn = fresh ? undefined : list.find((c) => !c.closing && c.streams < this.#in.maxStreamsPerConnection);
     if (!conn) {
       conn = this.#open(key, req);
       list.push(conn);
@@ -241,18 +243,13 @@ export class HboneClient {
   }
 
   /**
-   * Whether new streams may go on `c`. A connection the peer closed or sent GOAWAY on is marked
-   * `closing` by its session's events; the session's own state also counts, for the moment between
-   * the socket closing and those events running.
+   * Whether `c`'s session is gone although its events have not run yet (the moment between the
+   * socket closing and 'close'/'goaway' marking the connection `closing`): no new stream may go on it.
    */
-  #usable(c: PooledConnection): boolean {
-    if (c.closing || c.streams >= this.#in.maxStreamsPerConnection) return false;
+  #dead(c: PooledConnection): boolean {
+    // A connection already `closing` (GOAWAY, idle retire) may still carry streams: never forced.
     const s = c.session;
-    if (s && (s.closed || s.destroyed || s.socket?.destroyed === true)) {
-      this.#retire(c, true);
-      return false;
-    }
-    return true;
+    return !c.closing && s !== undefined && (s.closed || s.destroyed || s.socket?.destroyed === true);
   }
 
   /**
