@@ -8,6 +8,7 @@ import { ConfigError } from '../core/errors.js';
 import { PORTS } from '../core/hbone/constants.js';
 import { TRUST_DOMAIN_RE } from '../core/config/names.js';
 import { parseHostPort } from '../core/config/discovery-wire.js';
+import { DEFAULT_WAYPOINT_RESOURCES, parseContainerResources, type ContainerResources } from './kubernetes/resources.js';
 
 /** Environment variable names. */
 export const ENV = {
@@ -43,6 +44,7 @@ export const ENV = {
   tokenAudience: 'TOKEN_AUDIENCE',
   waypointImage: 'WAYPOINT_IMAGE',
   waypointImagePullPolicy: 'WAYPOINT_IMAGE_PULL_POLICY',
+  waypointResources: 'WAYPOINT_RESOURCES',
   serviceAddress: 'CONTROL_PLANE_SERVICE_ADDRESS',
 } as const;
 
@@ -66,6 +68,8 @@ export interface KubernetesSettings {
   /** The image waypoint Deployments run; unset: no waypoint is deployed (Gateways say why). */
   readonly waypointImage?: string;
   readonly waypointImagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** Requests and limits of the waypoint container (JSON; unset: Istio's waypoint defaults, `{}`: none). */
+  readonly waypointResources: ContainerResources;
   /** `host:port` pods reach the control plane at (its Service), written into waypoint Deployments. */
   readonly serviceAddress: string;
 }
@@ -189,12 +193,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     if (pullPolicy !== undefined && !['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) {
       problems.push(`${ENV.waypointImagePullPolicy}=${JSON.stringify(pullPolicy)} is not one of Always, IfNotPresent, Never`);
     }
+    const waypointResources = opt(ENV.waypointResources) === undefined ? DEFAULT_WAYPOINT_RESOURCES : parseContainerResources(ENV.waypointResources, env[ENV.waypointResources]!, problems);
     const serviceAddress = str(ENV.serviceAddress, `istiod.${podNamespace}.svc:${PORTS.controlPlane}`);
     if (!/:\d+$/.test(serviceAddress) || !parseHostPort(serviceAddress)) problems.push(`${ENV.serviceAddress}=${JSON.stringify(serviceAddress)} is not host:port with a port 1-65535 (e.g. istiod.istio-system.svc:15012)`);
     kubernetes = Object.freeze({
       ...(kubeconfig !== undefined ? { kubeconfig } : {}),
       ...(waypointImage !== undefined ? { waypointImage } : {}),
       ...(pullPolicy !== undefined ? { waypointImagePullPolicy: pullPolicy as 'Always' | 'IfNotPresent' | 'Never' } : {}),
+      waypointResources,
       serviceAddress,
       podName: str(ENV.podName),
       podNamespace,

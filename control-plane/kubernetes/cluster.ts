@@ -81,6 +81,7 @@ export async function startClusterControlPlane(inputs: ClusterControlPlaneInputs
     settings: {
       ...(k.waypointImage !== undefined ? { image: k.waypointImage } : {}),
       ...(k.waypointImagePullPolicy !== undefined ? { imagePullPolicy: k.waypointImagePullPolicy } : {}),
+      resources: k.waypointResources,
       controlPlaneAddress: k.serviceAddress,
       trustDomain: config.trustDomain,
       rootNamespace: config.rootNamespace,

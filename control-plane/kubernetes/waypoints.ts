@@ -8,7 +8,9 @@
  *   `gateway.networking.k8s.io/gateway-name`: its cluster IP is the waypoint's address,
  * - a Deployment running the waypoint (`node dist/waypoint/main.js`, `WAYPOINT_IMAGE`) in
  *   control-plane mode: a projected token (audience `TOKEN_AUDIENCE`) gets it its own identity
- *   from the CA, discovery gets it its routes and policies,
+ *   from the CA, discovery gets it its routes and policies; requests and limits from
+ *   `WAYPOINT_RESOURCES`, non-root with a read-only root filesystem and no capabilities, ready on
+ *   `/healthz/ready`, and a grace period longer than its drain,
  * - the ConfigMap `istio-ca-root-cert` holding the mesh roots (istiod publishes it in every
  *   namespace; this does it where waypoints run), which the waypoint trusts the control plane with.
  *
@@ -30,6 +32,7 @@ import { KubeApiError, type KubeApi, type KubeObject } from './api.js';
 import { Informer, type InformerTimings } from './informer.js';
 import { collectionPath, objectPath } from './kinds.js';
 import { DebouncedTask } from './debounced.js';
+import type { ContainerResources } from './resources.js';
 
 /** Label Istio puts on the waypoints its controller manages. */
 export const MANAGED_LABEL = 'gateway.istio.io/managed';
@@ -37,6 +40,19 @@ export const MANAGED_VALUE = 'istio.io-mesh-controller';
 /** Istio's name for the per-namespace root certificate ConfigMap. */
 export const ROOT_CERT_CONFIGMAP = 'istio-ca-root-cert';
 const HASH_ANNOTATION = 'ambient.mesh/derived-hash';
+
+/**
+ * The waypoint's drain after SIGTERM (its `DRAIN_TIMEOUT_SECONDS`; docs/waypoint.md: readiness 503,
+ * GOAWAY to HBONE peers, requests in flight get this long). Written into the Deployment so that the
+ * grace period below is measured against the drain the pod really runs, not the waypoint's default.
+ */
+export const WAYPOINT_DRAIN_SECONDS = 25;
+/**
+ * Kubernetes sends SIGKILL this long after SIGTERM: the drain plus time for the last responses
+ * and the process exit; a grace period at or below the drain would cut requests the drain promised
+ * to finish.
+ */
+export const WAYPOINT_TERMINATION_GRACE_SECONDS = WAYPOINT_DRAIN_SECONDS + 5;
 
 const DEPLOYMENTS = { group: 'apps', version: 'v1', plural: 'deployments' } as const;
 const SERVICES = { group: '', version: 'v1', plural: 'services' } as const;
@@ -48,6 +64,8 @@ export interface WaypointDeploymentSettings {
   /** The image (the one image every component runs from); unset: the controller creates nothing and says why. */
   readonly image?: string;
   readonly imagePullPolicy?: string;
+  /** Requests and limits of the waypoint container; absent or empty: none (BestEffort). */
+  readonly resources?: ContainerResources;
   /** `host:port` of the control plane, as pods reach it (`istiod.istio-system.svc:15012`). */
   readonly controlPlaneAddress: string;
   readonly trustDomain: string;
@@ -90,6 +108,10 @@ function isWaypoint(gw: KubeObject): boolean {
 
 function hashOf(v: unknown): string {
   return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
+}
+
+function hasResources(r: ContainerResources | undefined): r is ContainerResources {
+  return Object.keys(r?.requests ?? {}).length > 0 || Object.keys(r?.limits ?? {}).length > 0;
 }
 
 /** The HBONE listener's port of a waypoint Gateway. */
@@ -138,7 +160,10 @@ export function derivedObjects(gw: KubeObject, s: WaypointDeploymentSettings): K
           },
           spec: {
             serviceAccountName: name,
-            terminationGracePeriodSeconds: 30,
+            terminationGracePeriodSeconds: WAYPOINT_TERMINATION_GRACE_SECONDS,
+            // Its only credential is the projected token below (audience TOKEN_AUDIENCE); it never
+            // calls the Kubernetes API, so it gets no API token.
+            automountServiceAccountToken: false,
             securityContext: { runAsNonRoot: true, runAsUser: 1337, runAsGroup: 1337, fsGroup: 1337, seccompProfile: { type: 'RuntimeDefault' } },
             containers: [
               {
@@ -163,7 +188,9 @@ export function derivedObjects(gw: KubeObject, s: WaypointDeploymentSettings): K
                   env('NODE_TOKEN_FILE', '/var/run/secrets/tokens/istio-token'),
                   env('TRUST_DOMAIN', s.trustDomain),
                   env('ROOT_NAMESPACE', s.rootNamespace),
+                  env('DRAIN_TIMEOUT_SECONDS', String(WAYPOINT_DRAIN_SECONDS)),
                 ],
+                ...(hasResources(s.resources) ? { resources: s.resources } : {}),
                 readinessProbe: { httpGet: { path: '/healthz/ready', port: PORTS.readiness }, periodSeconds: 5, failureThreshold: 3 },
                 securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, privileged: false, capabilities: { drop: ['ALL'] } },
                 volumeMounts: [

@@ -44,6 +44,7 @@ t.test('CONFIG_SOURCE=kubernetes: no files, a pod name, the cluster settings wit
   t.equal(cfg.manifestsPath, '');
   t.same(cfg.kubernetes, {
     waypointImage: 'reg/mesh:1',
+    waypointResources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } },
     serviceAddress: 'istiod.istio-system.svc:15012',
     podName: 'istiod-0',
     podNamespace: 'istio-system',
@@ -55,7 +56,7 @@ t.test('CONFIG_SOURCE=kubernetes: no files, a pod name, the cluster settings wit
   });
   let problems: readonly string[] = [];
   try {
-    loadConfig({ ...base, MANIFESTS_PATH: '/m', NODES_FILE: '/n', CONTROL_PLANE_SERVICE_ADDRESS: 'istiod:99999', WAYPOINT_IMAGE_PULL_POLICY: 'Sometimes' });
+    loadConfig({ ...base, MANIFESTS_PATH: '/m', NODES_FILE: '/n', CONTROL_PLANE_SERVICE_ADDRESS: 'istiod:99999', WAYPOINT_IMAGE_PULL_POLICY: 'Sometimes', WAYPOINT_RESOURCES: '{"limits":{"memory":"lots"}}' });
   } catch (e) {
     problems = (e as ConfigError).problems;
   }
@@ -63,10 +64,13 @@ t.test('CONFIG_SOURCE=kubernetes: no files, a pod name, the cluster settings wit
     /MANIFESTS_PATH is for CONFIG_SOURCE=files/,
     /NODES_FILE is for CONFIG_SOURCE=files/,
     /WAYPOINT_IMAGE_PULL_POLICY="Sometimes" is not one of Always, IfNotPresent, Never/,
+    /WAYPOINT_RESOURCES: limits\.memory="lots" is not a Kubernetes quantity/,
     /CONTROL_PLANE_SERVICE_ADDRESS="istiod:99999" is not host:port with a port 1-65535/,
     /POD_NAME is required/,
   ], 'every problem at once');
   t.throws(() => loadConfig({ ...base, CONFIG_SOURCE: 'etcd' }), { message: /CONFIG_SOURCE="etcd" is not one of files, kubernetes/ });
+  const none = loadConfig({ ...base, POD_NAME: 'istiod-0', WAYPOINT_RESOURCES: '{}' });
+  t.same(none.kubernetes?.waypointResources, {}, 'WAYPOINT_RESOURCES={}: no requests or limits');
 });
 
 t.test('ztunnel: CONTROL_PLANE_ADDRESS selects the control-plane mode', async (t) => {

@@ -16,6 +16,8 @@ import type { MeshConfig } from '../../../core/model/types.js';
 import { loadConfig } from '../../../control-plane/config.js';
 import { KubeConfigApi } from '../../../control-plane/kubernetes/api.js';
 import { startClusterControlPlane, type ClusterControlPlane } from '../../../control-plane/kubernetes/cluster.js';
+import { derivedObjects, WAYPOINT_DRAIN_SECONDS, WAYPOINT_TERMINATION_GRACE_SECONDS } from '../../../control-plane/kubernetes/waypoints.js';
+import { DEFAULT_WAYPOINT_RESOURCES, type ContainerResources } from '../../../control-plane/kubernetes/resources.js';
 import { ControlPlaneDesiredStateSource } from '../../../cni-plugin/agent/desired-control-plane.js';
 import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
 import { KubeApiFixture, type FixtureRef } from '../../helpers/kube-api-fixture.js';
@@ -32,6 +34,7 @@ await api.writeKubeconfig(kubeconfig);
 const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
 await ca.save(dir);
 const rootsPem = [ca.rootCertPem];
+const WAYPOINT_RESOURCES = { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } };
 
 // ---- the cluster as the fixture holds it ----
 
@@ -89,6 +92,8 @@ function configFor(podName: string) {
     READINESS_PORT: '0',
     LOG_LEVEL: 'silent',
     WAYPOINT_IMAGE: 'registry.example/ambient-mesh:test',
+    // Not the defaults: what the chart's waypoint.resources becomes reaches the Deployment.
+    WAYPOINT_RESOURCES: JSON.stringify(WAYPOINT_RESOURCES),
   });
 }
 
@@ -295,6 +300,13 @@ t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root
   const env = Object.fromEntries(c.env.map((e: { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }) => [e.name, e.value ?? e.valueFrom?.fieldRef.fieldPath]));
   t.match(env, { WAYPOINT_NAME: 'waypoint', SERVICE_ACCOUNT: 'waypoint', POD_NAMESPACE: 'metadata.namespace', WAYPOINT_ADDRESS: 'status.podIP', CONTROL_PLANE_ADDRESS: 'istiod.istio-system.svc:15012' });
   t.equal(d.spec.template.metadata.labels['istio.io/dataplane-mode'], 'none', "the waypoint's own traffic is not captured");
+  t.same(c.resources, WAYPOINT_RESOURCES, 'requests and limits from WAYPOINT_RESOURCES');
+  t.same(c.readinessProbe.httpGet, { path: '/healthz/ready', port: 15021 }, 'ready on the waypoint readiness endpoint (503 while draining)');
+  t.same(c.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, privileged: false, capabilities: { drop: ['ALL'] } });
+  t.match(d.spec.template.spec.securityContext, { runAsNonRoot: true, runAsUser: 1337 });
+  t.equal(d.spec.template.spec.automountServiceAccountToken, false, 'no API token: its credential is the projected istio-token');
+  const drain = Number(env['DRAIN_TIMEOUT_SECONDS']);
+  t.ok(drain > 0 && d.spec.template.spec.terminationGracePeriodSeconds > drain, `grace period ${d.spec.template.spec.terminationGracePeriodSeconds}s > drain ${drain}s`);
   t.match((api.get(ref('v1', 'ConfigMap', 'istio-ca-root-cert')) as unknown as { data: Record<string, string> }).data['root-cert.pem'], /BEGIN CERTIFICATE/);
 
   type GwStatus = { status?: { addresses?: Array<{ value: string }>; conditions?: Array<{ type: string; status: string; reason: string }> } };
@@ -316,6 +328,22 @@ t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root
   await waitFor(() => deployment() !== undefined, 'a deleted Deployment is put back');
   t.ok(cluster.waypoints.stats.writes > writes);
   api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': null } } });
+});
+
+t.test('waypoint Deployment resources: the settings\' requests and limits, none when empty, and a change re-patches', async (t) => {
+  const gw = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'wp', namespace: 'apps', uid: 'u-1' }, spec: { gatewayClassName: 'istio-waypoint' } };
+  const settings = { image: 'reg/mesh:1', controlPlaneAddress: 'istiod.istio-system.svc:15012', trustDomain: 'cluster.local', rootNamespace: 'istio-system', tokenAudience: 'istio-ca' };
+  const deploymentOf = (resources?: ContainerResources) => derivedObjects(gw, { ...settings, ...(resources ? { resources } : {}) }).find((o) => o.kind === 'Deployment') as Record<string, any>;
+  const containerOf = (d: Record<string, any>) => d['spec']['template']['spec']['containers'][0];
+  t.same(containerOf(deploymentOf(DEFAULT_WAYPOINT_RESOURCES))['resources'], { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } }, "Istio's waypoint defaults");
+  t.notOk('resources' in containerOf(deploymentOf({})), 'WAYPOINT_RESOURCES={} writes no resources');
+  t.notOk('resources' in containerOf(deploymentOf()), 'nor do absent settings');
+  const hash = (d: Record<string, any>) => d['metadata']['annotations']['ambient.mesh/derived-hash'];
+  t.not(hash(deploymentOf(DEFAULT_WAYPOINT_RESOURCES)), hash(deploymentOf({ requests: { cpu: '200m' } })), 'other resources, another hash: existing waypoint Deployments are patched');
+  t.doesNotThrow(() => new Deployment(deploymentOf(DEFAULT_WAYPOINT_RESOURCES) as never).validate(), 'validates with resources');
+  const spec = deploymentOf(DEFAULT_WAYPOINT_RESOURCES)['spec']['template']['spec'];
+  t.equal(spec['terminationGracePeriodSeconds'], WAYPOINT_TERMINATION_GRACE_SECONDS);
+  t.ok(WAYPOINT_TERMINATION_GRACE_SECONDS > WAYPOINT_DRAIN_SECONDS, 'the grace period outlasts the drain');
 });
 
 t.test('two replicas: one leader writes status; when it leaves, the other takes over', async (t) => {
