@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /**
- * `node dist/tools/crds/cli.js [CHART_DIR]`: refreshes the base chart's CRDs from upstream at the
- * versions pinned in tools/crds/fetch.ts (charts/base/crds/README.md says when and how).
+ * `node dist/tools/crds/cli.js [CHART_DIR]` (default charts/base): writes the chart's crds/*.yaml
+ * from tools/crds/table.ts (tools/crds/generate.ts; charts/base/crds/README.md says when).
  */
-import { fetchCrds } from './fetch.js';
+import { writeCrds } from './generate.js';
 
-fetchCrds(process.argv[2] ?? 'charts/base', (line) => process.stdout.write(`${line}\n`)).catch((err: Error) => {
-  process.stderr.write(`fetch-crds: ${err.message}\n`);
+writeCrds(process.argv[2] ?? 'charts/base', (line) => process.stdout.write(`${line}\n`)).catch((err: Error) => {
+  process.stderr.write(`crds: ${err.message}\n`);
   process.exit(1);
 });
