@@ -1,8 +1,8 @@
 /**
  * The Helm charts, linted and rendered by real Helm 3 (`helm lint --strict`, `helm template`; the
- * binary comes from `cluster/cluster.sh tools`, test/helpers/helm.ts) for two clusters: Kubernetes
- * 1.20.2 (the real test cluster of cluster/, with the API versions its discovery lists) and 1.31.0,
- * with their default values and with every value combination docs/install.md documents. Each
+ * binary comes from `cluster/cluster.sh tools`, test/helpers/helm.ts) for three clusters: Kubernetes
+ * 1.20.2 (the real test cluster of cluster/, with the API versions its discovery lists), 1.25.16
+ * (the first without policy/v1beta1) and 1.31.0, with their default values and with every value combination docs/install.md documents. Each
  * rendered document is checked against the Kubernetes schemas (kubernetes-models) and for unknown
  * fields (what `kubectl apply`'s strict field validation refuses), then against what the issue asks
  * of each chart and what each component really reads.
@@ -22,7 +22,8 @@ import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import { createHelm, HelmCommandError, HelmTemplateFailError, HelmValuesSchemaError, type KubeTarget, type Manifest, type Rendered } from '../helpers/helm.js';
-import { ENV as CONTROL_PLANE_ENV } from '../../control-plane/config.js';
+import { ENV as CONTROL_PLANE_ENV, loadConfig as loadControlPlaneConfig } from '../../control-plane/config.js';
+import { DEFAULT_WAYPOINT_RESOURCES } from '../../control-plane/kubernetes/resources.js';
 import { ENV as ZTUNNEL_ENV } from '../../ztunnel/config.js';
 import { ENV as AGENT_ENV } from '../../cni-plugin/agent/config.js';
 
@@ -58,6 +59,8 @@ export const COMBINATIONS: ReadonlyArray<{ chart: ChartName; name: string; set: 
 const TARGETS = {
   // cluster/ (docs/real-cluster.md): policy/v1 arrived in 1.21, DaemonSet maxSurge in 1.22.
   '1.20.2': { kubeVersion: '1.20.2', apiVersions: ['apps/v1/DaemonSet', 'apps/v1/Deployment', 'policy/v1beta1/PodDisruptionBudget'] },
+  // 1.25 removed policy/v1beta1: a chart still rendering it would fail to install from here on.
+  '1.25.16': { kubeVersion: '1.25.16', apiVersions: ['apps/v1/DaemonSet', 'apps/v1/Deployment', 'policy/v1/PodDisruptionBudget'] },
   '1.31.0': { kubeVersion: '1.31.0', apiVersions: ['apps/v1/DaemonSet', 'apps/v1/Deployment', 'policy/v1/PodDisruptionBudget'] },
 } as const satisfies Record<string, KubeTarget>;
 type TargetName = keyof typeof TARGETS;
@@ -149,6 +152,21 @@ function validateDocument(t: Test, m: Manifest): void {
   t.same(unknownFields(o, modelName(o), o['kind']), [], `${m.source}: ${o['kind']} has no unknown fields`);
 }
 
+/** Names of a container's env entries that occur more than once. */
+const duplicateEnvNames = (c: Obj): string[] => {
+  const names = ((c['env'] ?? []) as Obj[]).map((e) => e['name'] as string);
+  return [...new Set(names.filter((n, i) => names.indexOf(n) !== i))];
+};
+
+/**
+ * Every container's env names are unique: the API server keeps duplicates, but Helm's three-way
+ * merge on upgrade refuses them ("patch order") or drops one (found on a real 1.20 cluster).
+ */
+function checkEnvNames(t: Test, m: Manifest): void {
+  const spec = (m.object as Obj)['spec']?.['template']?.['spec'] as Obj | undefined;
+  for (const c of (spec?.['containers'] ?? []) as Obj[]) t.same(duplicateEnvNames(c), [], `${m.source}: container ${c['name']} has no duplicate env name`);
+}
+
 t.test('the strict-field walker finds a misspelt field (so the checks below can fail)', async (t) => {
   const ds = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'x' }, spec: { selector: {}, template: { spec: { hostNetwrok: true, containers: [{ name: 'c', securityContext: { capabilities: { drop: ['ALL'], ad: [] } } }] } } } };
   t.same(unknownFields(ds, 'V1DaemonSet', 'DaemonSet'), [
@@ -176,6 +194,7 @@ for (const target of TARGET_NAMES) {
       else t.ok(r.manifests.length > 0, 'renders documents');
       for (const m of r.manifests) {
         validateDocument(t, m);
+        checkEnvNames(t, m);
         const o = m.object as Obj;
         const clusterScoped = o['kind'] === 'ClusterRole' || o['kind'] === 'ClusterRoleBinding';
         t.equal(o['metadata']['namespace'], clusterScoped ? undefined : NS, `${o['kind']} ${o['metadata']['name']}: ${clusterScoped ? 'cluster-scoped' : 'in the release namespace'}`);
@@ -186,7 +205,10 @@ for (const target of TARGET_NAMES) {
   for (const c of COMBINATIONS) {
     t.test(`${c.chart} on ${target} with ${c.name} (${c.set.join(' ')}) renders and validates`, async (t) => {
       const r = render(c.chart, c.set, NS, target);
-      for (const m of r.manifests) validateDocument(t, m);
+      for (const m of r.manifests) {
+        validateDocument(t, m);
+        checkEnvNames(t, m);
+      }
     });
   }
 }
@@ -194,7 +216,8 @@ for (const target of TARGET_NAMES) {
 t.test('API versions follow the cluster: policy/v1 from 1.21, DaemonSet maxSurge from 1.22', async (t) => {
   const pdbVersion = (target: KubeTarget) => one(helm.template({ chart: 'control-plane', namespace: NS, target }), 'PodDisruptionBudget')['apiVersion'];
   t.equal(pdbVersion(TARGETS['1.20.2']), 'policy/v1beta1', '1.20 serves no policy/v1');
-  t.equal(pdbVersion(TARGETS['1.31.0']), 'policy/v1', '1.31 serves no policy/v1beta1 (removed in 1.25)');
+  t.equal(pdbVersion(TARGETS['1.25.16']), 'policy/v1', '1.25 serves no policy/v1beta1 (removed in 1.25)');
+  t.equal(pdbVersion(TARGETS['1.31.0']), 'policy/v1', '1.31 neither');
   t.equal(pdbVersion({ kubeVersion: '1.21.0', apiVersions: [] }), 'policy/v1', 'helm template without discovery: 1.21 by its version');
   t.equal(pdbVersion({ kubeVersion: '1.20.2', apiVersions: ['policy/v1/PodDisruptionBudget'] }), 'policy/v1', 'a cluster whose discovery lists policy/v1 gets it');
   const strategy = (target: KubeTarget, set: string[] = []) => one(helm.template({ chart: 'ztunnel', namespace: NS, target, set }), 'DaemonSet')['spec']['updateStrategy'];
@@ -202,6 +225,7 @@ t.test('API versions follow the cluster: policy/v1 from 1.21, DaemonSet maxSurge
   t.same(strategy({ kubeVersion: '1.21.9', apiVersions: [] }), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } }, '1.21: maxSurge only behind a feature gate');
   t.same(strategy(TARGETS['1.20.2'], ['updateStrategy.maxUnavailable=2']), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 2 } }, 'a non-zero maxUnavailable is kept');
   t.same(strategy({ kubeVersion: '1.22.0', apiVersions: [] }), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } }, '1.22: surge');
+  t.same(strategy(TARGETS['1.25.16']), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
   t.same(strategy(TARGETS['1.31.0']), { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
   // Deployment maxSurge (control plane) is as old as apps/v1.
   t.same(one(render('control-plane', [], NS, '1.20.2'), 'Deployment')['spec']['strategy']['rollingUpdate'], one(render('control-plane'), 'Deployment')['spec']['strategy']['rollingUpdate']);
@@ -242,6 +266,42 @@ t.test('every environment variable a chart sets is one its component reads', asy
     for (const e of container(w)['env'] as Obj[]) t.ok(names.has(e['name']), `${name}: ${e['name']} is read by the component (its config.ts ENV)`);
   }
 });
+
+t.test('the duplicate check finds a duplicate name (so the checks above can fail)', async (t) => {
+  t.same(duplicateEnvNames({ env: [{ name: 'A', value: '1' }, { name: 'B', value: '2' }, { name: 'A', value: '3' }] }), ['A']);
+  t.same(duplicateEnvNames({ env: [{ name: 'A', value: '1' }] }), []);
+});
+
+/**
+ * `env` overrides (a real 1.20 cluster: `--set env.CONTROL_PLANE_SERVICE_ADDRESS=...` gave two
+ * entries of that name). Per chart: a variable the chart sets from a value, one it sets from a
+ * fieldRef, and one it does not set.
+ */
+const OVERRIDES: ReadonlyArray<{ chart: ChartName; kind: string; value: string; fieldRef: string }> = [
+  { chart: 'control-plane', kind: 'Deployment', value: 'CONTROL_PLANE_SERVICE_ADDRESS', fieldRef: 'POD_NAMESPACE' },
+  { chart: 'ztunnel', kind: 'DaemonSet', value: 'CONTROL_PLANE_ADDRESS', fieldRef: 'ZTUNNEL_ADDRESS' },
+  { chart: 'cni', kind: 'DaemonSet', value: 'CONTROL_PLANE_ADDRESS', fieldRef: 'ZTUNNEL_IP' },
+];
+
+for (const o of OVERRIDES) {
+  t.test(`${o.chart}: env replaces a variable the chart sets (in place, once) and appends a new one`, async (t) => {
+    const names = (c: Obj) => (c['env'] as Obj[]).map((e) => e['name'] as string);
+    const plain = container(one(render(o.chart), o.kind));
+    t.ok(envValue(plain, o.value), `the chart sets ${o.value}`);
+    t.ok(envOf(plain).get(o.fieldRef)?.['valueFrom'], `the chart sets ${o.fieldRef} from a fieldRef`);
+    const c = container(one(render(o.chart, [`env.${o.value}=cp.override.example:15012`, `env.${o.fieldRef}=10.1.2.3`, 'env.EXTRA_SETTING=40']), o.kind));
+    const env = c['env'] as Obj[];
+    t.same(env.filter((e) => e['name'] === o.value), [{ name: o.value, value: 'cp.override.example:15012' }], `exactly one ${o.value}, the user's`);
+    t.same(env.filter((e) => e['name'] === o.fieldRef), [{ name: o.fieldRef, value: '10.1.2.3' }], `exactly one ${o.fieldRef}, the user's value instead of the fieldRef`);
+    t.same(names(c), [...names(plain), 'EXTRA_SETTING'], 'replaced entries keep their position; a new one is appended');
+    t.equal(envValue(c, 'EXTRA_SETTING'), '40', 'a number from --set is rendered as a string');
+    t.same(duplicateEnvNames(c), []);
+    for (const e of env.filter((x) => x['name'] !== o.value && x['name'] !== o.fieldRef && x['name'] !== 'EXTRA_SETTING')) {
+      t.same(e, envOf(plain).get(e['name']), `${e['name']} is the chart's`);
+    }
+    t.throws(() => render(o.chart, ['env.1BAD=1']), HelmValuesSchemaError, 'an env name Kubernetes would refuse is refused');
+  });
+}
 
 // ---- control plane ------------------------------------------------------------------------------
 
@@ -293,6 +353,37 @@ t.test('control plane: Service on 15012, readiness on 15021, PodDisruptionBudget
   t.throws(() => render('control-plane', ['replicaCount=1']), /minAvailable 1 with replicaCount 1 would block every node drain/);
   t.equal(c['securityContext']['capabilities']['drop'][0], 'ALL');
   t.notOk(c['securityContext']['capabilities']['add'], 'the control plane needs no capability');
+});
+
+t.test('control plane: waypoint.resources reaches the waypoint Deployments through WAYPOINT_RESOURCES', async (t) => {
+  // The control plane's own config parser reads the rendered environment, as it does in the pod.
+  const settings = (set: string[] = []) => {
+    const c = container(one(render('control-plane', set), 'Deployment'));
+    const env: Record<string, string> = { POD_NAME: 'istiod-0' };
+    for (const e of c['env'] as Obj[]) if (typeof e['value'] === 'string') env[e['name']] = e['value'];
+    return loadControlPlaneConfig(env).kubernetes!;
+  };
+  t.same(settings().waypointResources, { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } }, "the chart's defaults: Istio's waypoint requests and a memory limit");
+  t.same(settings().waypointResources, DEFAULT_WAYPOINT_RESOURCES, "the same as the control plane's own defaults");
+  t.same(settings(['waypoint.resources.requests.cpu=250m', 'waypoint.resources.limits.cpu=2']).waypointResources, { requests: { cpu: '250m', memory: '128Mi' }, limits: { cpu: '2', memory: '1Gi' } }, 'values merge over the defaults; a number is a quantity');
+  t.same(settings(['waypoint.resources=null']).waypointResources, {}, 'null: no requests or limits');
+  t.throws(() => render('control-plane', ['waypoint.resources.requests.gpu=1']), HelmValuesSchemaError, 'an unknown resource is refused by the schema');
+  t.throws(() => settings(['waypoint.resources.requests.memory=2Gi']), /requests\.memory \(2Gi\) is above limits\.memory \(1Gi\)/, 'a request above its limit stops the control plane at start-up');
+});
+
+t.test('every chart uses istiod.<namespace>.svc:15012, the control plane Service, when controlPlane.address is ""', async (t) => {
+  const svc = one(render('control-plane'), 'Service');
+  const address = `${svc['metadata']['name']}.${NS}.svc:${svc['spec']['ports'][0]['port']}`;
+  t.equal(address, 'istiod.istio-system.svc:15012');
+  t.equal(envValue(container(one(render('control-plane'), 'Deployment')), 'CONTROL_PLANE_SERVICE_ADDRESS'), address, 'the control plane writes it into waypoint Deployments');
+  for (const chart of ['ztunnel', 'cni'] as const) {
+    t.equal(envValue(container(one(render(chart), 'DaemonSet')), 'CONTROL_PLANE_ADDRESS'), address, `${chart}: the default`);
+    t.equal(envValue(container(one(render(chart, ['controlPlane.address=']), 'DaemonSet')), 'CONTROL_PLANE_ADDRESS'), address, `${chart}: "" means the default`);
+    t.equal(envValue(container(one(render(chart, ['controlPlane.address=cp.mesh.example:15012']), 'DaemonSet')), 'CONTROL_PLANE_ADDRESS'), 'cp.mesh.example:15012', `${chart}: a set address is used`);
+    // On the host network the pod's resolver is the node's unless dnsPolicy says otherwise:
+    // istiod.<ns>.svc resolves only through the cluster DNS.
+    t.equal(podSpec(one(render(chart), 'DaemonSet'))['dnsPolicy'], 'ClusterFirstWithHostNet', `${chart}: host network, cluster DNS`);
+  }
 });
 
 /** (apiGroup, resource, verb) triples of the first table after `heading` in docs/kubernetes.md. */
@@ -403,6 +494,9 @@ t.test('cni: privileged, host paths, every node, the agent environment', async (
   t.equal(envValue(c, 'CNI_CONF_DIR'), mounts['cni-net-dir']['mountPath']);
   t.equal(envValue(c, 'CGROUP_ROOT'), mounts['cgroup']['mountPath']);
   t.equal(envValue(c, 'CGROUP_DRIVER'), 'systemd');
+  t.equal(envValue(c, 'KUBELET_CGROUP_ROOT'), 'auto', "kubelet's cgroup root derived from the agent's own cgroup");
+  t.equal(envValue(container(one(render('cni', ['cgroup.kubeletRoot=/kubelet.slice']), 'DaemonSet')), 'KUBELET_CGROUP_ROOT'), '/kubelet.slice');
+  t.throws(() => render('cni', ['cgroup.kubeletRoot=kubepods']), HelmValuesSchemaError, 'a relative cgroup path is refused');
   t.equal(envValue(c, 'UNINSTALL_ON_EXIT'), 'cni');
   t.equal(envValue(c, 'EXEMPT_NAMESPACES'), 'istio-system,kube-system', 'the release namespace is always exempt');
   t.equal(envValue(c, 'CONTROL_PLANE_ADDRESS'), 'istiod.istio-system.svc:15012');
