@@ -125,6 +125,7 @@ down() {
   local nodes
   nodes=$(known_nodes)
   for i in $nodes; do stop_node "$i"; done
+  stop_pids "cluster DNS" $(pid_of dns-sync) $(pid_of dnsmasq) $(procs_of_state | while read -r p; do grep -qaE 'dns-sync|dnsmasq' "/proc/$p/cmdline" 2>/dev/null && echo "$p"; done)
   stop_pids "control plane" $(pid_of kube-scheduler) $(pid_of kube-controller-manager) $(pid_of kube-apiserver)
   stop_pids "etcd" $(pid_of etcd)
   # Anything else that names the state dir (a daemon whose pid file was never written).

