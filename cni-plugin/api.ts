@@ -94,6 +94,16 @@ export interface PodStatus {
   readonly error?: string;
   /** When the pod was last enrolled (ISO time). */
   readonly enrolledAt?: string;
+  /**
+   * cgroup2 directories the agent made for the pod (a hybrid host, where runc makes the pod's
+   * cgroup2 directory only when a container starts); removed, when empty, after the pod goes.
+   */
+  readonly madeCgroups?: readonly string[];
+  /**
+   * The CNI ADD found the pod missing from the desired state and waited for it
+   * (ADD_WAIT_SECONDS): `listed` when it appeared, `timed-out` when the ADD was decided without it.
+   */
+  readonly addWait?: { readonly outcome: 'listed' | 'timed-out'; readonly waitedMs: number };
 }
 
 export interface AgentState {
@@ -127,6 +137,23 @@ export interface AgentState {
     readonly error?: string;
     readonly namespaces: number;
     readonly pods: number;
+    /** How long a CNI ADD waits for the desired state to list its pod (ADD_WAIT_SECONDS; 0: not at all). */
+    readonly addWaitSeconds: number;
+    /** `namespace/name` of the pods whose ADD is waiting for the desired state now. */
+    readonly waitingAdds: readonly string[];
+  };
+  /** Where the agent looks for pods' cgroups. */
+  readonly cgroup: {
+    /** The cgroup v2 mount the programs attach under (CGROUP_ROOT, or the first cgroup2 mount). */
+    readonly root: string;
+    /** How a pod's cgroup is found (CGROUP_DRIVER and its layout). */
+    readonly resolver: string;
+    /** kubelet's cgroup root (KUBELET_CGROUP_ROOT) and how it was found; absent with CGROUP_DRIVER=template. */
+    readonly kubeletRoot?: { readonly path: string; readonly source: string };
+    /** Full cgroup v1 hierarchies (a hybrid host); empty on a pure cgroup v2 host. */
+    readonly v1Roots: readonly string[];
+    /** cgroup2 directories the agent made for pods that are gone, not empty yet (removed at a later resync). */
+    readonly pendingRemoval: readonly string[];
   };
   readonly pods: readonly PodStatus[];
   readonly lastResync?: {

@@ -124,6 +124,8 @@ function agentSpec(paths: LabPaths, n: NodeRecord): ProcSpec {
       NODE_IPS: `${n.ip},${n.gateway}`,
       CGROUP_DRIVER: 'template',
       CGROUP_TEMPLATE: `${paths.prefix}-pod-{podNamespace}-{podName}`,
+      // The lab lists a pod in the desired state only after its ADD (which gives it its IP).
+      ADD_WAIT_SECONDS: '0',
       LOG_LEVEL: 'info',
     },
   };

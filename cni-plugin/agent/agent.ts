@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../core/telemetry/log.js';
-import type { CgroupResolver } from './cgroup.js';
+import type { CgroupResolver, KubeletCgroupRoot } from './cgroup.js';
 import { ZTUNNEL_CGROUP_AUTO, type AgentConfig } from './config.js';
 import { ZtunnelFinder, type ZtunnelScan } from './ztunnel-finder.js';
 import type { DesiredStateSource } from './desired-state.js';
@@ -25,6 +25,10 @@ export interface AgentInputs {
   readonly cgroupRoot: string;
   /** The node's addresses, never redirected (resolved by main.ts when NODE_IPS is unset). */
   readonly nodeIps: readonly string[];
+  /** kubelet's cgroup root as resolved by main.ts (absent with CGROUP_DRIVER=template), for /state. */
+  readonly kubeletCgroupRoot?: KubeletCgroupRoot;
+  /** Full cgroup v1 hierarchies the resolver also looks in (a hybrid host), for /state. */
+  readonly v1Roots?: readonly string[];
   /** The agent's own cgroup: never enrolled. */
   readonly ownCgroup?: string;
   /** With ZTUNNEL_CGROUP=auto: how ztunnel is found (default: through `config.procRoot`). */
@@ -91,6 +95,11 @@ export class NodeAgent {
       redirectConfig,
       pinDir: config.pinDir,
       desiredSource: inputs.desiredSource.describe,
+      addWaitMs: config.addWaitMs,
+      cgroupLayout: {
+        ...(inputs.kubeletCgroupRoot ? { kubeletRoot: { path: inputs.kubeletCgroupRoot.path, source: inputs.kubeletCgroupRoot.source } } : {}),
+        v1Roots: inputs.v1Roots ?? [],
+      },
       logger: logger.child({ scope: 'reconciler' }),
     });
     const agent = new NodeAgent(inputs, reconciler);
@@ -133,7 +142,7 @@ export class NodeAgent {
       agent.ztunnelTimer.unref();
     }
     logger.info(
-      { node: config.nodeName, socket: config.socket, ztunnelIp: config.ztunnelIp, nodeIps: inputs.nodeIps, cgroupRoot: inputs.cgroupRoot, resolver: inputs.resolver.describe, pods: reconciler.state().pods.length },
+      { node: config.nodeName, socket: config.socket, ztunnelIp: config.ztunnelIp, nodeIps: inputs.nodeIps, cgroupRoot: inputs.cgroupRoot, resolver: inputs.resolver.describe, kubeletCgroupRoot: inputs.kubeletCgroupRoot, v1Roots: inputs.v1Roots, addWaitMs: config.addWaitMs, pods: reconciler.state().pods.length },
       'node agent ready',
     );
     return agent;
@@ -150,6 +159,8 @@ export class NodeAgent {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
       if (this.ztunnelTimer) clearInterval(this.ztunnelTimer);
+      // ADDs waiting for the desired state answer "not ready" now; the runtime retries them.
+      this.reconciler.close();
       for (const s of this.servers) {
         s.close();
         s.closeAllConnections();

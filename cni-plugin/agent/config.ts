@@ -9,6 +9,9 @@ import { parseCidr } from '../../core/model/ip.js';
 import { DEFAULT_AGENT_SOCKET, MAX_SOCKET_PATH } from '../cni/spec.js';
 import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../../core/config/control-plane-settings.js';
 import { EnvReader } from '../../core/config/env.js';
+import { KUBELET_CGROUP_ROOT_AUTO } from './cgroup.js';
+
+export { KUBELET_CGROUP_ROOT_AUTO };
 
 export const ENV = Object.freeze({
   nodeName: 'NODE_NAME',
@@ -28,6 +31,8 @@ export const ENV = Object.freeze({
   cgroupRoot: 'CGROUP_ROOT',
   cgroupDriver: 'CGROUP_DRIVER',
   cgroupTemplate: 'CGROUP_TEMPLATE',
+  kubeletCgroupRoot: 'KUBELET_CGROUP_ROOT',
+  addWaitSeconds: 'ADD_WAIT_SECONDS',
   exemptNamespaces: 'EXEMPT_NAMESPACES',
   rootNamespace: 'ROOT_NAMESPACE',
   resyncSeconds: 'RESYNC_INTERVAL_SECONDS',
@@ -96,6 +101,16 @@ export interface AgentConfig {
   readonly cgroupRoot: string | undefined;
   readonly cgroupDriver: CgroupDriver;
   readonly cgroupTemplate: string | undefined;
+  /**
+   * kubelet's `cgroupRoot` as a cgroup path (`/amc-node-1`), or `auto`: read from the agent's own
+   * cgroup at start (cgroup.ts resolveKubeletCgroupRoot). Used by the cgroupfs and systemd drivers.
+   */
+  readonly kubeletCgroupRoot: string | typeof KUBELET_CGROUP_ROOT_AUTO;
+  /**
+   * How long a CNI ADD for a pod the desired state does not list waits for it to be listed
+   * before deciding from what is known; 0: decide at once.
+   */
+  readonly addWaitMs: number;
   readonly exemptNamespaces: readonly string[];
   readonly rootNamespace: string;
   readonly resyncIntervalMs: number;
@@ -120,6 +135,12 @@ export const DEFAULTS = Object.freeze({
   procRoot: '/proc',
   // kubelet's default driver on systemd hosts (and the one kubeadm configures).
   cgroupDriver: 'systemd' as CgroupDriver,
+  // Every node of a chart may have its own kubelet cgroupRoot; the agent, a pod of that kubelet, can tell.
+  kubeletCgroupRoot: KUBELET_CGROUP_ROOT_AUTO as string,
+  // A pod created right after its namespace was labelled, or a waypoint (never enrolled), can reach
+  // ADD before the desired state lists it; deciding from stale facts enrols wrongly or not at all.
+  // Bounded so an ADD never hangs on a desired state that does not come.
+  addWaitSeconds: 10,
   // The mesh's own pods and the cluster's system pods: enrolling them would loop ztunnel into itself.
   exemptNamespaces: ['istio-system', 'kube-system'],
   rootNamespace: 'istio-system',
@@ -239,6 +260,17 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
   if (!(DRIVERS as readonly string[]).includes(driverText)) problems.push(`${ENV.cgroupDriver}=${JSON.stringify(driverText)} is not one of ${DRIVERS.join(', ')}`);
   const cgroupDriver = driverText as CgroupDriver;
   const cgroupTemplate = get(ENV.cgroupTemplate);
+  const kubeletCgroupRoot = get(ENV.kubeletCgroupRoot) ?? DEFAULTS.kubeletCgroupRoot;
+  if (kubeletCgroupRoot !== KUBELET_CGROUP_ROOT_AUTO && !isAbsolute(kubeletCgroupRoot)) {
+    problems.push(`${ENV.kubeletCgroupRoot}=${JSON.stringify(kubeletCgroupRoot)} is neither an absolute cgroup path (kubelet's cgroupRoot, e.g. /amc-node-1) nor ${KUBELET_CGROUP_ROOT_AUTO}`);
+  }
+  const addWaitText = get(ENV.addWaitSeconds);
+  let addWaitSeconds: number = DEFAULTS.addWaitSeconds;
+  if (addWaitText !== undefined) {
+    const n = Number(addWaitText);
+    if (!Number.isFinite(n) || n < 0) problems.push(`${ENV.addWaitSeconds}=${JSON.stringify(addWaitText)} is not a number of seconds (0 to decide at once)`);
+    else addWaitSeconds = n;
+  }
 
   const resyncText = get(ENV.resyncSeconds);
   let resyncSeconds: number = DEFAULTS.resyncSeconds;
@@ -276,6 +308,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
     cgroupRoot,
     cgroupDriver,
     cgroupTemplate,
+    kubeletCgroupRoot,
+    addWaitMs: addWaitSeconds * 1000,
     exemptNamespaces: Object.freeze(list(ENV.exemptNamespaces) ?? [...DEFAULTS.exemptNamespaces]),
     rootNamespace: get(ENV.rootNamespace) ?? DEFAULTS.rootNamespace,
     resyncIntervalMs: resyncSeconds * 1000,
@@ -291,6 +325,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): A
   }
   if (cgroupDriver !== 'template' && cgroupTemplate !== undefined) {
     problems.push(`${ENV.cgroupTemplate} is set but ${ENV.cgroupDriver}=${cgroupDriver} ignores it; set ${ENV.cgroupDriver}=template or unset it`);
+  }
+  if (cgroupDriver === 'template' && kubeletCgroupRoot !== KUBELET_CGROUP_ROOT_AUTO) {
+    problems.push(`${ENV.kubeletCgroupRoot} is set but ${ENV.cgroupDriver}=template ignores it; set ${ENV.cgroupDriver} to kubelet's driver or unset it`);
   }
   if (Buffer.byteLength(cfg.socket) > MAX_SOCKET_PATH) problems.push(`${ENV.socket}=${JSON.stringify(cfg.socket)} is longer than ${MAX_SOCKET_PATH} bytes, the limit of a Unix socket path; choose a shorter one`);
   if (ztunnelCgroup !== ZTUNNEL_CGROUP_AUTO) {

@@ -9,6 +9,10 @@ import { DATAPLANE_MODE_LABEL } from '../api.js';
 import { isAncestorOrSelf } from './cgroup.js';
 import type { DesiredNamespace } from './desired-state.js';
 
+/** The label Istio's waypoint controller (and ours) puts on waypoint pods, and its value. */
+export const WAYPOINT_MANAGED_LABEL = 'gateway.istio.io/managed';
+export const WAYPOINT_MANAGED_VALUE = 'istio.io-mesh-controller';
+
 export interface PodFacts {
   readonly namespace: string;
   readonly name: string;
@@ -40,6 +44,10 @@ export interface Decision {
 export function decide(pod: PodFacts, ctx: DecideContext): Decision {
   if (ctx.exemptNamespaces.includes(pod.namespace)) {
     return { mode: 'exempt', strict: false, reason: `namespace ${pod.namespace} is exempt (EXEMPT_NAMESPACES)` };
+  }
+  if (pod.labels[WAYPOINT_MANAGED_LABEL] === WAYPOINT_MANAGED_VALUE) {
+    // A waypoint speaks HBONE itself: redirecting it into ztunnel would tunnel its tunnels (Istio's rule too).
+    return { mode: 'exempt', strict: false, reason: `a waypoint (${WAYPOINT_MANAGED_LABEL}=${WAYPOINT_MANAGED_VALUE}) is never enrolled` };
   }
   if (pod.cgroup) {
     // Redirecting ztunnel's own connections (or the agent's) would loop them into ztunnel.

@@ -14,7 +14,7 @@ import { cgroup2Root } from '../../bpf/kernel.js';
 import { MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/telemetry/log.js';
 import { NodeAgent } from './agent.js';
-import { CgroupfsResolver, SystemdResolver, TemplateCgroupResolver, type CgroupResolver } from './cgroup.js';
+import { CgroupfsResolver, cgroupV1Roots, resolveKubeletCgroupRoot, SystemdResolver, TemplateCgroupResolver, type CgroupResolver, type KubeletLayout } from './cgroup.js';
 import { loadConfig, type AgentConfig } from './config.js';
 import { FileDesiredStateSource } from './desired-file.js';
 import { ControlPlaneDesiredStateSource } from './desired-control-plane.js';
@@ -23,6 +23,7 @@ import { CniInstaller } from './install.js';
 import { connectControlPlane, readRootsFile } from '../../core/config/control-plane-client.js';
 import type { Logger } from '../../core/telemetry/log.js';
 import { rm } from 'node:fs/promises';
+import { ownDirectories, removeEmptyDirectories } from './own-dirs.js';
 
 /** Every IPv4/IPv6 address of this network namespace except loopback. */
 function localAddresses(): string[] {
@@ -42,14 +43,22 @@ async function ownCgroup(root: string): Promise<string | undefined> {
   }
 }
 
-function resolverFor(config: AgentConfig, root: string): CgroupResolver {
+async function readOrUndefined(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function resolverFor(config: AgentConfig, root: string, layout: KubeletLayout): CgroupResolver {
   switch (config.cgroupDriver) {
     case 'template':
       return new TemplateCgroupResolver(root, config.cgroupTemplate!);
     case 'cgroupfs':
-      return new CgroupfsResolver(root);
+      return new CgroupfsResolver(root, layout);
     case 'systemd':
-      return new SystemdResolver(root);
+      return new SystemdResolver(root, layout);
   }
 }
 
@@ -111,6 +120,10 @@ async function uninstall(config: AgentConfig, logger: Logger): Promise<void> {
   const cgroupRoot = config.cgroupRoot ?? (await cgroup2Root());
   await new BpfLoader({ pinDir: config.pinDir, ...(cgroupRoot ? { cgroupRoot } : {}), bpftool: config.bpftool, logger: logger.child({ scope: 'bpf' }) }).unload();
   await rm(config.stateFile, { force: true });
+  // The agent's own directories, now empty unless something else is inside (then they stay).
+  const dirs = await removeEmptyDirectories(ownDirectories(config));
+  if (dirs.removed.length > 0) logger.info({ removed: dirs.removed }, "removed the agent's own directories");
+  for (const k of dirs.kept) logger.info({ dir: k.dir }, `kept ${k.dir}: ${k.why}`);
   if (failures.length > 0) throw new MeshError('ERR_UNINSTALL_INCOMPLETE', `uninstall finished with problems:\n  - ${failures.join('\n  - ')}`);
   logger.info({ pinDir: config.pinDir }, 'node agent uninstalled: plugin removed, programs detached and unpinned');
 }
@@ -145,6 +158,11 @@ async function main(): Promise<void> {
     if (!cgroupRoot) throw new MeshError('ERR_NO_CGROUP2', 'no cgroup v2 hierarchy is mounted; set CGROUP_ROOT to the host cgroup v2 mount');
     const desiredSource = await desiredSourceFor(config, logger);
     const own = await ownCgroup(cgroupRoot);
+    // kubelet's cgroup root and, on a hybrid host, the v1 hierarchies where kubelet makes a pod's
+    // cgroup before its sandbox (the kubelet drivers only).
+    const kubelet = config.cgroupDriver === 'template' ? undefined : resolveKubeletCgroupRoot(config.kubeletCgroupRoot, await readOrUndefined('/proc/self/cgroup'));
+    if (kubelet?.fallback) logger.warn({ kubeletCgroupRoot: kubelet.path }, `KUBELET_CGROUP_ROOT=auto: ${kubelet.fallback}; using /`);
+    const v1Roots = config.cgroupDriver === 'template' ? [] : cgroupV1Roots((await readOrUndefined('/proc/self/mountinfo')) ?? '');
     const installer = installerFor(config, logger);
     // The binary first: a config naming a plugin that is not there fails every pod on the node.
     await installer?.installBinary();
@@ -153,8 +171,10 @@ async function main(): Promise<void> {
       logger,
       redirector: new BpfLoader({ pinDir: config.pinDir, cgroupRoot, bpftool: config.bpftool, logger: logger.child({ scope: 'bpf' }) }),
       desiredSource,
-      resolver: resolverFor(config, cgroupRoot),
+      resolver: resolverFor(config, cgroupRoot, { ...(kubelet ? { kubeletRoot: kubelet.path } : {}), v1Roots }),
       cgroupRoot,
+      ...(kubelet ? { kubeletCgroupRoot: kubelet } : {}),
+      v1Roots,
       nodeIps: config.nodeIps ?? localAddresses(),
       // The root cgroup holds everything; being in it says nothing about which pods are ours.
       ...(own && own !== resolve(cgroupRoot) ? { ownCgroup: own } : {}),

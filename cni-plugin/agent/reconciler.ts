@@ -10,7 +10,7 @@
 import { MeshError } from '../../core/errors.js';
 import type { Logger } from '../../core/telemetry/log.js';
 import { AGENT_ERROR_CODES, type AddResponse, type AgentState, type CheckResponse, type DelResponse, type PodMode, type PodRequest, type PodStatus } from '../api.js';
-import { checkCgroupPath, isDirectory, PodCgroupError, type CgroupResolver } from './cgroup.js';
+import { checkCgroupPath, isAncestorOrSelf, isDirectory, makePodCgroup, PodCgroupError, PodCgroupOnlyInV1Error, removeMadeCgroups, type CgroupResolver } from './cgroup.js';
 import { decide, type DecideContext, type Decision } from './decide.js';
 import { EMPTY_DESIRED_STATE, type DesiredPod, type DesiredState } from './desired-state.js';
 import { resolve as resolvePath } from 'node:path';
@@ -52,8 +52,23 @@ export interface ReconcilerInputs {
   readonly redirectConfig: RedirectConfig;
   readonly pinDir: string;
   readonly desiredSource: string;
+  /**
+   * How long an ADD for a pod the desired state does not list waits for it (ADD_WAIT_SECONDS).
+   * Absent or 0: the ADD decides at once from what is known.
+   */
+  readonly addWaitMs?: number;
+  /** For /state: kubelet's cgroup root and the cgroup v1 hierarchies the resolver looks at. */
+  readonly cgroupLayout?: { readonly kubeletRoot?: { readonly path: string; readonly source: string }; readonly v1Roots: readonly string[] };
   readonly logger: Logger;
   readonly now?: () => Date;
+}
+
+/** An ADD waiting for the desired state to list its pod. */
+interface AddWaiter {
+  readonly key: string;
+  readonly containerId: string;
+  readonly listed: (state: DesiredState) => boolean;
+  readonly finish: (outcome: 'listed' | 'timed-out' | 'deleted' | 'stopping') => void;
 }
 
 /** A pod as the reconciler sees it: the runtime's record and/or the desired state's entry. */
@@ -94,6 +109,11 @@ export class Reconciler {
   private queue: Promise<unknown> = Promise.resolve();
   private resyncQueued = false;
   private readonly startedAt: string;
+  /** ADDs waiting for the desired state to list their pod; woken by setDesired. */
+  private waiters = new Set<AddWaiter>();
+  /** cgroup2 directories the agent made for pods that are gone, to rmdir once they are empty. */
+  private cleanup = new Set<string>();
+  private closed = false;
 
   constructor(inputs: ReconcilerInputs) {
     this.in = inputs;
@@ -112,6 +132,7 @@ export class Reconciler {
     const stored = await this.in.store.load();
     for (const r of stored.pods) this.records.set(keyOf(r.namespace, r.name), r);
     this.tracked = new Set(stored.attached);
+    this.cleanup = new Set(stored.cleanup);
     if (this.records.size > 0) this.log.info({ pods: this.records.size }, 'restored pod records of the previous run');
   }
 
@@ -127,6 +148,7 @@ export class Reconciler {
     this.desired = state;
     this.desiredLoadedAt = this.now().toISOString();
     this.desiredError = undefined;
+    for (const w of this.waiters) if (w.listed(state)) w.finish('listed');
     void this.requestResync().catch(() => {});
   }
 
@@ -174,7 +196,15 @@ export class Reconciler {
 
   // --- CNI --------------------------------------------------------------------------------------
 
-  add(req: PodRequest): Promise<AddResponse> {
+  /**
+   * Enrols (or not) a pod the runtime just wired. When the desired state does not list the pod
+   * yet (it reached ADD before the source published it, or its namespace's new label), the ADD
+   * first waits, outside the queue so other calls go on, until an update lists it or `addWaitMs`
+   * passes; then it decides, saying in the reason when it decided without the pod listed.
+   */
+  async add(req: PodRequest): Promise<AddResponse> {
+    if (!this.ready) throw notReady(this.loaded ? 'the first reconcile has not finished' : 'the eBPF programs are not loaded yet');
+    const wait = await this.waitUntilListed(req);
     return this.enqueue(async () => {
       if (!this.ready) throw notReady(this.loaded ? 'the first reconcile has not finished' : 'the eBPF programs are not loaded yet');
       const namespace = req.podNamespace!;
@@ -182,7 +212,7 @@ export class Reconciler {
       const key = keyOf(namespace, name);
       const previous = this.records.get(key);
       let cgroup: string | undefined;
-      let cgroupError: Error | undefined;
+      let cgroupError: PodCgroupError | undefined;
       try {
         cgroup = req.cgroup
           ? await checkCgroupPath(this.in.cgroupRoot, req.cgroup)
@@ -191,7 +221,17 @@ export class Reconciler {
         if (!(err instanceof PodCgroupError)) throw err;
         cgroupError = err;
       }
-      const record: PodRecord = {
+      // Directories this agent made for an earlier sandbox of the same pod stay this pod's.
+      const samePod = previous !== undefined && previous.uid === req.podUid;
+      let madeCgroups = samePod && previous.cgroup === cgroup ? [...(previous.madeCgroups ?? [])] : [];
+      for (const c of [...this.cleanup]) {
+        if (cgroup === undefined || !isAncestorOrSelf(c, cgroup)) continue;
+        // Made for an earlier sandbox and not removed yet: it holds this one now.
+        this.cleanup.delete(c);
+        madeCgroups.push(c);
+      }
+      madeCgroups = [...new Set(madeCgroups)].sort((a, b) => a.length - b.length);
+      let record: PodRecord = {
         namespace,
         name,
         ...(req.podUid ? { uid: req.podUid } : {}),
@@ -199,12 +239,37 @@ export class Reconciler {
         ...(req.netns ? { netns: req.netns } : {}),
         ips: [...(req.ips ?? [])],
         ...(cgroup ? { cgroup } : {}),
+        ...(madeCgroups.length > 0 ? { madeCgroups } : {}),
+        ...(wait ? { addWait: wait } : {}),
       };
       this.records.set(key, record);
       this.errors.delete(key);
       const view: PodView = { key, record, ...this.desiredEntry(key) };
-      const d = decide(this.facts(view, cgroup), this.context());
+      let d = decide(this.facts(view, cgroup), this.context());
+      if (wait?.outcome === 'timed-out') {
+        d = { ...d, reason: `${d.reason}; decided without the desired state listing the pod: it did not within ${this.in.addWaitMs! / 1000}s of CNI ADD (ADD_WAIT_SECONDS)` };
+      }
       this.decisions.set(key, d);
+      let made: string[] = [];
+      if (d.mode === 'enrolled' && !cgroup && cgroupError instanceof PodCgroupOnlyInV1Error) {
+        // Hybrid host: the pod's cgroup exists in v1 (kubelet made it, so it is this pod's) but
+        // runc makes the cgroup2 one only when a container starts, after this ADD: without it the
+        // sandbox would fail forever. runc joins an existing directory, so the agent makes the
+        // pod-level directory (never deeper) and remembers it made it.
+        try {
+          made = await makePodCgroup(this.in.cgroupRoot, cgroupError.v2Path);
+          cgroup = cgroupError.v2Path;
+          record = { ...record, cgroup, madeCgroups: [...(record.madeCgroups ?? []), ...made] };
+          if (record.madeCgroups!.length === 0) {
+            const { madeCgroups: _, ...rest } = record;
+            record = rest;
+          }
+          this.records.set(key, record);
+          this.log.info({ pod: key, cgroup, made, v1: cgroupError.v1Path }, "made the pod's cgroup2 directory (hybrid host)");
+        } catch (err) {
+          cgroupError = new PodCgroupError(`${cgroupError.message}; making it failed: ${(err as Error).message}`);
+        }
+      }
       if (d.mode === 'enrolled') {
         if (!cgroup) {
           this.errors.set(key, cgroupError!.message);
@@ -217,6 +282,13 @@ export class Reconciler {
           // Leave nothing half-attached behind a failed ADD; the runtime retries the sandbox.
           await this.in.redirector.detachPod(cgroup).catch(() => {});
           this.actual.delete(cgroup);
+          if (made.length > 0) {
+            const left = await removeMadeCgroups(made);
+            for (const c of left) this.cleanup.add(c);
+            const kept = (record.madeCgroups ?? []).filter((c) => !made.includes(c));
+            const { madeCgroups: _, ...rest } = record;
+            this.records.set(key, kept.length > 0 ? { ...rest, madeCgroups: kept } : rest);
+          }
           this.errors.set(key, (err as Error).message);
           await this.persist().catch(() => {});
           throw new AgentApiError(AGENT_ERROR_CODES.enrolmentFailed, 500, `enrolling pod ${key} failed: ${(err as Error).message}`, { cause: err });
@@ -241,6 +313,8 @@ export class Reconciler {
   }
 
   del(req: PodRequest): Promise<DelResponse> {
+    // An ADD of this sandbox still waiting for the desired state: the runtime gave up on it.
+    for (const w of this.waiters) if (w.containerId === req.containerId) w.finish('deleted');
     return this.enqueue(async () => {
       const entry = [...this.records.entries()].find(([, r]) => r.containerId === req.containerId);
       if (!entry) {
@@ -251,6 +325,7 @@ export class Reconciler {
       const [key, record] = entry;
       if (record.cgroup) await this.detach(record.cgroup, key).catch(() => {});
       this.records.delete(key);
+      await this.removeMade(record, key);
       this.errors.delete(key);
       this.decisions.delete(key);
       await this.persist().catch((err: Error) => this.log.error({ err }, 'recording a DEL failed'));
@@ -296,10 +371,14 @@ export class Reconciler {
       if (r.cgroup && !(await isDirectory(r.cgroup))) {
         this.records.delete(key);
         this.errors.delete(key);
+        // Its own directory is gone; parents the agent made for it may be empty now.
+        for (const c of r.madeCgroups ?? []) this.cleanup.add(c);
         recordsChanged = true;
         this.log.info({ pod: key, cgroup: r.cgroup }, 'forgot a pod whose cgroup is gone');
       }
     }
+
+    if (this.cleanup.size > 0 && (await this.retryCleanup())) recordsChanged = true;
 
     const ctx = this.context();
     const views = this.views();
@@ -457,6 +536,79 @@ export class Reconciler {
 
   // --- helpers ----------------------------------------------------------------------------------
 
+  /** Whether the desired state lists the pod of `req` (by namespace/name, and uid when both have one). */
+  private lists(state: DesiredState, req: PodRequest): boolean {
+    return state.pods.some(
+      (p) => (p.node === undefined || p.node === this.in.nodeName) && p.namespace === req.podNamespace && p.name === req.podName && (!p.uid || !req.podUid || p.uid === req.podUid),
+    );
+  }
+
+  /**
+   * Waits, up to `addWaitMs`, for a desired state listing the pod of `req`; woken by each
+   * setDesired, never by polling. Undefined when there was nothing to wait for (listed already,
+   * an exempt namespace, or waiting off). Throws when the sandbox was deleted or the agent stops.
+   */
+  private async waitUntilListed(req: PodRequest): Promise<PodRecord['addWait']> {
+    const bound = this.in.addWaitMs ?? 0;
+    const key = keyOf(req.podNamespace!, req.podName!);
+    if (bound <= 0 || this.in.exemptNamespaces.includes(req.podNamespace!) || this.lists(this.desired, req)) return undefined;
+    const started = Date.now();
+    this.log.info({ pod: key, containerId: req.containerId, boundMs: bound }, 'the desired state does not list the pod yet; the ADD waits for it');
+    const outcome = await new Promise<'listed' | 'timed-out' | 'deleted' | 'stopping'>((resolve) => {
+      const timer = setTimeout(() => waiter.finish('timed-out'), bound);
+      const waiter: AddWaiter = {
+        key,
+        containerId: req.containerId,
+        listed: (state) => this.lists(state, req),
+        finish: (o) => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve(o);
+        },
+      };
+      this.waiters.add(waiter);
+      if (this.closed) waiter.finish('stopping');
+    });
+    const waitedMs = Date.now() - started;
+    if (outcome === 'deleted') throw notReady(`sandbox ${req.containerId} of pod ${key} was deleted (CNI DEL) while its ADD waited for the desired state`);
+    if (outcome === 'stopping') throw notReady('the agent is stopping');
+    if (outcome === 'timed-out') this.log.warn({ pod: key, waitedMs }, 'the desired state did not list the pod in time (ADD_WAIT_SECONDS); deciding from what is known');
+    else this.log.info({ pod: key, waitedMs }, 'the desired state lists the pod now');
+    return { outcome, waitedMs };
+  }
+
+  /** Removes the directories the agent made for a pod that is gone (when empty); the rest wait in `cleanup`. */
+  private async removeMade(record: PodRecord, key: string): Promise<void> {
+    if (!record.madeCgroups?.length) return;
+    const left = await removeMadeCgroups(record.madeCgroups);
+    for (const c of left) this.cleanup.add(c);
+    this.log.info({ pod: key, removed: record.madeCgroups.filter((c) => !left.includes(c)), kept: left }, 'removed the cgroup2 directories the agent made for the pod (kept: not empty yet)');
+  }
+
+  /**
+   * rmdir of the directories in `cleanup`, innermost first; never one that holds (or is) a
+   * recorded pod's cgroup. Returns whether the set changed.
+   */
+  private async retryCleanup(): Promise<boolean> {
+    const live = [...this.records.values()].flatMap((r) => (r.cgroup ? [r.cgroup] : []));
+    let changed = false;
+    for (const c of [...this.cleanup].sort((a, b) => b.length - a.length)) {
+      if (live.some((l) => isAncestorOrSelf(c, l))) continue;
+      if ((await removeMadeCgroups([c])).length === 0) {
+        this.cleanup.delete(c);
+        changed = true;
+        this.log.info({ cgroup: c }, 'removed a cgroup2 directory the agent had made');
+      }
+    }
+    return changed;
+  }
+
+  /** Ends every waiting ADD (they answer "not ready"); call when the agent stops. */
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiters) w.finish('stopping');
+  }
+
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn);
     this.queue = run.catch(() => {});
@@ -550,7 +702,7 @@ export class Reconciler {
   }
 
   private async persist(): Promise<void> {
-    await this.in.store.save(this.in.nodeName, [...this.records.values()], [...new Set([...this.tracked, ...this.ztTracked])]);
+    await this.in.store.save(this.in.nodeName, [...this.records.values()], [...new Set([...this.tracked, ...this.ztTracked])], [...this.cleanup]);
   }
 
   // --- state ------------------------------------------------------------------------------------
@@ -583,6 +735,8 @@ export class Reconciler {
       attached: { redirect: a?.redirect ?? false, strict: a?.strict ?? false },
       ...(error ? { error } : {}),
       ...(view.record?.enrolledAt ? { enrolledAt: view.record.enrolledAt } : {}),
+      ...(view.record?.madeCgroups?.length ? { madeCgroups: view.record.madeCgroups } : {}),
+      ...(view.record?.addWait ? { addWait: view.record.addWait } : {}),
     };
   }
 
@@ -604,6 +758,15 @@ export class Reconciler {
         ...(this.desiredError ? { error: this.desiredError } : {}),
         namespaces: this.desired.namespaces.size,
         pods: this.localDesiredPods().length,
+        addWaitSeconds: (this.in.addWaitMs ?? 0) / 1000,
+        waitingAdds: [...new Set([...this.waiters].map((w) => w.key))].sort(),
+      },
+      cgroup: {
+        root: this.in.cgroupRoot,
+        resolver: this.in.resolver.describe,
+        ...(this.in.cgroupLayout?.kubeletRoot ? { kubeletRoot: this.in.cgroupLayout.kubeletRoot } : {}),
+        v1Roots: this.in.cgroupLayout?.v1Roots ?? [],
+        pendingRemoval: [...this.cleanup].sort(),
       },
       pods: this.views()
         .map((v) => this.status(v.key)!)

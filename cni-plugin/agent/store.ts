@@ -21,6 +21,13 @@ export interface PodRecord {
   readonly cgroup?: string;
   /** When the agent last attached the redirect programs (ISO). */
   readonly enrolledAt?: string;
+  /**
+   * cgroup2 directories the agent made for this pod (hybrid hosts: the pod-level cgroup and any
+   * missing parents, outermost first). Only these are ever removed, and only when empty.
+   */
+  readonly madeCgroups?: readonly string[];
+  /** How the ADD's wait for the desired state to list the pod ended (api.ts PodStatus.addWait). */
+  readonly addWait?: { readonly outcome: 'listed' | 'timed-out'; readonly waitedMs: number };
 }
 
 const VERSION = 1;
@@ -37,6 +44,8 @@ export interface StoredState {
   readonly pods: PodRecord[];
   /** Cgroups the agent attached programs to (absent in files of older agents). */
   readonly attached: string[];
+  /** cgroup2 directories the agent made for pods now gone, still to remove once empty. */
+  readonly cleanup: string[];
 }
 
 export class StateStore {
@@ -48,10 +57,10 @@ export class StateStore {
     try {
       text = await readFile(this.path, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { pods: [], attached: [] };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { pods: [], attached: [], cleanup: [] };
       throw new StateFileError(this.path, `cannot be read (${(err as NodeJS.ErrnoException).code})`);
     }
-    let doc: { version?: unknown; pods?: unknown; attached?: unknown };
+    let doc: { version?: unknown; pods?: unknown; attached?: unknown; cleanup?: unknown };
     try {
       doc = JSON.parse(text) as typeof doc;
     } catch {
@@ -62,16 +71,16 @@ export class StateStore {
       (p): p is PodRecord =>
         typeof p === 'object' && p !== null && typeof p.namespace === 'string' && typeof p.name === 'string' && typeof p.containerId === 'string' && Array.isArray(p.ips),
     );
-    const attached = Array.isArray(doc.attached) ? doc.attached.filter((c): c is string => typeof c === 'string') : [];
-    return { pods, attached };
+    const strings = (v: unknown) => (Array.isArray(v) ? v.filter((c): c is string => typeof c === 'string') : []);
+    return { pods, attached: strings(doc.attached), cleanup: strings(doc.cleanup) };
   }
 
-  async save(node: string, pods: readonly PodRecord[], attached: readonly string[] = []): Promise<void> {
+  async save(node: string, pods: readonly PodRecord[], attached: readonly string[] = [], cleanup: readonly string[] = []): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     const tmp = `${this.path}.tmp-${process.pid}`;
     const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(`${JSON.stringify({ version: VERSION, node, pods, attached: [...attached].sort() }, null, 1)}\n`);
+      await fh.writeFile(`${JSON.stringify({ version: VERSION, node, pods, attached: [...attached].sort(), ...(cleanup.length > 0 ? { cleanup: [...cleanup].sort() } : {}) }, null, 1)}\n`);
       // Durable before it replaces the old file: a crash leaves one whole version or the other.
       await fh.sync();
     } finally {

@@ -188,6 +188,8 @@ export class Cluster {
       CGROUP_DRIVER: 'template',
       CGROUP_TEMPLATE: `${this.lab.prefix}-pod-{podNamespace}-{podName}`,
       RESYNC_INTERVAL_SECONDS: '1',
+      // This harness lists a pod in the desired state only after its ADD (the ADD gives it its IP).
+      ADD_WAIT_SECONDS: '0',
       LOG_LEVEL: 'debug',
       ...extra,
     };

@@ -32,6 +32,8 @@ async function start(t: Test) {
     STATE_ADDRESS: `127.0.10.${++starts}`,
     STATE_PORT: '15099',
     EXCLUDE_PORTS: '22',
+    // The desired state here lists namespaces only; the ADD's wait for a pod is reconciler.test.ts's.
+    ADD_WAIT_SECONDS: '0',
   });
   const kernel = new FakeRedirector();
   const source = new PushDesiredSource(desired(true));
