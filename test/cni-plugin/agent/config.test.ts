@@ -68,3 +68,18 @@ t.test('ZTUNNEL_CGROUP=auto: found through /proc, with its own settings', async 
   t.throws(() => loadConfig({ ...base, ZTUNNEL_CHECK_INTERVAL_SECONDS: '2' }), { message: /ZTUNNEL_CHECK_INTERVAL_SECONDS is set but ZTUNNEL_CGROUP is a path, which ignores it/ });
   t.throws(() => loadConfig({ ...base, ZTUNNEL_CGROUP: 'Auto' }), { message: /ZTUNNEL_CGROUP="Auto" is neither an absolute path nor auto/ });
 });
+
+t.test("kubelet's cgroup root and the ADD's wait for the desired state", async (t) => {
+  const d = loadConfig(base);
+  t.equal(d.kubeletCgroupRoot, 'auto', 'found from the agent\'s own cgroup unless set');
+  t.equal(d.addWaitMs, 10_000);
+  const c = loadConfig({ ...base, KUBELET_CGROUP_ROOT: '/amc-node-1', ADD_WAIT_SECONDS: '0.5', CGROUP_DRIVER: 'cgroupfs' });
+  t.equal(c.kubeletCgroupRoot, '/amc-node-1');
+  t.equal(c.addWaitMs, 500);
+  t.equal(loadConfig({ ...base, ADD_WAIT_SECONDS: '0' }).addWaitMs, 0, '0: decide at once');
+  t.throws(() => loadConfig({ ...base, KUBELET_CGROUP_ROOT: 'amc-node-1', ADD_WAIT_SECONDS: '-1' }), {
+    message: /KUBELET_CGROUP_ROOT="amc-node-1" is neither an absolute cgroup path .* nor auto[\s\S]*ADD_WAIT_SECONDS="-1" is not a number of seconds/,
+  });
+  t.throws(() => loadConfig({ ...base, CGROUP_DRIVER: 'template', CGROUP_TEMPLATE: 'lab/{podUid}', KUBELET_CGROUP_ROOT: '/x' }), { message: /KUBELET_CGROUP_ROOT is set but CGROUP_DRIVER=template ignores it/ });
+  t.equal(loadConfig({ ...base, CGROUP_DRIVER: 'template', CGROUP_TEMPLATE: 'lab/{podUid}', KUBELET_CGROUP_ROOT: 'auto' }).kubeletCgroupRoot, 'auto', "the chart's default is fine with any driver");
+});

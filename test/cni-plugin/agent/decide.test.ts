@@ -38,3 +38,11 @@ t.test('STRICT: mesh, namespace and workload policies with port-level exceptions
   );
   t.match(decide({ namespace: 'legacy', name: 'x', labels: {} }, pa('  - {name: m, namespace: istio-system, spec: {mtls: {mode: STRICT}}}\n')), { mode: 'not-ambient', strict: false }, 'only enrolled pods get the filter');
 });
+
+t.test('a waypoint pod is never enrolled, whatever its namespace or the control plane says', async (t) => {
+  const c = ctx(NS);
+  const waypoint = { 'gateway.istio.io/managed': 'istio.io-mesh-controller', 'gateway.networking.k8s.io/gateway-name': 'wp' };
+  t.match(decide({ namespace: 'apps', name: 'wp-0', labels: waypoint }, c), { mode: 'exempt', reason: /a waypoint \(gateway.istio.io\/managed=istio.io-mesh-controller\) is never enrolled/ });
+  t.match(decide({ namespace: 'apps', name: 'wp-0', labels: waypoint, ambient: true }, c), { mode: 'exempt' }, "over the control plane's HBONE verdict");
+  t.match(decide({ namespace: 'apps', name: 'gw', labels: { 'gateway.istio.io/managed': 'someone-else' } }, c), { mode: 'enrolled' }, 'another controller\'s gateway is an ordinary pod');
+});
