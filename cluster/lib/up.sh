@@ -150,7 +150,9 @@ setup_node_mounts() {
   # Each node has its own bpffs (a new mount of bpf is a new instance: the nodes' pins never meet,
   # and they all go with the node's mount namespace), shared so that a pod's Bidirectional
   # mount of /sys/fs/bpf (the node agent's) is accepted by the kubelet and sees the node's pins.
-  binds+="mount -t bpf bpf /sys/fs/bpf && mount --make-shared /sys/fs/bpf && "
+  # The host's bpffs is unmounted first (here only: the namespace is a slave): the kubelet checks the
+  # first mount it finds at /sys/fs/bpf, and a shared one stacked on a private one fails that check.
+  binds+="{ umount /sys/fs/bpf 2>/dev/null || true; } && mount -t bpf bpf /sys/fs/bpf && mount --make-shared /sys/fs/bpf && "
   unshare --mount="$(node_mntns "$i")" --propagation slave -- sh -ec "${binds} true"
 }
 
