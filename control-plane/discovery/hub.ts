@@ -12,7 +12,7 @@
  */
 import type { ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../../core/telemetry/log.js';
-import { RESOURCE_KINDS, type ResourceKind } from '../../core/config/discovery-wire.js';
+import { NODE_AGENT_KINDS, RESOURCE_KINDS, type ResourceKind } from '../../core/config/discovery-wire.js';
 import type { EncodedState, GlobalDelta } from './state.js';
 
 /** What a proxy receives. */
@@ -23,11 +23,17 @@ export type ProxyKind = 'ztunnel' | 'waypoint';
  * authentication (it routes to and checks mTLS for any destination), but only the
  * authorization policies that apply to workloads on its node (it enforces policy for inbound
  * connections to its own workloads only), and no routes or waypoint policies. A waypoint gets
- * everything.
+ * everything but the node-agent kinds.
+ *
+ * The node agent subscribes with the ztunnel view (the ztunnel identity and its node's token), so
+ * that view also carries `NODE_AGENT_KINDS`: pods without an IP yet and the namespaces' dataplane
+ * mode, which the agent needs at CNI ADD, before the pod is a workload. ztunnel ignores them. They
+ * are not scoped per node: pending pods are few and short-lived, and scoping would cost a per-node
+ * view like the policies' for little.
  */
 const GLOBAL_KINDS: Record<ProxyKind, readonly ResourceKind[]> = {
-  ztunnel: ['nodes', 'workloads', 'services', 'peerAuthentications'],
-  waypoint: RESOURCE_KINDS,
+  ztunnel: ['nodes', 'workloads', 'services', 'peerAuthentications', 'pendingPods', 'namespaces'],
+  waypoint: RESOURCE_KINDS.filter((k) => !NODE_AGENT_KINDS.has(k)),
 };
 const SCOPED_KIND = 'authorizationPolicies' satisfies ResourceKind;
 

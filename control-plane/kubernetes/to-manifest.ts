@@ -6,10 +6,11 @@
  * What changes on the way:
  * - `apiVersion` and `kind` are filled in from the resource when missing (the API server omits
  *   them on the items of lists of built-in kinds);
- * - server-managed metadata (uid, resourceVersion, generation, managedFields, timestamps, owner
+ * - server-managed metadata (resourceVersion, generation, managedFields, timestamps, owner
  *   references, finalizers) and kubectl's `last-applied-configuration` annotation are dropped:
  *   they change on every write and mean nothing to the mesh, and the store tells a real change
- *   from a no-op by comparing documents;
+ *   from a no-op by comparing documents. A Pod's `uid` is kept: it never changes for the life of
+ *   the pod, and node agents match a CNI ADD (K8S_POD_UID) against it;
  * - `status` is kept only where the mesh reads it: a Pod's phase, IPs and Ready condition (not
  *   timestamps), a Gateway's addresses. The status of the kinds the control plane writes status to
  *   is dropped, so writing a status never triggers a new conversion.
@@ -34,6 +35,7 @@ export function toManifestDocument(r: KubeResource, obj: KubeObject): Record<str
   const meta = isMap(obj.metadata) ? obj.metadata : {};
   const metadata: Record<string, unknown> = {};
   for (const k of ['name', 'namespace', 'labels', 'deletionTimestamp'] as const) if (meta[k] !== undefined && meta[k] !== null) metadata[k] = meta[k];
+  if (r.kind === 'Pod' && typeof meta.uid === 'string') metadata.uid = meta.uid;
   if (isMap(meta.annotations)) {
     const annotations = Object.fromEntries(Object.entries(meta.annotations).filter(([k]) => !DROPPED_ANNOTATIONS.has(k)));
     if (Object.keys(annotations).length > 0) metadata.annotations = annotations;

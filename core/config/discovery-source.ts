@@ -371,7 +371,7 @@ export class DiscoverySource implements ConfigSource {
       return l as readonly ResourceTypes[K][];
     };
     // Route kinds only when present, as the file source does (configs without them keep their shape).
-    const optional = <K extends 'waypointPolicies' | 'httpRoutes' | 'virtualServices' | 'destinationRules'>(k: K) =>
+    const optional = <K extends 'waypointPolicies' | 'httpRoutes' | 'virtualServices' | 'destinationRules' | 'pendingPods' | 'namespaces'>(k: K) =>
       this.#resources.get(k)!.size > 0 ? { [k]: list(k) } : {};
     const cfg: MeshConfig = Object.freeze({
       ...(this.#rootNamespace !== undefined ? { rootNamespace: this.#rootNamespace } : {}),
@@ -384,6 +384,9 @@ export class DiscoverySource implements ConfigSource {
       ...optional('httpRoutes'),
       ...optional('virtualServices'),
       ...optional('destinationRules'),
+      // Node-agent kinds (docs/control-plane.md); absent when the control plane sends none.
+      ...optional('pendingPods'),
+      ...optional('namespaces'),
     });
     try {
       this.#listener?.(cfg);

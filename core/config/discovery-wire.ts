@@ -15,8 +15,10 @@ import { WaypointPolicyConverter } from './waypoint-policy.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
 import type {
   AuthorizationPolicy,
+  MeshNamespace,
   MtlsMode,
   NodeInfo,
+  PendingPod,
   PeerAuthentication,
   PolicyCondition,
   PolicyOperation,
@@ -92,6 +94,8 @@ export const RESOURCE_KINDS = [
   'httpRoutes',
   'virtualServices',
   'destinationRules',
+  'pendingPods',
+  'namespaces',
 ] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
 
@@ -114,7 +118,16 @@ export interface ResourceTypes {
   httpRoutes: HttpRoute;
   virtualServices: VirtualService;
   destinationRules: DestinationRule;
+  pendingPods: PendingPod;
+  namespaces: MeshNamespace;
 }
+
+/**
+ * Kinds only node agents use (they subscribe with the ztunnel view): pods that have no IP yet and
+ * the namespaces' `istio.io/dataplane-mode`. ztunnel receives and ignores them; waypoints do not
+ * receive them.
+ */
+export const NODE_AGENT_KINDS: ReadonlySet<ResourceKind> = new Set(['pendingPods', 'namespaces']);
 
 /** Resources per kind: JSON values as they travel. Kinds a client does not know are ignored. */
 export type WireResources = Partial<Record<string, unknown[]>>;
@@ -183,6 +196,8 @@ export function resourceKey<K extends ResourceKind>(kind: K, r: ResourceTypes[K]
   switch (kind) {
     case 'nodes':
       return (r as NodeInfo).name;
+    case 'namespaces':
+      return (r as MeshNamespace).name;
     case 'workloads':
       return (r as Workload).uid;
     default: {
@@ -321,6 +336,25 @@ function decodeWorkload(o: Json, path: string): Workload {
   return w;
 }
 
+function decodePendingPod(o: Json, path: string): PendingPod {
+  const uid = optStr(o, 'uid', path);
+  return {
+    namespace: str(o, 'namespace', path),
+    name: str(o, 'name', path),
+    ...(uid !== undefined ? { uid } : {}),
+    node: str(o, 'node', path),
+    labels: stringRecord(o, 'labels', path),
+    protocol: oneOf(o, 'protocol', path, ['HBONE', 'TCP'] as const),
+  };
+}
+
+function decodeNamespace(o: Json, path: string): MeshNamespace {
+  // A label value may be empty in Kubernetes: any string is accepted, not only non-empty ones.
+  const dataplaneMode = o.dataplaneMode;
+  if (dataplaneMode !== undefined && typeof dataplaneMode !== 'string') throw new WireFormatError(`${path}.dataplaneMode`, 'expected a string');
+  return { name: str(o, 'name', path), ...(dataplaneMode !== undefined ? { dataplaneMode } : {}) };
+}
+
 function decodeService(o: Json, path: string): Service {
   const wp = waypoint(o, path);
   return {
@@ -431,6 +465,8 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
   httpRoutes: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
   virtualServices: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
   destinationRules: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
+  pendingPods: decodePendingPod,
+  namespaces: decodeNamespace,
 };
 
 /**

@@ -29,8 +29,10 @@ import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, check
 import type {
   AuthorizationPolicy,
   MeshConfig,
+  MeshNamespace,
   NodeInfo,
   PeerAuthentication,
+  PendingPod,
   Service,
   ServicePort,
   WaypointPolicy,
@@ -50,6 +52,12 @@ export const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
 export const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
 /** Label Gateway API implementations put on a gateway's pods; marks waypoint pods. */
 export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+/**
+ * Label (and value) Istio's waypoint controller, and ours, put on waypoint pods. Istio's node
+ * agent never captures such a pod: a waypoint speaks HBONE itself.
+ */
+export const WAYPOINT_MANAGED_LABEL = 'gateway.istio.io/managed';
+export const WAYPOINT_MANAGED_VALUE = 'istio.io-mesh-controller';
 /** `gatewayClassName` of waypoints. */
 export const WAYPOINT_CLASS = 'istio-waypoint';
 /** Istio's HBONE port on a waypoint. */
@@ -152,6 +160,8 @@ export interface NamespaceObject extends Base<'Namespace'> {}
 export interface ServiceAccountObject extends Base<'ServiceAccount'> {}
 
 export interface PodObject extends Base<'Pod'> {
+  /** `metadata.uid` when the document has one (API objects do; the lab's files do not). */
+  readonly uid?: string;
   readonly nodeName?: string;
   readonly serviceAccount: string;
   /** Canonical pod IPs from `status.podIPs` / `status.podIP` (the lab or the kubelet fills them). */
@@ -161,6 +171,8 @@ export interface PodObject extends Base<'Pod'> {
   readonly healthy: boolean;
   /** Named container ports, for Services whose targetPort is a name. */
   readonly namedPorts: ReadonlyMap<string, number>;
+  /** `status.phase` is Succeeded or Failed: its containers will not run again. */
+  readonly finished?: boolean;
 }
 
 export interface DeploymentObject extends Base<'Deployment'> {
@@ -511,6 +523,8 @@ function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, 
     p.add('status.podIP', `${JSON.stringify(status.podIP)} is not the first of status.podIPs (${ips[0]})`);
   }
   const phase = typeof status.phase === 'string' ? status.phase : undefined;
+  const rawMeta = isMapping(base.raw.metadata) ? base.raw.metadata : {};
+  const uid = typeof rawMeta.uid === 'string' && rawMeta.uid !== '' ? rawMeta.uid : undefined;
   let healthy = phase === undefined || phase === 'Running';
   if (Array.isArray(status.conditions)) {
     for (const c of status.conditions) {
@@ -524,7 +538,9 @@ function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, 
   return {
     kind: 'Pod',
     ...base,
+    ...(uid !== undefined ? { uid } : {}),
     ...(nodeName !== undefined ? { nodeName } : {}),
+    ...(phase === 'Succeeded' || phase === 'Failed' ? { finished: true } : {}),
     serviceAccount,
     ips,
     hostNetwork,
@@ -880,6 +896,11 @@ function sortObjects(objects: ManifestObject[]): ManifestObject[] {
  *   if its `istio.io/waypoint-for` covers the kind of traffic; `none` on a pod or service opts out.
  * - AuthorizationPolicies (without targetRefs) and PeerAuthentications become L4 policies;
  *   with targetRefs, waypoint policies; HTTPRoutes and VirtualServices, routes.
+ * - For node agents: every pod with a node but no IP yet (not host-network, not finished) is a
+ *   pending pod, with the verdict its workload will have (HBONE: enrol it), except that a waypoint
+ *   pod (`gateway.istio.io/managed=istio.io-mesh-controller`) is never HBONE; it moves to the
+ *   workloads once it has an IP. Every Namespace object is listed with its
+ *   `istio.io/dataplane-mode` label.
  *
  * @example
  * const { config, problems } = convertManifests({ objects: store.objects(), nodes, trustDomain: 'cluster.local' });
@@ -926,6 +947,8 @@ export class ManifestConverter {
   #labelIndex = new Map<string, PodObject[]>();
   #services: Service[] = [];
   #servicesByNs = new Map<string, ServiceSlot[]>();
+  /** Pods on a node without an IP yet, by store key (node agents need them before the IP exists). */
+  #pending = new Map<string, PendingPod>();
   #problems = new Map<string, ObjectProblem[]>();
   #last: ConvertResult | undefined;
   // Unchanged pods and services convert to the same frozen objects, so later stages (encoding,
@@ -933,6 +956,8 @@ export class ManifestConverter {
   readonly #workloadCache = new WeakMap<PodObject, Workload>();
   readonly #serviceCache = new WeakMap<ServiceObject, Service>();
   readonly #labelKeys = new WeakMap<PodObject, readonly string[]>();
+  readonly #pendingCache = new WeakMap<PodObject, PendingPod>();
+  readonly #namespaceCache = new WeakMap<NamespaceObject, MeshNamespace>();
 
   /** Converts everything. */
   convert(inputs: ConvertInputs): ConvertResult {
@@ -952,6 +977,7 @@ export class ManifestConverter {
     this.#labelIndex = new Map();
     this.#services = [];
     this.#servicesByNs = new Map();
+    this.#pending = new Map();
     this.#problems = new Map();
     this.#nodes = new Map();
     for (const n of inputs.nodes) if (!this.#nodes.has(n.name)) this.#nodes.set(n.name, n);
@@ -1009,6 +1035,8 @@ export class ManifestConverter {
     }
     for (const pod of pods) {
       this.#checkNamespace(pod);
+      const pending = this.#pendingOf(pod);
+      if (pending) this.#pending.set(refKey(objectRef(pod)), pending);
       const w = this.#convertPod(pod);
       if (!w) continue;
       this.#podPos.set(refKey(objectRef(pod)), this.#workloads.length);
@@ -1039,6 +1067,9 @@ export class ManifestConverter {
     const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
     const virtualServices = waypoint.virtualServices.map((o) => o.virtualService);
     const destinationRules = waypoint.destinationRules.map((o) => o.destinationRule);
+    const pendingPods = this.#pendingList();
+    // Namespaces arrive in name order (conversion order), so equal stores give equal lists.
+    const namespaces = [...this.#namespaces.values()].map((o) => this.#namespaceOf(o));
     const config: MeshConfig = {
       rootNamespace: this.#rootNamespace,
       nodes: deepFreeze([...this.#nodes.values()]),
@@ -1051,6 +1082,8 @@ export class ManifestConverter {
       ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
       ...(virtualServices.length > 0 ? { virtualServices } : {}),
       ...(destinationRules.length > 0 ? { destinationRules } : {}),
+      ...(pendingPods.length > 0 ? { pendingPods } : {}),
+      ...(namespaces.length > 0 ? { namespaces } : {}),
     };
     // Every element is frozen already (parsed objects, cached conversions); freezing the lists and
     // the top is enough, and far cheaper than walking 10,000 workloads again.
@@ -1086,6 +1119,9 @@ export class ManifestConverter {
       const key = refKey(objectRef(o));
       const ns = o.meta.namespace as string;
       this.#problems.delete(key);
+      this.#pending.delete(key);
+      const pending = next ? this.#pendingOf(next) : undefined;
+      if (pending) this.#pending.set(key, pending);
       for (const slot of this.#servicesByNs.get(ns) ?? []) {
         const sel = slot.svc.selector;
         if (sel && ((prev && labelsMatch(sel, prev.meta.labels)) || (next && labelsMatch(sel, next.meta.labels)))) touchedServices.add(slot);
@@ -1123,7 +1159,14 @@ export class ManifestConverter {
       if (slot.pos >= 0) services[slot.pos] = this.#convertService(slot.svc);
     }
     this.#services = services;
-    const config: MeshConfig = Object.freeze({ ...last.config, workloads: Object.freeze([...list]), services: Object.freeze([...services]) });
+    const { pendingPods: _was, ...rest } = last.config;
+    const pendingPods = this.#pendingList();
+    const config: MeshConfig = Object.freeze({
+      ...rest,
+      workloads: Object.freeze([...list]),
+      services: Object.freeze([...services]),
+      ...(pendingPods.length > 0 ? { pendingPods: Object.freeze(pendingPods) } : {}),
+    });
     this.#last = { config, waypoint: last.waypoint, problems: this.#allProblems() };
     return this.#last;
   }
@@ -1192,6 +1235,52 @@ export class ManifestConverter {
     return ref;
   }
 
+  /** Istio's rule: the pod's own label (`none` opts out, `ambient` opts in), else its namespace's. */
+  #ambient(pod: PodObject): boolean {
+    const podMode = pod.meta.labels[DATAPLANE_MODE_LABEL];
+    return podMode === 'none' ? false : podMode === 'ambient' || this.#nsLabels(pod.meta.namespace as string)[DATAPLANE_MODE_LABEL] === 'ambient';
+  }
+
+  /**
+   * The pending pod of a pod scheduled on a node that has no IP yet (host-network pods never:
+   * they are not wired by CNI; finished pods never: no sandbox will be made for them). Its node
+   * need not be in the node list: node agents run on nodes whose ztunnel is not up yet.
+   */
+  #pendingOf(pod: PodObject): PendingPod | undefined {
+    if (pod.hostNetwork || pod.nodeName === undefined || pod.ips.length > 0 || pod.finished) return undefined;
+    // A waypoint is never captured, whatever its namespace says (Istio's node agent excludes it too).
+    const waypoint = pod.meta.labels[WAYPOINT_MANAGED_LABEL] === WAYPOINT_MANAGED_VALUE;
+    const protocol = this.#ambient(pod) && !waypoint ? 'HBONE' : 'TCP';
+    let p = this.#pendingCache.get(pod);
+    if (!p || p.protocol !== protocol) {
+      p = deepFreeze<PendingPod>({
+        namespace: pod.meta.namespace as string,
+        name: pod.meta.name,
+        ...(pod.uid !== undefined ? { uid: pod.uid } : {}),
+        node: pod.nodeName,
+        labels: pod.meta.labels,
+        protocol,
+      });
+      this.#pendingCache.set(pod, p);
+    }
+    return p;
+  }
+
+  /** Pending pods in conversion order (namespace, name), whichever path changed them. */
+  #pendingList(): PendingPod[] {
+    return [...this.#pending.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, p]) => p);
+  }
+
+  #namespaceOf(o: NamespaceObject): MeshNamespace {
+    const mode = o.meta.labels[DATAPLANE_MODE_LABEL];
+    let n = this.#namespaceCache.get(o);
+    if (!n) {
+      n = Object.freeze({ name: o.meta.name, ...(mode !== undefined ? { dataplaneMode: mode } : {}) });
+      this.#namespaceCache.set(o, n);
+    }
+    return n;
+  }
+
   /** The workload of a pod, or undefined when it is not one (yet); claims its addresses. */
   #convertPod(pod: PodObject): Workload | undefined {
     const ns = pod.meta.namespace as string;
@@ -1209,8 +1298,7 @@ export class ManifestConverter {
     if (pod.serviceAccount !== 'default' && !this.#serviceAccounts.has(`${ns}/${pod.serviceAccount}`)) {
       this.#note(pod, 'spec.serviceAccountName', `service account ${ns}/${pod.serviceAccount} is not declared; the identity is issued anyway`);
     }
-    const podMode = pod.meta.labels[DATAPLANE_MODE_LABEL];
-    const ambient = podMode === 'none' ? false : podMode === 'ambient' || this.#nsLabels(ns)[DATAPLANE_MODE_LABEL] === 'ambient';
+    const ambient = this.#ambient(pod);
     const wp = ambient ? this.#resolveWaypoint(pod, 'workload') : undefined;
     const protocol = ambient ? 'HBONE' : 'TCP';
     let w = this.#workloadCache.get(pod);

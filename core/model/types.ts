@@ -42,6 +42,33 @@ export interface Workload {
   readonly waypoint?: WaypointRef;
 }
 
+/**
+ * A pod scheduled on a node (`spec.nodeName` set) that has no IP yet. The kubelet learns the IP
+ * only after the CNI ADD returns, and the node agent decides at ADD whether to enrol the pod, so
+ * the control plane tells node agents about such pods before they become workloads. Once the pod
+ * has an IP it is a `Workload` and no longer a pending pod. Data planes route nothing by it.
+ */
+export interface PendingPod {
+  readonly namespace: string;
+  readonly name: string;
+  /** Kubernetes `metadata.uid`, when the source has one (the lab's files do not). */
+  readonly uid?: string;
+  readonly node: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /**
+   * The control plane's verdict: HBONE when the node agent must enrol the pod (Istio's rules:
+   * namespace or pod `istio.io/dataplane-mode=ambient`, no pod opt-out `none`, not a waypoint).
+   */
+  readonly protocol: Protocol;
+}
+
+/** A namespace the source knows, with its `istio.io/dataplane-mode` label (the only label carried). */
+export interface MeshNamespace {
+  readonly name: string;
+  /** The label's value (`ambient`, `none`, ...); absent when the namespace does not carry it. */
+  readonly dataplaneMode?: string;
+}
+
 export interface ServicePort {
   readonly port: number;
   /** The port on the endpoints; equal to `port` when the service does not remap it. */
@@ -186,4 +213,11 @@ export interface MeshConfig {
   readonly virtualServices?: readonly VirtualService[];
   /** Istio DestinationRules: the subsets VirtualService destinations name (absent: none). */
   readonly destinationRules?: readonly DestinationRule[];
+  /** Pods scheduled on a node without an IP yet, for node agents (absent: the source has none or does not say). */
+  readonly pendingPods?: readonly PendingPod[];
+  /**
+   * Every namespace the source knows, for node agents (absent: the source does not say; the lab's
+   * files and the file source omit it).
+   */
+  readonly namespaces?: readonly MeshNamespace[];
 }

@@ -16,6 +16,8 @@ const parsed = parseManifests(
   docs(
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'apps', labels: { 'istio.io/dataplane-mode': 'ambient' } } },
     { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'apps', labels: { app: 'web' } }, spec: { nodeName: 'n', containers: [{ name: 'c' }] }, status: { podIP: '10.0.0.1' } },
+    // No IP yet: a pending pod (node agents' kind), with its Kubernetes uid.
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-new', namespace: 'apps', uid: '5f0c1d2e-0000-4000-8000-000000000001', labels: { app: 'web' } }, spec: { nodeName: 'n', containers: [{ name: 'c' }] } },
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'apps' }, spec: { selector: { app: 'web' }, clusterIP: '10.96.0.1', ports: [{ port: 80, targetPort: 8080, name: 'http' }] } },
     { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'a', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/apps/sa/x'], ipBlocks: ['10.0.0.0/8'] } }], to: [{ operation: { ports: ['80'], methods: ['GET'] } }], when: [{ key: 'source.ip', values: ['10.0.0.0/8'] }] }] } },
     { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'p', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'PERMISSIVE' } } } },
@@ -79,4 +81,19 @@ t.test('control-plane addresses', async (t) => {
   t.same(parseHostPort('[fd00::1]:9'), { host: 'fd00::1', port: 9 });
   t.equal(parseHostPort('10.0.0.1:99999'), undefined);
   t.equal(parseHostPort('a:b:c'), undefined);
+});
+
+t.test('node-agent kinds: a pending pod keeps its uid and verdict; a namespace its dataplane mode; both keyed and checked', async (t) => {
+  const pending = config.pendingPods ?? [];
+  t.same(pending.map((p) => ({ ...p })), [{ namespace: 'apps', name: 'web-new', uid: '5f0c1d2e-0000-4000-8000-000000000001', node: 'n', labels: { app: 'web' }, protocol: 'HBONE' }]);
+  t.equal(resourceKey('pendingPods', pending[0]!), 'apps/web-new', 'keyed like the workload it becomes');
+  t.same(config.namespaces, [{ name: 'apps', dataplaneMode: 'ambient' }]);
+  t.equal(resourceKey('namespaces', config.namespaces![0]!), 'apps');
+  t.same(decodeResource('namespaces', { name: 'plain' }), { name: 'plain' }, 'no label: no dataplaneMode');
+  t.same(decodeResource('namespaces', { name: 'e', dataplaneMode: '' }), { name: 'e', dataplaneMode: '' }, 'an empty label value is a value');
+  t.same(decodeResource('pendingPods', { namespace: 'a', name: 'b', node: 'n', labels: {}, protocol: 'TCP' }), { namespace: 'a', name: 'b', node: 'n', labels: {}, protocol: 'TCP' }, 'uid is optional (the lab has none)');
+  t.throws(() => decodeResource('pendingPods', { namespace: 'a', name: 'b', node: 'n', labels: {}, protocol: 'UDP' }), /pendingPods.protocol: expected one of HBONE, TCP/);
+  t.throws(() => decodeResource('pendingPods', { namespace: 'a', name: 'b', labels: {}, protocol: 'TCP' }), /pendingPods.node: expected a non-empty string/);
+  t.throws(() => decodeResource('pendingPods', { namespace: 'a', name: 'b', node: 'n', uid: 7, labels: {}, protocol: 'TCP' }), /pendingPods.uid/);
+  t.throws(() => decodeResource('namespaces', { name: 'x', dataplaneMode: 1 }), /namespaces.dataplaneMode: expected a string/);
 });
