@@ -497,6 +497,15 @@ t.test('cni: privileged, host paths, every node, the agent environment', async (
   t.equal(envValue(c, 'KUBELET_CGROUP_ROOT'), 'auto', "kubelet's cgroup root derived from the agent's own cgroup");
   t.equal(envValue(container(one(render('cni', ['cgroup.kubeletRoot=/kubelet.slice']), 'DaemonSet')), 'KUBELET_CGROUP_ROOT'), '/kubelet.slice');
   t.throws(() => render('cni', ['cgroup.kubeletRoot=kubepods']), HelmValuesSchemaError, 'a relative cgroup path is refused');
+  // Hybrid hosts: the v1 hierarchies, read-only, where the agent finds a pod's cgroup at CNI ADD.
+  const hybrid = one(render('cni', ['cgroup.hostRoot=/sys/fs/cgroup/unified', 'cgroup.v1Root=/sys/fs/cgroup']), 'DaemonSet');
+  const v1Volume = (podSpec(hybrid)['volumes'] as Obj[]).find((v) => v['name'] === 'cgroup-v1');
+  t.same(v1Volume?.['hostPath'], { path: '/sys/fs/cgroup', type: 'Directory' }, 'cgroup.v1Root: the host directory of the v1 hierarchies');
+  const v1Mount = (container(hybrid)['volumeMounts'] as Obj[]).find((m) => m['name'] === 'cgroup-v1');
+  t.same(v1Mount, { name: 'cgroup-v1', mountPath: '/host/cgroup-v1', readOnly: true }, 'mounted read-only, apart from the cgroup2 mount');
+  t.equal(envValue(container(hybrid), 'CGROUP_ROOT'), '/sys/fs/cgroup/unified');
+  t.notOk((spec['volumes'] as Obj[]).some((v) => v['name'] === 'cgroup-v1'), 'no v1 mount by default (cgroup v2 hosts)');
+  t.throws(() => render('cni', ['cgroup.v1Root=sys/fs/cgroup']), HelmValuesSchemaError, 'a relative v1 root is refused');
   t.equal(envValue(c, 'UNINSTALL_ON_EXIT'), 'cni');
   t.equal(envValue(c, 'EXEMPT_NAMESPACES'), 'istio-system,kube-system', 'the release namespace is always exempt');
   t.equal(envValue(c, 'CONTROL_PLANE_ADDRESS'), 'istiod.istio-system.svc:15012');
