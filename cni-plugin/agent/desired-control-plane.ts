@@ -2,8 +2,8 @@
  * The desired state from the control plane's discovery stream (docs/control-plane.md): the node
  * agent subscribes like its node's ztunnel (the ztunnel identity and the node token) and turns
  * every configuration it receives into a `DesiredState`. The control plane already applied
- * Istio's rules (namespace label, pod opt-out) when it chose a workload's protocol, so a workload
- * on this node with protocol HBONE is a pod to enrol and one with TCP is not.
+ * Istio's rules (namespace label, pod opt-out) when it chose a workload's (or a pending pod's)
+ * protocol, so a pod on this node with protocol HBONE is a pod to enrol and one with TCP is not.
  *
  * This is the only place that reads the mesh model for the agent.
  */
@@ -13,31 +13,50 @@ import type { MeshConfig } from '../../core/model/types.js';
 import type { Logger } from '../../core/telemetry/log.js';
 import { DATAPLANE_MODE_LABEL } from '../api.js';
 import type { DesiredNamespace, DesiredPod, DesiredState, DesiredStateSource } from './desired-state.js';
+import { WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from './decide.js';
 
 /**
  * The node's desired state in a mesh configuration.
  *
- * Pods: the workloads scheduled on `nodeName`, with the control plane's verdict (`ambient`).
- * Namespaces: the discovery stream carries no Namespace objects, so a namespace counts as ambient
- * when one of its workloads (on any node) is HBONE without asking for it with its own label: its
- * namespace must be labelled. That lets a CNI ADD for a new pod be enrolled at once, before the
- * control plane publishes the pod (which it does only once the pod has an IP, i.e. after ADD).
+ * Pods: the workloads scheduled on `nodeName`, and the pods scheduled there that have no IP yet
+ * (`pendingPods`, with their Kubernetes uid), each with the control plane's verdict (`ambient`).
+ * The pending ones are what ends a CNI ADD's wait (reconciler.ts, ADD_WAIT_SECONDS): the control
+ * plane watches pods and sees a scheduled pod before the kubelet creates its sandbox, while it
+ * publishes the workload only once the pod has an IP, after the ADD returned. A waypoint pod is
+ * never ambient here, whatever its namespace (decide.ts exempts it too).
+ *
+ * Namespaces: from `namespaces` (every namespace with its `istio.io/dataplane-mode`) when the
+ * stream carries it. Otherwise (an older control plane, or a source without Namespace objects)
+ * they are inferred: a namespace counts as ambient when one of its workloads (on any node) is
+ * HBONE without asking for it with its own label, so its namespace must be labelled.
  *
  * @example
  * desiredFromMesh(cfg, 'node-a').pods // [{ namespace: 'apps', name: 'web-0', node: 'node-a', ambient: true, ... }]
  */
 export function desiredFromMesh(cfg: MeshConfig, nodeName: string): DesiredState {
   const namespaces = new Map<string, DesiredNamespace>();
-  for (const w of cfg.workloads) {
-    const ownLabel = w.labels[DATAPLANE_MODE_LABEL];
-    const fromNamespace = w.protocol === 'HBONE' && ownLabel !== 'ambient';
-    if (fromNamespace) namespaces.set(w.namespace, { name: w.namespace, labels: { [DATAPLANE_MODE_LABEL]: 'ambient' } });
-    // A TCP workload that did not opt out says its namespace is not ambient.
-    else if (w.protocol !== 'HBONE' && ownLabel !== 'none' && !namespaces.has(w.namespace)) namespaces.set(w.namespace, { name: w.namespace, labels: {} });
+  if (cfg.namespaces && cfg.namespaces.length > 0) {
+    for (const n of cfg.namespaces) namespaces.set(n.name, { name: n.name, labels: n.dataplaneMode !== undefined ? { [DATAPLANE_MODE_LABEL]: n.dataplaneMode } : {} });
+  } else {
+    for (const w of cfg.workloads) {
+      const ownLabel = w.labels[DATAPLANE_MODE_LABEL];
+      const fromNamespace = w.protocol === 'HBONE' && ownLabel !== 'ambient';
+      if (fromNamespace) namespaces.set(w.namespace, { name: w.namespace, labels: { [DATAPLANE_MODE_LABEL]: 'ambient' } });
+      // A TCP workload that did not opt out says its namespace is not ambient.
+      else if (w.protocol !== 'HBONE' && ownLabel !== 'none' && !namespaces.has(w.namespace)) namespaces.set(w.namespace, { name: w.namespace, labels: {} });
+    }
   }
+  const ambient = (protocol: string, labels: Readonly<Record<string, string>>) => protocol === 'HBONE' && labels[WAYPOINT_MANAGED_LABEL] !== WAYPOINT_MANAGED_VALUE;
   const pods: DesiredPod[] = cfg.workloads
     .filter((w) => w.node === nodeName)
-    .map((w) => ({ namespace: w.namespace, name: w.name, node: w.node, labels: w.labels, ambient: w.protocol === 'HBONE', ips: w.ips }));
+    .map((w) => ({ namespace: w.namespace, name: w.name, node: w.node, labels: w.labels, ambient: ambient(w.protocol, w.labels), ips: w.ips }));
+  // A pod is either pending or a workload (the control plane moves it when it gets an IP); should
+  // both name it for a moment, the workload (with its IPs) wins.
+  const listed = new Set(pods.map((p) => `${p.namespace}/${p.name}`));
+  for (const p of cfg.pendingPods ?? []) {
+    if (p.node !== nodeName || listed.has(`${p.namespace}/${p.name}`)) continue;
+    pods.push({ namespace: p.namespace, name: p.name, ...(p.uid !== undefined ? { uid: p.uid } : {}), node: p.node, labels: p.labels, ambient: ambient(p.protocol, p.labels), ips: [] });
+  }
   return deepFreeze({
     namespaces: new ImmutableMap([...namespaces].sort(([a], [b]) => a.localeCompare(b))),
     pods,
