@@ -213,6 +213,8 @@ await source.start((s) => {
   desired = s;
   reconciler.setDesired(s);
 });
+// The agent is ready (ADDs are served) once its first reconcile finished.
+await reconciler.requestResync();
 
 const sandbox = async (namespace: string, name: string, uid: string) => {
   await mkdir(join(root, `pod-${namespace}-${name}`), { recursive: true });
