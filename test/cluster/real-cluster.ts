@@ -154,8 +154,10 @@ export class BridgeCapture {
 
   /** Starts tcpdump and resolves once it says it is listening. */
   async start(bridge = 'amc-br'): Promise<void> {
-    // -Z root: Debian's tcpdump otherwise opens the file as user tcpdump, in a directory only root may write.
-    const proc = spawn('tcpdump', ['-Z', 'root', '-i', bridge, '-s0', '-U', '-n', '-w', this.#file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // -Z root: Debian's tcpdump otherwise opens the file as user tcpdump, in a directory only root
+    // may write. --immediate-mode: without it packets reach tcpdump in batches (a 1 s buffer
+    // timeout), and those still buffered at SIGINT are never written: a short capture saw nothing.
+    const proc = spawn('tcpdump', ['-Z', 'root', '--immediate-mode', '-i', bridge, '-s0', '-U', '-n', '-w', this.#file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#proc = proc;
     await new Promise<void>((resolve, reject) => {
       let err = '';
