@@ -89,7 +89,7 @@ t.test('the mesh on a real two-node Kubernetes, installed as README.md says', { 
     // The exec itself crosses the bridge (API server -> kubelet): a capture that saw nothing saw
     // nothing at all, and would pass the "never in clear" checks for the wrong reason.
     if (seen.packets === 0) throw new Error('the bridge capture recorded no packet at all (not even the kubectl exec): the capture is broken');
-    return { reply: reply!, inClear: seen.text.includes(marker), hbone: seen.ports.get(15008) ?? 0, seenTo8080: seen.ports.get(8080) ?? 0, packets: seen.packets };
+    return { reply: reply!, inClear: seen.text.includes(marker), hbone: seen.ports.get(15008) ?? 0, seenTo8080: seen.ports.get(8080) ?? 0, packets: seen.packets, tls: seen.tlsTo15008, plainHbone: seen.plainTo15008 };
   };
   const podsBefore = await json<{ items: Pod[] }>('-n shop get pods');
 
@@ -123,7 +123,8 @@ t.test('the mesh on a real two-node Kubernetes, installed as README.md says', { 
     const c = await captured();
     t.equal(c.reply.status, 200, 'client reaches echo-v1 through the mesh');
     t.notOk(c.inClear, 'the marker never crosses between the nodes in clear');
-    t.ok(c.hbone > 0, `HBONE: TLS to port 15008 between the nodes (${c.hbone} packets)`);
+    t.ok(c.hbone > 0, `HBONE: to port 15008 between the nodes (${c.hbone} packets)`);
+    t.ok(c.tls > 0 && c.plainHbone === 0, `TLS records on 15008 (${c.tls} segments start one), never a clear-text CONNECT`);
     t.equal(c.seenTo8080, 0, 'nothing to the application port on the wire');
   });
 

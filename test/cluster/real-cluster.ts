@@ -170,7 +170,7 @@ export class BridgeCapture {
   }
 
   /** Stops tcpdump (its buffered packets written) and reads what it saw. */
-  async stop(): Promise<{ text: string; ports: Map<number, number>; packets: number }> {
+  async stop(): Promise<{ text: string; ports: Map<number, number>; packets: number; tlsTo15008: number; plainTo15008: number }> {
     const proc = this.#proc;
     if (proc && proc.exitCode === null) {
       const exited = new Promise((r) => proc.once('exit', r));
@@ -183,7 +183,21 @@ export class BridgeCapture {
     // "IP 10.88.0.11.55046 > 10.88.0.12.15008: ..." -> packets per destination port.
     const ports = new Map<number, number>();
     for (const m of lines.matchAll(/ > [\d.]+\.(\d+): /g)) ports.set(Number(m[1]), (ports.get(Number(m[1])) ?? 0) + 1);
-    return { text, ports, packets: lines.split('\n').filter(Boolean).length };
+    // Segments to 15008 that carry data and start a TLS record (content type 0x14-0x17, version
+    // 0x03 0x0X): HBONE is TLS from its first byte. A segment may continue a record, so only some do.
+    const { stdout: hex } = await sh(`tcpdump -nr ${this.#file} -x 'tcp dst port 15008' 2>/dev/null`, { timeoutMs: 60_000 });
+    let tlsTo15008 = 0;
+    let plainTo15008 = 0;
+    for (const pkt of hex.split(/\n(?=\S)/)) {
+      const bytes = [...pkt.matchAll(/^\s+0x[0-9a-f]+:\s+((?:[0-9a-f]{2,4} ?)+)/gm)].flatMap((m) => m[1]!.trim().split(/\s+/)).flatMap((w) => (w.length === 4 ? [w.slice(0, 2), w.slice(2)] : [w])).map((b) => parseInt(b, 16));
+      if (bytes.length < 40) continue;
+      const ihl = (bytes[0]! & 0x0f) * 4;
+      const payload = bytes.slice(ihl + (bytes[ihl + 12]! >> 4) * 4);
+      if (payload.length === 0) continue;
+      if (payload[0]! >= 0x14 && payload[0]! <= 0x17 && payload[1] === 0x03) tlsTo15008++;
+      else if (/^(CONNECT|GET|POST|PRI) /.test(String.fromCharCode(...payload.slice(0, 8)))) plainTo15008++;
+    }
+    return { text, ports, packets: lines.split('\n').filter(Boolean).length, tlsTo15008, plainTo15008 };
   }
 
   dispose(): void {
