@@ -1,3 +1,5 @@
+import { realTimers, type Timers } from '../../core/identity/secret-manager.js';
+
 /**
  * A task that runs after a quiet time, one run at a time: a change during a run schedules one
  * more run after it, never a second concurrent one. The status writer and the waypoint
@@ -6,7 +8,8 @@
  */
 export class DebouncedTask {
   #active = false;
-  #timer: NodeJS.Timeout | undefined;
+  /** The pending run's timer (a `Timers` handle, truthy while a run is scheduled). */
+  #timer: unknown;
   #running: Promise<void> | undefined;
   #again = false;
 
@@ -21,6 +24,8 @@ export class DebouncedTask {
     private readonly debounceMs: number,
     /** A run that threw: said here, and tried again after a while (never an unhandled rejection). */
     private readonly onError: (err: unknown) => void = () => undefined,
+    /** The quiet-time timer; `realTimers` (unref'd: a pending run never keeps a process alive) unless set (tests: a fake clock). */
+    private readonly timers: Timers = realTimers,
   ) {}
 
   get active(): boolean {
@@ -32,7 +37,7 @@ export class DebouncedTask {
     this.#active = active;
     if (active) this.schedule();
     else {
-      clearTimeout(this.#timer);
+      this.timers.clearTimeout(this.#timer);
       this.#timer = undefined;
     }
   }
@@ -40,11 +45,10 @@ export class DebouncedTask {
   /** Runs after the quiet time (or `delayMs`), unless a run is already scheduled. */
   schedule(delayMs = this.debounceMs): void {
     if (!this.#active || this.#timer) return;
-    this.#timer = setTimeout(() => {
+    this.#timer = this.timers.setTimeout(() => {
       this.#timer = undefined;
       void this.run();
     }, delayMs);
-    this.#timer.unref?.();
   }
 
   /** Runs now, or, when a run is under way, once more after it; resolves when the current run ends. */
