@@ -10,6 +10,7 @@ import { Ztunnel } from '../../ztunnel/ztunnel.js';
 import type { Test } from 'tap';
 import { closeServer, echoServer } from './net.js';
 import { startZtunnelProcess, type Proc } from './proc.js';
+import { until } from './until.js';
 
 export interface MeshFixture {
   readonly ca: CertificateAuthority;
@@ -19,6 +20,8 @@ export interface MeshFixture {
   readonly a: Ztunnel;
   readonly b: Ztunnel;
   readonly addr: { a: string; b: string };
+  /** Each node's config file source: `lastError` says a rewrite was read and rejected (a positive signal to wait on). */
+  readonly sources: { a: FileConfigSource; b: FileConfigSource };
   /** Rewrites the config file atomically (as editors and ConfigMap mounts do). */
   writeConfig(cfg: object): Promise<void>;
   /** Resolves once `zt` has loaded a config for which `check` is true. */
@@ -73,7 +76,11 @@ export async function startMesh(opts: {
   };
   await writeConfig(opts.config);
   const addr = { a: `${opts.base}.2`, b: `${opts.base}.3` };
-  const start = async (node: string, address: string) => {
+  const sources = {
+    a: new FileConfigSource({ path: configPath, logger: silentLogger }),
+    b: new FileConfigSource({ path: configPath, logger: silentLogger }),
+  };
+  const start = async (node: string, address: string, configSource: FileConfigSource) => {
     const config = loadConfig({
       NODE_NAME: node,
       LOCAL_CONFIG_FILE: configPath,
@@ -89,14 +96,14 @@ export async function startMesh(opts: {
     return Ztunnel.start({
       config,
       logger: silentLogger,
-      configSource: new FileConfigSource({ path: configPath, logger: silentLogger }),
+      configSource,
       certificates: opts.certificates?.(node, ca) ?? new SecretManager({ caClient: new LocalCaClient(ca), logger: silentLogger }),
     });
   };
-  const a = await start('node-a', addr.a);
+  const a = await start('node-a', addr.a, sources.a);
   let b: Ztunnel;
   try {
-    b = await start('node-b', addr.b);
+    b = await start('node-b', addr.b, sources.b);
   } catch (err) {
     await a.shutdown();
     throw err;
@@ -108,13 +115,10 @@ export async function startMesh(opts: {
     a,
     b,
     addr,
+    sources,
     writeConfig,
     async waitForState(zt, check, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!check(zt)) {
-        if (Date.now() > deadline) throw new Error('config was not reloaded in time');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await until('the config to be reloaded into the expected state', () => check(zt), { timeoutMs });
     },
     async close() {
       await Promise.all([a.shutdown(), b.shutdown()]);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
+import { until } from './until.js';
 
 export const ZTUNNEL_MAIN = fileURLToPath(new URL('../../dist/ztunnel/main.js', import.meta.url));
 
@@ -48,17 +49,14 @@ export function startNodeProcess(main: string, env: Record<string, string>): Pro
 
 /** Polls an HTTP URL until it answers `status`. */
 export async function waitForStatus(url: string, status: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
+  await until(
+    `${url} to answer ${status}`,
+    async () => {
       const res = await fetch(url);
-      if (res.status === status) return;
-      last = `status ${res.status}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${url} did not answer ${status} in time (last: ${last})`);
+      await res.body?.cancel();
+      if (res.status !== status) throw new Error(`status ${res.status}`);
+      return true;
+    },
+    { timeoutMs, everyMs: 50 },
+  );
 }

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import type net from 'node:net';
 import { startMesh, baseConfig, counterValue } from '../helpers/mesh.js';
 import { hashServer, echoServer, socks5Connect, readAll, closeServer } from '../helpers/net.js';
+import { until } from '../helpers/until.js';
 
 // Loopback addresses of this file: 127.0.1.2 = ztunnel node-a, .3 = node-b, .10 = client, .20 = server.
 const base = '127.0.1';
@@ -51,10 +52,9 @@ t.test('100 MB from a client through ztunnel A and B to a server arrives intact,
 });
 
 t.test('the destination ztunnel saw the client\'s SPIFFE id and counted the bytes', async (t) => {
-  // Metrics are recorded when the connection closes on both sides; give the close a moment.
-  let opened = 0;
-  for (let i = 0; i < 50 && opened === 0; i++) {
-    opened = await counterValue(mesh.b, 'istio_tcp_connections_closed_total', {
+  // Metrics are recorded when the connection closes on both sides: wait for the counter itself.
+  const opened = await until('node-b to count the closed mutual_tls connection', () =>
+    counterValue(mesh.b, 'istio_tcp_connections_closed_total', {
       reporter: 'destination',
       source_principal: ID.client,
       destination_principal: ID.server,
@@ -62,9 +62,8 @@ t.test('the destination ztunnel saw the client\'s SPIFFE id and counted the byte
       destination_workload: 'server',
       connection_security_policy: 'mutual_tls',
       response_flags: '-',
-    });
-    if (opened === 0) await new Promise((r) => setTimeout(r, 20));
-  }
+    }),
+  );
   t.ok(opened >= 1, 'a closed mutual_tls connection from the client identity was counted at node-b');
   const sent = await counterValue(mesh.b, 'istio_tcp_received_bytes_total', { reporter: 'destination', source_principal: ID.client });
   t.ok(sent >= 100 * 1024 * 1024, `node-b counted ${sent} bytes from the source`);
@@ -201,9 +200,14 @@ t.test('STRICT peer authentication refuses plaintext from outside the mesh; PERM
 t.test('a bad config file is rejected and the last good config keeps serving', async (t) => {
   const before = mesh.a.state;
   const { writeFile } = await import('node:fs/promises');
+  t.equal(mesh.sources.a.lastError, undefined, 'the last read was accepted');
   await writeFile(mesh.configPath, 'workloads:\n  - name: x\n    bogus: 1\n');
-  await new Promise((r) => setTimeout(r, 400));
+  // Wait for the positive signal that this file was read and rejected, not for a time in which a
+  // slow reload would also have changed nothing.
+  const rejected = await until('node-a to reject the bad config file', () => mesh.sources.a.lastError);
+  t.match(rejected.message, /bogus/, 'rejected for the unknown field of this very file');
   t.equal(mesh.a.state, before, 'state unchanged');
   t.equal(await roundTrip(9090), 0, 'traffic still flows');
   await mesh.writeConfig(baseConfig(base));
+  await until('node-a to accept the good config file again', () => mesh.sources.a.lastError === undefined);
 });
