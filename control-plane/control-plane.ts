@@ -167,6 +167,7 @@ export class ControlPlane {
   }
 
   get addresses(): ControlPlaneAddresses {
+    // invariant: `ControlPlane.start` sets the addresses before it returns the instance.
     if (!this.#addresses) throw new Error('the control plane is not started');
     return this.#addresses;
   }

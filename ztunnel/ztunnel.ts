@@ -2,7 +2,7 @@ import net from 'node:net';
 import { rm, writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import type { Logger } from '../core/telemetry/log.js';
-import type { MeshError } from '../core/errors.js';
+import { MeshError } from '../core/errors.js';
 import { createTcpMetrics, type TcpMetrics } from '../core/telemetry/metrics.js';
 import { DrainTracker } from '../core/drain.js';
 import { HboneClient, type CertificateSource } from '../core/hbone/client.js';
@@ -18,6 +18,17 @@ import { listenOps } from '../core/telemetry/admin.js';
 import { listen } from '../core/net/listen.js';
 import { takeOverPorts, type PortClaim } from './handover.js';
 import { IdentityRetention } from './identities.js';
+
+/** READY_FILE could not be written, so the kubelet's exec probe would never see ztunnel ready. */
+export class ReadyFileError extends MeshError {
+  constructor(path: string, cause: unknown) {
+    super(
+      'ERR_READY_FILE',
+      `cannot write READY_FILE ${path} (${(cause as NodeJS.ErrnoException)?.code ?? 'error'}); check the path and that its volume is mounted writable`,
+      { cause },
+    );
+  }
+}
 
 export interface ZtunnelInputs {
   readonly config: ZtunnelConfig;
@@ -226,7 +237,7 @@ export class Ztunnel {
         await writeFile(config.readyFile, `${process.pid}\n`);
       } catch (err) {
         await zt.#closeNow();
-        throw new Error(`cannot write READY_FILE ${config.readyFile} (${(err as NodeJS.ErrnoException).code}); check the path and its volume`);
+        throw new ReadyFileError(config.readyFile, err);
       }
     }
     zt.#ready = true;

@@ -46,6 +46,7 @@ export interface ClusterControlPlane {
 export async function startClusterControlPlane(inputs: ClusterControlPlaneInputs): Promise<ClusterControlPlane> {
   const { config, logger, api } = inputs;
   const k = config.kubernetes;
+  // invariant: main.ts calls this only when CONFIG_SOURCE=kubernetes parsed into `config.kubernetes`.
   if (!k) throw new Error('startClusterControlPlane needs CONFIG_SOURCE=kubernetes settings');
   const ztunnel = { namespace: k.ztunnelNamespace, serviceAccount: k.ztunnelServiceAccount };
   const source = new KubernetesSource({

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from '../telemetry/log.js';
 import { RemoteCaClient } from '../identity/remote-ca-client.js';
 import { SecretManager, type RotationListener } from '../identity/secret-manager.js';
-import { TrustAnchors } from '../identity/trust-anchors.js';
+import { ControlPlaneRootError, TrustAnchors } from '../identity/trust-anchors.js';
 import { splitPemCertificates } from '../identity/plugin-ca.js';
 import type { WorkloadCertificate } from '../identity/certificate.js';
 import { DiscoverySource, type DiscoverySourceInputs } from './discovery-source.js';
@@ -55,16 +55,16 @@ export interface ControlPlaneClient {
   readonly caClient: RemoteCaClient;
 }
 
-/** Reads PEM roots from a file; throws a message naming the variable to check. */
+/** Reads PEM roots from a file; throws ControlPlaneRootError (ERR_CONTROL_PLANE_ROOT) naming the variable to check. */
 export async function readRootsFile(path: string): Promise<string[]> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read the control plane's root certificate at ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check CONTROL_PLANE_ROOT_CERT_FILE`);
+    throw new ControlPlaneRootError(`cannot read the control plane's root certificate at ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
   const roots = splitPemCertificates(text);
-  if (roots.length === 0) throw new Error(`${path} holds no PEM certificate; check CONTROL_PLANE_ROOT_CERT_FILE`);
+  if (roots.length === 0) throw new ControlPlaneRootError(`${path} holds no PEM certificate`);
   return roots;
 }
 

@@ -10,6 +10,7 @@
  * applied: the client drops the stream and asks for a snapshot.
  */
 import http2, { type ClientHttp2Session } from 'node:http2';
+import { MeshError } from '../errors.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
 import { controlPlaneTlsOptions } from '../identity/control-plane-tls.js';
 import type { WorkloadCertificate } from '../identity/certificate.js';
@@ -90,6 +91,13 @@ export interface DiscoveryStats {
 
 class ResyncNeeded extends Error {}
 
+/** No first configuration arrived within `startTimeoutMs`; the proxy does not start without one. */
+export class DiscoveryStartTimeoutError extends MeshError {
+  constructor(message: string) {
+    super('ERR_DISCOVERY_TIMEOUT', message);
+  }
+}
+
 /**
  * @example
  * const source = new DiscoverySource({ address, node: 'node-a', token, certificate: () => secrets.fetch(ztunnelId), trust, serverIdentity });
@@ -133,6 +141,7 @@ export class DiscoverySource implements ConfigSource {
    * then (or until `startTimeoutMs`).
    */
   start(listener: (cfg: MeshConfig) => void): Promise<void> {
+    // invariant: the owner starts a source once and before closing it; breaking that is a bug here.
     if (this.#closed) return Promise.reject(new Error('DiscoverySource.start was called after close'));
     if (this.#listener) return Promise.reject(new Error('DiscoverySource.start was called twice'));
     this.#listener = listener;
@@ -141,7 +150,9 @@ export class DiscoverySource implements ConfigSource {
     if (this.#in.startTimeoutMs !== undefined) {
       const t = setTimeout(() => {
         this.#firstConfig?.reject(
-          new Error(`no configuration from the control plane at ${formatHostPort(this.#in.address)} within ${this.#in.startTimeoutMs} ms (last error: ${this.stats.lastError ?? 'none'})`),
+          new DiscoveryStartTimeoutError(
+            `no configuration from the control plane at ${formatHostPort(this.#in.address)} within ${this.#in.startTimeoutMs} ms (last error: ${this.stats.lastError ?? 'none'}); check CONTROL_PLANE_ADDRESS, that the control plane runs and that it has loaded its configuration`,
+          ),
         );
       }, this.#in.startTimeoutMs);
       t.unref();

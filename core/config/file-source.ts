@@ -63,6 +63,7 @@ export class FileConfigSource implements ConfigSource {
    * @throws ConfigError when the file cannot be read or is invalid; nothing is watched then.
    */
   async start(listener: (cfg: MeshConfig) => void): Promise<void> {
+    // invariant: the owner starts a source once and before closing it; breaking that is a bug here.
     if (this.#closed) throw new Error('FileConfigSource.start was called after close');
     if (this.#file) throw new Error('FileConfigSource.start was called twice');
     const logger = this.#logger;

@@ -58,6 +58,7 @@ export class WatchedFile<T> {
    * @throws ConfigError when the file cannot be read or is invalid; nothing is watched then.
    */
   async start(): Promise<void> {
+    // invariant: the owner starts a watched file once and before closing it; breaking that is a bug here.
     if (this.#closed) throw new Error(`${this.#in.what}: start was called after close`);
     if (this.#started) throw new Error(`${this.#in.what}: start was called twice`);
     this.#started = true;

@@ -6,6 +6,7 @@
 import type { ConnectionOptions, PeerCertificate } from 'node:tls';
 import { peerSpiffeId, type WorkloadCertificate } from './certificate.js';
 import type { TrustAnchors } from './trust-anchors.js';
+import { MeshError } from '../errors.js';
 
 /** Inputs of `controlPlaneTlsOptions`. */
 export interface ControlPlaneTlsInputs {
@@ -29,9 +30,9 @@ export function controlPlaneTlsOptions(inputs: ControlPlaneTlsInputs): Connectio
     checkServerIdentity: (_host: string, peer: PeerCertificate) => {
       const id = peerSpiffeId(peer);
       if (id === inputs.serverIdentity) return undefined;
-      return Object.assign(
-        new Error(`the control plane presented ${id ?? 'a certificate without a SPIFFE id'}, expected ${inputs.serverIdentity}; check CONTROL_PLANE_ADDRESS and the trust domain`),
-        { code: 'ERR_CONTROL_PLANE_IDENTITY' },
+      return new MeshError(
+        'ERR_CONTROL_PLANE_IDENTITY',
+        `the control plane presented ${id ?? 'a certificate without a SPIFFE id'}, expected ${inputs.serverIdentity}; check CONTROL_PLANE_ADDRESS and the trust domain`,
       );
     },
   };

@@ -9,7 +9,7 @@
  * is failing.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { CertificateUnavailableError } from '../errors.js';
+import { CertificateUnavailableError, MeshError } from '../errors.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
 import type { CertificateAuthority } from './ca.js';
 import { peerSpiffeId, type WorkloadCertificate } from './certificate.js';
@@ -344,29 +344,43 @@ export class SecretManager {
 }
 
 /**
+ * What a CA answered cannot be used: the secret manager refuses it (and retries) rather than
+ * present a certificate that is not exactly the identity's, on our key, under the returned roots.
+ * It reaches operators as the `cause` of ERR_CERT_UNAVAILABLE and in the retry log lines.
+ */
+export class CaAnswerInvalidError extends MeshError {
+  constructor(why: string) {
+    super(
+      'ERR_CA_ANSWER_INVALID',
+      `${why}; check that the control plane (CONTROL_PLANE_ADDRESS) is the mesh's ca and that its signing certificate chains to the root it hands out`,
+    );
+  }
+}
+
+/**
  * Checks what a CA returned before anyone uses it: the leaf holds exactly `identity`, matches our
  * key, and each certificate is signed by the next (the last by one of the roots). A CA bug or a
  * confused proxy in between must not make us present someone else's identity.
  */
 function checkIssued(identity: string, keyPem: string, certChainPem: string[], rootsPem: string[]): WorkloadCertificate {
-  if (certChainPem.length === 0) throw new Error('the ca returned an empty certificate chain');
-  if (rootsPem.length === 0) throw new Error('the ca returned no roots');
+  if (certChainPem.length === 0) throw new CaAnswerInvalidError('the ca returned an empty certificate chain');
+  if (rootsPem.length === 0) throw new CaAnswerInvalidError('the ca returned no roots');
   const chain = certChainPem.map((pem) => new X509Certificate(pem));
   const roots = rootsPem.map((pem) => new X509Certificate(pem));
   const leaf = chain[0]!;
   const got = peerSpiffeId(leaf);
   if (got !== identity) {
-    throw new Error(`the ca returned a certificate for ${got ?? leaf.subjectAltName ?? 'no identity'}, not ${identity}`);
+    throw new CaAnswerInvalidError(`the ca returned a certificate for ${got ?? leaf.subjectAltName ?? 'no identity'}, not ${identity}`);
   }
   if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) {
-    throw new Error('the ca returned a certificate for a different key than the csr');
+    throw new CaAnswerInvalidError('the ca returned a certificate for a different key than the csr');
   }
   for (let i = 0; i + 1 < chain.length; i++) {
-    if (!chain[i]!.verify(chain[i + 1]!.publicKey)) throw new Error(`certificate ${i} of the chain is not signed by certificate ${i + 1}`);
+    if (!chain[i]!.verify(chain[i + 1]!.publicKey)) throw new CaAnswerInvalidError(`certificate ${i} of the chain is not signed by certificate ${i + 1}`);
   }
   const last = chain[chain.length - 1]!;
   const anchored = roots.some((r) => r.fingerprint256 === last.fingerprint256 || safeVerify(last, r));
-  if (!anchored) throw new Error('the certificate chain does not lead to any of the returned roots');
+  if (!anchored) throw new CaAnswerInvalidError('the certificate chain does not lead to any of the returned roots');
   // Our own DER reader gives exact Dates (X509Certificate only offers display strings on Node 20).
   const { notBefore, notAfter } = parseCertificate(Buffer.from(leaf.raw));
   return Object.freeze({ identity, keyPem, certChainPem: [...certChainPem], rootsPem: [...rootsPem], notBefore, notAfter });

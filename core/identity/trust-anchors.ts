@@ -6,6 +6,14 @@
  * presents a certificate under it.
  */
 import { X509Certificate } from 'node:crypto';
+import { MeshError } from '../errors.js';
+
+/** The roots to trust the control plane with are missing, unreadable or not certificates. */
+export class ControlPlaneRootError extends MeshError {
+  constructor(why: string, options?: { cause?: unknown }) {
+    super('ERR_CONTROL_PLANE_ROOT', `${why}; check CONTROL_PLANE_ROOT_CERT_FILE`, options);
+  }
+}
 
 /**
  * @example
@@ -19,10 +27,16 @@ export class TrustAnchors {
   #roots: readonly string[];
   readonly #listeners = new Set<(roots: readonly string[]) => void>();
 
-  /** @throws Error when `bootstrapPem` is empty or holds something that is not a certificate. */
+  /** @throws ControlPlaneRootError when `bootstrapPem` is empty or holds something that is not a certificate. */
   constructor(bootstrapPem: readonly string[]) {
-    if (bootstrapPem.length === 0) throw new Error('no root certificate to trust the control plane with; check CONTROL_PLANE_ROOT_CERT_FILE');
-    for (const pem of bootstrapPem) new X509Certificate(pem);
+    if (bootstrapPem.length === 0) throw new ControlPlaneRootError('no root certificate to trust the control plane with');
+    bootstrapPem.forEach((pem, i) => {
+      try {
+        new X509Certificate(pem);
+      } catch (err) {
+        throw new ControlPlaneRootError(`root certificate ${i} is not a valid certificate (${(err as Error).message})`, { cause: err });
+      }
+    });
     this.#bootstrap = Object.freeze([...bootstrapPem]);
     this.#roots = this.#bootstrap;
   }
