@@ -3,6 +3,7 @@ import type { Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { readSocks5Request, sendSocks5Reply, SOCKS5_REPLY } from '../../../core/net/socks5.js';
+import { until } from '../../helpers/until.js';
 
 async function handshake(t: Test, bytes: Buffer[]): Promise<{ result: unknown; received: Buffer }> {
   const server = net.createServer();
@@ -15,18 +16,31 @@ async function handshake(t: Test, bytes: Buffer[]): Promise<{ result: unknown; r
   t.teardown(() => s.destroy());
   const received: Buffer[] = [];
   client.on('data', (d: Buffer) => received.push(d));
-  for (const b of bytes) {
-    client.write(b);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await writeInReads(client, s, bytes);
   const result = await readSocks5Request(s, 500).catch((e: Error) => e);
   if (!(result instanceof Error)) {
     sendSocks5Reply(s, SOCKS5_REPLY.succeeded);
     // Bytes pipelined after the request stay readable.
     s.resume();
   }
-  await new Promise((r) => setTimeout(r, 20));
+  // Everything the server had to say is written: its FIN reaches the client after those bytes.
+  const ended = once(client, 'end');
+  s.end();
+  await ended;
   return { result, received: Buffer.concat(received) };
+}
+
+/**
+ * Writes each chunk and waits until the server side has read it, so each arrives in a read of its
+ * own (the parser sees the request split exactly there, not coalesced by the kernel).
+ */
+async function writeInReads(client: net.Socket, server: net.Socket, chunks: Buffer[]): Promise<void> {
+  let sent = 0;
+  for (const [i, b] of chunks.entries()) {
+    client.write(b);
+    sent += b.length;
+    await until(`the server to read chunk ${i + 1}`, () => server.bytesRead >= sent, { everyMs: 1 });
+  }
 }
 
 t.test('IPv4 CONNECT, split across packets, with pipelined data kept', async (t) => {
@@ -38,11 +52,11 @@ t.test('IPv4 CONNECT, split across packets, with pipelined data kept', async (t)
   t.teardown(() => client.destroy());
   const [s] = await accepted;
   t.teardown(() => s.destroy());
-  client.write(Buffer.from([0x05, 0x01]));
-  await new Promise((r) => setTimeout(r, 5));
-  client.write(Buffer.from([0x00, 0x05, 0x01, 0x00, 0x01, 10, 1, 2, 3]));
-  await new Promise((r) => setTimeout(r, 5));
-  client.write(Buffer.concat([Buffer.from([0x1f, 0x90]), Buffer.from('early')]));
+  await writeInReads(client, s, [
+    Buffer.from([0x05, 0x01]),
+    Buffer.from([0x00, 0x05, 0x01, 0x00, 0x01, 10, 1, 2, 3]),
+    Buffer.concat([Buffer.from([0x1f, 0x90]), Buffer.from('early')]),
+  ]);
   const target = await readSocks5Request(s);
   t.same(target, { host: '10.1.2.3', port: 8080 });
   s.resume();

@@ -3,6 +3,7 @@ import type { Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { splice } from '../../../core/net/splice.js';
+import { until } from '../../helpers/until.js';
 
 /** A TCP pair on loopback: returns [client side, server side]. */
 async function pair(t: Test): Promise<[net.Socket, net.Socket]> {
@@ -43,7 +44,8 @@ t.test('copies both ways, keeps the reverse direction open after a FIN, and repo
   await once(app1, 'end');
   t.equal(Buffer.concat(back).toString(), 'world');
   t.equal(await done, undefined, 'no error');
-  await new Promise((r) => setTimeout(r, 20));
+  // Every socket of both connections has closed: no event is left that could report a second time.
+  await until('all four sockets to close', () => [app1, x1, x2, app2].every((s) => s.closed));
   t.equal(doneCalls, 1, 'onDone called exactly once');
 });
 
@@ -87,13 +89,17 @@ t.test('backpressure: a reader that does not read stops the writer from bufferin
   app2.pause(); // the destination stops reading
   const chunk = Buffer.alloc(64 * 1024);
   let written = 0;
-  // Write until the source socket itself reports backpressure; then the splice must be holding
-  // at most its bound plus kernel buffers, not everything written.
+  // Write until the source socket itself reports backpressure and the splice has paused its
+  // reader (the positive sign that it stopped taking bytes); then it must be holding at most its
+  // bound plus kernel buffers, not everything written. Without backpressure every write drains and
+  // the loop writes all 2000 chunks.
   for (let i = 0; i < 2000; i++) {
     written += chunk.length;
     if (!app1.write(chunk)) {
-      const drained = await Promise.race([once(app1, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 300))]);
-      if (!drained) break;
+      let drained = false;
+      void once(app1, 'drain').then(() => (drained = true), () => undefined);
+      const next = await until('the writer to drain or the splice to pause its reader', () => (drained ? 'drained' : x1.isPaused() && 'paused'));
+      if (next === 'paused') break;
     }
   }
   t.ok(written < 2000 * chunk.length, `writer was stopped after ${written} bytes`);
