@@ -8,6 +8,7 @@ import type { WorkloadCertificate } from '../../../core/identity/certificate.js'
 import { DiscoverySource } from '../../../core/config/discovery-source.js';
 import { controlPlaneIdentity, ztunnelIdentity } from '../../../core/config/discovery-wire.js';
 import type { MeshConfig } from '../../../core/model/types.js';
+import { until } from '../../helpers/until.js';
 
 // The client against a scripted control plane: what it does with messages it must not apply.
 const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
@@ -67,7 +68,7 @@ t.test('a delta from another version is refused: the last configuration stays an
   const { source, started } = client(port, configs);
   t.teardown(() => source.close());
   await started;
-  while (configs.length < 2) await new Promise((r) => setTimeout(r, 10));
+  await until('the second configuration', () => configs.length >= 2);
   t.same(configs[0]!.workloads.map((w) => w.name), ['one']);
   t.same(configs[1]!.workloads.map((w) => w.name), ['one', 'two'], 'the bad delta was never applied');
   t.notMatch(seen[0], /since=/, 'the first connection holds no version');
@@ -87,7 +88,7 @@ t.test('a malformed message is refused the same way; a reconnect with a known ve
   const { source, started } = client(port, configs);
   t.teardown(() => source.close());
   await started;
-  while (source.stats.resumes < 1) await new Promise((r) => setTimeout(r, 10));
+  await until('the client to resume', () => source.stats.resumes >= 1);
   t.equal(source.stats.rejected, 1, 'the malformed line was refused');
   t.notMatch(seen[1], /since=/, 'then a snapshot was asked for');
   t.match(seen[2], new RegExp(`since=${V('a')}`), 'after the stream ended, the client came back with its version');

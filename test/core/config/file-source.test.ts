@@ -6,6 +6,10 @@ import { FileConfigSource, DEFAULT_RELOAD_DEBOUNCE_MS } from '../../../core/conf
 import { ConfigError } from '../../../core/errors.js';
 import { createLogger } from '../../../core/telemetry/log.js';
 import type { MeshConfig } from '../../../core/model/types.js';
+import { until } from '../../helpers/until.js';
+
+/** File events are asynchronous and coalesced: their effects are awaited up to 5 s. */
+const FILE_EVENTS = { timeoutMs: 5000 };
 
 const cfgText = (ip: string) => `
 nodes: [{name: node-a, ztunnelAddress: 127.0.0.2}]
@@ -24,15 +28,6 @@ function captureLogger() {
   return { logger: createLogger({ component: 'test', level: 'debug', destination }), lines };
 }
 
-/** Polls `cond` until it holds; fails after 5 s (file events are asynchronous and coalesced). */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const ipOf = (c: MeshConfig | undefined) => c?.workloads[0]?.ips[0];
 
 t.test('delivers the file at start, then every good change; keeps the last good config on a bad one', async (t) => {
@@ -48,12 +43,12 @@ t.test('delivers the file at start, then every good change; keeps the last good 
   t.equal(source.lastError, undefined);
 
   await writeFile(path, cfgText('10.0.0.2'));
-  await until(() => seen.length === 2, 'the reload after an in-place write');
+  await until('the reload after an in-place write', () => seen.length === 2, FILE_EVENTS);
   t.equal(ipOf(seen[1]), '10.0.0.2');
 
   // A bad change: logged with the field at fault, nothing delivered, lastError set.
   await writeFile(path, cfgText('10.0.0.300'));
-  await until(() => source.lastError !== undefined, 'the bad file to be rejected');
+  await until('the bad file to be rejected', () => source.lastError !== undefined, FILE_EVENTS);
   t.type(source.lastError, ConfigError);
   t.same((source.lastError as ConfigError).problems, ['workloads[0].ips[0]: "10.0.0.300" is not an IPv4 or IPv6 address']);
   const rejected = lines.find((l) => l.msg === 'config file rejected; keeping the last good configuration');
@@ -62,15 +57,19 @@ t.test('delivers the file at start, then every good change; keeps the last good 
   t.same(rejected?.problems, ['workloads[0].ips[0]: "10.0.0.300" is not an IPv4 or IPv6 address']);
   t.equal(seen.length, 2, 'the last good config stays');
 
-  // An unrelated file in the directory changes nothing.
+  // An unrelated file in the directory changes nothing. Any event in the directory re-reads the
+  // file (documented in watched-file.ts), and the file is still bad: a further rejection is the
+  // positive sign that the event was processed.
+  const rejections = () => lines.filter((l) => l.msg === 'config file rejected; keeping the last good configuration').length;
+  const rejectedBefore = rejections();
   await writeFile(join(dir, 'other.txt'), 'y');
-  await new Promise((r) => setTimeout(r, 150));
+  await until('the directory event to be processed (one more rejection)', () => rejections() > rejectedBefore, FILE_EVENTS);
   t.equal(seen.length, 2);
 
   // Replaced the way editors save: write a temp file, rename it over the old one.
   await writeFile(join(dir, '.config.yaml.tmp'), cfgText('10.0.0.3'));
   await rename(join(dir, '.config.yaml.tmp'), path);
-  await until(() => seen.length === 3, 'the reload after a rename');
+  await until('the reload after a rename', () => seen.length === 3, FILE_EVENTS);
   t.equal(ipOf(seen[2]), '10.0.0.3');
   t.equal(source.lastError, undefined, 'a good file clears lastError');
   t.ok(Object.isFrozen(seen[2]));
@@ -85,10 +84,10 @@ t.test('deleted file: error kept, config kept, recovers when it comes back', asy
   const seen: MeshConfig[] = [];
   await source.start((c) => seen.push(c));
   await rm(path);
-  await until(() => source.lastError !== undefined, 'the missing file to be noticed');
+  await until('the missing file to be noticed', () => source.lastError !== undefined, FILE_EVENTS);
   t.match(source.lastError?.message, /cannot read the file \(ENOENT/);
   await writeFile(path, cfgText('10.0.0.9'));
-  await until(() => seen.length === 2, 'the file to come back');
+  await until('the file to come back', () => seen.length === 2, FILE_EVENTS);
   t.equal(ipOf(seen[1]), '10.0.0.9');
   t.equal(source.lastError, undefined);
 });
@@ -117,9 +116,16 @@ t.test('rootNamespace is passed to the parser; warnings are logged; close stops 
   t.equal(seen[0]?.authorizationPolicies[0]?.scope, 'mesh');
   t.ok(lines.some((l) => l.level === 40 && /mesh-root\/p uses HTTP attributes/.test(String(l.msg))), 'warning logged');
   await t.rejects(source.start(() => undefined), /twice/);
+  // A fence: a second source on the same file, still open. libuv delivers a directory's events to
+  // every watcher of the loop together, and the fence waits longer (60 ms against 20 ms) before
+  // reading: once it has delivered the change, the closed source would have delivered it too.
+  const fence = new FileConfigSource({ path, logger, rootNamespace: 'mesh-root', debounceMs: 60 });
+  t.teardown(() => fence.close());
+  const fenceSeen: MeshConfig[] = [];
+  await fence.start((c) => fenceSeen.push(c));
   await source.close();
   await writeFile(path, 'nodes: []\n');
-  await new Promise((r) => setTimeout(r, 150));
+  await until('the open source to deliver the change', () => fenceSeen.length === 2, FILE_EVENTS);
   t.equal(seen.length, 1, 'nothing after close');
 });
 
@@ -135,7 +141,7 @@ t.test('a listener that throws is logged and does not stop reloads', async (t) =
     throw new Error('boom');
   });
   await writeFile(path, cfgText('10.0.0.2'));
-  await until(() => calls === 2, 'the second delivery');
+  await until('the second delivery', () => calls === 2, FILE_EVENTS);
   t.ok(lines.some((l) => l.msg === 'the config listener threw; the new configuration may be only partly applied'));
   t.equal(DEFAULT_RELOAD_DEBOUNCE_MS, 100);
 });
