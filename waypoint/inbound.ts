@@ -17,7 +17,8 @@ import { HboneError, unknownAuthority } from '../core/hbone/status.js';
 import type { MeshState } from '../core/model/state.js';
 import type { StreamInfo } from './context.js';
 import type { Downstream, StreamState } from './downstream.js';
-import { authorizeRequest, policiesFor, type GatewayRef } from './authz.js';
+import { authorizeRequest } from '../core/authz/evaluate.js';
+import { policiesFor, type GatewayRef } from './authz.js';
 import type { UpstreamPool } from './upstream.js';
 
 /** Port name prefixes (Istio's protocol selection) that mean "not HTTP": passed through as TCP. */

@@ -9,7 +9,7 @@
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { parseCidr } from '../model/ip.js';
 import { ImmutableMap } from '../model/freeze.js';
-import { L4_CONDITION_KEYS } from '../model/authz.js';
+import { L4_CONDITION_KEYS } from '../authz/evaluate.js';
 import { Problems, describe, field, isMapping, keyPath, list, mapping, oneOf, port, string, stringMap } from './check.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, PRINCIPAL_EXPECTED, SA_RE, checkLabel } from './names.js';
 import type {

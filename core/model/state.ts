@@ -59,7 +59,7 @@ function toPlainJson(v: unknown): JsonValue {
  * @example
  * const state = new MeshState(await readMeshConfigFile('/etc/ztunnel/config.yaml'));
  * const dst = state.workloadByIp('10.0.0.9');
- * if (dst) authorize(state.policiesFor(dst), conn);
+ * if (dst) authorizeConnection(state.policiesFor(dst), conn);
  */
 export class MeshState {
   /** The snapshot this state indexes. */

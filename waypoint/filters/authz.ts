@@ -1,5 +1,6 @@
 import { sync, type Layer } from '../context.js';
-import { authorizeRequest, policiesFor, type GatewayRef } from '../authz.js';
+import { authorizeRequest } from '../../core/authz/evaluate.js';
+import { policiesFor, type GatewayRef } from '../authz.js';
 import { denied } from '../status.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { ServerHttp2Stream } from 'node:http2';
-import { authorize } from '../../core/model/authz.js';
+import { authorizeConnection } from '../../core/authz/evaluate.js';
 import type { MeshState } from '../../core/model/state.js';
 import { tryParseSpiffeId } from '../../core/identity/spiffe.js';
 import { sniForIdentity } from '../../core/hbone/tls.js';
@@ -75,7 +75,7 @@ export class Inbound {
       }
       info.dstWorkload = dst;
       info.dstIdentity = state.workloadIdentity(dst);
-      const decision = authorize(state.policiesFor(dst), {
+      const decision = authorizeConnection(state.policiesFor(dst), {
         sourcePrincipal: req.peerIdentity,
         sourceNamespace: tryParseSpiffeId(req.peerIdentity)?.namespace,
         sourceIp: srcIp,
