@@ -9,6 +9,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { startMesh, baseConfig } from '../../helpers/mesh.js';
 import { closeServer, echoServer } from '../../helpers/net.js';
+import { until } from '../../helpers/until.js';
 import { HboneClient } from '../../../core/hbone/client.js';
 import { LocalCaClient, SecretManager } from '../../../core/identity/secret-manager.js';
 import { silentLogger } from '../../../core/telemetry/log.js';
@@ -96,7 +97,7 @@ t.test('a pooled connection to a peer that vanished without a FIN is dropped aft
   r.freeze();
   await t.rejects(roundTrip(c, r.port, 'two'), { code: 'ERR_HBONE_CONNECT' }, 'a CONNECT on the dead connection fails (no answer), it does not hang');
   // The PING probe finds no answer and drops the connection (state, polled with a deadline).
-  for (let i = 0; i < 200 && c.connectionCount > 0; i++) await new Promise((res) => setTimeout(res, 25));
+  await until('the dead connection to leave the pool', () => c.connectionCount === 0, { everyMs: 25 });
   t.equal(c.connectionCount, 0, 'the dead connection left the pool');
   t.equal(await roundTrip(c, r.port, 'three'), 'three', 'the next CONNECT opens a new connection and is answered');
   t.equal(r.accepted(), 2, 'over a second TCP connection');
