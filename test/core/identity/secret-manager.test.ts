@@ -13,6 +13,7 @@ import {
 import { CertificateUnavailableError } from '../../../core/errors.js';
 import { createLogger } from '../../../core/telemetry/log.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
+import { until } from '../../helpers/until.js';
 import { HTTPBIN, SLEEP, TD } from './fixtures.js';
 
 const ca = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 3600 });
@@ -37,7 +38,7 @@ class ScriptedCa implements CaClient {
 
 /** Resolves once `ca` has been called `n` times (the request reached the CA). */
 async function callsReach(ca: ScriptedCa, n: number): Promise<void> {
-  while (ca.calls.length < n) await new Promise((r) => setTimeout(r, 2));
+  await until(`the CA to be called ${n} times`, () => ca.calls.length >= n, { everyMs: 2 });
 }
 
 function manager(t: Test, inputs: Partial<SecretManagerInputs> & { caClient: CaClient }): SecretManager {
@@ -89,7 +90,7 @@ t.test('concurrent callers share one request', async (t) => {
   scripted.hold = new Promise((r) => (release = r));
   const sm = manager(t, { caClient: scripted });
   const pending = Array.from({ length: 10 }, () => sm.fetch(SLEEP));
-  await new Promise((r) => setTimeout(r, 20));
+  await callsReach(scripted, 1); // all ten asked while the one request is held at the CA
   release();
   const certs = await Promise.all(pending);
   t.equal(scripted.calls.length, 1, 'one CA call');
@@ -187,21 +188,28 @@ t.test('forget stops renewing an identity; close stops everything', async (t) =>
 });
 
 t.test('forget stops a pending renewal or retry timer', async (t) => {
+  // The timers on fake clocks: "stopped" is the timer gone, not a wait in which it did not fire.
   // Renewal: a 2 s certificate issued a minute back is renewed about a second after it arrived.
   const short = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 2 });
   const renewing = new ScriptedCa(new LocalCaClient(short));
-  const sm = manager(t, { caClient: renewing });
+  const renewClock = new FakeClock();
+  const sm = manager(t, { caClient: renewing, timers: renewClock });
   await sm.fetch(SLEEP);
   t.same(sm.identities(), [SLEEP]);
+  t.equal(renewClock.pending, 1, 'a renewal is scheduled');
   sm.forget(SLEEP);
   t.same(sm.identities(), [], 'no longer held');
+  t.equal(renewClock.pending, 0, 'the renewal timer is cleared');
   // Retry: a failed request is retried after 20 to 40 ms.
   const failing = new ScriptedCa();
   failing.failAlways = true;
-  const sm2 = manager(t, { caClient: failing, initialBackoffMs: 40 });
+  const retryClock = new FakeClock();
+  const sm2 = manager(t, { caClient: failing, initialBackoffMs: 40, timers: retryClock });
   await t.rejects(sm2.fetch(HTTPBIN), { code: 'ERR_CERT_UNAVAILABLE' });
+  t.equal(retryClock.pending, 1, 'a retry is scheduled');
   sm2.forget(HTTPBIN);
-  await new Promise((r) => setTimeout(r, 1800));
+  t.equal(retryClock.pending, 0, 'the retry timer is cleared');
+  t.notOk(renewClock.fireNext() || retryClock.fireNext(), 'nothing left to fire');
   t.equal(renewing.calls.length, 1, 'no renewal after forget');
   t.equal(failing.calls.length, 1, 'no retry after forget');
   // Forgotten during backoff: the next fetch asks the CA at once instead of failing fast.
@@ -252,10 +260,13 @@ t.test('forget does not break concurrent fetch callers', async (t) => {
 t.test('close clears renewal timers', async (t) => {
   const short = await CertificateAuthority.create({ trustDomain: TD, ttlSeconds: 2 });
   const scripted = new ScriptedCa(new LocalCaClient(short));
-  const sm = manager(t, { caClient: scripted });
+  const clock = new FakeClock();
+  const sm = manager(t, { caClient: scripted, timers: clock });
   await sm.fetch(SLEEP);
+  t.equal(clock.pending, 1, 'a renewal is scheduled');
   sm.close();
-  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(clock.pending, 0, 'the renewal timer is cleared');
+  t.notOk(clock.fireNext(), 'nothing left to fire');
   t.equal(scripted.calls.length, 1, 'no renewal after close');
 });
 
@@ -330,15 +341,6 @@ t.test('inputs and identities are validated', async (t) => {
 
 // ---- retries on a fake clock: hours of CA outage counted without waiting ---------------------
 
-/** Polls `check` (real time: key generation and the CA call of a fired timer run for real). */
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
-
 /**
  * Runs the one pending retry and waits until it reached the CA and, having failed, scheduled the
  * next one. Returns the delay it had been scheduled with (on the fake clock).
@@ -347,7 +349,8 @@ async function failedRetry(clock: FakeClock, ca: ScriptedCa): Promise<number> {
   const delay = clock.nextDelay()!;
   const calls = ca.calls.length;
   clock.fireNext();
-  await until(() => ca.calls.length === calls + 1 && clock.pending === 1, `retry ${calls} failed and the next one is scheduled`);
+  // Real time here: key generation and the CA call of a fired timer run for real.
+  await until(`retry ${calls} failed and the next one is scheduled`, () => ca.calls.length === calls + 1 && clock.pending === 1, { everyMs: 1 });
   return delay;
 }
 
