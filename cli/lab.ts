@@ -1,9 +1,6 @@
 /** `ambientctl lab ...`: the whole mesh on this machine (lab/, docs/lab.md). */
 import type { Command } from 'commander';
-import { down, ensureProcesses, leftovers, statusTable, up } from '../lab/cluster.js';
-import { runDemo } from '../lab/demo.js';
-import { defaultPaths, DEFAULT_PREFIX, type LabPaths } from '../lab/state.js';
-import { apply, exec, get, labelNamespace, logs, remove, requireLab } from '../lab/workloads.js';
+import { apply, defaultPaths, DEFAULT_PREFIX, down, ensureProcesses, exec, get, labelNamespace, leftovers, logs, remove, requireLab, runDemo, statusTable, up, type LabPaths } from '../lab/index.js';
 
 const PREFIX_RE = /^[a-z][a-z0-9-]{1,30}$/;
 

@@ -1,6 +1,6 @@
 /** How commands print: a table by default (`-o short` as istioctl says, or `table`), `-o json|yaml` on request. */
 import * as yaml from 'js-yaml';
-import { table } from '../lab/cluster.js';
+import { table } from '../lab/index.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';

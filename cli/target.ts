@@ -7,7 +7,7 @@
  *   suggests `--lab`; there is no fallback from one to the other.
  */
 import { join } from 'node:path';
-import { DEFAULT_PREFIX, type LabPaths } from '../lab/state.js';
+import { DEFAULT_PREFIX, type LabPaths } from '../lab/index.js';
 import type { MeshBackend } from './backend.js';
 import { ClusterBackend } from './cluster-backend.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';

@@ -1,13 +1,20 @@
 /** `ambientctl version`: this client's version and, when a target is reachable, its components'. */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { REPO } from '../lab/sys.js';
 import type { CliContext } from './context.js';
 import { parseOutput, render } from './output.js';
 
+/** The package root: the nearest directory above this file (cli/ or dist/cli/) with a package.json. */
+const PACKAGE_ROOT = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+})();
+
 /** The `version` of this checkout's package.json. */
-export function clientVersion(repo = REPO): string {
+export function clientVersion(repo = PACKAGE_ROOT): string {
   try {
     return String((JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version?: unknown }).version ?? 'unknown');
   } catch {

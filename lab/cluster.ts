@@ -19,7 +19,8 @@ import { BpfLoader } from '../bpf/loader.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { checkPrerequisites } from './prereq.js';
 import { readState, writeAtomic, writeState, type LabPaths, type LabState, type NodeRecord, type ProcRecord } from './state.js';
-import { AGENT_MAIN, alive, CNI_WRAPPER, CONTROL_PLANE_MAIN, killPid, podArgv, removeCgroup, rssKib, sh, spawnDetached, SYSTEM_CNI_DIR, until, ZTUNNEL_MAIN } from './sys.js';
+import { AGENT_MAIN, CNI_WRAPPER, CONTROL_PLANE_MAIN, ZTUNNEL_MAIN } from './components.js';
+import { alive, killPid, podArgv, removeCgroup, rssKib, sh, spawnDetached, SYSTEM_CNI_DIR, until } from './sys.js';
 
 export const FABRIC_PREFIX = '10.240.0';
 export const CONTROL_PLANE_IP = `${FABRIC_PREFIX}.254`;

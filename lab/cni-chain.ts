@@ -1,8 +1,9 @@
 /**
  * Runs a CNI network configuration list the way a container runtime (libcni) does: each plugin
  * exec'd from CNI_PATH with the CNI_* environment and its config on stdin, the previous plugin's
- * result injected as `prevResult`; DEL in reverse order with the cached ADD result. The lab and
- * the tests wire pods with it; a runtime in a cluster does the same.
+ * result injected as `prevResult`; DEL in reverse order with the cached ADD result. It lives in the
+ * lab because the lab is the only program that plays the container runtime (tests of the plugin use
+ * it too); in a cluster, containerd or CRI-O does the same.
  */
 import { spawn } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';

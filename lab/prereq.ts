@@ -6,7 +6,8 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cgroup2Root } from '../bpf/kernel.js';
 import { DEFAULT_OBJECTS_DIR } from '../bpf/loader.js';
-import { AGENT_MAIN, CNI_WRAPPER, CONTROL_PLANE_MAIN, have, SYSTEM_CNI_DIR, ZTUNNEL_MAIN } from './sys.js';
+import { AGENT_MAIN, CNI_WRAPPER, CONTROL_PLANE_MAIN, WAYPOINT_MAIN, ZTUNNEL_MAIN } from './components.js';
+import { have, SYSTEM_CNI_DIR } from './sys.js';
 
 export interface Missing {
   readonly what: string;
@@ -35,7 +36,7 @@ export async function checkPrerequisites(): Promise<Missing[]> {
   for (const p of ['bridge', 'host-local', 'loopback']) {
     if (!(await exists(join(SYSTEM_CNI_DIR, p)))) missing.push({ what: `the CNI plugin ${join(SYSTEM_CNI_DIR, p)}`, fix: 'apt-get install containernetworking-plugins' });
   }
-  for (const f of [CONTROL_PLANE_MAIN, AGENT_MAIN, ZTUNNEL_MAIN]) {
+  for (const f of [CONTROL_PLANE_MAIN, AGENT_MAIN, ZTUNNEL_MAIN, WAYPOINT_MAIN]) {
     if (!(await exists(f))) missing.push({ what: f, fix: 'npm run build' });
   }
   if (!(await exists(CNI_WRAPPER))) missing.push({ what: CNI_WRAPPER, fix: 'a complete checkout of the repository' });

@@ -6,19 +6,9 @@
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, rmdir, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { DIST } from './components.js';
 
-/** The repository root, whether this runs compiled (dist/lab/) or from source (lab/, in tests). */
-export const REPO = ((): string => {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return basename(dirname(here)) === 'dist' ? resolve(here, '..', '..') : resolve(here, '..');
-})();
-export const DIST = join(REPO, 'dist');
-export const CONTROL_PLANE_MAIN = join(DIST, 'control-plane/main.js');
-export const AGENT_MAIN = join(DIST, 'cni-plugin/agent/main.js');
-export const ZTUNNEL_MAIN = join(DIST, 'ztunnel/main.js');
-export const CNI_WRAPPER = join(REPO, 'cni-plugin/bin/ambient-cni');
 /** The built-in programs that `lab/<name>` image names and `lab exec` commands map to. */
 export const IMAGES_DIR = join(DIST, 'lab/images');
 /** Debian's containernetworking-plugins. */

@@ -18,7 +18,7 @@ import { AgentClient } from '../cni-plugin/agent-client.js';
 import type { PodStatus } from '../cni-plugin/api.js';
 import { DEFAULTS as AGENT_DEFAULTS } from '../cni-plugin/agent/config.js';
 import { decide, type DecideContext } from '../cni-plugin/agent/decide.js';
-import { runChain, type NetConfList } from '../cni-plugin/chain.js';
+import { runChain, type NetConfList } from './cni-chain.js';
 import { cgroup2Root } from '../bpf/kernel.js';
 import { formatProblem, parseManifests, podsForDeployment, type DeploymentObject, type ManifestObject, type ObjectProblem } from '../core/config/manifests.js';
 import { cniBinDir, conflist, desiredFile, LabError, logsDir, manifestsDir, netnsPath, table, type Progress } from './cluster.js';

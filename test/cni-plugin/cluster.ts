@@ -15,7 +15,7 @@ import * as yaml from 'js-yaml';
 import { CertificateAuthority } from '../../core/identity/ca.js';
 import { AgentClient } from '../../cni-plugin/agent-client.js';
 import type { AgentState, PodStatus } from '../../cni-plugin/api.js';
-import { runChain, type CniResult, type NetConfList } from '../../cni-plugin/chain.js';
+import { runChain, type CniResult, type NetConfList } from '../../lab/cni-chain.js';
 import { AGENT_MAIN, Lab, type PodApp, type Proc, sh, until, ZTUNNEL_MAIN } from './lab.js';
 
 export const OUTBOUND_PORT = 15001;

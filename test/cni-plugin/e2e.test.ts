@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { BpfLoader } from '../../bpf/loader.js';
 import { Bpftool } from '../../bpf/bpftool.js';
 import { execFileRunner } from '../../bpf/command.js';
-import { CniPluginError, runChain } from '../../cni-plugin/chain.js';
+import { CniPluginError, runChain } from '../../lab/cni-chain.js';
 import { Cluster, type Pod } from './cluster.js';
 import { Lab, Proc, labSkipReason, until } from './lab.js';
 import { readPcap } from './pcap.js';

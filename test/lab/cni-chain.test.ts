@@ -1,7 +1,7 @@
 import t from 'tap';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CniPluginError, formatArgs, runChain, type NetConfList } from '../../cni-plugin/chain.js';
+import { CniPluginError, formatArgs, runChain, type NetConfList } from '../../lab/cni-chain.js';
 
 /** A plugin that logs what it got (env + stdin) and answers per its behaviour. */
 async function plugin(dir: string, name: string, behaviour: 'result' | 'echo-prev' | 'fail'): Promise<void> {
