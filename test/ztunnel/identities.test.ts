@@ -13,6 +13,7 @@ import { IdentityRetention, localIdentities } from '../../ztunnel/identities.js'
 import { baseConfig, startMesh } from '../helpers/mesh.js';
 import { echoServer, socks5Connect, closeServer } from '../helpers/net.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { until } from '../helpers/until.js';
 
 // 127.0.19.2 = ztunnel node-a, .3 = node-b, .10 = client (node-a), .20 = server (node-b).
 // Certificates live 4 s: issued with notBefore a minute back (clock skew), they are renewed every
@@ -72,16 +73,8 @@ t.teardown(async () => {
   await closeServer(echo.server);
 });
 
+/** The grace period elapsing in real time, in the integrated ztunnel (the thing under test there). */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` every 20 ms (a ref'd timer: the proxies' timers are unref'd). */
-async function until(check: () => boolean, what: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
-}
 
 const hasClient = (zt: Ztunnel) => zt.state.workloadByIp(CLIENT) !== undefined;
 
@@ -104,7 +97,7 @@ async function echoOnce(socket: net.Socket, text: string): Promise<string> {
 }
 
 t.test('on start, the certificates of the node\'s workloads are fetched without any connection', async (t) => {
-  await until(() => certs(a.zt)[ID.client]?.notAfter !== undefined && certs(b.zt)[ID.server]?.notAfter !== undefined, 'both ztunnels hold their workload\'s certificate');
+  await until('both ztunnels hold their workload\'s certificate', () => certs(a.zt)[ID.client]?.notAfter !== undefined && certs(b.zt)[ID.server]?.notAfter !== undefined);
   t.equal(a.zt.openConnections + b.zt.openConnections, 0, 'no connection was made');
   t.same(a.zt.hbone.dump(), b.zt.hbone.dump(), 'no pooled HBONE connection on either node');
   t.ok(a.ca.count(ID.client) >= 1, 'node-a requested the client identity');
@@ -123,13 +116,15 @@ t.test('a workload removed only for a moment (shorter than the grace period) kee
   const watch = setInterval(() => (dropped ||= !a.secrets.identities().includes(ID.client)), 10);
   t.teardown(() => clearInterval(watch));
   await writeConfig(withoutClient);
-  await until(() => !hasClient(a.zt), 'node-a loaded the config without the client');
+  await until('node-a loaded the config without the client', () => !hasClient(a.zt));
   t.match(certs(a.zt)[ID.client], { needed: false, forgetAt: Date }, 'config_dump: not needed, with the time it will be forgotten');
   await writeConfig(withClient);
-  await until(() => hasClient(a.zt), 'node-a loaded the config with the client again');
+  await until('node-a loaded the config with the client again', () => hasClient(a.zt));
   t.match(certs(a.zt)[ID.client], { needed: true }, 'needed again');
   t.notOk('forgetAt' in certs(a.zt)[ID.client]!, 'the pending forget is cancelled');
-  // Well past the deadline the first removal had set.
+  // Well past the deadline the first removal had set. Kept as a real wait: the grace period
+  // elapsing inside running ztunnels is what is tested (its timers are not injectable there; the
+  // same logic on a fake clock is tested below), and the watch above samples it throughout.
   await sleep(GRACE_SECONDS * 1000 + 700);
   clearInterval(watch);
   t.notOk(dropped, 'the identity was held throughout');
@@ -145,11 +140,11 @@ t.test('a workload that left the node: its identity is forgotten after the grace
   t.equal(await echoOnce(socket, 'one'), 'one', 'a connection through both ztunnels');
 
   await writeConfig(withoutClient);
-  await until(() => !hasClient(a.zt), 'node-a loaded the config without the client');
+  await until('node-a loaded the config without the client', () => !hasClient(a.zt));
   const removedAt = Date.now();
   t.ok(a.secrets.identities().includes(ID.client), 'still held right after the update (grace period)');
 
-  await until(() => !a.secrets.identities().includes(ID.client), 'the secret manager no longer holds the client identity');
+  await until('the secret manager no longer holds the client identity', () => !a.secrets.identities().includes(ID.client));
   const forgottenAfter = Date.now() - removedAt;
   t.ok(forgottenAfter >= GRACE_SECONDS * 1000 - 50, `forgotten after ${forgottenAfter} ms, not before the grace period`);
   t.notOk(ID.client in certs(a.zt), 'config_dump no longer lists it');
@@ -158,8 +153,9 @@ t.test('a workload that left the node: its identity is forgotten after the grace
 
   const clientCalls = a.ca.count(ID.client);
   const serverCalls = b.ca.count(ID.server);
-  // Two renewal periods and more.
-  await sleep(5000);
+  // Two renewal periods and more, measured by the identity still held: once node-b has renewed
+  // the server's twice, a renewal of the forgotten one would have come too.
+  await until('node-b to renew the server identity twice', () => b.ca.count(ID.server) >= serverCalls + 2, { timeoutMs: 15_000 });
   t.equal(a.ca.count(ID.client), clientCalls, 'no CSR for the forgotten identity since');
   t.ok(b.ca.count(ID.server) >= serverCalls + 1, `meanwhile the server identity, still on node-b, was renewed ${b.ca.count(ID.server) - serverCalls} times`);
   t.ok(clientCalls > before, 'the client identity had been issued (and renewed) before');
@@ -172,8 +168,8 @@ t.test('a workload that left the node: its identity is forgotten after the grace
   // Re-added: the update requests the certificate again. Pooled HBONE connections made before are
   // reused without a handshake (so without a certificate); retire them first.
   await writeConfig(withClient);
-  await until(() => hasClient(a.zt), 'node-a loaded the config with the client again');
-  await until(() => certs(a.zt)[ID.client]?.notAfter !== undefined, 'the client certificate is fetched again, before any connection');
+  await until('node-a loaded the config with the client again', () => hasClient(a.zt));
+  await until('the client certificate is fetched again, before any connection', () => certs(a.zt)[ID.client]?.notAfter !== undefined);
   t.equal(a.ca.count(ID.client), clientCalls + 1, 'one new CSR for the client identity');
   a.zt.hbone.drain();
   const again = await connect();
@@ -201,10 +197,15 @@ t.test('needed identities: meshed workloads on this node only', async (t) => {
 });
 
 t.test('a use while unneeded postpones forgetting; own identities and others\' are never forgotten', async (t) => {
+  // On a fake clock: the grace period passes when the test moves time, and every timer due runs.
+  const clock = new FakeClock();
+  const runDue = () => {
+    while (clock.nextAt() !== undefined && clock.nextAt()! <= clock.now()) clock.fireNext();
+  };
   const forgotten: string[] = [];
-  const r = new IdentityRetention({ nodeName: 'node-a', graceMs: 300, forget: (id) => forgotten.push(id), pinned: [OWN], logger: silentLogger });
+  const r = new IdentityRetention({ nodeName: 'node-a', graceMs: 300, forget: (id) => forgotten.push(id), pinned: [OWN], logger: silentLogger, now: clock.now, timers: clock });
   t.teardown(() => r.close());
-  const issue = (identity: string) => r.issued({ identity, notBefore: new Date(), notAfter: new Date(Date.now() + 60_000) });
+  const issue = (identity: string) => r.issued({ identity, notBefore: new Date(clock.now()), notAfter: new Date(clock.now() + 60_000) });
   r.update(meshed);
   for (const id of [P, OWN]) {
     r.used(id);
@@ -213,13 +214,19 @@ t.test('a use while unneeded postpones forgetting; own identities and others\' a
   // Issued for another user of the secret manager; ztunnel's data path never asked for it.
   issue(OTHER);
   r.update(stateOf([]));
-  await sleep(200);
+  clock.advance(200);
+  runDue();
   r.used(P); // a connection that read the previous snapshot
-  await sleep(200);
+  clock.advance(200);
+  runDue();
   t.same(forgotten, [], '400 ms after the update, but only 200 ms after the last use: kept');
-  await until(() => forgotten.length > 0, 'P is forgotten', 2000);
-  await sleep(400);
+  t.equal(clock.nextDelay(), 100, 'forgetting postponed to 300 ms after the last use');
+  clock.fireNext();
+  t.same(forgotten, [P], 'P is forgotten then');
+  // Every timer that is left (none should be), however far ahead.
+  for (let i = 0; i < 100 && clock.fireNext(); i++);
   t.same(forgotten, [P], 'only P is forgotten');
+  t.equal(clock.pending, 0, 'nothing else is scheduled');
   t.same(Object.keys(r.dump()), [OTHER, OWN], 'the own identity stays (pinned), and so does one the data path never asked for');
   t.match(r.dump()[OWN], { needed: true });
   t.match(r.dump()[OTHER], { needed: false });
@@ -227,11 +234,13 @@ t.test('a use while unneeded postpones forgetting; own identities and others\' a
 });
 
 t.test('without a way to forget, nothing is scheduled and the dump says what is not needed', async (t) => {
-  const r = new IdentityRetention({ nodeName: 'node-a', graceMs: 50, forget: undefined, logger: silentLogger });
+  const clock = new FakeClock();
+  const r = new IdentityRetention({ nodeName: 'node-a', graceMs: 50, forget: undefined, logger: silentLogger, now: clock.now, timers: clock });
   t.teardown(() => r.close());
   r.update(stateOf([]));
   r.used(P);
-  await sleep(150);
+  t.equal(clock.pending, 0, 'no timer scheduled');
+  clock.advance(150);
   t.same(r.dump(), { [P]: { rotations: 0, needed: false } });
 });
 
@@ -295,7 +304,7 @@ async function failedRetry(p: Prefetching, id: string): Promise<number> {
   const calls = p.ca.count(id);
   const pending = p.clock.pending;
   p.clock.fireNext();
-  await until(() => p.ca.count(id) === calls + 1 && p.clock.pending === pending, `a retry of ${id} failed`);
+  await until(`a retry of ${id} failed`, () => p.ca.count(id) === calls + 1 && p.clock.pending === pending);
   return delay;
 }
 
@@ -340,7 +349,7 @@ t.test('prefetch: a failing CA is retried with backoff until it answers; config_
   t.equal(p.ca.count(id), 11, 'a snapshot during the backoff costs no extra CSR');
   p.ca.failing = false;
   p.clock.fireNext();
-  await until(() => p.retention.dump()[id]?.notAfter !== undefined, 'the certificate arrives on the next retry');
+  await until('the certificate arrives on the next retry', () => p.retention.dump()[id]?.notAfter !== undefined);
   t.equal(p.ca.count(id), 12);
 });
 
