@@ -1,6 +1,6 @@
 /**
  * AuthorizationPolicy path templates (`{*}`, `{**}`) through the waypoint's matcher
- * (waypoint/authz.ts `pathMatches`, RE2 underneath): Istio's semantics, and no template can stall
+ * (core/authz/match.ts `pathMatches`, RE2 underneath): Istio's semantics, and no template can stall
  * the shared waypoint. `/{**}{**}{**}{**}{**}{**}x` took 3.7 s on a 100-character path with V8's
  * backtracking RegExp, growing as n^6; on 1000 characters that is beyond tap's timeout, so these
  * tests fail by timing out if matching ever backtracks again. They assert results only.
@@ -8,7 +8,8 @@
 import t from 'tap';
 import { Problems } from '../../core/config/check.js';
 import { WaypointPolicyConverter } from '../../core/config/waypoint-policy.js';
-import { authorizeRequest, pathMatches, type RequestAttrs } from '../../waypoint/authz.js';
+import { authorizeRequest, type RequestAttrs } from '../../core/authz/evaluate.js';
+import { pathMatches } from '../../core/authz/match.js';
 
 const long = '/' + 'a'.repeat(1000);
 

@@ -1,5 +1,10 @@
+/**
+ * ztunnel's entry to the AuthorizationPolicy evaluator (`authorizeConnection`, L4): unit cases.
+ * The semantics both entries share are the table in semantics.test.ts.
+ */
 import t from 'tap';
-import { authorize, matchesPattern, type ConnectionAttrs } from '../../../core/model/authz.js';
+import { authorizeConnection as authorize, type ConnectionAttrs } from '../../../core/authz/evaluate.js';
+import { matchesPattern } from '../../../core/authz/match.js';
 import type {
   AuthorizationPolicy,
   PolicyCondition,
@@ -33,28 +38,31 @@ const from = (s: PolicySource) => rule({ from: [s] });
 const allows = (r: PolicyRule, conn: ConnectionAttrs) => authorize([pol('ALLOW', [r])], conn).allowed;
 
 t.test('decision order: DENY, then no ALLOW, then any ALLOW', async (t) => {
-  t.same(authorize([], mtls), { allowed: true, reason: 'allowed: no ALLOW policy applies' });
+  t.same(authorize([], mtls), { allowed: true, audit: [], reason: 'allowed: no ALLOW policy applies' });
 
   const denyAll = pol('DENY', [rule()], 'deny-all');
   const allowAll = pol('ALLOW', [rule()], 'allow-all');
   t.same(authorize([allowAll, denyAll], mtls), {
     allowed: false,
     policy: 'default/deny-all',
+    audit: [],
     reason: 'denied by DENY policy default/deny-all',
   }, 'a matching DENY beats a matching ALLOW whatever the order');
 
   const denyOther = pol('DENY', [from(src({ namespaces: ['other'] }))]);
-  t.same(authorize([denyOther], mtls), { allowed: true, reason: 'allowed: no ALLOW policy applies' }, 'only non-matching DENY');
+  t.same(authorize([denyOther], mtls), { allowed: true, audit: [], reason: 'allowed: no ALLOW policy applies' }, 'only non-matching DENY');
 
   const allowOther = pol('ALLOW', [from(src({ namespaces: ['other'] }))], 'allow-other');
   t.same(authorize([allowOther], mtls), {
     allowed: false,
+    audit: [],
     reason: 'denied: no ALLOW policy matched (1 applies to the destination)',
   }, 'ALLOW policies exist but none matches');
 
   t.same(authorize([allowOther, allowAll], mtls), {
     allowed: true,
     policy: 'default/allow-all',
+    audit: [],
     reason: 'allowed by ALLOW policy default/allow-all',
   }, 'any matching ALLOW allows');
 
