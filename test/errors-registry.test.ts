@@ -11,9 +11,17 @@
  */
 import t from 'tap';
 import ts from 'typescript';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { PeerCertificate } from 'node:tls';
+import { CertificateAuthority } from '../core/identity/ca.js';
+import { SecretManager } from '../core/identity/secret-manager.js';
+import { TrustAnchors } from '../core/identity/trust-anchors.js';
+import { controlPlaneTlsOptions } from '../core/identity/control-plane-tls.js';
+import { readRootsFile } from '../core/config/control-plane-client.js';
+import { DiscoverySource } from '../core/config/discovery-source.js';
+import { controlPlaneIdentity } from '../core/config/discovery-wire.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REGISTRY = 'docs/errors.md';
@@ -277,4 +285,61 @@ t.test('bare throws: marked invariants pass, unmarked ones are listed', async (t
     "function h() { throw new MeshError('ERR_X', 'fine'); }",
   ].join('\n');
   t.same(unmarkedBareThrows(fixture, 'f.ts'), ['f.ts:8']);
+});
+
+// The codes that replaced bare Errors (issue 14), raised through the real code paths. Loopback
+// prefix 127.0.140.x is this file's.
+t.test('the codes that replaced bare errors are raised with what to check', async (t) => {
+  const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
+
+  t.test('ERR_CONTROL_PLANE_ROOT: roots missing, unreadable or not certificates', async (t) => {
+    const dir = t.testdir({ 'empty.pem': '', 'garbage.pem': 'not a certificate' });
+    const check = { code: 'ERR_CONTROL_PLANE_ROOT', message: /check CONTROL_PLANE_ROOT_CERT_FILE$/ };
+    await t.rejects(readRootsFile(join(dir, 'missing.pem')), { ...check, message: /cannot read .*missing\.pem \(ENOENT\)/ }, 'a missing file');
+    await t.rejects(readRootsFile(join(dir, 'empty.pem')), check, 'an empty file');
+    await t.rejects(readRootsFile(join(dir, 'garbage.pem')), check, 'a file without pem');
+    t.throws(() => new TrustAnchors([]), check, 'no roots');
+    const broken = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+    t.throws(() => new TrustAnchors([ca.rootCertPem, broken]), { ...check, message: /root certificate 1 is not a valid certificate/ }, 'a pem that is not a certificate');
+    await writeFile(join(dir, 'root.pem'), ca.rootCertPem);
+    t.same(new TrustAnchors(await readRootsFile(join(dir, 'root.pem'))).roots(), [ca.rootCertPem], 'a good root file still works');
+  });
+
+  t.test('ERR_CA_ANSWER_INVALID: what the ca returned is refused, as the cause of ERR_CERT_UNAVAILABLE', async (t) => {
+    const sm = new SecretManager({ caClient: { sign: async () => ({ certChainPem: [], rootsPem: ca.trustBundlePem }) } });
+    t.teardown(() => sm.close());
+    const err = (await sm.fetch('spiffe://cluster.local/ns/default/sa/sleep').catch((e: unknown) => e)) as Error;
+    t.match(err, { code: 'ERR_CERT_UNAVAILABLE' });
+    t.match(err.cause, { code: 'ERR_CA_ANSWER_INVALID', message: /^the ca returned an empty certificate chain; check that the control plane \(CONTROL_PLANE_ADDRESS\)/ });
+  });
+
+  t.test('ERR_CONTROL_PLANE_IDENTITY: a control plane presenting another identity', async (t) => {
+    const opts = controlPlaneTlsOptions({ trust: new TrustAnchors(ca.trustBundlePem), serverIdentity: controlPlaneIdentity('cluster.local') });
+    const other = { subjectaltname: 'URI:spiffe://cluster.local/ns/default/sa/impostor' } as PeerCertificate;
+    t.match(opts.checkServerIdentity!('127.0.140.1', other), {
+      code: 'ERR_CONTROL_PLANE_IDENTITY',
+      message: /presented spiffe:\/\/cluster\.local\/ns\/default\/sa\/impostor, expected .*; check CONTROL_PLANE_ADDRESS/,
+    });
+    const right = { subjectaltname: `URI:${controlPlaneIdentity('cluster.local')}` } as PeerCertificate;
+    t.equal(opts.checkServerIdentity!('127.0.140.1', right), undefined, 'the right identity passes');
+  });
+
+  t.test('ERR_DISCOVERY_TIMEOUT: no first configuration in time', async (t) => {
+    const source = new DiscoverySource({
+      address: { host: '127.0.140.1', port: 1 },
+      certificate: async () => {
+        throw new Error('no certificate in this test');
+      },
+      trust: new TrustAnchors(ca.trustBundlePem),
+      serverIdentity: controlPlaneIdentity('cluster.local'),
+      initialBackoffMs: 10,
+      maxBackoffMs: 20,
+      startTimeoutMs: 200,
+    });
+    t.teardown(() => source.close());
+    await t.rejects(source.start(() => undefined), {
+      code: 'ERR_DISCOVERY_TIMEOUT',
+      message: /^no configuration from the control plane at 127\.0\.140\.1:1 within 200 ms .*; check CONTROL_PLANE_ADDRESS/,
+    });
+  });
 });
