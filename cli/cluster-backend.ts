@@ -2,7 +2,7 @@
 import type { ApplyResult, ComponentVersion, Condition, KubeObject, MeshBackend, NamespaceInfo, ZtunnelRef } from './backend.js';
 import { programmedCondition } from './backend.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
-import { KubeApiError, KubeClient, resourcePath, type LoadedKubeconfig } from './kube.js';
+import { apiStatus, KubeClient, resourcePath, type LoadedKubeconfig } from './kube.js';
 
 const GATEWAY = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways' } as const;
 const NAMESPACES = { version: 'v1', plural: 'namespaces' } as const;
@@ -78,7 +78,7 @@ export class ClusterBackend implements MeshBackend {
       await this.#kube.json('POST', resourcePath({ ...GATEWAY, namespace }), { body: gateway });
       return 'created';
     } catch (err) {
-      if (!(err instanceof KubeApiError && err.status === 409)) throw missingCrd(err);
+      if (apiStatus(err) !== 409) throw missingCrd(err);
     }
     const current = await this.#kube.get<KubeObject>(resourcePath({ ...GATEWAY, namespace, name }));
     const labels = (meta(gateway).labels ?? {}) as Record<string, string>;
@@ -99,7 +99,7 @@ export class ClusterBackend implements MeshBackend {
       await this.#kube.json('DELETE', resourcePath({ ...GATEWAY, namespace, name }));
       return true;
     } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return false;
+      if (apiStatus(err) === 404) return false;
       throw err;
     }
   }
@@ -168,7 +168,7 @@ export class ClusterBackend implements MeshBackend {
 
 /** A 404 on the gateways collection means the Gateway API CRDs are not installed. */
 function missingCrd(err: unknown): unknown {
-  if (err instanceof KubeApiError && err.status === 404 && /gateways/.test(err.message) && !/gateways\/[^/?]+\b/.test(err.message)) {
+  if (err instanceof Error && apiStatus(err) === 404 && /gateways/.test(err.message) && !/gateways\/[^/?]+\b/.test(err.message)) {
     return new CliError(CLI_ERROR_CODES.API, `the Gateway API CRDs are not installed (${err.message}); install them: kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.3.0/standard-install.yaml`);
   }
   return err;

@@ -1,15 +1,15 @@
 /**
- * The cluster side of `ambientctl`: which kubeconfig (as kubectl finds it) and a small REST client
- * over it. Requests go through node's http(s) with the agent and headers `@kubernetes/client-node`'s
+ * The cluster side of `ambientctl`: which kubeconfig (as kubectl finds it), and the project's one
+ * Kubernetes REST client (core/kube/api.ts) over it with its failures worded for the command line.
+ * Requests go through node's http(s) with the agent and headers `@kubernetes/client-node`'s
  * `KubeConfig` prepares (client certificates, tokens, exec plugins, proxies), so the wire is plain
  * Kubernetes REST: GET/POST/PATCH (merge patch)/DELETE, plus GETs on a pod's own port through the
  * `portforward` subresource (port-forward.ts).
  */
 import { existsSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import { delimiter, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { KubeApiError, KubeConfigApi } from '../core/kube/api.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
 import { getThroughPortForward } from './port-forward.js';
 
@@ -82,23 +82,6 @@ export function loadKubeconfig(inputs: KubeconfigInputs): LoadedKubeconfig {
   return { kc, files, context: kc.getCurrentContext(), server: cluster.server };
 }
 
-/** The `Status` object the API server sends with errors. */
-interface KubeStatus {
-  readonly kind?: string;
-  readonly message?: string;
-  readonly reason?: string;
-}
-
-/** An API server answer outside 2xx; `status` is the HTTP status. */
-export class KubeApiError extends CliError {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(CLI_ERROR_CODES.API, message);
-  }
-}
-
 export interface KubeRequest {
   readonly body?: unknown;
   /** `application/json` by default; `application/merge-patch+json` for PATCH. */
@@ -106,7 +89,18 @@ export interface KubeRequest {
 }
 
 /**
- * A Kubernetes REST client for one kubeconfig context.
+ * The HTTP status of a failed API request (`KubeApiError`, also when the cli has worded it as a
+ * `CliError` with it as the cause), else undefined.
+ */
+export function apiStatus(err: unknown): number | undefined {
+  const api = err instanceof KubeApiError ? err : err instanceof CliError && err.cause instanceof KubeApiError ? err.cause : undefined;
+  return api && api.failure === 'status' ? api.status : undefined;
+}
+
+/**
+ * The project's Kubernetes client (core/kube/api.ts) for one kubeconfig context, with its failures
+ * worded for the command line: `ERR_CLI_UNREACHABLE`, `ERR_CLI_NO_KUBECONFIG` or `ERR_CLI_API`
+ * (docs/ambientctl.md), each with the `KubeApiError` as its cause.
  *
  * @example
  * const kube = new KubeClient({ kubeconfig: loadKubeconfig({ env: process.env }) });
@@ -114,6 +108,7 @@ export interface KubeRequest {
  */
 export class KubeClient {
   readonly #kc: KubeConfig;
+  readonly #api: KubeConfigApi;
   readonly #server: URL;
   readonly #timeoutMs: number;
 
@@ -126,61 +121,46 @@ export class KubeClient {
     }
     // 15 s: long enough for a loaded API server, short enough that a wrong address fails soon.
     this.#timeoutMs = inputs.timeoutMs ?? 15_000;
+    this.#api = new KubeConfigApi(this.#kc, { requestTimeoutMs: this.#timeoutMs });
   }
 
   get server(): string {
     return this.#server.origin;
   }
 
-  /** Sends one request; resolves with any HTTP status, rejects only when the server cannot be reached. */
-  async raw(method: string, path: string, req: KubeRequest = {}): Promise<{ status: number; body: string }> {
-    const url = new URL(this.#server.pathname.replace(/\/$/, '') + path, this.#server);
-    const opts: https.RequestOptions = { method, headers: { accept: 'application/json' } };
-    try {
-      await this.#kc.applyToHTTPSOptions(opts);
-    } catch (err) {
-      throw new CliError(CLI_ERROR_CODES.NO_KUBECONFIG, `kubeconfig context ${this.#kc.getCurrentContext()}: ${(err as Error).message}`, { cause: err });
-    }
-    const payload = req.body === undefined ? undefined : JSON.stringify(req.body);
-    const headers: Record<string, string | number> = { ...(opts.headers as Record<string, string>), accept: 'application/json' };
-    if (payload !== undefined) {
-      headers['content-type'] = req.contentType ?? 'application/json';
-      headers['content-length'] = Buffer.byteLength(payload);
-    }
-    const mod = url.protocol === 'http:' ? http : https;
-    return new Promise((resolve, reject) => {
-      const r = mod.request(url, { ...opts, headers, timeout: this.#timeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', (err) => reject(this.#unreachable(err)));
-      });
-      r.on('timeout', () => r.destroy(new Error(`no answer in ${this.#timeoutMs / 1000} s`)));
-      r.on('error', (err) => reject(this.#unreachable(err)));
-      r.end(payload);
-    });
-  }
-
-  #unreachable(err: Error): CliError {
-    const code = (err as NodeJS.ErrnoException).code;
-    return new CliError(
-      CLI_ERROR_CODES.UNREACHABLE,
-      `cannot reach the API server ${this.server} (context ${this.#kc.getCurrentContext()}): ${code ? `${code} ` : ''}${err.message}; check the kubeconfig's server address and that the cluster is up`,
-      { cause: err },
-    );
-  }
-
-  /** A JSON request; a non-2xx answer throws `KubeApiError` carrying the server's message. */
+  /** A JSON request; any failure is a `CliError` (an error status: `ERR_CLI_API` carrying the server's message). */
   async json<T>(method: string, path: string, req: KubeRequest = {}): Promise<T> {
-    const res = await this.raw(method, path, req);
-    if (res.status >= 200 && res.status < 300) {
-      try {
-        return JSON.parse(res.body) as T;
-      } catch {
-        throw new KubeApiError(res.status, `${method} ${path}: the API server ${this.server} answered ${res.status} with a body that is not JSON`);
+    try {
+      return await this.#api.request<T>(method, path, {
+        ...(req.body !== undefined ? { body: req.body } : {}),
+        ...(req.contentType !== undefined ? { contentType: req.contentType } : {}),
+      });
+    } catch (err) {
+      throw err instanceof KubeApiError ? this.#worded(err) : err;
+    }
+  }
+
+  #worded(err: KubeApiError): CliError {
+    const context = this.#kc.getCurrentContext();
+    switch (err.failure) {
+      case 'unreachable': {
+        const cause = err.cause as NodeJS.ErrnoException | undefined;
+        const code = cause?.code;
+        return new CliError(
+          CLI_ERROR_CODES.UNREACHABLE,
+          `cannot reach the API server ${this.server} (context ${context}): ${code ? `${code} ` : ''}${cause?.message ?? err.detail}; check the kubeconfig's server address and that the cluster is up`,
+          { cause: err },
+        );
+      }
+      case 'credentials':
+        return new CliError(CLI_ERROR_CODES.NO_KUBECONFIG, `kubeconfig context ${context}: ${err.detail}`, { cause: err });
+      case 'malformed':
+        return new CliError(CLI_ERROR_CODES.API, `${err.method} ${err.path}: the API server ${this.server} answered with something that is not a Kubernetes object (${err.detail})`, { cause: err });
+      case 'status': {
+        const hint = err.status === 401 ? '; check the kubeconfig credentials' : err.status === 403 ? '; check your RBAC permissions' : '';
+        return new CliError(CLI_ERROR_CODES.API, `${err.method} ${err.path}: ${err.status}${err.reason ? ` ${err.reason}` : ''}: ${err.detail}${hint}`, { cause: err });
       }
     }
-    throw new KubeApiError(res.status, `${method} ${path}: ${describeStatus(res.status, res.body)}`);
   }
 
   /**
@@ -196,23 +176,10 @@ export class KubeClient {
     try {
       return await this.json<T>('GET', path);
     } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return undefined;
+      if (apiStatus(err) === 404) return undefined;
       throw err;
     }
   }
-}
-
-/** `403 Forbidden: gateways is forbidden: ...`, with a hint for the statuses operators act on. */
-export function describeStatus(status: number, body: string): string {
-  let s: KubeStatus = {};
-  try {
-    s = JSON.parse(body) as KubeStatus;
-  } catch {
-    // not a Status object
-  }
-  const text = s.message ?? (body.trim().slice(0, 300) || '(empty body)');
-  const hint = status === 401 ? '; check the kubeconfig credentials' : status === 403 ? '; check your RBAC permissions' : '';
-  return `${status}${s.reason ? ` ${s.reason}` : ''}: ${text}${hint}`;
 }
 
 /** `/api/v1/...` or `/apis/group/version/...` path of a resource. */

@@ -6,7 +6,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig, type ControlPlaneConfig } from './config.js';
 import { ControlPlane } from './control-plane.js';
-import { KubeConfigApi } from './kubernetes/api.js';
+import { KubeConfigApi } from '../core/kube/api.js';
 import { startClusterControlPlane } from './kubernetes/cluster.js';
 import { createLogger } from '../core/telemetry/log.js';
 import type { MeshError } from '../core/errors.js';

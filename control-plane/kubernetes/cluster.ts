@@ -7,7 +7,7 @@ import type { Logger } from '../../core/telemetry/log.js';
 import { routeStatuses } from '../../core/model/route-status.js';
 import { ControlPlane } from '../control-plane.js';
 import type { ControlPlaneConfig } from '../config.js';
-import type { KubeApi } from './api.js';
+import type { KubeApi } from '../../core/kube/api.js';
 import type { InformerTimings } from './informer.js';
 import { LeaderElector, type LeaderTimings } from './leader.js';
 import { KubernetesSource } from './source.js';

@@ -20,7 +20,7 @@
  *   with exponential backoff and equal jitter before the next try, and keeps the resourceVersion.
  */
 import type { Logger } from '../../core/telemetry/log.js';
-import { KubeApiError, type KubeApi, type KubeObject, type WatchEvent } from './api.js';
+import { KubeApiError, type KubeApi, type KubeObject, type WatchEvent } from '../../core/kube/api.js';
 
 /** Where the changes go. Calls are synchronous and in order. */
 export interface InformerHandler {

@@ -15,7 +15,7 @@
  * - `close()` releases the Lease, so a rolling update hands over without waiting for expiry.
  */
 import type { Logger } from '../../core/telemetry/log.js';
-import { KubeApiError, type KubeApi, type KubeObject } from './api.js';
+import { KubeApiError, type KubeApi, type KubeObject } from '../../core/kube/api.js';
 
 export interface LeaderTimings {
   readonly leaseDurationSeconds: number;

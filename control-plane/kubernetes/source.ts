@@ -16,7 +16,7 @@ import type { NodeInfo } from '../../core/model/types.js';
 import { parseObject, objectRef, type ManifestObject, type ManifestStore, type ObjectProblem, type ObjectRef } from '../../core/config/manifests.js';
 import type { ObjectSource } from '../manifest-source.js';
 import type { NodeList } from '../nodes.js';
-import type { KubeApi, KubeObject } from './api.js';
+import type { KubeApi, KubeObject } from '../../core/kube/api.js';
 import { Informer, type InformerStats, type InformerTimings } from './informer.js';
 import { collectionPath, WATCHED_RESOURCES, type KubeResource } from './kinds.js';
 import { objectKey, toManifestDocument } from './to-manifest.js';

@@ -25,7 +25,7 @@ import type { Logger } from '../../core/telemetry/log.js';
 import { formatRef, WAYPOINT_CLASS, type ObjectProblem } from '../../core/config/manifests.js';
 import type { RouteCondition } from '../../core/model/routes.js';
 import type { RouteStatusEntry } from '../../core/model/route-status.js';
-import { KubeApiError, type KubeApi, type KubeObject } from './api.js';
+import { KubeApiError, type KubeApi, type KubeObject } from '../../core/kube/api.js';
 import { objectPath, WATCHED_RESOURCES, type KubeResource } from './kinds.js';
 import type { GatewayState } from './waypoints.js';
 import { DebouncedTask } from './debounced.js';

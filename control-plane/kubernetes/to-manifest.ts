@@ -15,7 +15,7 @@
  *   timestamps), a Gateway's addresses. The status of the kinds the control plane writes status to
  *   is dropped, so writing a status never triggers a new conversion.
  */
-import type { KubeObject } from './api.js';
+import type { KubeObject } from '../../core/kube/api.js';
 import { apiVersionOf, type KubeResource } from './kinds.js';
 
 const DROPPED_ANNOTATIONS = new Set(['kubectl.kubernetes.io/last-applied-configuration']);

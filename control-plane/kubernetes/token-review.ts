@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../core/telemetry/log.js';
 import type { Authenticator, Caller } from '../auth.js';
-import { KubeApiError, type KubeApi, type KubeObject } from './api.js';
+import { KubeApiError, type KubeApi, type KubeObject } from '../../core/kube/api.js';
 
 const EXTRA_POD_NAME = 'authentication.kubernetes.io/pod-name';
 const EXTRA_POD_UID = 'authentication.kubernetes.io/pod-uid';

@@ -28,7 +28,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../../core/telemetry/log.js';
 import { GATEWAY_NAME_LABEL, WAYPOINT_CLASS } from '../../core/config/manifests.js';
 import { PORTS } from '../../core/hbone/constants.js';
-import { KubeApiError, type KubeApi, type KubeObject } from './api.js';
+import { KubeApiError, type KubeApi, type KubeObject } from '../../core/kube/api.js';
 import { Informer, type InformerTimings } from './informer.js';
 import { collectionPath, objectPath } from './kinds.js';
 import { DebouncedTask } from './debounced.js';

@@ -15,7 +15,7 @@ import { connectControlPlane } from '../../../core/config/control-plane-client.j
 import { silentLogger } from '../../../core/telemetry/log.js';
 import type { MeshConfig, Workload } from '../../../core/model/types.js';
 import { loadConfig } from '../../../control-plane/config.js';
-import { KubeConfigApi } from '../../../control-plane/kubernetes/api.js';
+import { KubeConfigApi } from '../../../core/kube/api.js';
 import { startClusterControlPlane } from '../../../control-plane/kubernetes/cluster.js';
 import { ControlPlaneDesiredStateSource, desiredFromMesh } from '../../../cni-plugin/agent/desired-control-plane.js';
 import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
@@ -24,7 +24,7 @@ import { Reconciler } from '../../../cni-plugin/agent/reconciler.js';
 import { StateStore } from '../../../cni-plugin/agent/store.js';
 import type { PodRequest } from '../../../cni-plugin/api.js';
 import { KubeApiFixture, type FixtureRef } from '../../helpers/kube-api-fixture.js';
-import { waitFor } from '../../control-plane/helpers.js';
+import { until } from '../../helpers/until.js';
 import { FakeRedirector } from '../fakes.js';
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
@@ -226,7 +226,7 @@ t.test('every namespace reaches the agent with its label, including one labelled
   t.same(desired?.namespaces.get('apps')?.labels, AMBIENT);
   t.same(desired?.namespaces.get('fresh')?.labels, {}, 'known, not ambient');
   api.patch(nsRef('fresh'), { metadata: { labels: AMBIENT } });
-  await waitFor(() => desired?.namespaces.get('fresh')?.labels['istio.io/dataplane-mode'] === 'ambient', 'fresh labelled in the desired state');
+  await until('fresh labelled in the desired state', () => desired?.namespaces.get('fresh')?.labels['istio.io/dataplane-mode'] === 'ambient');
   t.notOk(desired?.pods.some((p) => p.namespace === 'fresh'), 'with no pod in it');
 });
 
@@ -242,7 +242,7 @@ t.test('an ADD that comes before the control plane saw its pod ends when the pod
   t.ok(kernel.attached.get(cgroup)?.size, 'attached at ADD');
   t.match(desired?.pods.find((p) => p.name === 'web-0'), { uid, ambient: true, ips: [] }, 'listed as a pending pod, with its uid');
   api.patch(podRef('fresh', 'web-0'), { status: { phase: 'Running', podIP: '10.1.0.7', podIPs: [{ ip: '10.1.0.7' }], conditions: [{ type: 'Ready', status: 'True' }] } });
-  await waitFor(() => desired?.pods.find((p) => p.name === 'web-0')?.ips[0] === '10.1.0.7', 'web-0 a workload');
+  await until('web-0 a workload', () => desired?.pods.find((p) => p.name === 'web-0')?.ips[0] === '10.1.0.7');
   t.equal(desired!.pods.filter((p) => p.name === 'web-0').length, 1, 'listed once');
   await reconciler.requestResync();
   t.ok(kernel.attached.get(cgroup)?.size, 'still enrolled after the move');
@@ -261,7 +261,7 @@ t.test('a waypoint pod scheduled in an ambient namespace is listed as not ambien
 t.test('a pending pod of another uid (the previous pod of that name) does not end the wait', async (t) => {
   const { req } = await sandbox('apps', 'job-0', 'uid-of-the-new-pod');
   api.apply(scheduledPod('job-0', 'apps', 'uid-of-the-old-pod'));
-  await waitFor(() => desired?.pods.some((p) => p.name === 'job-0') === true, 'old job-0 listed');
+  await until('old job-0 listed', () => desired?.pods.some((p) => p.name === 'job-0') === true);
   const adding = reconciler.add(req);
   t.same(reconciler.state().desired.waitingAdds, ['apps/job-0'], 'the listed uid is not this sandbox pod');
   api.remove(podRef('apps', 'job-0'));

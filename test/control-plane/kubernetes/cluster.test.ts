@@ -14,7 +14,7 @@ import { connectControlPlane, type ControlPlaneClient } from '../../../core/conf
 import { silentLogger } from '../../../core/telemetry/log.js';
 import type { MeshConfig } from '../../../core/model/types.js';
 import { loadConfig } from '../../../control-plane/config.js';
-import { KubeConfigApi } from '../../../control-plane/kubernetes/api.js';
+import { KubeConfigApi } from '../../../core/kube/api.js';
 import { startClusterControlPlane, type ClusterControlPlane } from '../../../control-plane/kubernetes/cluster.js';
 import { derivedObjects, WAYPOINT_DRAIN_SECONDS, WAYPOINT_TERMINATION_GRACE_SECONDS } from '../../../control-plane/kubernetes/waypoints.js';
 import { DEFAULT_WAYPOINT_RESOURCES, type ContainerResources } from '../../../control-plane/kubernetes/resources.js';
@@ -23,7 +23,7 @@ import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
 import { KubeApiFixture, type FixtureRef } from '../../helpers/kube-api-fixture.js';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { Service } from 'kubernetes-models/v1/Service';
-import { waitFor } from '../helpers.js';
+import { until } from '../../helpers/until.js';
 
 const HOST = '127.0.16.1';
 const dir = t.testdir();
@@ -166,14 +166,14 @@ t.test("a namespace labelled through the api enrols its pods in the node agent's
   t.equal(web()?.ambient, false, 'not in the mesh before the label');
   t.notOk(desired?.pods.some((p) => p.name === 'db-1'), "another node's pod is not this agent's");
   api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/dataplane-mode': 'ambient' } } });
-  await waitFor(() => web()?.ambient === true, 'web-1 enrolled after the namespace label');
+  await until('web-1 enrolled after the namespace label', () => web()?.ambient === true);
   t.same(web()?.ips, ['10.1.0.5']);
 });
 
 t.test("a pod added on node-1 reaches node-1's ztunnel, and only node-1's ztunnel may get its identity", async (t) => {
   api.apply(sa('pay', 'apps'));
   api.apply(pod('pay-1', { ns: 'apps', node: 'node-1', ip: '10.1.0.9', sa: 'pay' }));
-  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'pay-1' && w.protocol === 'HBONE') === true, 'pay-1 in node-1 ztunnel config');
+  await until('pay-1 in node-1 ztunnel config', () => mesh1?.workloads.some((w) => w.name === 'pay-1' && w.protocol === 'HBONE') === true);
   const w = mesh1!.workloads.find((x) => x.name === 'pay-1')!;
   t.equal(w.node, 'node-1');
   const id = 'spiffe://cluster.local/ns/apps/sa/pay';
@@ -206,7 +206,7 @@ t.test('a token the api server does not vouch for, or not bound to a pod, gets n
 t.test("a waypoint's own token obtains its own identity only", async (t) => {
   api.apply(sa('wp', 'apps'));
   api.apply({ ...pod('wp-0', { ns: 'apps', node: 'node-1', ip: '10.1.0.20', sa: 'wp', labels: { 'gateway.networking.k8s.io/gateway-name': 'wp' } }) });
-  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'wp-0') === true, 'the waypoint pod');
+  await until('the waypoint pod', () => mesh1?.workloads.some((w) => w.name === 'wp-0') === true);
   boundToken('token-of-waypoint-pod-00000', 'wp-0', 'apps', 'wp');
   const wp = client('node-1', 'token-of-waypoint-pod-00000');
   t.equal(await sign(wp, 'spiffe://cluster.local/ns/apps/sa/wp'), 'signed');
@@ -215,17 +215,17 @@ t.test("a waypoint's own token obtains its own identity only", async (t) => {
 
 t.test('a dropped watch resumes without a re-list; a 410 re-lists', async (t) => {
   const lists = () => api.count({ verb: 'list', resource: 'pods' });
-  await waitFor(() => api.openWatches({ resource: 'pods' }) >= 1, 'the pod watch');
+  await until('the pod watch', () => api.openWatches({ resource: 'pods' }) >= 1);
   const before = lists();
   t.ok(api.dropWatches({ resource: 'pods' }) >= 1, 'dropped');
   api.apply(pod('late-1', { ns: 'apps', node: 'node-1', ip: '10.1.0.30', sa: 'web' }));
-  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'late-1') === true, 'a pod created while the watch was down');
+  await until('a pod created while the watch was down', () => mesh1?.workloads.some((w) => w.name === 'late-1') === true);
   t.equal(lists(), before, 'no list: the watch resumed from its resourceVersion');
   api.apply(sa('bump', 'apps')); // the pod informer's resourceVersion falls behind the compaction point
   api.compact();
   api.dropWatches({ resource: 'pods' });
   api.apply(pod('late-2', { ns: 'apps', node: 'node-1', ip: '10.1.0.31', sa: 'web' }));
-  await waitFor(() => mesh1?.workloads.some((w) => w.name === 'late-2') === true, 'a pod created after compaction');
+  await until('a pod created after compaction', () => mesh1?.workloads.some((w) => w.name === 'late-2') === true);
   t.ok(lists() > before, 'the expired resourceVersion (410) made it list again');
 });
 
@@ -235,13 +235,15 @@ type WithConditions = { status?: { conditions?: Array<{ type: string; status: st
 t.test('an invalid AuthorizationPolicy gets a status with the reason; fixing it flips it', async (t) => {
   api.apply({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-web', namespace: 'apps' }, spec: { action: 'MAYBE', selector: { matchLabels: { app: 'web-1' } }, rules: [{ from: [{ source: { namespaces: ['other'] } }] }] } });
   const cond = () => (api.get(apRef) as WithConditions | undefined)?.status?.conditions?.[0];
-  await waitFor(() => cond()?.status === 'False', 'a rejected status');
+  await until('a rejected status', () => cond()?.status === 'False');
   t.match(cond(), { type: 'ZtunnelAccepted', status: 'False', reason: 'Invalid', message: /spec\.action/ });
   t.notOk(mesh1?.authorizationPolicies.some((p) => p.name === 'deny-web'), 'the invalid policy reaches no ztunnel');
   api.patch(apRef, { spec: { action: 'DENY' } });
-  await waitFor(() => cond()?.status === 'True', 'an accepted status');
+  await until('an accepted status', () => cond()?.status === 'True');
   t.match(cond(), { type: 'ZtunnelAccepted', status: 'True', reason: 'Accepted' });
-  await waitFor(() => mesh1?.authorizationPolicies.some((p) => p.name === 'deny-web') === true, 'the fixed policy reaches ztunnel');
+  await until('the fixed policy reaches ztunnel', () => mesh1?.authorizationPolicies.some((p) => p.name === 'deny-web') === true);
+  // A pass may still be writing the accepted status: settle it before counting.
+  await cluster.status.flush();
   const writes = api.count({ verb: 'patch', resource: 'authorizationpolicies' });
   const passes = cluster.status.stats.passes;
   await cluster.status.flush();
@@ -261,7 +263,7 @@ t.test('HTTPRoute status: one parent entry per parentRef with Accepted and Resol
   });
   type Parents = { status?: { parents?: Array<{ controllerName: string; parentRef: { name: string }; conditions: Array<{ type: string; status: string; reason: string; message: string }> }> } };
   const parents = () => (api.get(ref) as Parents | undefined)?.status?.parents;
-  await waitFor(() => parents()?.[0]?.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'False') === true, 'the route status');
+  await until('the route status', () => parents()?.[0]?.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'False') === true);
   t.match(parents(), [
     {
       controllerName: 'istio.io/mesh-controller',
@@ -284,7 +286,7 @@ t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root
   });
   const ref = (apiVersion: string, kind: string, name = 'waypoint'): FixtureRef => ({ apiVersion, kind, namespace: 'apps', name });
   const deployment = () => api.get(ref('apps/v1', 'Deployment')) as Record<string, any> | undefined;
-  await waitFor(() => deployment() !== undefined && api.get(ref('v1', 'ConfigMap', 'istio-ca-root-cert')) !== undefined, 'the derived objects');
+  await until('the derived objects', () => deployment() !== undefined && api.get(ref('v1', 'ConfigMap', 'istio-ca-root-cert')) !== undefined);
   const gwUid = (api.get(gwRef) as { metadata: { uid: string } }).metadata.uid;
   for (const kind of ['ServiceAccount', 'Service', 'Deployment']) {
     const o = api.get(ref(kind === 'Deployment' ? 'apps/v1' : 'v1', kind)) as { metadata: { ownerReferences: unknown[]; labels: Record<string, string> } } | undefined;
@@ -312,20 +314,20 @@ t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root
   type GwStatus = { status?: { addresses?: Array<{ value: string }>; conditions?: Array<{ type: string; status: string; reason: string }> } };
   const gw = () => api.get(gwRef) as GwStatus;
   const programmed = () => gw().status?.conditions?.find((x) => x.type === 'Programmed');
-  await waitFor(() => programmed()?.reason === 'Pending', 'Programmed False while nothing is ready');
+  await until('Programmed False while nothing is ready', () => programmed()?.reason === 'Pending');
   t.match(gw().status?.conditions, [{ type: 'Accepted', status: 'True' }, { type: 'Programmed', status: 'False' }]);
   // What the API server and the Deployment controller would do: a cluster IP, then a ready pod.
   api.patch(ref('v1', 'Service'), { spec: { clusterIP: '10.96.0.50' } });
   api.patch(ref('apps/v1', 'Deployment'), { status: { replicas: 1, readyReplicas: 1 } });
-  await waitFor(() => programmed()?.status === 'True', 'Programmed True once a replica is ready');
+  await until('Programmed True once a replica is ready', () => programmed()?.status === 'True');
   t.same(gw().status?.addresses, [{ type: 'IPAddress', value: '10.96.0.50' }]);
 
   api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': 'waypoint' } } });
-  await waitFor(() => mesh1?.services.find((x) => x.name === 'web')?.waypoint?.address === '10.96.0.50', 'services of the namespace go through the waypoint');
+  await until('services of the namespace go through the waypoint', () => mesh1?.services.find((x) => x.name === 'web')?.waypoint?.address === '10.96.0.50');
 
   const writes = cluster.waypoints.stats.writes;
   api.remove(ref('apps/v1', 'Deployment'));
-  await waitFor(() => deployment() !== undefined, 'a deleted Deployment is put back');
+  await until('a deleted Deployment is put back', () => deployment() !== undefined);
   t.ok(cluster.waypoints.stats.writes > writes);
   api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': null } } });
 });
@@ -347,27 +349,31 @@ t.test('waypoint Deployment resources: the settings\' requests and limits, none 
 });
 
 t.test('two replicas: one leader writes status; when it leaves, the other takes over', async (t) => {
+  // The leader's every tick reads the Lease and writes it back (renews); the waiting replica's
+  // reads it only. Reads beyond writes are the second's attempts that found the lease held.
+  const leaseReads = () => api.count({ verb: 'get', resource: 'leases' }) - api.count({ verb: 'update', resource: 'leases' });
+  const readsBefore = leaseReads();
   const second = await startReplica('cp-1');
-  await waitFor(() => cluster.elector.isLeader, 'the first replica leads');
-  await new Promise((r) => setTimeout(r, 300));
+  await until('the first replica leads', () => cluster.elector.isLeader);
+  await until('the second replica to find the lease held three times', () => leaseReads() >= readsBefore + 3);
   t.equal(second.elector.isLeader, false, 'the second waits while the lease is held');
   const lease = api.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: 'istio-system', name: 'ambient-control-plane' }) as unknown as { spec: { holderIdentity: string } };
   t.equal(lease.spec.holderIdentity, 'cp-0');
   const before = second.status.stats.writes;
   await cluster.close();
-  await waitFor(() => second.elector.isLeader, 'the second replica takes the released lease', 3000);
+  await until('the second replica takes the released lease', () => second.elector.isLeader, { timeoutMs: 3000 });
   // The new leader compares everything once; statuses are already right, so it writes nothing.
-  await waitFor(() => second.status.stats.passes > 0, "the new leader's first pass");
+  await until("the new leader's first pass", () => second.status.stats.passes > 0);
   t.equal(second.status.stats.writes, before, 'nothing to rewrite');
   api.patch(apRef, { spec: { action: 'BOGUS' } });
   const cond = () => (api.get(apRef) as WithConditions | undefined)?.status?.conditions?.[0];
-  await waitFor(() => cond()?.status === 'False', 'the new leader writes the rejection');
+  await until('the new leader writes the rejection', () => cond()?.status === 'False');
   t.ok(second.status.stats.writes > before);
 
   // A hung API server: the leader must stop acting as one within the renew deadline (1 s here),
   // before another replica could take the 2 s lease, although its renew never answers.
   api.hangNext({ verb: 'get', resource: 'leases', times: 1000 });
   const hungAt = Date.now();
-  await waitFor(() => !second.elector.isLeader, 'the leader steps down while its renew hangs', 3000);
+  await until('the leader steps down while its renew hangs', () => !second.elector.isLeader, { timeoutMs: 3000 });
   t.ok(Date.now() - hungAt < 2000, `stepped down after ${Date.now() - hungAt} ms, inside the 2 s lease`);
 });

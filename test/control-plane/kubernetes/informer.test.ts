@@ -2,10 +2,10 @@ import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { silentLogger } from '../../../core/telemetry/log.js';
-import { KubeConfigApi, type KubeObject } from '../../../control-plane/kubernetes/api.js';
+import { KubeConfigApi, type KubeObject } from '../../../core/kube/api.js';
 import { Informer, type InformerTimings } from '../../../control-plane/kubernetes/informer.js';
 import { KubeApiFixture } from '../../helpers/kube-api-fixture.js';
-import { waitFor } from '../helpers.js';
+import { until } from '../../helpers/until.js';
 
 // The list/watch loop against the kube-api-fixture (an in-memory API server, not a cluster):
 // resume after a drop, 410 → re-list, bookmarks, backoff. Addresses: 127.0.11.20.
@@ -52,15 +52,15 @@ t.test('lists once, then follows changes through the watch', async (t) => {
   await informer.start();
   t.same([...seen.keys()], ['a'], 'the first list is handed over before start resolves');
   t.equal(api.count({ verb: 'list', resource: 'configmaps' }) - lists, 1);
-  await waitFor(() => api.openWatches({ resource: 'configmaps' }) === 1, 'the watch');
+  await until('the watch', () => api.openWatches({ resource: 'configmaps' }) === 1);
   const w = api.requests.filter((r) => r.verb === 'watch').at(-1)!;
   t.equal(w.query.allowWatchBookmarks, 'true', 'asks for bookmarks');
   t.equal(w.query.resourceVersion, informer.resourceVersion, "watches from the list's resourceVersion");
   api.apply(cm('b'));
   api.patch(ref('a'), { data: { k: 'v' } });
-  await waitFor(() => seen.has('b') && (seen.get('a') as { data?: Record<string, string> }).data?.k === 'v', 'the changes');
+  await until('the changes', () => seen.has('b') && (seen.get('a') as { data?: Record<string, string> }).data?.k === 'v');
   api.remove(ref('b'));
-  await waitFor(() => !seen.has('b'), 'the deletion');
+  await until('the deletion', () => !seen.has('b'));
   t.equal(informer.resourceVersion, String(api.resourceVersion), 'each event advances the resourceVersion');
 });
 
@@ -68,16 +68,16 @@ t.test('a dropped watch resumes from the last resourceVersion without a re-list'
   const { informer, seen, calls } = start(t, {}, '/api/v1/namespaces/ns2/configmaps');
   api.apply({ ...cm('x'), metadata: { name: 'x', namespace: 'ns2' } });
   await informer.start();
-  await waitFor(() => api.openWatches({ resource: 'configmaps', namespace: 'ns2' }) === 1 && informer.stats.watches === 1, 'the watch');
+  await until('the watch', () => api.openWatches({ resource: 'configmaps', namespace: 'ns2' }) === 1 && informer.stats.watches === 1);
   api.apply({ ...cm('w'), metadata: { name: 'w', namespace: 'ns2' } });
-  await waitFor(() => seen.has('w'), 'an event on the first watch');
+  await until('an event on the first watch', () => seen.has('w'));
   const before = { lists: informer.stats.lists, watches: api.count({ verb: 'watch', resource: 'configmaps' }) };
   const rvAtDrop = informer.resourceVersion;
   // In one tick: the drop, then changes the informer cannot see until it is back.
   t.equal(api.dropWatches({ resource: 'configmaps' }) >= 1, true);
   api.apply({ ...cm('y'), metadata: { name: 'y', namespace: 'ns2' } });
   api.remove({ ...ref('x'), namespace: 'ns2' });
-  await waitFor(() => seen.has('y') && !seen.has('x'), 'the changes made while disconnected');
+  await until('the changes made while disconnected', () => seen.has('y') && !seen.has('x'));
   t.equal(informer.stats.lists, before.lists, 'no re-list');
   t.equal(informer.stats.relists, 0);
   const resumed = api.requests.filter((r) => r.verb === 'watch' && r.path === '/api/v1/namespaces/ns2/configmaps').at(-1)!;
@@ -92,28 +92,28 @@ t.test('410 Gone (a compacted resourceVersion) makes it list again, and the re-l
   api.apply(ns3('keep'));
   api.apply(ns3('doomed'));
   await informer.start();
-  await waitFor(() => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns3' }) === 1, 'the watch');
+  await until('the watch', () => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns3' }) === 1);
   api.dropWatches({ resource: 'configmaps' });
   api.remove({ ...ref('doomed'), namespace: 'ns3' });
   api.apply(ns3('new'));
   api.compact();
-  await waitFor(() => informer.stats.relists === 1 && seen.has('new') && !seen.has('doomed'), 'the re-list');
+  await until('the re-list', () => informer.stats.relists === 1 && seen.has('new') && !seen.has('doomed'));
   t.equal(informer.stats.lists, 2, 'listed again once');
   t.same(calls, ['replace keep,doomed', 'replace keep,new']);
-  await waitFor(() => informer.stats.watches >= 3, 'watching again');
+  await until('watching again', () => informer.stats.watches >= 3);
   api.apply(ns3('later'));
-  await waitFor(() => seen.has('later'), 'events after the re-list');
+  await until('events after the re-list', () => seen.has('later'));
 });
 
 t.test('an HTTP 410 on the watch request also re-lists', async (t) => {
   const { informer } = start(t, {}, '/api/v1/namespaces/ns4/configmaps');
   await informer.start();
-  await waitFor(() => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns4' }) === 1, 'the watch');
+  await until('the watch', () => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns4' }) === 1);
   api.apply({ ...cm('w'), metadata: { name: 'w', namespace: 'ns4' } });
-  await waitFor(() => informer.stats.events === 1, 'an event: the watch was healthy');
+  await until('an event: the watch was healthy', () => informer.stats.events === 1);
   api.failNext({ verb: 'watch', resource: 'configmaps', status: 410 });
   api.dropWatches({ resource: 'configmaps' });
-  await waitFor(() => informer.stats.relists === 1 && informer.stats.lists === 2, 'the re-list');
+  await until('the re-list', () => informer.stats.relists === 1 && informer.stats.lists === 2);
   t.same(informer.stats.backoffs, [], 'a 410 is not a failure: no backoff');
 });
 
@@ -121,16 +121,16 @@ t.test('bookmarks advance the resourceVersion, so a resume skips what the bookma
   const { informer, calls } = start(t, {}, '/api/v1/namespaces/ns5/configmaps');
   await informer.start();
   // This informer's own watch: a watch of an earlier test may still be closing.
-  await waitFor(() => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns5' }) === 1, 'the watch');
+  await until('the watch', () => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns5' }) === 1);
   // Writes elsewhere move the global resourceVersion; only a bookmark tells this watch about it.
   api.apply(cm('elsewhere'));
   const rv = String(api.resourceVersion);
   t.not(informer.resourceVersion, rv);
   t.ok(api.bookmark({ resource: 'configmaps' }) >= 1);
-  await waitFor(() => informer.resourceVersion === rv, 'the bookmark');
+  await until('the bookmark', () => informer.resourceVersion === rv);
   t.equal(informer.stats.bookmarks, 1);
   api.dropWatches({ resource: 'configmaps' });
-  await waitFor(() => informer.stats.watches === 2, 'the resumed watch');
+  await until('the resumed watch', () => informer.stats.watches === 2);
   const resumed = api.requests.filter((r) => r.verb === 'watch' && r.path === '/api/v1/namespaces/ns5/configmaps').at(-1)!;
   t.equal(resumed.query.resourceVersion, rv, "resumes from the bookmark's resourceVersion");
   t.same(calls, ['replace '], 'a bookmark is not an object change');
@@ -146,12 +146,12 @@ t.test('failures back off exponentially with jitter, capped, and reset after a s
   t.same(informer.stats.backoffs, [15, 30, 60], 'equal jitter over 20, 40, 80 (capped)');
   t.equal(informer.stats.failures, 3);
   t.equal(informer.stats.lists, 4);
-  await waitFor(() => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns6' }) === 1, 'the watch');
+  await until('the watch', () => informer.stats.watches === 1 && api.openWatches({ resource: 'configmaps', namespace: 'ns6' }) === 1);
   api.apply({ ...cm('z2'), metadata: { name: 'z2', namespace: 'ns6' } });
-  await waitFor(() => informer.stats.events === 1, 'an event: the watch was healthy');
+  await until('an event: the watch was healthy', () => informer.stats.events === 1);
   api.failNext({ verb: 'watch', resource: 'configmaps', status: 503, times: 4 });
   api.dropWatches({ resource: 'configmaps' });
-  await waitFor(() => informer.stats.failures === 7 && api.openWatches({ resource: 'configmaps', namespace: 'ns6' }) === 1, 'watching again after four failures');
+  await until('watching again after four failures', () => informer.stats.failures === 7 && api.openWatches({ resource: 'configmaps', namespace: 'ns6' }) === 1);
   t.same(informer.stats.backoffs.slice(3), [15, 30, 60, 60], 'the count started over after the successful list; the cap holds');
   t.equal(informer.stats.lists, 4, 'watch failures keep the resourceVersion: no re-list');
 });
@@ -160,10 +160,10 @@ t.test('a watch the server ends at once, with no event, is retried with backoff 
   const { informer } = start(t, { healthyWatchMs: 60_000 }, '/api/v1/namespaces/ns7/configmaps');
   await informer.start();
   for (let i = 1; i <= 3; i++) {
-    await waitFor(() => informer.stats.watches === i && api.openWatches({ resource: 'configmaps', namespace: 'ns7' }) === 1, `watch ${i}`);
+    await until(`watch ${i}`, () => informer.stats.watches === i && api.openWatches({ resource: 'configmaps', namespace: 'ns7' }) === 1);
     api.dropWatches({ resource: 'configmaps' });
   }
-  await waitFor(() => informer.stats.backoffs.length === 3, 'three backoffs');
+  await until('three backoffs', () => informer.stats.backoffs.length === 3);
   t.same(informer.stats.backoffs, [15, 30, 60]);
   t.equal(informer.stats.lists, 1, 'still no re-list');
 });
@@ -173,5 +173,5 @@ t.test('a resource the server does not serve (404) does not hold up the start', 
   const { informer, calls } = start(t, {}, '/api/v1/namespaces/ns8/configmaps');
   await informer.start();
   t.same(calls.slice(0, 1), ['replace '], 'started empty');
-  await waitFor(() => informer.stats.lists === 2 && informer.resourceVersion !== undefined, 'the retry lists it');
+  await until('the retry lists it', () => informer.stats.lists === 2 && informer.resourceVersion !== undefined);
 });

@@ -13,12 +13,12 @@ import { KubeConfig } from '@kubernetes/client-node';
 import * as yaml from 'js-yaml';
 import { parseObject, type ObjectProblem } from '../../../core/config/manifests.js';
 import { silentLogger } from '../../../core/telemetry/log.js';
-import { KubeConfigApi, type KubeObject } from '../../../control-plane/kubernetes/api.js';
+import { KubeConfigApi, type KubeObject } from '../../../core/kube/api.js';
 import { resourceOf } from '../../../control-plane/kubernetes/kinds.js';
 import { StatusWriter } from '../../../control-plane/kubernetes/status.js';
 import { toManifestDocument } from '../../../control-plane/kubernetes/to-manifest.js';
 import { KubeApiFixture } from '../../helpers/kube-api-fixture.js';
-import { waitFor } from '../helpers.js';
+import { until } from '../../helpers/until.js';
 
 const FILE = fileURLToPath(new URL('../../core/config/fixtures/upstream-examples.yaml', import.meta.url));
 const docs = yaml.loadAll(readFileSync(FILE, 'utf8')) as KubeObject[];
@@ -109,7 +109,7 @@ t.test('the status each example gets', async (t) => {
   type Cond = { type: string; status: string; reason: string; message: string };
   const get = (kind: string, ns: string, n: string) =>
     api.get({ apiVersion: `${resourceOf(kind)!.group}/v1`, kind, namespace: ns, name: n }) as unknown as { status?: { conditions?: Cond[]; parents?: Array<{ conditions: Cond[] }> } } | undefined;
-  await waitFor(() => get('HTTPRoute', 'default', 'bad-regex')?.status?.parents !== undefined && get('AuthorizationPolicy', 'foo', 'ext-authz')?.status?.conditions !== undefined, 'statuses written');
+  await until('statuses written', () => get('HTTPRoute', 'default', 'bad-regex')?.status?.parents !== undefined && get('AuthorizationPolicy', 'foo', 'ext-authz')?.status?.conditions !== undefined);
   await writer.flush();
   t.match(get('AuthorizationPolicy', 'foo', 'allow-nothing')?.status?.conditions, [{ type: 'ZtunnelAccepted', status: 'True', reason: 'Accepted' }]);
   t.match(get('AuthorizationPolicy', 'foo', 'deny-method-get')?.status?.conditions, [{ type: 'ZtunnelAccepted', status: 'True', reason: 'UnsupportedValue', message: /denying more than written/ }], "Istio's condition for HTTP attributes on an L4 policy");
