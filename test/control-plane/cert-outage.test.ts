@@ -1,5 +1,6 @@
 import t from 'tap';
-import { identityOf, logLines, processMesh, waitUntil, type PodSpec } from './process-mesh.js';
+import { identityOf, logLines, processMesh, type PodSpec } from './process-mesh.js';
+import { until } from '../helpers/until.js';
 
 // Issue 12: a control-plane outage that outlasts the certificates' renewal point (half-life).
 // Certificates live 30 s (WORKLOAD_CERT_TTL_SECONDS on every process), so they are renewed about
@@ -44,7 +45,7 @@ t.test('the control plane away past the certificates\' half-life: traffic flows 
   await cp.kill('SIGKILL');
   // Past every certificate's renewal point: each renewal has been tried and has failed.
   const renewalFailed = (p: typeof a, id: string) => logLines(p, 'workload certificate request failed; retrying').some((l) => l.identity === id && l.serving_previous === true);
-  await waitUntil(() => onA.every((id) => renewalFailed(a, id)) && onB.every((id) => renewalFailed(b, id)), 'every workload certificate\'s renewal failed', 60_000);
+  await until('every workload certificate\'s renewal failed', () => onA.every((id) => renewalFailed(a, id)) && onB.every((id) => renewalFailed(b, id)), { timeoutMs: 60_000 });
   const outageA = await mesh.certificates('node-a');
   const outageB = await mesh.certificates('node-b');
   t.ok(onA.every((id) => outageA[id]!.notAfter === issuedA[id]!.notAfter) && onB.every((id) => outageB[id]!.notAfter === issuedB[id]!.notAfter), 'the certificates issued before the outage are still the ones held');

@@ -8,7 +8,8 @@ import { TrustAnchors } from '../../core/identity/trust-anchors.js';
 import type { WorkloadCertificate } from '../../core/identity/certificate.js';
 import { readRootsFile } from '../../core/config/control-plane-client.js';
 import { DISCOVERY_PATH, controlPlaneIdentity, ztunnelIdentity } from '../../core/config/discovery-wire.js';
-import { makeFiles, manifestYaml, namespace, pod, startControlPlane, waitFor, writeAtomic } from './helpers.js';
+import { makeFiles, manifestYaml, namespace, pod, startControlPlane, writeAtomic } from './helpers.js';
+import { until } from '../helpers/until.js';
 
 // The discovery protocol seen by a raw client: snapshots, deltas, resume, per-node policies,
 // slow consumers. Control plane at 127.0.6.101 (this file's addresses: 127.0.6.100-199).
@@ -92,11 +93,11 @@ const policy = (name: string, app: string) => ({
 
 t.test('a new client gets the trust bundle, then a snapshot; each node only the policies for its workloads', async (t) => {
   await writeAtomic(join(files.manifests, 'policies.yaml'), manifestYaml([policy('for-server', 'server'), policy('for-client', 'client')]));
-  await waitFor(() => cp.state.entries('authorizationPolicies').size === 2, 'policies loaded');
+  await until('policies loaded', () => cp.state.entries('authorizationPolicies').size === 2);
   const a = subscribe({ node: 'node-a' });
   const b = subscribe({ node: 'node-b' });
   t.teardown(() => (a.close(), b.close()));
-  await waitFor(() => a.of('snapshot').length === 1 && b.of('snapshot').length === 1, 'snapshots');
+  await until('snapshots', () => a.of('snapshot').length === 1 && b.of('snapshot').length === 1);
   t.equal(a.messages[0]!.type, 'trustBundle', 'the bundle comes first');
   const snap = a.of('snapshot')[0]!;
   t.equal(snap.version, cp.state.version);
@@ -115,7 +116,7 @@ t.test('a new client gets the trust bundle, then a snapshot; each node only the 
       ...many,
     ]),
   );
-  await waitFor(() => a.of('delta').length >= 1 && b.of('delta').length >= 1, 'deltas');
+  await until('deltas', () => a.of('delta').length >= 1 && b.of('delta').length >= 1);
   const da = a.of('delta')[0]!;
   t.equal(da.from, snap.version, 'the delta starts from the version the client holds');
   t.same(da.upserts!.workloads!.map((w) => w.uid), ['default/client'], 'only the changed workload is sent');
@@ -125,23 +126,23 @@ t.test('a new client gets the trust bundle, then a snapshot; each node only the 
 
 t.test('a reconnecting client resumes: nothing when current, a delta from a known version, a snapshot otherwise', async (t) => {
   const first = subscribe({ node: 'node-a' });
-  await waitFor(() => first.of('snapshot').length === 1, 'snapshot');
+  await until('snapshot', () => first.of('snapshot').length === 1);
   const v1 = first.of('snapshot')[0]!.version!;
   first.close();
 
   const same = subscribe({ node: 'node-a', since: v1 });
   t.teardown(() => same.close());
-  await waitFor(() => same.of('resume').length === 1, 'resume');
+  await until('resume', () => same.of('resume').length === 1);
   t.equal(same.of('snapshot').length, 0, 'no snapshot when the version is current');
 
   await writeAtomic(join(files.manifests, 'extra.yaml'), manifestYaml([pod('extra-1', { node: 'node-a', ip: `${base}.130` })]));
-  await waitFor(() => same.of('delta').length === 1, 'first change');
+  await until('first change', () => same.of('delta').length === 1);
   await writeAtomic(join(files.manifests, 'extra.yaml'), manifestYaml([pod('extra-2', { node: 'node-a', ip: `${base}.131` })]));
-  await waitFor(() => same.of('delta').length === 2, 'second change');
+  await until('second change', () => same.of('delta').length === 2);
 
   const behind = subscribe({ node: 'node-a', since: v1 });
   t.teardown(() => behind.close());
-  await waitFor(() => behind.of('delta').length === 1, 'catch-up delta');
+  await until('catch-up delta', () => behind.of('delta').length === 1);
   const d = behind.of('delta')[0]!;
   t.equal(behind.of('snapshot').length, 0, 'no snapshot for a version in the history');
   t.equal(d.from, v1);
@@ -152,23 +153,23 @@ t.test('a reconnecting client resumes: nothing when current, a delta from a know
 
   const stranger = subscribe({ node: 'node-a', since: 'f'.repeat(32) });
   t.teardown(() => stranger.close());
-  await waitFor(() => stranger.of('snapshot').length === 1, 'snapshot for an unknown version');
+  await until('snapshot for an unknown version', () => stranger.of('snapshot').length === 1);
 });
 
 t.test('a client that stops reading is dropped; the others keep getting changes', async (t) => {
   const stuck = subscribe({ node: 'node-b', read: false });
   const live = subscribe({ node: 'node-a' });
   t.teardown(() => (stuck.close(), live.close()));
-  await waitFor(() => live.of('snapshot').length === 1, 'live snapshot');
-  await waitFor(() => cp.hub.list().some((s) => s.blocked), 'the stuck client to block');
+  await until('live snapshot', () => live.of('snapshot').length === 1);
+  await until('the stuck client to block', () => cp.hub.list().some((s) => s.blocked));
   // Changes keep flowing to the live client while the stuck one only accumulates keys.
   for (let i = 0; i < 5; i++) {
     await writeAtomic(join(files.manifests, 'churn.yaml'), manifestYaml([pod(`churn-${i}`, { node: 'node-a', ip: `${base}.${140 + i}` })]));
-    await waitFor(() => live.of('delta').length === i + 1, `delta ${i}`);
+    await until(`delta ${i}`, () => live.of('delta').length === i + 1);
   }
   const stuckInfo = cp.hub.list().find((s) => s.blocked);
   t.ok(stuckInfo === undefined || stuckInfo.pendingKeys <= 10, 'a blocked client holds changed keys, not queued messages');
-  await waitFor(() => stuck.ended(), 'the stuck client to be dropped', 5000);
+  await until('the stuck client to be dropped', () => stuck.ended(), { timeoutMs: 5000 });
   const dropped = await cp.metrics.registry.getSingleMetric('control_plane_discovery_dropped_total')!.get();
   t.equal(dropped.values.find((v) => v.labels.reason === 'slow')?.value, 1, 'counted as a slow consumer');
   t.equal(cp.hub.list().length, 1, 'only the live client remains');

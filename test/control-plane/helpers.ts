@@ -125,15 +125,6 @@ export async function startZtunnel(opts: {
   return { zt, client };
 }
 
-/** Polls `check` until true. */
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 export async function removeFile(path: string): Promise<void> {
   await rm(path, { force: true });
 }

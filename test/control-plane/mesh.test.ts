@@ -16,10 +16,10 @@ import {
   serviceAccount,
   startControlPlane,
   startZtunnel,
-  waitFor,
   writeAtomic,
   removeFile,
 } from './helpers.js';
+import { until } from '../helpers/until.js';
 
 // Two ztunnels that know nothing but the control plane's address and their node token.
 // 127.0.5.1 = control plane, .2 = ztunnel node-a, .3 = node-b, .10 = client pod (node-a),
@@ -89,7 +89,7 @@ t.test('traffic flows between workloads declared in manifests, over mTLS with ce
   t.equal(await roundTrip(SERVER, 9090), 0, 'to the pod IP');
   t.equal(await roundTrip(VIP, 80), 0, 'to the service VIP');
   let opened = 0;
-  await waitFor(async () => {
+  await until('destination metrics', async () => {
     opened = await counterValue(b.zt, 'istio_tcp_connections_opened_total', {
       reporter: 'destination',
       source_principal: ID.client,
@@ -97,7 +97,7 @@ t.test('traffic flows between workloads declared in manifests, over mTLS with ce
       connection_security_policy: 'mutual_tls',
     });
     return opened >= 2;
-  }, 'destination metrics');
+  });
   t.ok(opened >= 2, 'node-b saw the client identity over mutual TLS');
   const dump = a.zt.configDump() as { certificates: Record<string, unknown> };
   t.ok(dump.certificates[ID.client], 'node-a holds the client certificate');
@@ -117,12 +117,12 @@ t.test('a policy added to the store is enforced on the next connection, without 
   };
   const snapshotsBefore = b.client.configSource.stats.snapshots;
   await writeAtomic(policyFile, manifestYaml([deny]));
-  await waitFor(() => b.zt.state.config.authorizationPolicies.length === 1, 'the policy to reach node-b');
+  await until('the policy to reach node-b', () => b.zt.state.config.authorizationPolicies.length === 1);
   t.not(await roundTrip(SERVER, 9090), 0, 'denied');
   t.equal(a.zt.state.config.authorizationPolicies.length, 0, 'node-a does not receive a policy for node-b\'s workloads');
   t.equal(b.client.configSource.stats.snapshots, snapshotsBefore, 'delivered as a delta, not a new snapshot');
   await removeFile(policyFile);
-  await waitFor(() => b.zt.state.config.authorizationPolicies.length === 0, 'the policy removal to reach node-b');
+  await until('the policy removal to reach node-b', () => b.zt.state.config.authorizationPolicies.length === 0);
   t.equal(await roundTrip(SERVER, 9090), 0, 'allowed again');
 });
 
@@ -135,11 +135,11 @@ t.test('a pod scheduled later joins; a pod opted out with dataplane-mode=none is
       pod('legacy', { ns: 'apps', node: 'node-b', ip: `${base}.22`, labels: { app: 'legacy', 'istio.io/dataplane-mode': 'none' } }),
     ]),
   );
-  await waitFor(() => a.zt.state.workloadByIp(`${base}.22`) !== undefined, 'the new pods');
+  await until('the new pods', () => a.zt.state.workloadByIp(`${base}.22`) !== undefined);
   t.equal(a.zt.state.workloadByIp(`${base}.21`)?.protocol, 'HBONE');
   t.equal(a.zt.state.workloadByIp(`${base}.22`)?.protocol, 'TCP');
   await removeFile(extra);
-  await waitFor(() => a.zt.state.workloadByIp(`${base}.22`) === undefined, 'the pods to go');
+  await until('the pods to go', () => a.zt.state.workloadByIp(`${base}.22`) === undefined);
 });
 
 t.test('the CA refuses another node\'s identity, and says why', async (t) => {
@@ -185,14 +185,14 @@ t.test('an identity whose pods left the node is forgotten with a control plane t
   const extra = join(files.manifests, 'leaving.yaml');
   const LEAVING = 'spiffe://cluster.local/ns/apps/sa/leaving';
   await writeAtomic(extra, manifestYaml([serviceAccount('leaving', 'apps'), pod('leaving', { ns: 'apps', node: 'node-b', ip: `${base}.23`, labels: { app: 'leaving' } })]));
-  await waitFor(() => b.zt.state.workloadByIp(`${base}.23`) !== undefined, 'the pod on node-b');
+  await until('the pod on node-b', () => b.zt.state.workloadByIp(`${base}.23`) !== undefined);
   const leavingEcho = await echoServer(`${base}.23`, 9090);
   t.teardown(() => closeServer(leavingEcho.server));
   t.equal(await roundTrip(`${base}.23`, 9090), 0, 'traffic to it: node-b fetched its certificate');
   const held = () => Object.keys((b.zt.configDump() as { certificates: Record<string, unknown> }).certificates);
   t.ok(held().includes(LEAVING), 'held while its pod runs');
   await removeFile(extra);
-  await waitFor(() => b.zt.state.workloadByIp(`${base}.23`) === undefined, 'the pod to go');
-  await waitFor(() => !held().includes(LEAVING), 'forgotten after the retention time', 10_000);
+  await until('the pod to go', () => b.zt.state.workloadByIp(`${base}.23`) === undefined);
+  await until('forgotten after the retention time', () => !held().includes(LEAVING), { timeoutMs: 10_000 });
   t.ok(held().includes(ID.server), 'the identity of a pod still on the node is kept');
 });

@@ -10,6 +10,7 @@ import type { Test } from 'tap';
 import { closeServer, echoServer, readAll, socks5Connect } from '../helpers/net.js';
 import { startZtunnelProcess, waitForStatus, type Proc } from '../helpers/proc.js';
 import { cpEnv, makeFiles, manifestYaml, namespace, pod, startControlPlaneProcess, writeAtomic } from './helpers.js';
+import { until } from '../helpers/until.js';
 
 export interface PodSpec {
   readonly name: string;
@@ -47,15 +48,6 @@ export interface ProcessMesh {
 
 /** `spiffe://cluster.local/ns/default/sa/<pod name>`: each pod runs as a service account of its own name. */
 export const identityOf = (p: PodSpec): string => `spiffe://cluster.local/ns/default/sa/${p.name}`;
-
-/** Polls `check` until true, every 50 ms, up to `timeoutMs`; `what` names it in the error. */
-export async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The JSON log lines of a process with message `msg`. */
 export function logLines(p: Proc, msg: string): Array<Record<string, unknown>> {
@@ -133,13 +125,13 @@ export async function processMesh(t: Test, opts: { base: string; pods: readonly 
     certificates,
     async waitForCertificates(node, ids, check = (c) => c.notAfter !== undefined, timeoutMs = 20_000) {
       let last: Record<string, DumpedCertificate> = {};
-      await waitUntil(
+      await until(
+        `${node}'s /config_dump shows the certificates of ${ids.join(', ')}`,
         async () => {
           last = await certificates(node);
           return ids.every((id) => last[id] !== undefined && check(last[id]!, id));
         },
-        `${node}'s /config_dump shows the certificates of ${ids.join(', ')}`,
-        timeoutMs,
+        { timeoutMs, everyMs: 50 },
       ).catch((err: Error) => {
         throw new Error(`${err.message}; last: ${JSON.stringify(last)}\n${zt[node]?.output() ?? ''}`);
       });

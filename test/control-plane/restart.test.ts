@@ -11,10 +11,10 @@ import {
   pod,
   startControlPlaneProcess,
   startZtunnel,
-  waitFor,
   writeAtomic,
   type CpProcess,
 } from './helpers.js';
+import { until } from '../helpers/until.js';
 
 // The control plane as a real process, killed with SIGKILL and restarted: proxies keep serving,
 // then resume. 127.0.6.201 = control plane, .202/.203 = ztunnels, .210/.220 = pods.
@@ -66,7 +66,7 @@ t.test('killing the control plane leaves traffic flowing on the last configurati
   const { socket } = await socks5Connect({ proxy: { host: NODES[0]!.address, port: 15080 }, localAddress: `${base}.210`, host: SERVER, port: 9090 });
   socket.resume();
   await proc!.kill('SIGKILL');
-  await waitFor(() => !a.client.configSource.connected && !b.client.configSource.connected, 'both ztunnels to notice');
+  await until('both ztunnels to notice', () => !a.client.configSource.connected && !b.client.configSource.connected);
   socket.write('open');
   const [d] = (await once(socket, 'data')) as [Buffer];
   t.equal(d.toString(), 'open', 'an open connection keeps working');
@@ -79,8 +79,8 @@ t.test('a restarted control plane with the same objects lets proxies resume with
   const before = { ...a.client.configSource.stats };
   const version = a.client.configSource.version;
   proc = await startCp();
-  await waitFor(() => a.client.configSource.connected && b.client.configSource.connected, 'both ztunnels to reconnect', 10_000);
-  await waitFor(() => a.client.configSource.stats.resumes === before.resumes + 1, 'resume');
+  await until('both ztunnels to reconnect', () => a.client.configSource.connected && b.client.configSource.connected, { timeoutMs: 10_000 });
+  await until('resume', () => a.client.configSource.stats.resumes === before.resumes + 1);
   t.equal(a.client.configSource.stats.snapshots, before.snapshots, 'no snapshot was sent');
   t.equal(a.client.configSource.version, version, 'same version: versions are content digests, not counters');
   t.match(proc.output(), /"mode":"resume"/, 'the control plane logged the resume');
@@ -89,11 +89,11 @@ t.test('a restarted control plane with the same objects lets proxies resume with
 
 t.test('objects changed while the control plane was down: a restart sends a snapshot', async (t) => {
   await proc!.kill('SIGKILL');
-  await waitFor(() => !a.client.configSource.connected, 'disconnect');
+  await until('disconnect', () => !a.client.configSource.connected);
   const snapshots = a.client.configSource.stats.snapshots;
   await writeAtomic(join(files.manifests, 'apps.yaml'), manifestYaml([...apps, pod('late', { node: 'node-b', ip: `${base}.221` })]));
   proc = await startCp();
-  await waitFor(() => a.zt.state.workloadByIp(`${base}.221`) !== undefined, 'the new pod', 10_000);
+  await until('the new pod', () => a.zt.state.workloadByIp(`${base}.221`) !== undefined, { timeoutMs: 10_000 });
   t.equal(a.client.configSource.stats.snapshots, snapshots + 1, 'one snapshot (the version it held is unknown to the new process)');
   t.equal(await echoOnce('again'), 'again');
 });

@@ -4,7 +4,8 @@ import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../../core/identity/ca.js';
 import { echoServer, socks5Connect, readAll, closeServer } from '../helpers/net.js';
-import { makeFiles, manifestYaml, namespace, pod, startControlPlane, startZtunnel, waitFor, writeAtomic } from './helpers.js';
+import { makeFiles, manifestYaml, namespace, pod, startControlPlane, startZtunnel, writeAtomic } from './helpers.js';
+import { until } from '../helpers/until.js';
 
 // Root rotation through the trust bundle, under continuous traffic. 127.0.6.51 = control plane,
 // .52/.53 = ztunnels, .60/.70 = pods.
@@ -61,6 +62,7 @@ const traffic = (async () => {
     } catch (err) {
       failures.push((err as Error).message);
     }
+    // The background traffic's pace (not a synchronisation): a new request every few ms.
     await new Promise((r) => setTimeout(r, 5));
   }
 })();
@@ -85,27 +87,27 @@ async function certState(zt: typeof a, id: string): Promise<{ roots: number; iss
 
 t.test('step 1: the new root joins the bundle; every certificate is re-issued trusting both', async (t) => {
   await writeAtomic(bundle, oldRoot + newRoot);
-  await waitFor(async () => (await certState(a, ID.client)).roots === 2 && (await certState(b, ID.server)).roots === 2, 'certificates with both roots', 10_000);
+  await until('certificates with both roots', async () => (await certState(a, ID.client)).roots === 2 && (await certState(b, ID.server)).roots === 2, { timeoutMs: 10_000 });
   t.equal((await certState(a, ID.client)).issuer, oldIssuer, 'still signed by the old root');
   const okBefore = ok;
-  await waitFor(() => ok > okBefore + 5, 'traffic');
+  await until('traffic', () => ok > okBefore + 5);
 });
 
 t.test('step 2: the CA signs with the new root; certificates move to it', async (t) => {
   // Key first, then certificate: a reload in between sees a mismatch and keeps the old signer.
   await writeAtomic(caKey, newKey);
   await writeAtomic(caCert, newRoot);
-  await waitFor(async () => (await certState(a, ID.client)).issuer === newIssuer && (await certState(b, ID.server)).issuer === newIssuer, 'certificates from the new root', 10_000);
+  await until('certificates from the new root', async () => (await certState(a, ID.client)).issuer === newIssuer && (await certState(b, ID.server)).issuer === newIssuer, { timeoutMs: 10_000 });
   t.equal(cp.ca.rootsPem.length, 2);
   const okBefore = ok;
-  await waitFor(() => ok > okBefore + 5, 'traffic');
+  await until('traffic', () => ok > okBefore + 5);
 });
 
 t.test('step 3: the old root leaves the bundle; traffic never stopped', async (t) => {
   await writeAtomic(bundle, newRoot);
-  await waitFor(async () => (await certState(a, ID.client)).roots === 1 && (await certState(b, ID.server)).roots === 1, 'certificates trusting only the new root', 10_000);
+  await until('certificates trusting only the new root', async () => (await certState(a, ID.client)).roots === 1 && (await certState(b, ID.server)).roots === 1, { timeoutMs: 10_000 });
   const okBefore = ok;
-  await waitFor(() => ok > okBefore + 5, 'traffic');
+  await until('traffic', () => ok > okBefore + 5);
   // The discovery stream still works under the new root (its certificate came from it too).
   t.ok(a.client.configSource.connected && b.client.configSource.connected);
   running = false;

@@ -4,7 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { startZtunnelProcess, waitForStatus, type Proc } from '../helpers/proc.js';
 import { echoServer, socks5Connect, closeServer } from '../helpers/net.js';
-import { makeFiles, manifestYaml, namespace, pod, startControlPlane, waitFor, writeAtomic } from './helpers.js';
+import { makeFiles, manifestYaml, namespace, pod, startControlPlane, writeAtomic } from './helpers.js';
+import { until } from '../helpers/until.js';
 
 // `node dist/ztunnel/main.js` with nothing but the control plane's address, its token and the
 // root file. 127.0.5.101 = control plane, .102/.103 = ztunnels, .110/.120 = pods.
@@ -59,7 +60,7 @@ t.test('two ztunnel processes get certificates and configuration from the contro
   t.match(a.output(), /"msg":"using the control plane for certificates and configuration"/);
   const dump = (await (await fetch(`http://${NODES[1]!.address}:15000/config_dump`)).json()) as { certificates: Record<string, unknown> };
   t.ok(dump.certificates['spiffe://cluster.local/ns/default/sa/server'], 'node-b got its workload\'s certificate from the control plane');
-  await waitFor(() => cp.hub.list().length === 2, 'both subscribed');
+  await until('both subscribed', () => cp.hub.list().length === 2);
   a.child.kill('SIGTERM');
   b.child.kill('SIGTERM');
   t.equal(await a.exited, 0);
@@ -70,7 +71,7 @@ t.test('a ztunnel with a wrong token is not ready and says why', async (t) => {
   const bad = join(files.dir, 'wrong.token');
   await writeFile(bad, 'not-the-token-of-any-node\n');
   const p = ztunnel(NODES[0]!, bad);
-  await waitFor(() => /ERR_UNAUTHENTICATED/.test(p.output()), 'the refusal in the log', 10_000);
+  await until('the refusal in the log', () => /ERR_UNAUTHENTICATED/.test(p.output()), { timeoutMs: 10_000 });
   const ready = await fetch(`http://${NODES[0]!.address}:15021/healthz/ready`).then((r) => r.status, () => 'down');
   t.not(ready, 200, 'not ready');
   t.match(p.output(), /the bearer token is not valid for any node; check the node token file/);

@@ -20,6 +20,7 @@ import t from 'tap';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backend, meshAgent, meshConfig, startWaypointMesh, type WaypointMesh } from '../waypoint/fixture.js';
+import { until } from '../helpers/until.js';
 import type { Ztunnel } from '../../ztunnel/ztunnel.js';
 
 const base = '127.0.42';
@@ -83,14 +84,8 @@ function get(agent: http.Agent, url: string): Promise<{ body?: string; problem?:
   });
 }
 
-/** Polls `check` every 20 ms until it holds; throws naming `what` after `timeoutMs`. */
-async function waitUntil(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
-}
+/** Proxies reconfigure and connections close asynchronously; waits allow 15 s on a loaded machine. */
+const WAIT = { timeoutMs: 15_000 };
 
 const certificatesHeld = (zt: Ztunnel) => Object.keys((zt.configDump() as { certificates: Record<string, unknown> }).certificates).sort();
 const dumpedWorkloads = (zt: Ztunnel) => (zt.configDump() as { workloads: unknown[] }).workloads.length;
@@ -188,7 +183,7 @@ t.test('1,000 pods added and removed while traffic flows', async (t) => {
     await wm.mesh.writeConfig(configWith(present));
     const want = BASE_WORKLOADS + present.size;
     // Counts only grow while adding and only shrink while removing: the count names the version.
-    await waitUntil(() => proxies().every((s) => s.config.workloads.length === want), `both ztunnels and the waypoint have ${want} workloads (${what})`);
+    await until(`both ztunnels and the waypoint have ${want} workloads (${what})`, () => proxies().every((s) => s.config.workloads.length === want), WAIT);
   };
   let peak = { a: [] as string[], b: [] as string[] };
   const perStep = PODS / STEPS;
@@ -200,7 +195,7 @@ t.test('1,000 pods added and removed while traffic flows', async (t) => {
     await callLivePods(present);
     if (step === STEPS - 1) {
       // Prefetched as their pods were scheduled: every account on each node.
-      await waitUntil(() => certificatesHeld(a).length === baseline.a.length + ACCOUNTS && certificatesHeld(b).length === baseline.b.length + ACCOUNTS, 'both ztunnels hold every account\'s certificate');
+      await until('both ztunnels hold every account\'s certificate', () => certificatesHeld(a).length === baseline.a.length + ACCOUNTS && certificatesHeld(b).length === baseline.b.length + ACCOUNTS, WAIT);
       peak = { a: certificatesHeld(a), b: certificatesHeld(b) };
     }
   }
@@ -220,7 +215,7 @@ t.test('1,000 pods added and removed while traffic flows', async (t) => {
   t.equal(present.size, 0, 'every pod removed');
   // Enough traffic after the last step that a stale pool, stream or snapshot would show.
   const after = results.sent;
-  await waitUntil(() => results.sent >= after + 30, 'the stable service is used after the churn');
+  await until('the stable service is used after the churn', () => results.sent >= after + 30, WAIT);
   stopped = true;
   await Promise.all(loops);
 
@@ -238,12 +233,9 @@ t.test('1,000 pods added and removed while traffic flows', async (t) => {
   // The clients closed their connections: nothing is left open on the way (the waypoint's idle
   // upstream streams close after their keep-alive, 4 s).
   const open = () => ({ a: a.openConnections, b: b.openConnections, waypoint: wm.waypoint.openStreams });
-  await waitUntil(() => Object.values(open()).every((n) => n === 0), 'no connection is left open').catch(() => undefined);
+  await until('no connection is left open', () => Object.values(open()).every((n) => n === 0), WAIT).catch(() => undefined);
   t.same(open(), { a: 0, b: 0, waypoint: 0 }, 'no proxied connection left open in either ztunnel or the waypoint');
-  await waitUntil(
-    () => certificatesHeld(a).join() === baseline.a.join() && certificatesHeld(b).join() === baseline.b.join(),
-    'both ztunnels are back to their baseline certificates',
-  ).catch(() => undefined);
+  await until('both ztunnels are back to their baseline certificates', () => certificatesHeld(a).join() === baseline.a.join() && certificatesHeld(b).join() === baseline.b.join(), WAIT).catch(() => undefined);
   t.same(certificatesHeld(a), baseline.a, `ztunnel A holds its baseline certificates again (${baseline.a.length}) after the retention`);
   t.same(certificatesHeld(b), baseline.b, `ztunnel B holds its baseline certificates again (${baseline.b.length}) after the retention`);
 });

@@ -25,6 +25,7 @@ import * as yaml from 'js-yaml';
 import { ztunnelProcesses } from '../helpers/mesh.js';
 import { socks5Connect } from '../helpers/net.js';
 import { startNodeProcess, waitForStatus, type Proc } from '../helpers/proc.js';
+import { until } from '../helpers/until.js';
 import { meshAgent, meshConfig } from '../waypoint/fixture.js';
 
 const WAYPOINT_MAIN = fileURLToPath(new URL('../../dist/waypoint/main.js', import.meta.url));
@@ -221,19 +222,9 @@ function checkLoad(t: Test, load: Load, after: readonly string[]): void {
 
 /** Waits until every socket in `sockets` has closed or the client's deadline passed; returns those still open. */
 async function stillOpenAfterDeadline(sockets: readonly net.Socket[]): Promise<number> {
-  const deadline = Date.now() + CLIENT_TIMEOUT_MS;
-  while (sockets.some((s) => openSockets.has(s)) && Date.now() < deadline) await sleep(20);
+  await until('every socket to close', () => !sockets.some((s) => openSockets.has(s)), { timeoutMs: CLIENT_TIMEOUT_MS }).catch(() => undefined);
   const left = sockets.filter((s) => openSockets.has(s));
   return left.length;
-}
-
-/** Polls `check` every 20 ms until it holds; throws naming `what` after `timeoutMs`. */
-async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,12 +321,12 @@ t.test('a ztunnel killed (-9) and restarted while clients hold connections throu
     const which = node === 'node-a' ? 'ztunnel A (the client side)' : 'ztunnel B (the server side)';
     // Open before the kill: every load client's keep-alive connection, requests held at the
     // backend, and two long-lived raw TCP streams to the echo server (one idle, one busy).
-    await waitUntil(() => load.answeredIn(load.phase) >= 4 * CLIENTS, 'the load runs');
+    await until('the load runs', () => load.answeredIn(load.phase) >= 4 * CLIENTS);
     server.holding = true;
     const holder = agentThroughA();
     t.teardown(() => holder.destroy());
     const held = Array.from({ length: HELD }, (_, i) => send(holder, `http://${SERVER}:8080/hold/${node}/${i}`));
-    await waitUntil(() => server.held.size === HELD, 'the backend holds every request');
+    await until('the backend holds every request', () => server.held.size === HELD);
     const idle = await socks5Connect({ proxy: { host: ADDR.a, port: 15080 }, localAddress: CLIENT, host: SERVER, port: 9090 });
     const busy = await socks5Connect({ proxy: { host: ADDR.a, port: 15080 }, localAddress: CLIENT, host: SERVER, port: 9090 });
     for (const s of [idle.socket, busy.socket]) {
@@ -347,7 +338,7 @@ t.test('a ztunnel killed (-9) and restarted while clients hold connections throu
     let echoed = '';
     busy.socket.setEncoding('utf8').on('data', (d: string) => (echoed += d));
     busy.socket.write('ping\n');
-    await waitUntil(() => echoed === 'ping\n', 'the busy stream echoes');
+    await until('the busy stream echoes', () => echoed === 'ping\n');
     const pinger = setInterval(() => busy.socket.writable && busy.socket.write('ping\n'), 10);
     t.teardown(() => clearInterval(pinger));
     const open = [...openSockets];
@@ -382,9 +373,9 @@ t.test('a ztunnel killed (-9) and restarted while clients hold connections throu
     let rawEcho = '';
     raw.socket.on('data', (d: string) => (rawEcho += d));
     raw.socket.end('after restart\n');
-    await waitUntil(() => rawEcho === 'after restart\n', 'a new raw stream echoes', CLIENT_TIMEOUT_MS).catch(() => undefined);
+    await until('a new raw stream echoes', () => rawEcho === 'after restart\n', { timeoutMs: CLIENT_TIMEOUT_MS }).catch(() => undefined);
     t.equal(rawEcho, 'after restart\n', 'a new raw TCP stream is echoed whole');
-    await waitUntil(() => load.answeredIn(`${node} restarted`) >= 4 * CLIENTS, 'the load runs again');
+    await until('the load runs again', () => load.answeredIn(`${node} restarted`) >= 4 * CLIENTS);
   }
   await load.stop();
   checkLoad(t, load, after);
@@ -401,13 +392,13 @@ t.test('the waypoint restarted under load: SIGTERM (drain), then kill -9', async
   const holdRequests = (what: string) => Array.from({ length: HELD }, (_, i) => send(holder, `http://${VIP_WEB}/hold/${what}/${i}`));
 
   // SIGTERM: the waypoint drains; the requests it already has are answered.
-  await waitUntil(() => load.answeredIn('steady') >= 4 * CLIENTS, 'the load runs through the waypoint');
+  await until('the load runs through the waypoint', () => load.answeredIn('steady') >= 4 * CLIENTS);
   web.holding = true;
   const drained = holdRequests('sigterm');
-  await waitUntil(() => web.held.size === HELD, 'the backend holds every request');
+  await until('the backend holds every request', () => web.held.size === HELD);
   load.down('waypoint draining');
   waypoint.child.kill('SIGTERM');
-  await waitUntil(async () => (await readiness(ADDR.waypoint)) !== 200, 'the waypoint is no longer ready (draining)');
+  await until('the waypoint is no longer ready (draining)', async () => (await readiness(ADDR.waypoint)) !== 200);
   web.release();
   t.same(await Promise.all(drained), Array(HELD).fill('ok'), `the ${HELD} requests in flight at SIGTERM were answered during the drain`);
   if (!t.equal(await waypoint.exited, 0, 'the drained waypoint exited 0')) t.comment(tail(waypoint));
@@ -419,12 +410,12 @@ t.test('the waypoint restarted under load: SIGTERM (drain), then kill -9', async
   load.up('waypoint restarted');
   const retried = await Promise.all(probes.map((_, i) => send(agentThroughA(), `http://${VIP_WEB}/gap/${i}`)));
   t.same(retried, Array(5).fill('ok'), 'the requests refused in the gap, retried once the new waypoint is ready, are answered');
-  await waitUntil(() => load.answeredIn('waypoint restarted') >= 4 * CLIENTS, 'the load runs through the new waypoint');
+  await until('the load runs through the new waypoint', () => load.answeredIn('waypoint restarted') >= 4 * CLIENTS);
 
   // kill -9 mid-load: what was in flight fails at once, new requests work after the restart.
   web.holding = true;
   const killed = holdRequests('kill');
-  await waitUntil(() => web.held.size === HELD, 'the backend holds every request');
+  await until('the backend holds every request', () => web.held.size === HELD);
   const open = [...openSockets];
   load.down('waypoint killed');
   await waypoint.kill('SIGKILL');
@@ -439,7 +430,7 @@ t.test('the waypoint restarted under load: SIGTERM (drain), then kill -9', async
   const fresh = await Promise.all(Array.from({ length: 10 }, (_, i) => send(agentThroughA(), `http://${VIP_WEB}/new/${i}`)));
   t.same(fresh, Array(10).fill('ok'), '10 of 10 new connections answered once the restarted waypoint is ready');
   t.same(await Promise.all(holdRequests('kill-retry')), Array(HELD).fill('ok'), 'each request lost to the kill, retried once, is answered');
-  await waitUntil(() => load.answeredIn('waypoint restarted after kill') >= 4 * CLIENTS, 'the load runs through the restarted waypoint');
+  await until('the load runs through the restarted waypoint', () => load.answeredIn('waypoint restarted after kill') >= 4 * CLIENTS);
   await load.stop();
   checkLoad(t, load, ['waypoint restarted', 'waypoint restarted after kill']);
 });

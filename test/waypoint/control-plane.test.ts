@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { X509Certificate } from 'node:crypto';
 import { closeServer } from '../helpers/net.js';
 import { startNodeProcess, waitForStatus } from '../helpers/proc.js';
-import { makeFiles, manifestYaml, namespace, pod, serviceAccount, startControlPlane, startZtunnel, waitFor, writeAtomic } from '../control-plane/helpers.js';
+import { makeFiles, manifestYaml, namespace, pod, serviceAccount, startControlPlane, startZtunnel, writeAtomic } from '../control-plane/helpers.js';
+import { until } from '../helpers/until.js';
 import { backend, meshAgent, request } from './fixture.js';
 import { loadConfig } from '../../waypoint/config.js';
 
@@ -112,7 +113,7 @@ t.test('the waypoint process starts with only the control plane address and gets
     throw new Error(`${err.message}\n${wp.output()}`);
   });
   // Log lines are written in batches (at most 250 ms late).
-  await waitFor(() => wp.output().includes('"msg":"waypoint ready"'), 'the ready line', 5000);
+  await until('the ready line', () => wp.output().includes('"msg":"waypoint ready"'), { timeoutMs: 5000 });
   t.match(wp.output(), /"msg":"using the control plane for certificates and configuration"/);
   t.match(wp.output(), new RegExp(`"identity":"${WAYPOINT_ID}"`), 'the identity of its Gateway\'s service account');
   const dump = (await (await fetch(`http://${WAYPOINT_IP}:15000/config_dump`)).json()) as { identity: string; gateway: { name: string; namespace: string } };
@@ -121,7 +122,7 @@ t.test('the waypoint process starts with only the control plane address and gets
 });
 
 t.test('traffic to a service with a waypoint is routed by the HTTPRoute the control plane streamed', async (t) => {
-  await waitFor(() => a.zt.state.serviceByVip(`${base}.100`)?.waypoint?.address === `${base}.110`, 'node-a to learn the service uses the waypoint');
+  await until('node-a to learn the service uses the waypoint', () => a.zt.state.serviceByVip(`${base}.100`)?.waypoint?.address === `${base}.110`);
   const plain = await request(agent, `http://${base}.100/`);
   t.equal(plain.status, 200);
   t.equal(JSON.parse(plain.body).name, 'v1', 'the default rule');
@@ -131,11 +132,11 @@ t.test('traffic to a service with a waypoint is routed by the HTTPRoute the cont
   const metrics = await (await fetch(`http://${WAYPOINT_IP}:15020/metrics`)).text();
   t.match(metrics, /istio_requests_total\{[^}]*reporter="waypoint"[^}]*source_principal="spiffe:\/\/cluster\.local\/ns\/apps\/sa\/client"/, 'the waypoint saw the client\'s identity');
   let viaWaypoint = 0;
-  await waitFor(async () => {
+  await until('node-b to count connections from the waypoint', async () => {
     const text = await b.zt.metrics.registry.metrics();
     viaWaypoint = text.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total') && l.includes('reporter="destination"') && l.includes(`source_principal="${WAYPOINT_ID}"`)).length;
     return viaWaypoint > 0;
-  }, 'node-b to count connections from the waypoint');
+  });
   t.ok(viaWaypoint > 0, 'the backend\'s ztunnel saw the waypoint\'s identity (from the CA), not the client\'s');
 });
 

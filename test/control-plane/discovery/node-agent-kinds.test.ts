@@ -16,7 +16,8 @@ import { readRootsFile } from '../../../core/config/control-plane-client.js';
 import { DISCOVERY_PATH, controlPlaneIdentity, ztunnelIdentity } from '../../../core/config/discovery-wire.js';
 import type { MeshConfig, Workload } from '../../../core/model/types.js';
 import { EncodedState } from '../../../control-plane/discovery/state.js';
-import { makeFiles, manifestYaml, namespace, pod, startControlPlane, waitFor, writeAtomic } from '../helpers.js';
+import { makeFiles, manifestYaml, namespace, pod, startControlPlane, writeAtomic } from '../helpers.js';
+import { until } from '../../helpers/until.js';
 
 const base = '127.0.71';
 const CP = `${base}.1`;
@@ -80,7 +81,7 @@ async function subscribe(proxy: 'ztunnel' | 'waypoint') {
       buf = buf.slice(i + 1);
     }
   });
-  await waitFor(() => messages.some((m) => m.type === 'snapshot'), `${proxy} snapshot (status ${status})`);
+  await until(`${proxy} snapshot (status ${status})`, () => messages.some((m) => m.type === 'snapshot'));
   return { messages, deltas: () => messages.filter((m) => m.type === 'delta') };
 }
 
@@ -103,7 +104,7 @@ t.test('the ztunnel view carries pending pods and namespaces; a waypoint gets ne
 t.test('a namespace labelled with no pod in it reaches the stream as a delta', async (t) => {
   const from = zt.deltas().length;
   await write([...fixed.filter((o) => o !== fixed[1]), namespace('later', { 'istio.io/dataplane-mode': 'ambient' }), scheduled()]);
-  await waitFor(() => zt.deltas().slice(from).some((m) => m.upserts?.namespaces?.some((n) => n.name === 'later')), 'namespace delta');
+  await until('namespace delta', () => zt.deltas().slice(from).some((m) => m.upserts?.namespaces?.some((n) => n.name === 'later')));
   const d = zt.deltas().slice(from).find((m) => m.upserts?.namespaces)!;
   t.same(d.upserts!.namespaces, [{ name: 'later', dataplaneMode: 'ambient' }], 'only the changed namespace');
   t.notOk(d.upserts!.pendingPods, 'the pending pod did not change: not resent');
@@ -114,11 +115,11 @@ t.test('the pod gets its IP: one delta removes it from pendingPods and adds the 
   const wpFrom = wp.deltas().length;
   const withIp = { ...scheduled(), status: { phase: 'Running', podIP: `${base}.20`, podIPs: [{ ip: `${base}.20` }] } };
   await write([...fixed.filter((o) => o !== fixed[1]), namespace('later', { 'istio.io/dataplane-mode': 'ambient' }), withIp]);
-  await waitFor(() => zt.deltas().slice(from).some((m) => m.removes?.pendingPods), 'pending pod removed');
+  await until('pending pod removed', () => zt.deltas().slice(from).some((m) => m.removes?.pendingPods));
   const d = zt.deltas().slice(from).find((m) => m.removes?.pendingPods)!;
   t.same(d.removes!.pendingPods, ['default/new-0']);
   t.match(d.upserts!.workloads, [{ uid: 'default/new-0', node: 'node-a', ips: [`${base}.20`], protocol: 'HBONE' }], 'the workload in the same delta');
-  await waitFor(() => wp.deltas().length > wpFrom, 'waypoint delta');
+  await until('waypoint delta', () => wp.deltas().length > wpFrom);
   for (const m of wp.deltas().slice(wpFrom)) {
     t.notOk(m.upserts?.pendingPods ?? m.removes?.pendingPods, 'a waypoint delta never names pending pods');
   }

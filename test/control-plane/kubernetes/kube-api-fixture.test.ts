@@ -2,6 +2,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { KubeApiFixture } from '../../helpers/kube-api-fixture.js';
+import { until } from '../../helpers/until.js';
 
 // The fixture itself, driven by client-node's own clients (what the control plane and ambientctl
 // use): kubeconfig credentials, lists without kinds, watch resume, 410, status, conflicts.
@@ -34,20 +35,19 @@ t.test('watch: replay from a resourceVersion, bookmarks, 410 after compaction', 
   const ctl = await w.watch('/api/v1/pods', { resourceVersion: String(rv0), allowWatchBookmarks: true }, (type, obj: { metadata?: { resourceVersion?: string }; code?: number }) => {
     events.push({ type, ...(obj.metadata?.resourceVersion !== undefined ? { rv: obj.metadata.resourceVersion } : {}), ...(obj.code !== undefined ? { code: obj.code } : {}) });
   }, () => (done = true));
-  const until = async (f: () => boolean) => { while (!f()) await new Promise((r) => setTimeout(r, 10)); };
-  await until(() => events.length === 1);
+  await until('the replayed change', () => events.length === 1);
   t.equal(events[0]!.type, 'ADDED', 'the change after the given resourceVersion is replayed');
   t.equal(api.bookmark(), 1);
-  await until(() => events.length === 2);
+  await until('the bookmark', () => events.length === 2);
   t.same(events[1], { type: 'BOOKMARK', rv: String(api.resourceVersion) });
   t.equal(api.dropWatches(), 1);
-  await until(() => done);
+  await until('the dropped watch to end', () => done);
   ctl.abort();
   api.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p2', namespace: 'apps' }, spec: { containers: [] } });
   api.compact();
   const late: { type: string; code?: number }[] = [];
   await w.watch('/api/v1/pods', { resourceVersion: String(rv0) }, (type, obj: { code?: number }) => late.push({ type, ...(obj.code !== undefined ? { code: obj.code } : {}) }), () => undefined);
-  await until(() => late.length === 1);
+  await until('the 410 after compaction', () => late.length === 1);
   t.same(late, [{ type: 'ERROR', code: 410 }], 'a compacted resourceVersion gets 410 Gone');
   t.equal(api.count({ verb: 'watch', resource: 'pods' }), 2);
 });
