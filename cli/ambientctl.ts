@@ -4,6 +4,7 @@
  * `precheck`, `version` against a cluster or the lab (target.ts), `ca init`, and `lab ...` (docs/lab.md).
  */
 import { Command } from 'commander';
+import { PORTS } from '../core/hbone/constants.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { processContext } from './context.js';
 import { addLabCommands } from './lab.js';
@@ -28,7 +29,7 @@ program
   .option('-i, --istio-namespace <ns>', 'namespace of ztunnel and the control plane', 'istio-system')
   .option('--ztunnel-selector <labels>', 'label selector of ztunnel pods', 'app=ztunnel')
   .option('--control-plane-selector <labels>', 'label selector of control-plane pods', 'app=istiod')
-  .option('--proxy-admin-port <port>', "ztunnel's admin port (reached through a port-forward)", '15000');
+  .option('--proxy-admin-port <port>', "ztunnel's admin port (reached through a port-forward)", String(PORTS.admin));
 
 const ca = program.command('ca').description('the mesh certificate authority');
 ca.command('init')

@@ -9,14 +9,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
-import { GATEWAY_NAME_LABEL } from '../core/config/manifests.js';
+import { PORTS } from '../core/hbone/constants.js';
+import { GATEWAY_NAME_LABEL, WAYPOINT_CLASS } from '../core/labels.js';
 import { alive, apply, DIST, get, getInNetns, labelNamespace, netnsPath, readState, remove, type LabPaths, type LabState } from '../lab/index.js';
 import type { ApplyResult, ComponentVersion, Condition, KubeObject, MeshBackend, NamespaceInfo, ZtunnelRef } from './backend.js';
 import { programmedCondition } from './backend.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
 
 /** ztunnel's admin inside its node namespace (the lab leaves ADMIN_ADDRESS/ADMIN_PORT at their defaults). */
-const ZTUNNEL_ADMIN = 'http://127.0.0.1:15000';
+const ZTUNNEL_ADMIN = `http://127.0.0.1:${PORTS.admin}`;
 
 export interface LabInputs {
   readonly paths: LabPaths;
@@ -106,7 +107,7 @@ export class LabBackend implements MeshBackend {
   async deleteGateway(namespace: string, name: string): Promise<boolean> {
     const exists = (await this.gateways(namespace)).some((g) => meta(g).name === name);
     if (!exists) return false;
-    const obj = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } };
+    const obj = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace }, spec: { gatewayClassName: WAYPOINT_CLASS, listeners: [{ name: 'mesh', port: PORTS.hbone, protocol: 'HBONE' }] } };
     return this.#withManifest(obj, (file, say) => remove(this.#in.paths, file, say), () => true);
   }
 

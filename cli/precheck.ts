@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { execFileRunner, type CommandRunner } from '../bpf/command.js';
 import { cgroup2Root, MIN_KERNEL } from '../bpf/kernel.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL } from '../core/labels.js';
 import type { CliContext } from './context.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
 import { KubeClient, loadKubeconfig, type LoadedKubeconfig } from './kube.js';
@@ -193,7 +194,7 @@ async function clusterChecks(kube: KubeClient): Promise<CheckResult[]> {
       : { check: 'sidecar injector', status: 'OK', detail: 'no Istio sidecar injector webhook' },
   );
   const nss = await kube.json<{ items?: Array<{ metadata?: { name?: string; labels?: Record<string, string> } }> }>('GET', '/api/v1/namespaces');
-  const both = (nss.items ?? []).filter((n) => n.metadata?.labels?.['istio-injection'] === 'enabled' && n.metadata.labels['istio.io/dataplane-mode'] === 'ambient').map((n) => n.metadata?.name ?? '');
+  const both = (nss.items ?? []).filter((n) => n.metadata?.labels?.['istio-injection'] === 'enabled' && n.metadata.labels[DATAPLANE_MODE_LABEL] === DATAPLANE_MODE.ambient).map((n) => n.metadata?.name ?? '');
   if (both.length > 0) out.push({ check: 'sidecar injector', status: 'FAIL', detail: `namespaces both injected and ambient: ${both.join(', ')}`, fix: `kubectl label namespace ${both[0]} istio-injection-` });
   return out;
 }

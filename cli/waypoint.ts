@@ -4,7 +4,8 @@
  */
 import type { Command } from 'commander';
 import * as yaml from 'js-yaml';
-import { USE_WAYPOINT_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL, DATAPLANE_MODE_LABEL } from '../core/config/manifests.js';
+import { PORTS } from '../core/hbone/constants.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, USE_WAYPOINT_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../core/labels.js';
 import type { Condition, KubeObject, MeshBackend } from './backend.js';
 import type { CliContext } from './context.js';
 import { CLI_ERROR_CODES, CliError } from './errors.js';
@@ -19,7 +20,6 @@ export type WaypointFor = (typeof WAYPOINT_FOR)[number];
 export const REVISION_LABEL = 'istio.io/rev';
 /** How long `--wait` waits by default (istioctl's 90 s: a cluster pulls the proxy image first). */
 export const DEFAULT_WAIT = '90s';
-const HBONE_PORT = 15008;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export interface WaypointSpec {
@@ -51,7 +51,7 @@ export function makeWaypoint(w: WaypointSpec): KubeObject {
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'Gateway',
     metadata: { name: w.name, ...(w.namespace !== undefined ? { namespace: w.namespace } : {}), ...(Object.keys(labels).length ? { labels } : {}) },
-    spec: { gatewayClassName: WAYPOINT_CLASS, listeners: [{ name: 'mesh', port: HBONE_PORT, protocol: 'HBONE' }] },
+    spec: { gatewayClassName: WAYPOINT_CLASS, listeners: [{ name: 'mesh', port: PORTS.hbone, protocol: 'HBONE' }] },
   };
 }
 
@@ -143,7 +143,7 @@ export function addWaypointCommands(program: Command, ctx: CliContext): void {
         if (current !== undefined && current !== name && !o.overwrite) {
           throw new CliError(CLI_ERROR_CODES.BAD_FLAG, `namespace ${ns} already uses waypoint ${current} (${USE_WAYPOINT_LABEL}=${current}); add --overwrite to switch it to ${name}; nothing was applied`);
         }
-        if (info.labels[DATAPLANE_MODE_LABEL] !== 'ambient') {
+        if (info.labels[DATAPLANE_MODE_LABEL] !== DATAPLANE_MODE.ambient) {
           ctx.warn(`⚠️ Warning: namespace is not enrolled in ambient. Consider running \`${t.labelCommand(ns, `${DATAPLANE_MODE_LABEL}=ambient`)}\``);
         }
       }

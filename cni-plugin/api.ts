@@ -21,9 +21,6 @@ export const AGENT_PATHS = Object.freeze({
   ready: '/healthz/ready',
 });
 
-/** Istio's label, on a namespace (`ambient` enrols its pods) or a pod (`none` opts it out). */
-export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
-
 /** What the plugin knows about a pod sandbox when the runtime calls it. */
 export interface PodRequest {
   /** CNI_CONTAINERID: the sandbox. */

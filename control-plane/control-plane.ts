@@ -19,7 +19,6 @@ import { CA_PATH, DISCOVERY_PATH, RESOURCE_KINDS, controlPlaneIdentity } from '.
 import {
   ManifestConverter,
   ManifestStore,
-  WAYPOINT_CLASS,
   formatProblem,
   objectRef,
   refKey,
@@ -28,6 +27,7 @@ import {
   type ObjectProblem,
   type WaypointResources,
 } from '../core/config/manifests.js';
+import { WAYPOINT_CLASS } from '../core/labels.js';
 import type { NodeInfo } from '../core/model/types.js';
 import { NodeTokenAuthenticator, type Authenticator } from './auth.js';
 import { CaService } from './ca-service.js';

@@ -20,6 +20,7 @@ import { SUBDOMAIN_RE, NAME_EXPECTED } from '../core/config/names.js';
 import { canonicalIp } from '../core/model/ip.js';
 import { deepFreeze } from '../core/model/freeze.js';
 import type { NodeInfo } from '../core/model/types.js';
+import { PORTS } from '../core/hbone/constants.js';
 
 /** The parsed node list. */
 export interface NodeList {
@@ -68,7 +69,7 @@ export function parseNodeList(text: string, source: string): NodeList {
             if (c === undefined) p.add(r, `${JSON.stringify(y)} is not an IP address`);
             return c;
           }, { required: true, expected: "the IP address of the node's ztunnel" });
-          const hbonePort = field(p, xq, m, 'hbonePort', (y, r) => port(p, r, y)) ?? 15008;
+          const hbonePort = field(p, xq, m, 'hbonePort', (y, r) => port(p, r, y)) ?? PORTS.hbone;
           if (ztunnelAddress !== undefined) addrs.check(`${ztunnelAddress}:${hbonePort}`, keyPath(xq, 'ztunnelAddress'));
           const token = field(p, xq, m, 'token', (y, r) => string(p, r, y, 'a token', (s) => (s.length >= MIN_TOKEN_LENGTH ? undefined : `too short; use at least ${MIN_TOKEN_LENGTH} random characters`)));
           const digest = field(p, xq, m, 'tokenSha256', (y, r) => string(p, r, y, 'a sha256 in hex', (s) => (/^[0-9a-f]{64}$/.test(s) ? undefined : 'expected 64 lowercase hex digits')));

@@ -17,6 +17,7 @@ import * as yaml from 'js-yaml';
 import { cgroup2Root } from '../bpf/kernel.js';
 import { BpfLoader } from '../bpf/loader.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
+import { PORTS } from '../core/hbone/constants.js';
 import { checkPrerequisites } from './prereq.js';
 import { readState, writeAtomic, writeState, type LabPaths, type LabState, type NodeRecord, type ProcRecord } from './state.js';
 import { AGENT_MAIN, CNI_WRAPPER, CONTROL_PLANE_MAIN, ZTUNNEL_MAIN } from './components.js';
@@ -24,9 +25,9 @@ import { alive, killPid, podArgv, removeCgroup, rssKib, sh, spawnDetached, SYSTE
 
 export const FABRIC_PREFIX = '10.240.0';
 export const CONTROL_PLANE_IP = `${FABRIC_PREFIX}.254`;
-export const CONTROL_PLANE_PORT = 15012;
-export const OUTBOUND_PORT = 15001;
-export const METRICS_PORT = 15020;
+export const CONTROL_PLANE_PORT = PORTS.controlPlane;
+export const OUTBOUND_PORT = PORTS.outbound;
+export const METRICS_PORT = PORTS.metrics;
 export const MAX_NODES = 50;
 
 /** Where progress lines go (stdout in the CLI, a buffer in tests). */

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { METRICS_PORT, netnsPath, table, type Progress } from './cluster.js';
 import type { LabPaths, LabState, PodRecord } from './state.js';
-import { GATEWAY_NAME_LABEL } from '../core/config/manifests.js';
+import { PORTS } from '../core/hbone/constants.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, USE_WAYPOINT_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../core/labels.js';
 import { getInNetns } from './sys.js';
 import { apply, exec, requireLab } from './workloads.js';
 
@@ -46,13 +47,13 @@ export const DEMO_SPLIT = { v1: 90, v2: 10 } as const;
 /** The demo's manifests. */
 export function demoManifests(): object[] {
   return [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE, labels: { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' } } },
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE, labels: { [DATAPLANE_MODE_LABEL]: DATAPLANE_MODE.ambient, [USE_WAYPOINT_LABEL]: 'waypoint' } } },
     // What `ambientctl waypoint apply -n demo` creates; the lab's controller runs it.
     {
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'Gateway',
-      metadata: { name: 'waypoint', namespace: DEMO_NAMESPACE, labels: { 'istio.io/waypoint-for': 'service' } },
-      spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+      metadata: { name: 'waypoint', namespace: DEMO_NAMESPACE, labels: { [WAYPOINT_FOR_LABEL]: 'service' } },
+      spec: { gatewayClassName: WAYPOINT_CLASS, listeners: [{ name: 'mesh', port: PORTS.hbone, protocol: 'HBONE' }] },
     },
     {
       apiVersion: 'gateway.networking.k8s.io/v1',

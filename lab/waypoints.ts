@@ -10,16 +10,12 @@
  * Derived objects carry an ownerReference to their Gateway and are deleted with it.
  */
 import { join } from 'node:path';
-import { GATEWAY_NAME_LABEL, WAYPOINT_CLASS } from '../core/config/manifests.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, WAYPOINT_CLASS, WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from '../core/labels.js';
 import { PORTS } from '../core/hbone/constants.js';
 import { CONTROL_PLANE_PORT } from './cluster.js';
 import type { LabPaths, LabState } from './state.js';
 
 type Raw = Record<string, unknown>;
-
-/** Label Istio puts on the waypoints its controller manages. */
-export const MANAGED_LABEL = 'gateway.istio.io/managed';
-const MANAGED_VALUE = 'istio.io-mesh-controller';
 
 /** Whether `o` is a waypoint Gateway (a raw object as applied). */
 export function isWaypointGateway(o: Raw): boolean {
@@ -49,7 +45,7 @@ export function derivedObjects(paths: LabPaths, s: LabState, gw: Raw): Raw[] {
   const meta = gw.metadata as Raw;
   const name = meta.name as string;
   const namespace = (meta.namespace as string | undefined) ?? 'default';
-  const labels = { [GATEWAY_NAME_LABEL]: name, [MANAGED_LABEL]: MANAGED_VALUE };
+  const labels = { [GATEWAY_NAME_LABEL]: name, [WAYPOINT_MANAGED_LABEL]: WAYPOINT_MANAGED_VALUE };
   const listeners = Array.isArray((gw.spec as Raw).listeners) ? ((gw.spec as Raw).listeners as Raw[]) : [];
   const hbonePort = Number(listeners.find((l) => l.protocol === 'HBONE')?.port ?? PORTS.hbone);
   const common = (kind: string, apiVersion: string, extraLabels: Record<string, string> = {}) => ({
@@ -79,7 +75,7 @@ export function derivedObjects(paths: LabPaths, s: LabState, gw: Raw): Raw[] {
         selector: { matchLabels: { [GATEWAY_NAME_LABEL]: name } },
         template: {
           // A waypoint speaks HBONE itself: its own traffic is never redirected to ztunnel.
-          metadata: { labels: { ...labels, 'istio.io/dataplane-mode': 'none' } },
+          metadata: { labels: { ...labels, [DATAPLANE_MODE_LABEL]: DATAPLANE_MODE.none } },
           spec: {
             serviceAccountName: name,
             containers: [

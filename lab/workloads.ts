@@ -20,13 +20,13 @@ import { DEFAULTS as AGENT_DEFAULTS } from '../cni-plugin/agent/config.js';
 import { decide, type DecideContext } from '../cni-plugin/agent/decide.js';
 import { runChain, type NetConfList } from './cni-chain.js';
 import { cgroup2Root } from '../bpf/kernel.js';
+import { PORTS } from '../core/hbone/constants.js';
 import { formatProblem, parseManifests, podsForDeployment, type DeploymentObject, type ManifestObject, type ObjectProblem } from '../core/config/manifests.js';
 import { cniBinDir, conflist, desiredFile, LabError, logsDir, manifestsDir, netnsPath, table, type Progress } from './cluster.js';
 import { readState, writeAtomic, writeState, type LabPaths, type LabState, type PodRecord } from './state.js';
 import { alive, getInNetns, IMAGES_DIR, podArgv, removeCgroup, sh, spawnDetached, until } from './sys.js';
 import { derivedObjects, gatewayStatus, isWaypointGateway, ownedBy } from './waypoints.js';
 
-export const AMBIENT_LABEL = 'istio.io/dataplane-mode';
 export const SERVICE_CIDR_PREFIX = '10.96.0';
 const BUILTIN_IMAGES = ['echo', 'http-echo', 'get', 'sleep', 'waypoint'];
 const CLUSTER_DOMAIN = 'svc.cluster.local';
@@ -391,7 +391,7 @@ async function programWaypoints(paths: LabPaths, s: LabState, applied: readonly 
         async () => {
           for (const p of pods) {
             const n = s.nodes.find((x) => x.name === p.node)!;
-            const ok = await getInNetns(netnsPath(n.netns), `http://${p.ip}:15021/healthz/ready`).then(() => true, () => false);
+            const ok = await getInNetns(netnsPath(n.netns), `http://${p.ip}:${PORTS.readiness}/healthz/ready`).then(() => true, () => false);
             if (ok) return true;
           }
           return false;
@@ -405,7 +405,7 @@ async function programWaypoints(paths: LabPaths, s: LabState, applied: readonly 
     }
     const gw = s.objects[key]!;
     s.objects[key] = { ...gw, status: gatewayStatus(svc?.clusterIP as string | undefined, ready, Number((gw.metadata as Raw).generation ?? 1)) };
-    if (ready) say(`gateway/${o.meta.name} -n ${ns} programmed: waypoint ${pods.map((p) => `${p.name} (${p.ip})`).join(', ')} behind ${svc?.clusterIP as string}:15008`);
+    if (ready) say(`gateway/${o.meta.name} -n ${ns} programmed: waypoint ${pods.map((p) => `${p.name} (${p.ip})`).join(', ')} behind ${svc?.clusterIP as string}:${PORTS.hbone}`);
   }
   await writeClusterFiles(paths, s);
   await writeState(paths, s);
@@ -451,7 +451,7 @@ export async function waitForMesh(paths: LabPaths, s: LabState, timeoutMs = 20_0
       until(
         `ztunnel on ${n.name} to learn the lab's pods and services from the control plane`,
         async () => {
-          const dump = await getInNetns(netnsPath(n.netns), 'http://127.0.0.1:15000/config_dump');
+          const dump = await getInNetns(netnsPath(n.netns), `http://127.0.0.1:${PORTS.admin}/config_dump`);
           return ips.every((ip) => dump.includes(`"${ip}"`));
         },
         timeoutMs,

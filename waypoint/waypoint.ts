@@ -18,11 +18,9 @@ import { UpstreamPool } from './upstream.js';
 import { buildPipeline } from './pipeline.js';
 import { createRetryMetrics } from './filters/retry.js';
 import { routeStatuses } from '../core/model/route-status.js';
+import { GATEWAY_NAME_LABEL } from '../core/labels.js';
 import { handleUpgrade } from './upgrade.js';
 import type { GatewayRef } from './authz.js';
-
-/** Label Gateway API puts on a Gateway's pods: names the waypoint's Gateway. */
-export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 
 export interface WaypointInputs {
   readonly config: WaypointConfig;

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { isAbsolute, join } from 'node:path';
 import { ConfigError } from '../../core/errors.js';
 import { parseCidr } from '../../core/model/ip.js';
+import { PORTS } from '../../core/hbone/constants.js';
 import { DEFAULT_AGENT_SOCKET, MAX_SOCKET_PATH } from '../cni/spec.js';
 import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../../core/config/control-plane-settings.js';
 import { EnvReader } from '../../core/config/env.js';
@@ -126,8 +127,8 @@ export const DEFAULTS = Object.freeze({
   // Under /var/run: a reboot clears it, and a reboot also ends every pod it describes.
   stateFile: '/var/run/ambient/agent-state.json',
   // Istio's ports.
-  outboundPort: 15001,
-  ztunnelInboundPort: 15008,
+  outboundPort: PORTS.outbound,
+  ztunnelInboundPort: PORTS.hbone,
   // With ZTUNNEL_CGROUP=auto, a rolling update of ztunnel leaves new redirected connections
   // failing until the new ztunnel is hooked: this bounds that part of the gap. Each check reads
   // /proc/net/tcp{,6} only; the processes are walked only when the listening sockets changed.

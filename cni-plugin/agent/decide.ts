@@ -5,13 +5,9 @@
 import { effectiveMtlsMode } from '../../core/model/peer-auth.js';
 import { policyAppliesTo } from '../../core/model/scope.js';
 import type { PeerAuthentication, Workload } from '../../core/model/types.js';
-import { DATAPLANE_MODE_LABEL } from '../api.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from '../../core/labels.js';
 import { isAncestorOrSelf } from './cgroup.js';
 import type { DesiredNamespace } from './desired-state.js';
-
-/** The label Istio's waypoint controller (and ours) puts on waypoint pods, and its value. */
-export const WAYPOINT_MANAGED_LABEL = 'gateway.istio.io/managed';
-export const WAYPOINT_MANAGED_VALUE = 'istio.io-mesh-controller';
 
 export interface PodFacts {
   readonly namespace: string;
@@ -62,7 +58,7 @@ export function decide(pod: PodFacts, ctx: DecideContext): Decision {
     return { mode: 'enrolled', strict: strict.strict, reason: `the control plane meshes it (HBONE)${strict.note ? `; ${strict.note}` : strict.strict ? '; peer authentication STRICT' : ''}` };
   }
   const nsMode = ctx.namespaces.get(pod.namespace)?.labels[DATAPLANE_MODE_LABEL];
-  if (nsMode !== 'ambient') {
+  if (nsMode !== DATAPLANE_MODE.ambient) {
     return {
       mode: 'not-ambient',
       strict: false,
@@ -71,7 +67,7 @@ export function decide(pod: PodFacts, ctx: DecideContext): Decision {
         : `namespace ${pod.namespace} is not in the desired state`,
     };
   }
-  if (pod.labels[DATAPLANE_MODE_LABEL] === 'none') {
+  if (pod.labels[DATAPLANE_MODE_LABEL] === DATAPLANE_MODE.none) {
     return { mode: 'not-ambient', strict: false, reason: `the pod opted out (${DATAPLANE_MODE_LABEL}=none)` };
   }
   const strict = strictFor(pod, ctx);

@@ -11,9 +11,8 @@ import type { ConfigSource } from '../../core/config/source.js';
 import { deepFreeze, ImmutableMap } from '../../core/model/freeze.js';
 import type { MeshConfig } from '../../core/model/types.js';
 import type { Logger } from '../../core/telemetry/log.js';
-import { DATAPLANE_MODE_LABEL } from '../api.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from '../../core/labels.js';
 import type { DesiredNamespace, DesiredPod, DesiredState, DesiredStateSource } from './desired-state.js';
-import { WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from './decide.js';
 
 /**
  * The node's desired state in a mesh configuration.
@@ -40,10 +39,10 @@ export function desiredFromMesh(cfg: MeshConfig, nodeName: string): DesiredState
   } else {
     for (const w of cfg.workloads) {
       const ownLabel = w.labels[DATAPLANE_MODE_LABEL];
-      const fromNamespace = w.protocol === 'HBONE' && ownLabel !== 'ambient';
-      if (fromNamespace) namespaces.set(w.namespace, { name: w.namespace, labels: { [DATAPLANE_MODE_LABEL]: 'ambient' } });
+      const fromNamespace = w.protocol === 'HBONE' && ownLabel !== DATAPLANE_MODE.ambient;
+      if (fromNamespace) namespaces.set(w.namespace, { name: w.namespace, labels: { [DATAPLANE_MODE_LABEL]: DATAPLANE_MODE.ambient } });
       // A TCP workload that did not opt out says its namespace is not ambient.
-      else if (w.protocol !== 'HBONE' && ownLabel !== 'none' && !namespaces.has(w.namespace)) namespaces.set(w.namespace, { name: w.namespace, labels: {} });
+      else if (w.protocol !== 'HBONE' && ownLabel !== DATAPLANE_MODE.none && !namespaces.has(w.namespace)) namespaces.set(w.namespace, { name: w.namespace, labels: {} });
     }
   }
   const ambient = (protocol: string, labels: Readonly<Record<string, string>>) => protocol === 'HBONE' && labels[WAYPOINT_MANAGED_LABEL] !== WAYPOINT_MANAGED_VALUE;

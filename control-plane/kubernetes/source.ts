@@ -17,6 +17,7 @@ import { parseObject, objectRef, type ManifestObject, type ManifestStore, type O
 import type { ObjectSource } from '../manifest-source.js';
 import type { NodeList } from '../nodes.js';
 import type { KubeApi, KubeObject } from '../../core/kube/api.js';
+import { PORTS } from '../../core/hbone/constants.js';
 import { Informer, type InformerStats, type InformerTimings } from './informer.js';
 import { collectionPath, WATCHED_RESOURCES, type KubeResource } from './kinds.js';
 import { objectKey, toManifestDocument } from './to-manifest.js';
@@ -24,7 +25,7 @@ import { objectKey, toManifestDocument } from './to-manifest.js';
 /** `source` of problems found in API objects. */
 export const KUBERNETES_SOURCE = 'kubernetes';
 /** Istio's HBONE port; every node's ztunnel listens on it. */
-const HBONE_PORT = 15008;
+const HBONE_PORT = PORTS.hbone;
 
 /** Inputs of `KubernetesSource`. */
 export interface KubernetesSourceInputs {

@@ -22,16 +22,14 @@
  * drops these statuses), so a write never triggers another.
  */
 import type { Logger } from '../../core/telemetry/log.js';
-import { formatRef, WAYPOINT_CLASS, type ObjectProblem } from '../../core/config/manifests.js';
+import { formatRef, type ObjectProblem } from '../../core/config/manifests.js';
+import { CONTROLLER_NAME, WAYPOINT_CLASS } from '../../core/labels.js';
 import type { RouteCondition } from '../../core/model/routes.js';
 import type { RouteStatusEntry } from '../../core/model/route-status.js';
 import { KubeApiError, type KubeApi, type KubeObject } from '../../core/kube/api.js';
 import { objectPath, WATCHED_RESOURCES, type KubeResource } from './kinds.js';
 import type { GatewayState } from './waypoints.js';
 import { DebouncedTask } from './debounced.js';
-
-/** `controllerName` of our `status.parents` entries (Istio's, for mesh routes). */
-export const CONTROLLER_NAME = 'istio.io/mesh-controller';
 
 /** A status condition as written. */
 export interface Condition {

@@ -26,7 +26,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../core/telemetry/log.js';
-import { GATEWAY_NAME_LABEL, WAYPOINT_CLASS } from '../../core/config/manifests.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, WAYPOINT_CLASS, WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from '../../core/labels.js';
 import { PORTS } from '../../core/hbone/constants.js';
 import { KubeApiError, type KubeApi, type KubeObject } from '../../core/kube/api.js';
 import { Informer, type InformerTimings } from './informer.js';
@@ -35,8 +35,6 @@ import { DebouncedTask } from './debounced.js';
 import type { ContainerResources } from './resources.js';
 
 /** Label Istio puts on the waypoints its controller manages. */
-export const MANAGED_LABEL = 'gateway.istio.io/managed';
-export const MANAGED_VALUE = 'istio.io-mesh-controller';
 /** Istio's name for the per-namespace root certificate ConfigMap. */
 export const ROOT_CERT_CONFIGMAP = 'istio-ca-root-cert';
 const HASH_ANNOTATION = 'ambient.mesh/derived-hash';
@@ -132,7 +130,7 @@ export function derivedObjects(gw: KubeObject, s: WaypointDeploymentSettings): K
   const name = String(m.name);
   const namespace = String(m.namespace);
   const port = hbonePort(gw);
-  const labels = { [GATEWAY_NAME_LABEL]: name, [MANAGED_LABEL]: MANAGED_VALUE };
+  const labels = { [GATEWAY_NAME_LABEL]: name, [WAYPOINT_MANAGED_LABEL]: WAYPOINT_MANAGED_VALUE };
   const owner = { apiVersion: gw.apiVersion ?? 'gateway.networking.k8s.io/v1', kind: 'Gateway', name, uid: m.uid, controller: true, blockOwnerDeletion: true };
   const metadata = { name, namespace, labels, ownerReferences: [owner] };
   const env = (name: string, value: string) => ({ name, value });
@@ -155,7 +153,7 @@ export function derivedObjects(gw: KubeObject, s: WaypointDeploymentSettings): K
         template: {
           metadata: {
             // A waypoint speaks HBONE itself: its own traffic is never redirected to ztunnel.
-            labels: { ...labels, 'istio.io/dataplane-mode': 'none' },
+            labels: { ...labels, [DATAPLANE_MODE_LABEL]: DATAPLANE_MODE.none },
             annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(PORTS.metrics), 'prometheus.io/path': '/metrics' },
           },
           spec: {
@@ -250,7 +248,7 @@ export class WaypointController {
     });
     const common = { api: inputs.api, ...(inputs.timings ? { timings: inputs.timings } : {}) };
     this.#informers = [
-      new Informer({ ...common, path: collectionPath(DEPLOYMENTS), selectors: { labelSelector: `${MANAGED_LABEL}=${MANAGED_VALUE}` }, handler: mirror(this.#deployments), logger: inputs.logger.child({ resource: 'deployments' }) }),
+      new Informer({ ...common, path: collectionPath(DEPLOYMENTS), selectors: { labelSelector: `${WAYPOINT_MANAGED_LABEL}=${WAYPOINT_MANAGED_VALUE}` }, handler: mirror(this.#deployments), logger: inputs.logger.child({ resource: 'deployments' }) }),
       new Informer({ ...common, path: collectionPath(CONFIG_MAPS), selectors: { fieldSelector: `metadata.name=${ROOT_CERT_CONFIGMAP}` }, handler: mirror(this.#configMaps), logger: inputs.logger.child({ resource: 'configmaps' }) }),
     ];
   }

@@ -5,6 +5,7 @@
  * model and refuses anything malformed. The contract is documented in docs/control-plane.md.
  */
 import { MeshError } from '../errors.js';
+import { PORTS } from '../hbone/constants.js';
 import { ImmutableMap, deepFreeze } from '../model/freeze.js';
 import { canonicalIp } from '../model/ip.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
@@ -44,7 +45,7 @@ export const ZTUNNEL_SERVICE_ACCOUNT = { namespace: 'istio-system', serviceAccou
 /** Service account of the control plane, which its serving certificate carries, as istiod's. */
 export const CONTROL_PLANE_SERVICE_ACCOUNT = { namespace: 'istio-system', serviceAccount: 'istiod' } as const;
 /** Istio's control-plane port. */
-export const CONTROL_PLANE_PORT = 15012;
+export const CONTROL_PLANE_PORT = PORTS.controlPlane;
 
 /** The SPIFFE ID of ztunnels in `trustDomain`. */
 export function ztunnelIdentity(trustDomain: string): string {

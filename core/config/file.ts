@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { loadAll, YAMLException } from 'js-yaml';
 import { ConfigError } from '../errors.js';
+import { PORTS } from '../hbone/constants.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
@@ -57,7 +58,7 @@ import type {
 /** Trust domain when the file sets none: Kubernetes' and Istio's default. */
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 /** HBONE port of ztunnels and waypoints unless a node or waypoint overrides it (Istio's port). */
-export const DEFAULT_HBONE_PORT = 15008;
+export const DEFAULT_HBONE_PORT = PORTS.hbone;
 /** Service account of a workload that names none: the one Kubernetes gives every pod by default. */
 export const DEFAULT_SERVICE_ACCOUNT = 'default';
 /**

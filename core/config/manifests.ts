@@ -16,6 +16,8 @@
  */
 import { createHash } from 'node:crypto';
 import { loadAll, YAMLException } from 'js-yaml';
+import { PORTS } from '../hbone/constants.js';
+import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, USE_WAYPOINT_LABEL, USE_WAYPOINT_NAMESPACE_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL, WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from '../labels.js';
 import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
@@ -42,26 +44,8 @@ import type {
 
 // ---- the user-facing API (Istio ambient's labels) -------------------------------------------
 
-/** Namespace (or pod) label enrolling workloads: `ambient`; `none` on a pod opts it out. */
-export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
-/** Label on a namespace, Service or Pod naming the waypoint its traffic goes through. */
-export const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
-/** Label naming the namespace of that waypoint when it lives elsewhere. */
-export const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
-/** Label on a waypoint Gateway: which traffic it handles (`service`, `workload`, `all`, `none`). */
-export const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
-/** Label Gateway API implementations put on a gateway's pods; marks waypoint pods. */
-export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
-/**
- * Label (and value) Istio's waypoint controller, and ours, put on waypoint pods. Istio's node
- * agent never captures such a pod: a waypoint speaks HBONE itself.
- */
-export const WAYPOINT_MANAGED_LABEL = 'gateway.istio.io/managed';
-export const WAYPOINT_MANAGED_VALUE = 'istio.io-mesh-controller';
-/** `gatewayClassName` of waypoints. */
-export const WAYPOINT_CLASS = 'istio-waypoint';
 /** Istio's HBONE port on a waypoint. */
-const WAYPOINT_HBONE_PORT = 15008;
+const WAYPOINT_HBONE_PORT = PORTS.hbone;
 /** Namespace of pods and services that name none, as in Kubernetes. */
 export const DEFAULT_NAMESPACE = 'default';
 /** DNS domain of service hostnames. */
@@ -671,7 +655,7 @@ function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknow
     const listeners = Array.isArray(spec.listeners) ? spec.listeners : [];
     const hbone = listeners.findIndex((l) => isMapping(l) && l.protocol === 'HBONE');
     if (hbone === -1) {
-      p.add('spec.listeners', 'a waypoint needs the listener {name: mesh, port: 15008, protocol: HBONE}');
+      p.add('spec.listeners', `a waypoint needs the listener {name: mesh, port: ${WAYPOINT_HBONE_PORT}, protocol: HBONE}`);
     } else {
       hbonePort = port(p, `spec.listeners[${hbone}].port`, (listeners[hbone] as Record<string, unknown>).port);
     }
@@ -1238,7 +1222,7 @@ export class ManifestConverter {
   /** Istio's rule: the pod's own label (`none` opts out, `ambient` opts in), else its namespace's. */
   #ambient(pod: PodObject): boolean {
     const podMode = pod.meta.labels[DATAPLANE_MODE_LABEL];
-    return podMode === 'none' ? false : podMode === 'ambient' || this.#nsLabels(pod.meta.namespace as string)[DATAPLANE_MODE_LABEL] === 'ambient';
+    return podMode === DATAPLANE_MODE.none ? false : podMode === DATAPLANE_MODE.ambient || this.#nsLabels(pod.meta.namespace as string)[DATAPLANE_MODE_LABEL] === DATAPLANE_MODE.ambient;
   }
 
   /**

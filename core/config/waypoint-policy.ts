@@ -6,6 +6,7 @@
  * HTTP field and accepts AUDIT. CUSTOM (external authorization) is refused with a reason.
  */
 import { parseSpiffeId } from '../identity/spiffe.js';
+import { WAYPOINT_CLASS } from '../labels.js';
 import { parseCidr } from '../model/ip.js';
 import { Problems, describe, field, keyPath, list, mapping, oneOf, port, string } from './check.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource, PolicyTargetRef, WaypointPolicy } from '../model/types.js';
@@ -29,8 +30,8 @@ export const WAYPOINT_CONDITION_KEYS: ReadonlySet<string> = new Set([
 ]);
 const HEADER_KEY_RE = /^request\.headers\[([A-Za-z0-9!#$%&'*+\-.^_`|~]+)\]$/;
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
-/** The GatewayClass of waypoints; a policy in the root namespace targeting it applies to every waypoint. */
-export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';
+/** The GatewayClass of waypoints (core/labels.ts); a policy in the root namespace targeting it applies to every waypoint. */
+export const WAYPOINT_GATEWAY_CLASS = WAYPOINT_CLASS;
 
 /**
  * Converts targetRefs AuthorizationPolicies, recording problems in `p`.

@@ -14,7 +14,7 @@ import { DEMO_NAMESPACE, requestsFromMetrics, waypointMetrics } from '../../lab/
 import { defaultPaths, readState, type LabState, type PodRecord } from '../../lab/state.js';
 import { alive, getInNetns, sleep, until } from '../../lab/sys.js';
 import { exec } from '../../lab/workloads.js';
-import { GATEWAY_NAME_LABEL } from '../../core/config/manifests.js';
+import { GATEWAY_NAME_LABEL } from '../../core/labels.js';
 
 const prefix = `amb-lr${process.pid}`;
 const paths = defaultPaths(prefix);
