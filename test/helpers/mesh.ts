@@ -4,6 +4,7 @@ import * as yaml from 'js-yaml';
 import { CertificateAuthority } from '../../core/identity/ca.js';
 import { LocalCaClient, SecretManager } from '../../core/identity/secret-manager.js';
 import { FileConfigSource } from '../../core/config/file-source.js';
+import { parseMeshConfig } from '../../core/config/file.js';
 import { silentLogger } from '../../core/telemetry/log.js';
 import { loadConfig } from '../../ztunnel/config.js';
 import { Ztunnel } from '../../ztunnel/ztunnel.js';
@@ -26,6 +27,8 @@ export interface MeshFixture {
   writeConfig(cfg: object): Promise<void>;
   /** Resolves once `zt` has loaded a config for which `check` is true. */
   waitForState(zt: Ztunnel, check: (zt: Ztunnel) => boolean, timeoutMs?: number): Promise<void>;
+  /** Resolves once both ztunnels hold exactly `cfg` (as parsed from the file `writeConfig(cfg)` writes). */
+  waitForConfig(cfg: object, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -119,6 +122,10 @@ export async function startMesh(opts: {
     writeConfig,
     async waitForState(zt, check, timeoutMs = 5000) {
       await until('the config to be reloaded into the expected state', () => check(zt), { timeoutMs });
+    },
+    async waitForConfig(cfg, timeoutMs = 5000) {
+      const want = JSON.stringify(parseMeshConfig(yaml.dump(cfg), configPath));
+      await until('both ztunnels to load the config written', () => [a, b].every((zt) => JSON.stringify(zt.state.config) === want), { timeoutMs });
     },
     async close() {
       await Promise.all([a.shutdown(), b.shutdown()]);

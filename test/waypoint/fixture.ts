@@ -8,6 +8,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { startMesh, baseConfig, type MeshFixture } from '../helpers/mesh.js';
 import { socks5Connect } from '../helpers/net.js';
+import { until } from '../helpers/until.js';
 import { LocalCaClient, SecretManager } from '../../core/identity/secret-manager.js';
 import { FileConfigSource } from '../../core/config/file-source.js';
 import type { ConfigSource } from '../../core/config/source.js';
@@ -88,14 +89,11 @@ export async function startWaypointMesh(opts: {
     waypoint,
     base: opts.base,
     async apply(extra, check) {
-      await mesh.writeConfig(meshConfig(opts.base, opts.workloads, extra));
-      const deadline = Date.now() + 5000;
-      while (!check(waypoint)) {
-        if (Date.now() > deadline) throw new Error('the waypoint did not load the new config in time');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      // The ztunnels read the same file; give them the same chance.
-      await new Promise((r) => setTimeout(r, 250));
+      const cfg = meshConfig(opts.base, opts.workloads, extra);
+      await mesh.writeConfig(cfg);
+      await until('the waypoint to load the new config', () => check(waypoint), { timeoutMs: 5000 });
+      // The ztunnels read the same file: wait until they hold it too.
+      await mesh.waitForConfig(cfg);
     },
     async close() {
       await waypoint.shutdown();

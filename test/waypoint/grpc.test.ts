@@ -4,6 +4,7 @@
  * plain TCP on a port that is not HTTP. Last, the waypoint as its own process from dist/.
  */
 import t from 'tap';
+import http from 'node:http';
 import http2 from 'node:http2';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
@@ -14,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startWaypointMesh, meshAgent, request, backend } from './fixture.js';
 import { waitForStatus } from '../helpers/proc.js';
+import { until } from '../helpers/until.js';
 
 const WAYPOINT_MAIN = fileURLToPath(new URL('../../dist/waypoint/main.js', import.meta.url));
 
@@ -69,7 +71,13 @@ async function grpcServer(host: string, name: string): Promise<http2.Http2Server
 
 const servers = [await grpcServer(`${base}.21`, 'grpc-a'), await grpcServer(`${base}.22`, 'grpc-b')];
 const echo = await echoServer(`${base}.21`, 9000);
-const web = await backend(`${base}.23`, 8080, 'web');
+// `/slow` is held at the backend until the test answers it: a request provably in flight.
+let heldSlow: http.ServerResponse | undefined;
+const web = await backend(`${base}.23`, 8080, 'web', (req, res) => {
+  if (req.url !== '/slow') return false;
+  heldSlow = res;
+  return true;
+});
 const wm = await startWaypointMesh({ dir: t.testdir(), base, workloads, config });
 t.teardown(async () => {
   await wm.close();
@@ -182,15 +190,18 @@ t.test('the waypoint runs as its own process from dist/ and drains on SIGTERM', 
   t.match(metrics, /istio_requests_total\{[^}]*reporter="waypoint"[^}]*response_code="418"[^}]*response_flags="FI"/);
   // Access-log lines are written in batches (at most 250 ms late).
   const accessLines = () => out.split('\n').filter((l) => l.includes('"request complete"'));
-  for (let i = 0; i < 100 && accessLines().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  await until('the access-log lines of both requests', () => accessLines().length >= 2, { timeoutMs: 2000 }).catch(() => undefined);
   const lines = accessLines();
   t.equal(lines.length, 2, 'one access-log line per request');
   t.match(out, /"msg":"waypoint ready"/);
   t.match(JSON.parse(lines[1]!), { method: 'GET', path: '/teapot', status: 418, response_flags: 'FI', src: { identity: 'spiffe://cluster.local/ns/default/sa/client' } });
   // A request in flight when SIGTERM arrives still completes.
   const slow = request(agent, `http://${VIP.proc}/slow`);
-  await new Promise((r) => setTimeout(r, 150));
+  const held = await until('the slow request to reach the backend through the child waypoint', () => heldSlow);
   child.kill('SIGTERM');
+  await until('the child waypoint to start draining', () => /"msg":"draining"/.test(out));
+  held.writeHead(200, { 'x-backend': 'web' });
+  held.end('slow');
   const finished = await slow;
   t.equal(finished.status, 200, 'the in-flight request finished during the drain');
   const [code] = (await exited) as [number | null];

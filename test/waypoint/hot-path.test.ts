@@ -13,6 +13,7 @@ import http from 'node:http';
 import { createHash } from 'node:crypto';
 import type net from 'node:net';
 import { closeServer } from '../helpers/net.js';
+import { until } from '../helpers/until.js';
 import { backend, meshAgent, request, startWaypointMesh } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.21.2 = ztunnel node-a, .3 = node-b, .10 = client,
@@ -124,15 +125,17 @@ t.test('an 8 MiB response to a slow reader arrives whole (backpressure without p
     const req = http.request(`http://${VIP}/big`, { agent }, (res) => {
       const h = createHash('sha256');
       let bytes = 0;
-      // Read slowly at first, so the waypoint's writes to the tunnel return false and it must pause.
+      // Read nothing at first, until this end is full (its buffer at the high-water mark, so it
+      // stops reading its socket): the waypoint's writes to the tunnel then return false and it
+      // must pause. Then read everything.
       res.pause();
-      setTimeout(() => {
+      until('the client to stop reading (its buffer full)', () => res.readableLength >= res.readableHighWaterMark).then(() => {
         res.on('data', (c: Buffer) => {
           bytes += c.length;
           h.update(c);
         });
         res.resume();
-      }, 300);
+      }, reject);
       res.on('end', () => resolve({ hash: h.digest('hex'), bytes }));
       res.on('error', reject);
     });
@@ -168,8 +171,7 @@ t.test('many requests on one kept-alive connection, then the client leaves mid-r
   const req = http.request(`http://${VIP}/hold`, { agent: one });
   req.on('error', () => {});
   req.end();
-  const deadline = Date.now() + 5000;
-  while (held.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await until('the held request to reach the backend', () => held.length > before, { timeoutMs: 5000 }).catch(() => undefined);
   t.equal(held.length, before + 1, 'the held request reached the backend');
   req.destroy();
   const closedEarly = await Promise.race([held[before]!, new Promise<string>((r) => setTimeout(() => r('timeout'), 5000))]);

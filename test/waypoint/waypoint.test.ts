@@ -3,6 +3,7 @@ import type http from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { once } from 'node:events';
 import { closeServer, readAll, socks5Connect } from '../helpers/net.js';
+import { until } from '../helpers/until.js';
 import { backend, meshAgent, request, startWaypointMesh, WAYPOINT_ID } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.7.2 = ztunnel node-a, .3 = node-b, .10 = client,
@@ -124,6 +125,7 @@ const config = {
 
 const slow = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (!req.url?.startsWith('/slow')) return false;
+  // The slow backend itself (what route timeouts are tested against), not a synchronisation.
   const timer = setTimeout(() => res.end('late'), 2000);
   res.on('close', () => clearTimeout(timer));
   return true;
@@ -343,14 +345,14 @@ t.test('HTTP/1.1 Upgrade (WebSocket-style) passes through, routed and authorized
 
 t.test('malformed HTTP gets 400/431 and the tunnel is closed', async (t) => {
   agent.destroy();
-  await new Promise((r) => setTimeout(r, 1500));
+  // The destroyed agent's tunnels close at the waypoint: then the count below starts from none.
+  await until('the closed client tunnels to leave the waypoint', () => wm.waypoint.openStreams === 0);
   const before = wm.waypoint.openStreams;
   t.match(await raw('GET / HXXP/1.1\r\n\r\n'), /^HTTP\/1\.1 400/, 'bad request line');
   t.match(await raw('GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nxx'), /^HTTP\/1\.1 400/, 'conflicting Content-Length');
   t.match(await raw(`GET / HTTP/1.1\r\nhost: a\r\nx-big: ${'a'.repeat(70 * 1024)}\r\n\r\n`), /^HTTP\/1\.1 431/, 'oversized headers');
   const ok = await raw('GET /fine HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
   t.match(ok, /^HTTP\/1\.1 200/, 'a well-formed request on a new tunnel still works');
-  const deadline = Date.now() + 3000;
-  while (wm.waypoint.openStreams > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await until('the malformed requests\' tunnels to close', () => wm.waypoint.openStreams <= before, { timeoutMs: 3000 }).catch(() => undefined);
   t.equal(wm.waypoint.openStreams, before, 'no tunnel leaked');
 });
