@@ -16,7 +16,8 @@ import { CertificateAuthority } from '../../core/identity/ca.js';
 import { AgentClient } from '../../cni-plugin/agent-client.js';
 import type { AgentState, PodStatus } from '../../cni-plugin/api.js';
 import { runChain, type CniResult, type NetConfList } from '../../lab/cni-chain.js';
-import { AGENT_MAIN, Lab, type PodApp, type Proc, sh, until, ZTUNNEL_MAIN } from './lab.js';
+import { AGENT_MAIN, Lab, LAB_POLL, type PodApp, type Proc, sh, ZTUNNEL_MAIN } from './lab.js';
+import { until } from '../helpers/until.js';
 
 export const OUTBOUND_PORT = 15001;
 
@@ -170,7 +171,7 @@ export class Cluster {
     const before = [...this.nodes.values()].map((n) => [n, n.ztunnel?.count(/"msg":"configuration updated"/) ?? 0] as const);
     await this.sync();
     for (const [n, count] of before) {
-      if (n.ztunnel) await until(`ztunnel ${n.name} to reload`, async () => n.ztunnel!.count(/"msg":"configuration updated"/) > count);
+      if (n.ztunnel) await until(`ztunnel ${n.name} to reload`, async () => n.ztunnel!.count(/"msg":"configuration updated"/) > count, LAB_POLL);
     }
   }
 

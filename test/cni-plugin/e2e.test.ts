@@ -14,7 +14,8 @@ import { Bpftool } from '../../bpf/bpftool.js';
 import { execFileRunner } from '../../bpf/command.js';
 import { CniPluginError, runChain } from '../../lab/cni-chain.js';
 import { Cluster, type Pod } from './cluster.js';
-import { Lab, Proc, labSkipReason, until } from './lab.js';
+import { Lab, LAB_POLL, Proc, labSkipReason } from './lab.js';
+import { until } from '../helpers/until.js';
 import { readPcap } from './pcap.js';
 
 const skip = await labSkipReason({ tcpdump: true });
@@ -92,7 +93,9 @@ t.test('pods join and leave the mesh through the CNI plugin and the node agent',
     t.equal(peerOf(plain.hello), outsider.ip, 'a pod outside the mesh connects directly (PERMISSIVE)');
     t.same((await outsider.app.echo('plain', CONTROL)).data, CONTROL);
 
-    await new Promise((r) => setTimeout(r, 300));
+    // The capture has caught up once it holds the last bytes sent (the control echo; tcpdump writes
+    // packets in order, in immediate mode): only then stop it.
+    await until('the capture to hold the control echo', async () => Buffer.concat((await readPcap(pcap)).map((s) => s.payload)).includes(CONTROL), LAB_POLL).catch(() => undefined);
     await dump.stop('SIGINT');
     const segments = await readPcap(pcap);
     t.comment(`${segments.length} tcp segments captured between the nodes`);
@@ -109,7 +112,7 @@ t.test('pods join and leave the mesh through the CNI plugin and the node agent',
     t.equal(firstPayload(b.ip)?.[0], 0x16, "node-b answers with a TLS handshake record (ServerHello)");
     const short = await client.app.connect(server.ip, PORT);
     t.equal(peerOf(short.hello), b.ip);
-    await until("ztunnel a's access log", async () => /"workload":"client"[^\n]*"security":"mutual_tls"[^\n]*"msg":"connection complete"/.test(a.ztunnel!.output()));
+    await until("ztunnel a's access log", async () => /"workload":"client"[^\n]*"security":"mutual_tls"[^\n]*"msg":"connection complete"/.test(a.ztunnel!.output()), LAB_POLL);
     t.pass("ztunnel a logged the client's connection as mutual_tls");
   });
 
@@ -133,7 +136,7 @@ t.test('pods join and leave the mesh through the CNI plugin and the node agent',
     const st = await until('late to be enrolled', async () => {
       const s = await cluster.podStatus(late);
       return s?.mode === 'enrolled' && s.attached?.redirect ? s : undefined;
-    });
+    }, LAB_POLL);
     t.equal(st.origin, 'cni');
     t.same((await late.app.echo('before', 'still here')).data, 'still here', 'the connection opened before enrolment survives');
     const after = await late.app.connect(server.ip, PORT, { hold: 'during' });
@@ -144,7 +147,7 @@ t.test('pods join and leave the mesh through the CNI plugin and the node agent',
     await until('late to be un-enrolled', async () => {
       const s = await cluster.podStatus(late);
       return s?.mode === 'not-ambient' && !s.attached?.redirect;
-    });
+    }, LAB_POLL);
     const direct = await late.app.connect(server.ip, PORT);
     t.equal(peerOf(direct.hello), late.ip, 'unlabelling restores direct connections');
     t.same((await late.app.echo('during', 'tunnelled')).data, 'tunnelled', 'a connection opened while enrolled keeps going through ztunnel');
@@ -154,7 +157,7 @@ t.test('pods join and leave the mesh through the CNI plugin and the node agent',
   await t.test('STRICT peer authentication drops plaintext from outside the mesh', async (t) => {
     cluster.strictNamespaces.add('apps');
     await cluster.syncAndWait();
-    await until('the strict filter on the server', async () => (await cluster.podStatus(server))?.attached?.strict);
+    await until('the strict filter on the server', async () => (await cluster.podStatus(server))?.attached?.strict, LAB_POLL);
     const refused = await outsider.app.connect(server.ip, PORT, { timeoutMs: 1500 });
     t.notOk(refused.ok, `plaintext from outside the mesh is dropped (${refused.error})`);
     const meshed = await client.app.connect(server.ip, PORT);
@@ -163,7 +166,7 @@ t.test('pods join and leave the mesh through the CNI plugin and the node agent',
     t.match(await cluster.podStatus(outsider), { strict: false, attached: { strict: false } }, 'not pods outside it');
     cluster.strictNamespaces.delete('apps');
     await cluster.syncAndWait();
-    await until('the strict filter off', async () => (await cluster.podStatus(server))?.attached?.strict === false);
+    await until('the strict filter off', async () => (await cluster.podStatus(server))?.attached?.strict === false, LAB_POLL);
     t.equal(peerOf((await outsider.app.connect(server.ip, PORT)).hello), outsider.ip, 'PERMISSIVE again: direct plaintext reaches the pod');
   });
 

@@ -307,18 +307,5 @@ export class Lab {
 }
 
 
-/** Polls `fn` until it returns a truthy value. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** How the lab's waits poll (with test/helpers/until): its checks run commands, so every 50 ms. */
+export const LAB_POLL = { everyMs: 50 } as const;

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { BpfLoader } from '../../bpf/loader.js';
 import { classify } from '../../cni-plugin/agent/redirector.js';
 import type { AgentState } from '../../cni-plugin/api.js';
-import { AGENT_MAIN, Lab, labSkipReason, sh, until, type Proc } from './lab.js';
+import { AGENT_MAIN, Lab, LAB_POLL, labSkipReason, sh, type Proc } from './lab.js';
+import { until } from '../helpers/until.js';
 
 const ACTOR = fileURLToPath(new URL('../bpf/fixtures/agent.mjs', import.meta.url));
 const ZT_IP = '10.250.18.1';
@@ -95,7 +96,7 @@ t.test('the agent follows ztunnel through /proc and hooks every cgroup that host
   const a = await actor('first', first);
   const listenedAt = Date.now();
   t.ok((await a.send({ op: 'listen', host: ZT_IP, port: OUTBOUND, tag: 'outbound' })).ok);
-  await until('the first ztunnel cgroup to be hooked', () => hooked(first));
+  await until('the first ztunnel cgroup to be hooked', () => hooked(first), LAB_POLL);
   const firstFound = Date.now() - listenedAt;
   t.match(await state(), { attached: true, cgroups: [{ cgroup: first, attached: true }] });
   t.notOk(await anyHook(decoy), 'a listener on another address or port is not ztunnel');
@@ -104,7 +105,7 @@ t.test('the agent follows ztunnel through /proc and hooks every cgroup that host
   const b = await actor('second', second);
   t.match(await b.send({ op: 'listen', host: ZT_IP, port: OUTBOUND, tag: 'outbound' }), { ok: false, error: 'EADDRINUSE' });
   t.ok((await b.send({ op: 'listen', host: '0.0.0.0', port: 15008, tag: 'hbone' })).ok, 'the wildcard address counts');
-  await until('the second ztunnel cgroup to be hooked as well', () => hooked(second));
+  await until('the second ztunnel cgroup to be hooked as well', () => hooked(second), LAB_POLL);
   t.ok(await hooked(first), 'extended: the first keeps its hooks while it listens');
   t.same((await state()).cgroups.map((c) => c.cgroup).sort(), [first, second].sort());
 
@@ -112,7 +113,7 @@ t.test('the agent follows ztunnel through /proc and hooks every cgroup that host
   await a.send({ op: 'close', tag: 'outbound' });
   const closedAt = Date.now();
   t.ok((await b.send({ op: 'listen', host: ZT_IP, port: OUTBOUND, tag: 'outbound' })).ok, 'the port is free for the second');
-  await until('the first ztunnel cgroup to lose its hooks', async () => !(await anyHook(first)));
+  await until('the first ztunnel cgroup to lose its hooks', async () => !(await anyHook(first)), LAB_POLL);
   const firstDropped = Date.now() - closedAt;
   t.ok(await hooked(second), 'moved: the second keeps its hooks');
   t.match(await state(), { attached: true, cgroups: [{ cgroup: second, attached: true }] });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { silentLogger } from '../../../core/telemetry/log.js';
 import { FileDesiredStateSource, parseDesiredState } from '../../../cni-plugin/agent/desired-file.js';
 import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
+import { until } from '../../helpers/until.js';
 
 const GOOD = `
 namespaces:
@@ -77,21 +78,18 @@ t.test('the file source delivers edits, and keeps the last good state on a bad o
   t.equal(seen.length, 1);
   t.equal(source.describe, `file:${path}`);
 
-  const wait = async (check: () => boolean) => {
-    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
-  };
   // As editors and ConfigMap mounts do: a new file renamed over the old one.
   await writeFile(`${path}.new`, GOOD.replace('name: legacy', 'name: legacy\n    labels: {istio.io/dataplane-mode: ambient}'));
   await rename(`${path}.new`, path);
-  await wait(() => seen.length === 2);
+  await until('the renamed file to be delivered', () => seen.length === 2);
   t.equal(seen[1]?.namespaces.get('legacy')?.labels['istio.io/dataplane-mode'], 'ambient');
 
   await writeFile(path, 'namespaces: [{name: BAD}]');
-  await wait(() => source.lastError !== undefined);
+  await until('the bad file to be rejected', () => source.lastError !== undefined);
   t.match(source.lastError?.message, /not a Kubernetes name/);
   t.equal(seen.length, 2, 'a bad edit is not delivered');
   await writeFile(path, GOOD);
-  await wait(() => seen.length === 3);
+  await until('the fixed file to be delivered', () => seen.length === 3);
   t.notOk(source.lastError);
 });
 

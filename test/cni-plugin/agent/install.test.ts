@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { silentLogger } from '../../../core/telemetry/log.js';
+import { until } from '../../helpers/until.js';
 import {
   BACKUP_SUFFIX,
   CniConfigError,
@@ -42,14 +43,6 @@ const flannelConflist = {
 };
 const bridgeConf = { cniVersion: '1.0.0', name: 'k8s', type: 'bridge', bridge: 'cni0', ipam: { type: 'host-local', subnet: '10.244.1.0/24' } };
 const json = (o: unknown) => `${JSON.stringify(o, null, 2)}\n`;
-
-async function waitFor(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 t.test('withPlugin: appended last to a conflist, idempotent, an old entry replaced', async (t) => {
   const first = withPlugin('10-flannel.conflist', json(flannelConflist), ENTRY);
@@ -173,17 +166,17 @@ t.test('a node config: inserted, re-inserted after another agent rewrites it, re
   // flannel's daemon writes its config again (atomically, as it does): we put our entry back.
   await writeFile(join(net, 'tmp-flannel'), json(flannelConflist));
   await rename(join(net, 'tmp-flannel'), file);
-  await waitFor('the entry to come back', async () => (await types()).at(-1) === 'ambient-cni');
+  await until('the entry to come back', async () => (await types()).at(-1) === 'ambient-cni');
   t.same(await types(), ['flannel', 'portmap', 'ambient-cni']);
 
   // A broken rewrite: reported (naming the file), the file left as the other agent wrote it.
   await writeFile(file, '{"cniVersion": "0.3.1", "plugins": [');
-  await waitFor('the error', async () => cni.lastError !== undefined);
+  await until('the error', async () => cni.lastError !== undefined);
   await cni.settled();
   t.match(cni.lastError, { code: 'ERR_CNI_CONFIG', message: new RegExp(`${file} is not valid JSON`) });
   t.equal(await readFile(file, 'utf8'), '{"cniVersion": "0.3.1", "plugins": [', 'never overwritten');
   await writeFile(file, json(flannelConflist));
-  await waitFor('the repair', async () => (await types()).at(-1) === 'ambient-cni');
+  await until('the repair', async () => (await types()).at(-1) === 'ambient-cni');
   t.equal(cni.lastError, undefined);
 
   await cni.stop();
@@ -208,7 +201,7 @@ t.test('a single-plugin .conf: converted, and restored on uninstall', async (t) 
 
   // The primary CNI's agent writes its .conf again: converted again.
   await writeFile(join(net, '10-bridge.conf'), json({ ...bridgeConf, bridge: 'cni1' }));
-  await waitFor('the second conversion', async () => !existsSync(join(net, '10-bridge.conf')));
+  await until('the second conversion', async () => !existsSync(join(net, '10-bridge.conf')));
   await cni.settled();
   t.equal(JSON.parse(await readFile(join(net, '10-bridge.conflist'), 'utf8')).plugins[0].bridge, 'cni1');
 
@@ -227,7 +220,7 @@ t.test('no config yet: waits, then inserts when the primary CNI writes one', asy
   t.equal(cni.configured, undefined);
   t.match(cni.lastError, { message: /holds no \*\.conf, \*\.conflist or \*\.json yet/ });
   await writeFile(join(net, '10-flannel.conflist'), json(flannelConflist));
-  await waitFor('the insert', async () => cni.configured !== undefined);
+  await until('the insert', async () => cni.configured !== undefined);
   t.equal(JSON.parse(await readFile(join(net, '10-flannel.conflist'), 'utf8')).plugins.at(-1).type, 'ambient-cni');
 });
 
