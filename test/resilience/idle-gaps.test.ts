@@ -17,6 +17,7 @@ import type net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backend, meshAgent, startWaypointMesh, type WaypointMesh } from '../waypoint/fixture.js';
 import { socks5Connect } from '../helpers/net.js';
+import { until } from '../helpers/until.js';
 import { PassThrough } from 'node:stream';
 import { createLogger } from '../../core/telemetry/log.js';
 
@@ -140,12 +141,7 @@ t.before(async () => {
 
 /** Waits for the access-log line of `path` (lines are written in batches). */
 async function logLine(path: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 200; i++) {
-    const l = accessLog.find((x) => x['path'] === path);
-    if (l) return l;
-    await sleep(25);
-  }
-  throw new Error(`no access-log line for ${path}`);
+  return until(`the access-log line for ${path}`, () => accessLog.find((x) => x['path'] === path), { timeoutMs: 5000, everyMs: 25 });
 }
 
 async function retriesOf(cluster: string, name = 'envoy_cluster_upstream_rq_retry'): Promise<number> {
@@ -214,7 +210,7 @@ t.test('HTTP/1.1: a backend that closes every connection after its response', as
   for (let burst = 0; burst < 3; burst++) {
     const all = await Promise.all(Array.from({ length: 10 }, (_, i) => send(kept, `http://${VIP.once}/${burst}/${i}`)));
     answered += all.filter((r) => r.status === 200 && r.body === 'ok').length;
-    await sleep(GAP_MS);
+    await sleep(GAP_MS); // the idle gap under test, not a synchronisation
   }
   t.equal(answered, 30, 'every request answered with its whole body');
   t.equal(n, 30, 'each reached the backend once');
@@ -338,7 +334,7 @@ t.test('HTTP/2 (gRPC transport): backends that close idle connections, with and 
     for (let i = 0; i < 4; i++) {
       const st = await call().catch((e: Error) => e.message);
       if (st === '0') ok++;
-      await sleep(GAP_MS);
+      await sleep(GAP_MS); // the idle gap under test, not a synchronisation
     }
   }
   t.equal(ok, 8, 'every call after an idle gap answered grpc-status 0 (backend closing with GOAWAY, then with a bare FIN)');
