@@ -327,8 +327,10 @@ t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root
 
   const writes = cluster.waypoints.stats.writes;
   api.remove(ref('apps/v1', 'Deployment'));
-  await until('a deleted Deployment is put back', () => deployment() !== undefined);
-  t.ok(cluster.waypoints.stats.writes > writes);
+  // The fixture stores the Deployment before the controller's write returns and is counted: wait
+  // for both, not for the object alone.
+  await until('a deleted Deployment is put back', () => deployment() !== undefined && cluster.waypoints.stats.writes > writes);
+  t.ok(cluster.waypoints.stats.writes > writes, 'by the waypoint controller');
   api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': null } } });
 });
 
@@ -367,8 +369,8 @@ t.test('two replicas: one leader writes status; when it leaves, the other takes 
   t.equal(second.status.stats.writes, before, 'nothing to rewrite');
   api.patch(apRef, { spec: { action: 'BOGUS' } });
   const cond = () => (api.get(apRef) as WithConditions | undefined)?.status?.conditions?.[0];
-  await until('the new leader writes the rejection', () => cond()?.status === 'False');
-  t.ok(second.status.stats.writes > before);
+  await until('the new leader writes the rejection', () => cond()?.status === 'False' && second.status.stats.writes > before);
+  t.ok(second.status.stats.writes > before, 'the new leader wrote it');
 
   // A hung API server: the leader must stop acting as one within the renew deadline (1 s here),
   // before another replica could take the 2 s lease, although its renew never answers.
