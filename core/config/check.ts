@@ -142,6 +142,45 @@ export function string(
   return v;
 }
 
+/** Field `k` of `m` as a string (`field` and `string` in one call); `what` names the string expected. */
+export function stringField(
+  problems: Problems,
+  path: string,
+  m: Record<string, unknown>,
+  k: string,
+  what: string,
+  test?: (s: string) => string | undefined,
+  opts: { required?: boolean; expected?: string } = {},
+): string | undefined {
+  return field(problems, path, m, k, (x, q) => string(problems, q, x, what, test), opts);
+}
+
+/**
+ * The required `key` of an AuthorizationPolicy `when` entry, shared by the L4 (`policy-spec.ts`)
+ * and waypoint (`waypoint-policy.ts`) converters, which differ only in the keys their proxy
+ * evaluates: `accepts` says which, `expected` lists them for the message, `missing` is what a
+ * missing key should have been. (It lives here because waypoint-policy.ts cannot import
+ * policy-spec.ts: that would close a cycle through core/authz/evaluate.ts.)
+ */
+export function conditionKeyField(
+  problems: Problems,
+  path: string,
+  m: Record<string, unknown>,
+  accepts: (key: string) => boolean,
+  expected: string,
+  missing?: string,
+): string | undefined {
+  return stringField(
+    problems,
+    path,
+    m,
+    'key',
+    'a condition key',
+    (s) => (accepts(s) ? undefined : `${JSON.stringify(s)} is not a supported condition key; expected ${expected}`),
+    { required: true, expected: missing },
+  );
+}
+
 /** A boolean (YAML true/false only: `yes`/`no` are strings in YAML 1.2). */
 export function boolean(problems: Problems, path: string, v: unknown): boolean | undefined {
   if (typeof v !== 'boolean') {
@@ -200,6 +239,53 @@ export function list<T>(
     if (r !== undefined) out.push(r);
   });
   return out;
+}
+
+/**
+ * Field `k` of `m` as a list whose elements go through `item`: `field` and `list` in one call.
+ * `expected` is what a missing required field should have been, `listExpected` what a present
+ * non-list should have been (default `a list`).
+ */
+export function listField<T>(
+  problems: Problems,
+  path: string,
+  m: Record<string, unknown>,
+  k: string,
+  item: (v: unknown, path: string, index: number) => T | undefined,
+  opts: { required?: boolean; expected?: string; nonEmpty?: string; listExpected?: string } = {},
+): T[] | undefined {
+  return field(problems, path, m, k, (x, q) => list(problems, q, x, item, { nonEmpty: opts.nonEmpty, expected: opts.listExpected }), {
+    required: opts.required,
+    expected: opts.expected,
+  });
+}
+
+/**
+ * Field `k` of `m` as a list of single-key wrappers `{inner: {...}}` (Istio's `from: [{source}]`,
+ * `to: [{operation}]`), each unwrapped through `parse`. Absent: an empty list.
+ */
+export function wrappedListField<T>(
+  problems: Problems,
+  path: string,
+  m: Record<string, unknown>,
+  k: string,
+  inner: string,
+  parse: (v: unknown, path: string) => T | undefined,
+  opts: { nonEmpty: string; listExpected?: string; innerExpected?: string },
+): T[] {
+  return (
+    listField(
+      problems,
+      path,
+      m,
+      k,
+      (e, eq) => {
+        const em = mapping(problems, eq, e, [inner], `a mapping {${inner}: {...}}`);
+        return em ? field(problems, eq, em, inner, parse, { required: true, expected: opts.innerExpected }) : undefined;
+      },
+      { nonEmpty: opts.nonEmpty, listExpected: opts.listExpected },
+    ) ?? []
+  );
 }
 
 /**

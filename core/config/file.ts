@@ -36,6 +36,7 @@ import {
   isMapping,
   keyPath,
   list,
+  listField,
   mapping,
   oneOf,
   port,
@@ -230,6 +231,24 @@ class FileParser {
     return c;
   }
 
+  /**
+   * Required field `k`: a non-empty list of IP addresses (canonical), each unused so far in the
+   * whole file: an address belongs to one workload or service.
+   */
+  private addressList(m: Record<string, unknown>, path: string, k: string, nonEmpty: string, expected: string): string[] | undefined {
+    return listField(
+      this.p,
+      path,
+      m,
+      k,
+      (ip, iq) => {
+        const a = this.address(ip, iq);
+        return a !== undefined && this.addresses.check(a, iq) ? a : undefined;
+      },
+      { required: true, expected, nonEmpty, listExpected: 'a list of IP addresses' },
+    );
+  }
+
   private spiffeId(v: unknown, path: string): string | undefined {
     return string(this.p, path, v, 'a SPIFFE id', (s) => {
       try {
@@ -319,24 +338,7 @@ class FileParser {
       },
       { required: true, expected: 'the name of a node declared under nodes' },
     );
-    const ips = field(
-      this.p,
-      path,
-      m,
-      'ips',
-      (x, q) =>
-        list(
-          this.p,
-          q,
-          x,
-          (ip, iq) => {
-            const a = this.address(ip, iq);
-            return a !== undefined && this.addresses.check(a, iq) ? a : undefined;
-          },
-          { nonEmpty: 'a workload needs at least one IP address', expected: 'a list of IP addresses' },
-        ),
-      { required: true, expected: 'a list of IP addresses' },
-    );
+    const ips = this.addressList(m, path, 'ips', 'a workload needs at least one IP address', 'a list of IP addresses');
     const protocol = field(this.p, path, m, 'protocol', (x, q) => oneOf(this.p, q, x, PROTOCOLS)) ?? 'HBONE';
     const labels = field(this.p, path, m, 'labels', (x, q) => stringMap(this.p, q, x, checkLabel)) ?? {};
     const healthy = field(this.p, path, m, 'healthy', (x, q) => boolean(this.p, q, x)) ?? true;
@@ -378,24 +380,7 @@ class FileParser {
     if (hostname !== undefined && (explicitHost !== undefined || unique)) {
       hostnames.check(hostname, keyPath(path, explicitHost !== undefined ? 'hostname' : 'name'));
     }
-    const vips = field(
-      this.p,
-      path,
-      m,
-      'vips',
-      (x, q) =>
-        list(
-          this.p,
-          q,
-          x,
-          (ip, iq) => {
-            const a = this.address(ip, iq);
-            return a !== undefined && this.addresses.check(a, iq) ? a : undefined;
-          },
-          { nonEmpty: 'a service needs at least one virtual IP', expected: 'a list of IP addresses' },
-        ),
-      { required: true, expected: 'a list of virtual IP addresses' },
-    );
+    const vips = this.addressList(m, path, 'vips', 'a service needs at least one virtual IP', 'a list of virtual IP addresses');
     const ports = field(this.p, path, m, 'ports', (x, q) => this.servicePorts(x, q), {
       required: true,
       expected: 'a list of {port, targetPort, name}',

@@ -10,7 +10,7 @@ import { parseSpiffeId } from '../identity/spiffe.js';
 import { parseCidr } from '../model/ip.js';
 import { ImmutableMap } from '../model/freeze.js';
 import { L4_CONDITION_KEYS } from '../authz/evaluate.js';
-import { Problems, describe, field, isMapping, keyPath, list, mapping, oneOf, port, string, stringMap } from './check.js';
+import { Problems, conditionKeyField, describe, field, isMapping, keyPath, list, mapping, oneOf, port, string, stringMap, wrappedListField } from './check.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, PRINCIPAL_EXPECTED, SA_RE, checkLabel } from './names.js';
 import type {
   AuthorizationPolicy,
@@ -158,40 +158,16 @@ export class PolicySpecParser {
     const m = mapping(this.p, path, v, RULE_KEYS, 'a mapping {from, to, when}');
     if (!m) return undefined;
     const before = this.p.size;
-    const from =
-      field(this.p, path, m, 'from', (x, q) =>
-        list(
-          this.p,
-          q,
-          x,
-          (e, eq) => {
-            const em = mapping(this.p, eq, e, ['source'], 'a mapping {source: {...}}');
-            if (!em) return undefined;
-            return field(this.p, eq, em, 'source', (s, sq) => this.source(s, sq, policyNamespace), {
-              required: true,
-              expected: 'a mapping of principals, namespaces, ipBlocks ...',
-            });
-          },
-          { nonEmpty: 'omit `from` to match any source', expected: 'a list of {source: {...}}' },
-        ),
-      ) ?? [];
-    const to =
-      field(this.p, path, m, 'to', (x, q) =>
-        list(
-          this.p,
-          q,
-          x,
-          (e, eq) => {
-            const em = mapping(this.p, eq, e, ['operation'], 'a mapping {operation: {...}}');
-            if (!em) return undefined;
-            return field(this.p, eq, em, 'operation', (o, oq) => this.operation(o, oq), {
-              required: true,
-              expected: 'a mapping of ports, notPorts ...',
-            });
-          },
-          { nonEmpty: 'omit `to` to match any destination', expected: 'a list of {operation: {...}}' },
-        ),
-      ) ?? [];
+    const from = wrappedListField(this.p, path, m, 'from', 'source', (s, sq) => this.source(s, sq, policyNamespace), {
+      nonEmpty: 'omit `from` to match any source',
+      listExpected: 'a list of {source: {...}}',
+      innerExpected: 'a mapping of principals, namespaces, ipBlocks ...',
+    });
+    const to = wrappedListField(this.p, path, m, 'to', 'operation', (o, oq) => this.operation(o, oq), {
+      nonEmpty: 'omit `to` to match any destination',
+      listExpected: 'a list of {operation: {...}}',
+      innerExpected: 'a mapping of ports, notPorts ...',
+    });
     const when = field(this.p, path, m, 'when', (x, q) => list(this.p, q, x, (c, cq) => this.condition(c, cq))) ?? [];
     if (this.p.size > before) return undefined;
     return { from, to, when };
@@ -294,18 +270,13 @@ export class PolicySpecParser {
     if (!m) return undefined;
     const before = this.p.size;
     const allowedKeys = `${[...L4_CONDITION_KEYS].join(', ')} (enforced at L4), or ${L7_CONDITION_KEYS.join(', ')}, request.* (HTTP)`;
-    const key = field(
+    const key = conditionKeyField(
       this.p,
       path,
       m,
-      'key',
-      (x, q) =>
-        string(this.p, q, x, 'a condition key', (s) =>
-          L4_CONDITION_KEYS.has(s) || L7_CONDITION_KEYS.includes(s) || /^request\.\S+$/.test(s)
-            ? undefined
-            : `${JSON.stringify(s)} is not a supported condition key; expected one of ${allowedKeys}`,
-        ),
-      { required: true, expected: allowedKeys },
+      (s) => L4_CONDITION_KEYS.has(s) || L7_CONDITION_KEYS.includes(s) || /^request\.\S+$/.test(s),
+      `one of ${allowedKeys}`,
+      allowedKeys,
     );
     const item = (x: unknown, q: string): string | undefined => {
       switch (key) {

@@ -8,7 +8,7 @@
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { WAYPOINT_CLASS } from '../labels.js';
 import { parseCidr } from '../model/ip.js';
-import { Problems, describe, field, keyPath, list, mapping, oneOf, port, string } from './check.js';
+import { Problems, conditionKeyField, describe, field, keyPath, list, mapping, oneOf, port, string, wrappedListField } from './check.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource, PolicyTargetRef, WaypointPolicy } from '../model/types.js';
 
 const SPEC_KEYS = ['targetRefs', 'action', 'rules'];
@@ -101,21 +101,12 @@ export class WaypointPolicyConverter {
     const m = mapping(this.p, path, v, RULE_KEYS, 'a mapping {from, to, when}');
     if (!m) return undefined;
     const before = this.p.size;
-    const elems = <T>(k: 'from' | 'to', inner: 'source' | 'operation', parse: (x: unknown, q: string) => T | undefined): T[] =>
-      field(this.p, path, m, k, (x, q) =>
-        list(
-          this.p,
-          q,
-          x,
-          (e, eq) => {
-            const em = mapping(this.p, eq, e, [inner], `a mapping {${inner}: {...}}`);
-            return em ? field(this.p, eq, em, inner, parse, { required: true }) : undefined;
-          },
-          { nonEmpty: `omit \`${k}\` to match any ${inner}` },
-        ),
-      ) ?? [];
-    const from = elems('from', 'source', (x, q) => this.source(x, q, namespace));
-    const to = elems('to', 'operation', (x, q) => this.operation(x, q));
+    const from = wrappedListField(this.p, path, m, 'from', 'source', (x, q) => this.source(x, q, namespace), {
+      nonEmpty: 'omit `from` to match any source',
+    });
+    const to = wrappedListField(this.p, path, m, 'to', 'operation', (x, q) => this.operation(x, q), {
+      nonEmpty: 'omit `to` to match any operation',
+    });
     const when = field(this.p, path, m, 'when', (x, q) => list(this.p, q, x, (c, cq) => this.condition(c, cq))) ?? [];
     if (this.p.size > before) return undefined;
     return { from, to, when };
@@ -180,18 +171,12 @@ export class WaypointPolicyConverter {
     const m = mapping(this.p, path, v, CONDITION_KEYS, 'a mapping {key, values, notValues}');
     if (!m) return undefined;
     const before = this.p.size;
-    const key = field(
+    const key = conditionKeyField(
       this.p,
       path,
       m,
-      'key',
-      (x, q) =>
-        string(this.p, q, x, 'a condition key', (s) =>
-          WAYPOINT_CONDITION_KEYS.has(s) || HEADER_KEY_RE.test(s) || s.startsWith('request.auth.claims[')
-            ? undefined
-            : `${JSON.stringify(s)} is not a supported condition key; expected request.headers[<name>], ${[...WAYPOINT_CONDITION_KEYS].join(', ')}`,
-        ),
-      { required: true },
+      (s) => WAYPOINT_CONDITION_KEYS.has(s) || HEADER_KEY_RE.test(s) || s.startsWith('request.auth.claims['),
+      `request.headers[<name>], ${[...WAYPOINT_CONDITION_KEYS].join(', ')}`,
     );
     const values = this.strings(m, path, 'values');
     const notValues = this.strings(m, path, 'notValues');
