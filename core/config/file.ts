@@ -16,6 +16,7 @@ import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
 import { PolicySpecParser, httpAttributesWarning } from './policy-spec.js';
 import { RouteConverter } from './routes.js';
+import { presentLists } from './source.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import {
   HOSTNAME_RE,
@@ -152,11 +153,7 @@ class FileParser {
       services,
       authorizationPolicies: authz,
       peerAuthentications: peer,
-      // Only when present, so configs without them keep their exact shape.
-      ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
-      ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
-      ...(virtualServices.length > 0 ? { virtualServices } : {}),
-      ...(destinationRules.length > 0 ? { destinationRules } : {}),
+      ...presentLists({ waypointPolicies, httpRoutes, virtualServices, destinationRules }),
     };
   }
 
@@ -218,6 +215,14 @@ class FileParser {
     return string(this.p, path, v, NAMESPACE_EXPECTED, (s) =>
       LABEL_RE.test(s) ? undefined : `${JSON.stringify(s)} is not ${NAMESPACE_EXPECTED}`,
     );
+  }
+
+  /** The required `name` and `namespace` of a namespaced entry (workload, service, Istio resource). */
+  private nameAndNamespace(m: Record<string, unknown>, path: string): { name: string | undefined; namespace: string | undefined } {
+    return {
+      name: field(this.p, path, m, 'name', (x, q) => this.name(x, q), { required: true, expected: NAME_EXPECTED }),
+      namespace: field(this.p, path, m, 'namespace', (x, q) => this.namespace(x, q), { required: true, expected: NAMESPACE_EXPECTED }),
+    };
   }
 
   /** An IP address, returned in canonical form (see core/model/ip.ts). */
@@ -304,11 +309,7 @@ class FileParser {
     const m = mapping(this.p, path, v, WORKLOAD_KEYS);
     if (!m) return undefined;
     const before = this.p.size;
-    const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q), { required: true, expected: NAME_EXPECTED });
-    const namespace = field(this.p, path, m, 'namespace', (x, q) => this.namespace(x, q), {
-      required: true,
-      expected: NAMESPACE_EXPECTED,
-    });
+    const { name, namespace } = this.nameAndNamespace(m, path);
     const explicitUid = field(this.p, path, m, 'uid', (x, q) => string(this.p, q, x, 'a non-empty string'));
     const uid = explicitUid ?? (name !== undefined && namespace !== undefined ? `${namespace}/${name}` : undefined);
     if (uid !== undefined) this.workloadUids.check(uid, keyPath(path, explicitUid !== undefined ? 'uid' : 'name'));
@@ -365,11 +366,7 @@ class FileParser {
     const m = mapping(this.p, path, v, SERVICE_KEYS);
     if (!m) return undefined;
     const before = this.p.size;
-    const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q), { required: true, expected: NAME_EXPECTED });
-    const namespace = field(this.p, path, m, 'namespace', (x, q) => this.namespace(x, q), {
-      required: true,
-      expected: NAMESPACE_EXPECTED,
-    });
+    const { name, namespace } = this.nameAndNamespace(m, path);
     const unique = name === undefined || namespace === undefined || this.serviceKeys.check(`${namespace}/${name}`, keyPath(path, 'name'));
     const explicitHost = field(this.p, path, m, 'hostname', (x, q) =>
       string(this.p, q, x, 'a DNS name', (s) => (HOSTNAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a DNS name`)),
@@ -447,11 +444,7 @@ class FileParser {
   private resource(v: unknown, path: string): { name?: string; namespace?: string; spec: Record<string, unknown> | undefined; specPath: string } | undefined {
     const m = mapping(this.p, path, v, RESOURCE_KEYS, 'a mapping {name, namespace, spec}');
     if (!m) return undefined;
-    const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q), { required: true, expected: NAME_EXPECTED });
-    const namespace = field(this.p, path, m, 'namespace', (x, q) => this.namespace(x, q), {
-      required: true,
-      expected: NAMESPACE_EXPECTED,
-    });
+    const { name, namespace } = this.nameAndNamespace(m, path);
     const specPath = keyPath(path, 'spec');
     const spec = Object.hasOwn(m, 'spec') && m.spec !== null ? (isMapping(m.spec) ? m.spec : undefined) : {};
     if (spec === undefined) this.p.add(specPath, `expected a mapping (the spec of the Istio resource), got ${describe(m.spec)}`);

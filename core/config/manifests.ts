@@ -25,6 +25,7 @@ import { formatSpiffeId } from '../identity/spiffe.js';
 import { Problems, describe, field, isMapping, keyPath, list, mapping, port, string, stringMap } from './check.js';
 import { PolicySpecParser, httpAttributesWarning } from './policy-spec.js';
 import { RouteConverter } from './routes.js';
+import { presentLists } from './source.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkLabel } from './names.js';
@@ -1061,13 +1062,7 @@ export class ManifestConverter {
       services: [...this.#services],
       authorizationPolicies: authz,
       peerAuthentications: peer,
-      // Only when present, as the file source does.
-      ...(waypointPolicies.length > 0 ? { waypointPolicies } : {}),
-      ...(httpRoutes.length > 0 ? { httpRoutes } : {}),
-      ...(virtualServices.length > 0 ? { virtualServices } : {}),
-      ...(destinationRules.length > 0 ? { destinationRules } : {}),
-      ...(pendingPods.length > 0 ? { pendingPods } : {}),
-      ...(namespaces.length > 0 ? { namespaces } : {}),
+      ...presentLists({ waypointPolicies, httpRoutes, virtualServices, destinationRules, pendingPods, namespaces }),
     };
     // Every element is frozen already (parsed objects, cached conversions); freezing the lists and
     // the top is enough, and far cheaper than walking 10,000 workloads again.

@@ -183,15 +183,23 @@ export class PolicySpecParser {
     return field(this.p, path, m, key, (x, q) => list(this.p, q, x, item, { nonEmpty: `omit ${key} instead` }));
   }
 
-  private source(v: unknown, path: string, policyNamespace: string | undefined): PolicySource | undefined {
-    const m = mapping(this.p, path, v, [...SOURCE_L4_KEYS, ...SOURCE_L7_KEYS]);
+  /** A `source` or `operation`: a mapping of `keys` with at least one of them set; returns it with the keys set. */
+  private someOf(v: unknown, path: string, keys: readonly string[]): { m: Record<string, unknown>; present: string[] } | undefined {
+    const m = mapping(this.p, path, v, keys);
     if (!m) return undefined;
-    const before = this.p.size;
     const present = Object.keys(m).filter((k) => m[k] !== null && m[k] !== undefined);
     if (present.length === 0) {
-      this.p.add(path, `must not be empty; set at least one of ${[...SOURCE_L4_KEYS, ...SOURCE_L7_KEYS].join(', ')}`);
+      this.p.add(path, `must not be empty; set at least one of ${keys.join(', ')}`);
       return undefined;
     }
+    return { m, present };
+  }
+
+  private source(v: unknown, path: string, policyNamespace: string | undefined): PolicySource | undefined {
+    const entry = this.someOf(v, path, [...SOURCE_L4_KEYS, ...SOURCE_L7_KEYS]);
+    if (!entry) return undefined;
+    const { m, present } = entry;
+    const before = this.p.size;
     const principal = (x: unknown, q: string) => this.principal(x, q);
     const ns = (x: unknown, q: string) => this.namespacePattern(x, q);
     const cidr = (x: unknown, q: string) => this.cidr(x, q);
@@ -242,14 +250,10 @@ export class PolicySpecParser {
   }
 
   private operation(v: unknown, path: string): PolicyOperation | undefined {
-    const m = mapping(this.p, path, v, [...OPERATION_L4_KEYS, ...OPERATION_L7_KEYS]);
-    if (!m) return undefined;
+    const entry = this.someOf(v, path, [...OPERATION_L4_KEYS, ...OPERATION_L7_KEYS]);
+    if (!entry) return undefined;
+    const { m, present } = entry;
     const before = this.p.size;
-    const present = Object.keys(m).filter((k) => m[k] !== null && m[k] !== undefined);
-    if (present.length === 0) {
-      this.p.add(path, `must not be empty; set at least one of ${[...OPERATION_L4_KEYS, ...OPERATION_L7_KEYS].join(', ')}`);
-      return undefined;
-    }
     const portList = (k: string) =>
       field(this.p, path, m, k, (x, q) =>
         list(this.p, q, x, (e, eq) => port(this.p, eq, e, true), { nonEmpty: `omit ${k} instead`, expected: 'a list of ports ("8080")' }),

@@ -20,3 +20,12 @@ export interface ConfigSource {
   start(listener: (cfg: MeshConfig) => void): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * The lists of `lists` that hold something, to spread into a `MeshConfig`: its optional lists
+ * (waypoint policies, routes, ...) are absent when empty, so every source gives a config without
+ * them the same exact shape. Key order is kept.
+ */
+export function presentLists<T extends Record<string, readonly unknown[]>>(lists: T): Partial<T> {
+  return Object.fromEntries(Object.entries(lists).filter(([, v]) => v.length > 0)) as Partial<T>;
+}
