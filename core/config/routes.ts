@@ -5,7 +5,7 @@
  * `core/config/file.ts`: a regex that is not RE2 (`core/model/regex.ts`), a weight that is not an integer, a
  * duration Envoy could not express are all reported here, never discovered per request.
  */
-import { Problems, describe, field, isMapping, keyPath, list, mapping, oneOf, port, string } from './check.js';
+import { Problems, describe, field, isMapping, keyPath, list, listField, mapping, oneOf, port, string, stringField } from './check.js';
 import { regexProblem } from '../model/regex.js';
 import { checkLabel } from './names.js';
 import type {
@@ -92,6 +92,10 @@ export const DEFAULT_RETRY_BACKOFF_MS = 25;
 // RFC 7230 token for header names; Gateway API's own pattern is the same character set.
 const HEADER_NAME_RE = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/;
 const HOST_RE = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** Why `s` is not a VirtualService/DestinationRule host (any case), or undefined when it is one. */
+function checkHost(s: string): string | undefined {
+  return HOST_RE.test(s.toLowerCase()) ? undefined : `${JSON.stringify(s)} is not a host name (service short name or FQDN)`;
+}
 const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DURATION_PART_RE = /(\d+(?:\.\d+)?)(h|ms|m|s)/g;
 const DURATION_RE = /^(\d+(?:\.\d+)?(h|ms|m|s))+$/;
@@ -219,14 +223,11 @@ export class RouteConverter {
   httpRoute(name: string, namespace: string, spec: Record<string, unknown>, path: string): HttpRoute | undefined {
     const before = this.p.size;
     mapping(this.p, path, spec, HTTPROUTE_SPEC_KEYS);
-    const parents = field(
-      this.p,
-      path,
-      spec,
-      'parentRefs',
-      (x, q) => list(this.p, q, x, (e, eq) => this.parentRef(e, eq, namespace), { nonEmpty: 'attach the route to a Service' }),
-      { required: true, expected: 'a list of {kind: Service, name, port}' },
-    );
+    const parents = listField(this.p, path, spec, 'parentRefs', (e, eq) => this.parentRef(e, eq, namespace), {
+      required: true,
+      expected: 'a list of {kind: Service, name, port}',
+      nonEmpty: 'attach the route to a Service',
+    });
     const hostnames =
       field(this.p, path, spec, 'hostnames', (x, q) =>
         list(this.p, q, x, (e, eq) =>
@@ -489,24 +490,11 @@ export class RouteConverter {
   virtualService(name: string, namespace: string, spec: Record<string, unknown>, path: string): VirtualService | undefined {
     const before = this.p.size;
     mapping(this.p, path, spec, VS_SPEC_KEYS);
-    const hosts = field(
-      this.p,
-      path,
-      spec,
-      'hosts',
-      (x, q) =>
-        list(
-          this.p,
-          q,
-          x,
-          (e, eq) =>
-            string(this.p, eq, e, 'a host', (s) =>
-              HOST_RE.test(s.toLowerCase()) ? undefined : `${JSON.stringify(s)} is not a host name (service short name or FQDN)`,
-            ),
-          { nonEmpty: 'name the services this VirtualService routes' },
-        ),
-      { required: true, expected: 'a list of hosts, e.g. [reviews]' },
-    );
+    const hosts = listField(this.p, path, spec, 'hosts', (e, eq) => string(this.p, eq, e, 'a host', checkHost), {
+      required: true,
+      expected: 'a list of hosts, e.g. [reviews]',
+      nonEmpty: 'name the services this VirtualService routes',
+    });
     field(this.p, path, spec, 'gateways', (x, q) =>
       list(this.p, q, x, (e, eq) => {
         if (e !== 'mesh') this.p.add(eq, `${describe(e)} is not served by a waypoint; only "mesh" is (or omit gateways)`);
@@ -539,19 +527,16 @@ export class RouteConverter {
     const before = this.p.size;
     const ignored: string[] = [];
     mapping(this.p, path, spec, DR_SPEC_KEYS);
-    const host = field(
+    const host = stringField(
       this.p,
       path,
       spec,
       'host',
-      (x, q) =>
-        string(this.p, q, x, 'a host', (s) =>
-          s.startsWith('*')
-            ? `${JSON.stringify(s)}: wildcard hosts are not supported; name one service (short name, name.namespace or its FQDN)`
-            : HOST_RE.test(s.toLowerCase())
-              ? undefined
-              : `${JSON.stringify(s)} is not a host name (service short name or FQDN)`,
-        ),
+      'a host',
+      (s) =>
+        s.startsWith('*')
+          ? `${JSON.stringify(s)}: wildcard hosts are not supported; name one service (short name, name.namespace or its FQDN)`
+          : checkHost(s),
       { required: true, expected: 'the service host, e.g. reviews' },
     );
     // Relative to the spec, so the model does not depend on where the spec came from (file, manifest, wire).

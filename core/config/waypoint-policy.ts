@@ -8,7 +8,7 @@
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { WAYPOINT_CLASS } from '../labels.js';
 import { parseCidr } from '../model/ip.js';
-import { Problems, conditionKeyField, describe, field, keyPath, list, mapping, oneOf, port, string, wrappedListField } from './check.js';
+import { Problems, conditionKeyField, describe, field, keyPath, list, listField, mapping, oneOf, port, string, wrappedListField } from './check.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource, PolicyTargetRef, WaypointPolicy } from '../model/types.js';
 
 const SPEC_KEYS = ['targetRefs', 'action', 'rules'];
@@ -55,14 +55,11 @@ export class WaypointPolicyConverter {
     if (Object.hasOwn(spec, 'provider')) this.p.add(keyPath(specPath, 'provider'), 'belongs to the CUSTOM action, which waypoints do not support yet');
     const rest = Object.fromEntries(Object.entries(spec).filter(([k]) => !['selector', 'targetRef', 'provider'].includes(k)));
     mapping(this.p, specPath, rest, SPEC_KEYS);
-    const targetRefs = field(
-      this.p,
-      specPath,
-      spec,
-      'targetRefs',
-      (x, q) => list(this.p, q, x, (e, eq) => this.target(e, eq, namespace), { nonEmpty: 'name the waypoint Gateway or the Service' }),
-      { required: true, expected: 'a list of {kind, group, name}' },
-    );
+    const targetRefs = listField(this.p, specPath, spec, 'targetRefs', (e, eq) => this.target(e, eq, namespace), {
+      required: true,
+      expected: 'a list of {kind, group, name}',
+      nonEmpty: 'name the waypoint Gateway or the Service',
+    });
     const action = field(this.p, specPath, spec, 'action', (x, q) => oneOf(this.p, q, x, ACTIONS)) ?? 'ALLOW';
     if (action === 'CUSTOM') this.p.add(keyPath(specPath, 'action'), 'CUSTOM (external authorization) is not supported by waypoints yet; use ALLOW, DENY or AUDIT');
     const hasRules = Object.hasOwn(spec, 'rules') && spec.rules !== null;
