@@ -364,6 +364,11 @@ export function parseObject(
     }
     return doc.spec;
   };
+  /** A kind whose spec is required: `parse` sees it when it is a mapping; otherwise `spec` said why and there is nothing. */
+  const withSpec = <T>(parse: (s: Record<string, unknown>) => T | undefined): T | undefined => {
+    const s = spec(true);
+    return s ? parse(s) : undefined;
+  };
   const status = isMapping(doc.status) ? doc.status : {};
   const ns = meta.namespace as string;
   const warn = (fieldPath: string, message: string, severity: Severity = 'warning') => warnings.push({ field: fieldPath, message, severity });
@@ -372,21 +377,12 @@ export function parseObject(
       return finish({ kind: k, ...base });
     case 'ServiceAccount':
       return finish({ kind: k, ...base });
-    case 'Pod': {
-      const s = spec(true);
-      if (!s) return finish(undefined);
-      return finish(parsePod(p, base, s, status, warn));
-    }
-    case 'Deployment': {
-      const s = spec(true);
-      if (!s) return finish(undefined);
-      return finish(parseDeployment(p, base, s));
-    }
-    case 'Service': {
-      const s = spec(true);
-      if (!s) return finish(undefined);
-      return finish(parseService(p, base, s, warn));
-    }
+    case 'Pod':
+      return finish(withSpec((s) => parsePod(p, base, s, status, warn)));
+    case 'Deployment':
+      return finish(withSpec((s) => parseDeployment(p, base, s)));
+    case 'Service':
+      return finish(withSpec((s) => parseService(p, base, s, warn)));
     case 'AuthorizationPolicy': {
       const s = spec(false);
       if (!s) return finish(undefined);
@@ -410,24 +406,18 @@ export function parseObject(
       if (!policy) return finish(undefined);
       return finish({ kind: k, ...base, policy });
     }
-    case 'Gateway': {
-      const s = spec(true);
-      if (!s) return finish(undefined);
-      return finish(parseGateway(p, base, s, status));
-    }
+    case 'Gateway':
+      return finish(withSpec((s) => parseGateway(p, base, s, status)));
     case 'HTTPRoute': {
-      const s = spec(true);
-      const route = s && new RouteConverter(p).httpRoute(meta.name, ns, s, 'spec');
+      const route = withSpec((s) => new RouteConverter(p).httpRoute(meta.name, ns, s, 'spec'));
       return finish(route ? { kind: k, ...base, route } : undefined);
     }
     case 'VirtualService': {
-      const s = spec(true);
-      const virtualService = s && new RouteConverter(p).virtualService(meta.name, ns, s, 'spec');
+      const virtualService = withSpec((s) => new RouteConverter(p).virtualService(meta.name, ns, s, 'spec'));
       return finish(virtualService ? { kind: k, ...base, virtualService } : undefined);
     }
     case 'DestinationRule': {
-      const s = spec(true);
-      const destinationRule = s && new RouteConverter(p).destinationRule(meta.name, ns, s, 'spec');
+      const destinationRule = withSpec((s) => new RouteConverter(p).destinationRule(meta.name, ns, s, 'spec'));
       return finish(destinationRule ? { kind: k, ...base, destinationRule } : undefined);
     }
   }
