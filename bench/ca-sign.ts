@@ -95,6 +95,7 @@ function nativeFloor(): (csrPem: string) => void {
       },
       format: 'jwk',
     });
+    // invariant: the csrs are our own generateKeyAndCsr's; one that does not verify is a bug in it or in parseCsr.
     if (!verify('sha256', csr.info, key, csr.signature)) throw new Error('csr does not verify');
     sign('sha256', tbs, privateKey);
   };
@@ -118,6 +119,7 @@ async function main(): Promise<void> {
   // Warm up (JIT, OpenSSL method caches), then check that the output is a real certificate.
   for (let i = 0; i < 200; i++) ca.sign(csrs[i % csrs.length]!);
   const sample = new X509Certificate(ca.sign(csrs[0]!).certChainPem[0]!);
+  // invariant: the ca signs with its own root's key; a certificate that does not verify is a bug in the ca.
   if (!sample.verify(new X509Certificate(ca.rootCertPem).publicKey)) throw new Error('ca output does not verify');
 
   const rows: Row[] = [];

@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { formatTable, type Column } from './lib/table.js';
+import { NotReadyError } from './lib/errors.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const WARM_UP_CONNECTIONS = 20;
@@ -188,7 +189,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const lab = await labs.Lab.create(host);
     await paths.walkRedirectPaths(lab, {
       ready: ({ meshed, plain }) => {
-        if (meshed?.mode !== 'enrolled' || plain?.mode !== 'not-ambient') throw new Error(`the lab's pods are not set up as expected (meshed: ${meshed?.mode}, plain: ${plain?.mode})`);
+        if (meshed?.mode !== 'enrolled' || plain?.mode !== 'not-ambient') throw new NotReadyError("the lab's pods", `not set up as expected (meshed: ${meshed?.mode}, want enrolled; plain: ${plain?.mode}, want not-ambient); check the node agent's answer for each pod`);
       },
       path: async (p) => {
         process.stderr.write(`[cni-redirect] ${p.name}\n`);

@@ -44,6 +44,7 @@ import { ControlPlane } from '../control-plane/control-plane.js';
 import { loadConfig } from '../control-plane/config.js';
 import { EncodedState } from '../control-plane/discovery/state.js';
 import { formatTable } from './lib/table.js';
+import { NotReadyError, TimedOutError } from './lib/errors.js';
 
 const TD = 'cluster.local';
 const NAMESPACES = 20;
@@ -183,7 +184,7 @@ async function ztunnelCert(ca: CertificateAuthority): Promise<WorkloadCertificat
 async function waitAll(clients: Client[], version: () => string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!clients.every((c) => c.version === version())) {
-    if (Date.now() > deadline) throw new Error(`clients did not converge: ${clients.filter((c) => c.version !== version()).length} behind`);
+    if (Date.now() > deadline) throw new TimedOutError(`clients did not converge: ${clients.filter((c) => c.version !== version()).length} behind after ${timeoutMs} ms`, 'the control plane\'s log (CP_BENCH_LOG=info) and the machine\'s load');
     await new Promise((r) => setImmediate(r));
   }
 }
@@ -298,7 +299,7 @@ async function phaseProcess(mesh: Mesh, rows: Row[]): Promise<void> {
     for (;;) {
       const ok = await fetch(`http://127.0.0.1:${port + 1}/healthz/ready`).then((r) => r.status === 200, () => false);
       if (ok) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`control plane process did not become ready: ${err}`);
+      if (Date.now() > deadline || child.exitCode !== null) throw new NotReadyError('control plane process', child.exitCode !== null ? `it exited with ${child.exitCode}` : 'no ready answer on /healthz/ready within 60 s', err);
       await new Promise((r) => setTimeout(r, 100));
     }
     const address = { host: '127.0.0.1', port };
@@ -322,7 +323,10 @@ async function phaseProcess(mesh: Mesh, rows: Row[]): Promise<void> {
       while (!clients.every((c) => c.version !== undefined && !versions.has(c.version))) {
         if (Date.now() > deadline) {
           const behind = clients.filter((c) => c.version === undefined || versions.has(c.version));
-          throw new Error(`change ${i}: ${behind.length} clients did not get it: ${JSON.stringify(behind.slice(0, 3).map((c) => ({ v: c.version, connected: c.source.connected, stats: c.source.stats })))}`);
+          throw new TimedOutError(
+            `change ${i}: ${behind.length} clients did not get it within 10 s: ${JSON.stringify(behind.slice(0, 3).map((c) => ({ v: c.version, connected: c.source.connected, stats: c.source.stats })))}`,
+            'the control plane\'s log (CP_BENCH_LOG=info) and that it watches the manifests directory',
+          );
         }
         await new Promise((r) => setImmediate(r));
       }

@@ -1,5 +1,6 @@
 /** `ambientctl lab ...`: the whole mesh on this machine (lab/, docs/lab.md). */
 import type { Command } from 'commander';
+import { CLI_ERROR_CODES, CliError } from './errors.js';
 import { apply, defaultPaths, DEFAULT_PREFIX, down, ensureProcesses, exec, get, labelNamespace, leftovers, logs, remove, requireLab, runDemo, statusTable, up, type LabPaths } from '../lab/index.js';
 
 const PREFIX_RE = /^[a-z][a-z0-9-]{1,30}$/;
@@ -15,7 +16,7 @@ export function addLabCommands(program: Command): void {
     .option('--prefix <prefix>', 'name prefix of everything the lab creates (namespaces, cgroups, pins, state dir /run/PREFIX)', DEFAULT_PREFIX);
   const paths = (): LabPaths => {
     const prefix = (lab.opts() as { prefix: string }).prefix;
-    if (!PREFIX_RE.test(prefix)) throw new Error(`--prefix ${JSON.stringify(prefix)}: use 2-31 lowercase letters, digits and '-', starting with a letter`);
+    if (!PREFIX_RE.test(prefix)) throw new CliError(CLI_ERROR_CODES.BAD_FLAG, `--prefix ${JSON.stringify(prefix)}: use 2-31 lowercase letters, digits and '-', starting with a letter`);
     return defaultPaths(prefix);
   };
 
@@ -72,7 +73,7 @@ export function addLabCommands(program: Command): void {
     .option('-n, --namespace <ns>', 'only this namespace')
     .option('-o, --output <format>', 'yaml | json')
     .action(async (resource: string, opts: { namespace?: string; output?: string }) => {
-      if (opts.output !== undefined && !['yaml', 'json'].includes(opts.output)) throw new Error(`-o ${opts.output}: use yaml or json`);
+      if (opts.output !== undefined && !['yaml', 'json'].includes(opts.output)) throw new CliError(CLI_ERROR_CODES.BAD_FLAG, `-o ${opts.output}: use yaml or json`);
       say(await get(paths(), resource, { ...(opts.namespace ? { namespace: opts.namespace } : {}), ...(opts.output ? { output: opts.output as 'yaml' | 'json' } : {}) }));
     });
 
@@ -83,7 +84,7 @@ export function addLabCommands(program: Command): void {
     .argument('<name>')
     .argument('<labels...>', 'k=v or k-')
     .action(async (kind: string, name: string, labels: string[]) => {
-      if (!['namespace', 'ns', 'namespaces'].includes(kind)) throw new Error(`lab label ${kind}: only namespaces can be labelled in the lab`);
+      if (!['namespace', 'ns', 'namespaces'].includes(kind)) throw new CliError(CLI_ERROR_CODES.BAD_FLAG, `lab label ${kind}: only namespaces can be labelled in the lab`);
       await labelNamespace(paths(), name, labels, say);
     });
 

@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
-import { METRICS_PORT, netnsPath, table, type Progress } from './cluster.js';
+import { LabError, METRICS_PORT, netnsPath, table, type Progress } from './cluster.js';
 import type { LabPaths, LabState, PodRecord } from './state.js';
 import { PORTS } from '../core/hbone/constants.js';
 import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, USE_WAYPOINT_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../core/labels.js';
@@ -176,7 +176,7 @@ export async function runDemo(paths: LabPaths, say: Progress, requests = 100): P
   await apply(paths, file, say);
   say(`demo: ${requests} requests client → frontend → backend (v1, v2) and ratings, each hop through the namespace's waypoint`);
   const r = await exec(paths, 'client', DEMO_NAMESPACE, ['lab/get', '--quiet', '--count', String(requests), 'http://frontend/'], 'pipe');
-  if (r.code !== 0) throw new Error(`demo traffic failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0) throw new LabError(`demo traffic failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}; check ambientctl lab logs ztunnel/NODE and the waypoint's log`, 'LAB_DEMO_TRAFFIC');
   const answers = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { upstreams?: Array<{ answer?: { version?: string } }> });
   const versions = new Map<string, number>();
   for (const a of answers) for (const u of a.upstreams ?? []) if (u.answer?.version) versions.set(u.answer.version, (versions.get(u.answer.version) ?? 0) + 1);

@@ -2,8 +2,9 @@
  * The error-code registry (issue 14), after fastify's habit: every `ERR_*` code the source uses
  * has exactly one row in docs/errors.md saying what it means and what to check, every row names a
  * code the source still uses, and every code the other docs mention exists. In the folders whose
- * errors this registry owns (ztunnel/, waypoint/, control-plane/, core/) a bare `throw new Error(`
- * is allowed only as a programming-invariant assertion, marked `// invariant:`.
+ * errors this registry owns (ztunnel/, waypoint/, control-plane/, core/, cni-plugin/, cli/, lab/,
+ * bench/) a bare `throw new Error(` is allowed only as a programming-invariant assertion, marked
+ * `// invariant:`.
  *
  * Codes are read from the TypeScript syntax tree, not grepped: string literals, template parts
  * and identifiers (CNI_ERRORS keys its codes as property names), never comments, so a code that
@@ -28,7 +29,7 @@ const REGISTRY = 'docs/errors.md';
 /** Folders that are not product source: dependencies, build output, the tests themselves. */
 const NOT_SOURCE = new Set(['node_modules', 'dist', 'test']);
 /** Folders whose bare throws this registry owns (other folders are reported, not failed). */
-const OWNED = ['ztunnel', 'waypoint', 'control-plane', 'core'];
+const OWNED = ['ztunnel', 'waypoint', 'control-plane', 'core', 'cni-plugin', 'cli', 'lab', 'bench'];
 /** Other docs whose mentions of codes must name real codes. */
 const OTHER_DOCS = ['README.md', 'ARCHITECTURE.md'];
 

@@ -41,6 +41,13 @@ export class TrafficNotProxiedError extends BenchError {
   }
 }
 
+/** What the run waits for (clients converging on a configuration, a change arriving) did not happen in time. */
+export class TimedOutError extends BenchError {
+  constructor(what: string, check: string) {
+    super('ERR_BENCH_TIMEOUT', `${what}; check ${check}`);
+  }
+}
+
 /** The run was interrupted (Ctrl-C or SIGTERM). */
 export class InterruptedError extends BenchError {
   constructor() {

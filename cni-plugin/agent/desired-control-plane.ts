@@ -96,6 +96,7 @@ export class ControlPlaneDesiredStateSource implements DesiredStateSource {
 
   /** Resolves once the first configuration arrived (the stream's own start contract). */
   async start(listener: (state: DesiredState) => void): Promise<void> {
+    // invariant: the agent starts its one desired-state source once; a second start would register a second listener.
     if (this.#listener) throw new Error('ControlPlaneDesiredStateSource.start was called twice');
     this.#listener = listener;
     await this.#in.configSource.start((cfg) => {

@@ -153,6 +153,7 @@ export class FileDesiredStateSource implements DesiredStateSource {
   }
 
   async start(listener: (s: DesiredState) => void): Promise<void> {
+    // invariant: the agent starts its one desired-state source once; a second start would register a second listener.
     if (this.#file) throw new Error('FileDesiredStateSource.start was called twice');
     this.#file = new WatchedFile<DesiredState>({
       path: this.#path,

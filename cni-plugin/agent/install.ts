@@ -309,11 +309,10 @@ export class CniInstaller {
     const binDir = this.in.binDir;
     const pluginJs = resolve(this.in.pluginJs ?? DEFAULT_PLUGIN_JS);
     const nodeBinary = this.in.nodeBinary ?? process.execPath;
-    try {
-      if (!(await stat(binDir)).isDirectory()) throw new Error('not a directory');
-    } catch (err) {
-      throw new CniBinaryInstallError(binDir, `the bin dir is not there (${(err as Error).message})`);
-    }
+    const binDirStat = await stat(binDir).catch((err: Error) => {
+      throw new CniBinaryInstallError(binDir, `the bin dir is not there (${err.message})`);
+    });
+    if (!binDirStat.isDirectory()) throw new CniBinaryInstallError(binDir, 'the bin dir is not there (not a directory)');
     const distRoot = resolve(dirname(pluginJs), '..');
     const modules = await moduleClosure(pluginJs).catch((err: Error) => {
       throw new CniBinaryInstallError(binDir, `cannot read the compiled plugin ${pluginJs} (${err.message}); run npm run build`);

@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '../../core/telemetry/log.js';
 import { AGENT_ERROR_CODES, AGENT_PATHS, type ErrorBody, type PodRequest } from '../api.js';
 import { AgentApiError, type Reconciler } from './reconciler.js';
+import { MeshError } from '../../core/errors.js';
 
 /** CNI bodies are a few hundred bytes; anything this large is not the plugin. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -101,13 +102,20 @@ export function apiHandler(inputs: ServerInputs, opts: { readOnly: boolean }): h
   };
 }
 
+/** A live agent already answers on the API socket; this one must not take it over. */
+export class AgentSocketInUseError extends MeshError {
+  constructor(message: string) {
+    super('ERR_AGENT_SOCKET_IN_USE', message);
+  }
+}
+
 /**
  * Listens on a Unix socket, root only (0600). A socket file left by a dead agent is replaced; one
  * that a live agent answers on is not (two agents on one node would fight over every pod).
  */
 export async function listenUnix(server: http.Server, path: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  if (await answers(path)) throw new Error(`another agent is already listening on ${path}; stop it first (or set AGENT_SOCKET)`);
+  if (await answers(path)) throw new AgentSocketInUseError(`another agent is already listening on ${path}; stop it first (or set AGENT_SOCKET)`);
   await rm(path, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -94,12 +94,10 @@ export class ZtunnelFinder {
       const pids = owners.get(inode) ?? [];
       if (pids.length === 0) problems.push(`no process visible in ${this.inputs.procRoot} holds the socket listening on ${listener} (inode ${inode}); the agent needs the host's PID namespace (hostPID: true)`);
       for (const pid of pids) {
-        try {
-          const cgroup = await this.cgroupOf(pid);
-          if (!processes.some((p) => p.pid === pid && p.cgroup === cgroup)) processes.push({ pid, cgroup, listener });
-        } catch (err) {
-          problems.push(`process ${pid} listening on ${listener}: ${(err as Error).message}`);
-        }
+        // A process that cannot be placed is a problem of this scan (reported, retried), not a throw.
+        const placed = await this.cgroupOf(pid).catch((err: Error) => ({ problem: err.message }));
+        if ('problem' in placed) problems.push(`process ${pid} listening on ${listener}: ${placed.problem}`);
+        else if (!processes.some((p) => p.pid === pid && p.cgroup === placed.cgroup)) processes.push({ pid, cgroup: placed.cgroup, listener });
       }
     }
     const cgroups = [...new Set(processes.map((p) => p.cgroup))].sort();
@@ -151,18 +149,19 @@ export class ZtunnelFinder {
     return found;
   }
 
-  private async cgroupOf(pid: number): Promise<string> {
+  /** The process's pod-level cgroup, or why it has none the agent can use; rejects only when /proc cannot be read. */
+  private async cgroupOf(pid: number): Promise<{ cgroup: string } | { problem: string }> {
     const text = await readFile(join(this.inputs.procRoot, String(pid), 'cgroup'), 'utf8');
     let path = parseCgroupV2(text);
-    if (path === undefined) throw new Error('it is in no cgroup v2 hierarchy (no 0:: line in its cgroup file)');
+    if (path === undefined) return { problem: 'it is in no cgroup v2 hierarchy (no 0:: line in its cgroup file)' };
     if (isOutsideNamespace(path)) {
       const host = await (this.inputs.hostCgroupPathOf ?? ((p) => hostCgroupPath(this.inputs.procRoot, p)))(pid);
       if (host === undefined || isOutsideNamespace(host)) {
-        throw new Error(`its cgroup ${path} is outside the agent's cgroup namespace and could not be read from the host's (nsenter --cgroup needs CAP_SYS_ADMIN)`);
+        return { problem: `its cgroup ${path} is outside the agent's cgroup namespace and could not be read from the host's (nsenter --cgroup needs CAP_SYS_ADMIN)` };
       }
       path = host;
     }
-    return join(this.inputs.cgroupRoot, podLevelCgroup(path));
+    return { cgroup: join(this.inputs.cgroupRoot, podLevelCgroup(path)) };
   }
 }
 

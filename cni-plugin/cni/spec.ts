@@ -139,7 +139,7 @@ export function parseArgs(text: string): Record<string, string> {
   for (const pair of text.split(';')) {
     if (pair === '') continue;
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new Error(`${ENV.args}: ${JSON.stringify(pair)} is not KEY=VALUE (pairs are separated by ";")`);
+    if (eq <= 0) throw new CniError('ERR_CNI_INVALID_ENV', `${ENV.args}: ${JSON.stringify(pair)} is not KEY=VALUE (pairs are separated by ";")`);
     out[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return out;
