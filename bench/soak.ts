@@ -22,7 +22,7 @@ import { UsageError } from './lib/args.js';
 import { generateCerts } from './lib/certs.js';
 import { ProcessDiedError } from './lib/errors.js';
 import { fetchText } from './lib/metrics.js';
-import { METRICS_PORT, READY_PORT, SOCKS5_PORT, requireZtunnelBuild, startZtunnel, type ZtunnelNode } from './lib/paths/ztunnel.js';
+import { requireZtunnelBuild, startZtunnel, type ZtunnelNode } from './lib/paths/ztunnel.js';
 import { ProcessTracker, type ManagedProcess } from './lib/procs.js';
 import { parseSoakArgs, SOAK_USAGE, type SoakArgs } from './lib/soak/args.js';
 import type { WorkerMessage } from './lib/soak/client-worker.js';
@@ -45,6 +45,7 @@ import { renderSoakJson, renderSoakText, RSS_FLAT_SHARE, type SoakReport, type V
 import { SHAPE, type WorkloadConfig, type WorkloadProgress, type WorkloadStats } from './lib/soak/workload.js';
 import { runBench } from './lib/teardown.js';
 import { sleep, waitForListen } from './lib/wait.js';
+import { PORTS } from '../core/hbone/constants.js';
 
 /** dist/bench/soak.js → repository root. */
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -57,8 +58,6 @@ const BACKEND_KEEPALIVE_MS = 5_000;
 const BACKEND_IDLE_CLOSE_MS = BACKEND_KEEPALIVE_MS + 1_000;
 const BACKEND_PORT = 8080;
 const BACKEND_STATS_PORT = 8081;
-const HBONE_PORT = 15008;
-const ADMIN_PORT = 15000;
 /** Client workloads on node A; users spread over them so no source address runs short of ports. */
 const CLIENT_WORKLOADS = 8;
 /** prom-client's loop-delay histogram is read (and reset) this often; also the idle window before the run. */
@@ -150,15 +149,15 @@ async function runSoak(procs: ProcessTracker, dir: string, args: SoakArgs): Prom
   const started: ManagedProcess[] = [];
   const nodeA: ZtunnelNode = { name: 'node-a', address: net.ztunnelA };
   const nodeB: ZtunnelNode = { name: 'node-b', address: net.ztunnelB };
-  const controlPorts = [ADMIN_PORT, METRICS_PORT, READY_PORT];
+  const controlPorts = [PORTS.admin, PORTS.metrics, PORTS.readiness];
   // B first: A's first HBONE connection must find it.
   const procB = await startZtunnel(procs, { node: nodeB, entry, configFile, certs, started });
   const procA = await startZtunnel(procs, { node: nodeA, entry, configFile, certs, started });
   const watched: Watched[] = [
-    { name: 'ztunnel A', node: nodeA, proc: procA, roles: { proxiedLocalPort: SOCKS5_PORT, hboneLocalPort: -1, controlPorts, outgoing: 'hbone' }, rss: [], fdPeak: 0, loop: [] },
-    { name: 'ztunnel B', node: nodeB, proc: procB, roles: { proxiedLocalPort: -1, hboneLocalPort: HBONE_PORT, controlPorts, outgoing: 'proxied' }, rss: [], fdPeak: 0, loop: [] },
+    { name: 'ztunnel A', node: nodeA, proc: procA, roles: { proxiedLocalPort: PORTS.socks5, hboneLocalPort: -1, controlPorts, outgoing: 'hbone' }, rss: [], fdPeak: 0, loop: [] },
+    { name: 'ztunnel B', node: nodeB, proc: procB, roles: { proxiedLocalPort: -1, hboneLocalPort: PORTS.hbone, controlPorts, outgoing: 'proxied' }, rss: [], fdPeak: 0, loop: [] },
   ];
-  const metricsUrl = (z: Watched): string => `http://${z.node.address}:${METRICS_PORT}/metrics`;
+  const metricsUrl = (z: Watched): string => `http://${z.node.address}:${PORTS.metrics}/metrics`;
 
   // Baselines, before any user: descriptors, memory, and one idle loop-delay window.
   const baseline = takeCensus(watched);
@@ -175,7 +174,7 @@ async function runSoak(procs: ProcessTracker, dir: string, args: SoakArgs): Prom
     connections: args.connections,
     durationMs: args.durationSec * 1000,
     rampMs: args.rampSec * 1000,
-    socks: { host: net.ztunnelA, port: SOCKS5_PORT },
+    socks: { host: net.ztunnelA, port: PORTS.socks5 },
     sourceIps: net.clients,
     backend: { host: net.backend, port: BACKEND_PORT },
     keepAliveMs: BACKEND_KEEPALIVE_MS,

@@ -33,6 +33,7 @@ import { runWrk, type WrkResult } from './lib/wrk.js';
 import { which } from './lib/which.js';
 import { fetchText, sumMetric } from './lib/metrics.js';
 import { UsageSampler } from './lib/proc-stats.js';
+import { PORTS } from '../core/hbone/constants.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Loopback plan of this benchmark (127.0.8.x, apart from the other suites' ranges). */
@@ -50,7 +51,6 @@ const NET = {
 } as const;
 const ORIGIN_PORT = 8080;
 const BODY_BYTES = 1024;
-const SOCKS5_PORT = 15080;
 const RPS_CONNECTIONS = 32;
 const RPS_THREADS = 2;
 
@@ -205,7 +205,7 @@ async function main(): Promise<number> {
     writeFileSync(join(dir, 'origin.cfg'), originConfig());
     writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig());
     writeFileSync(join(dir, 'mesh.yaml'), meshConfig());
-    writeFileSync(join(dir, 'proxychains.conf'), ['strict_chain', 'quiet_mode', '[ProxyList]', `socks5 ${NET.ztA} ${SOCKS5_PORT}`, ''].join('\n'));
+    writeFileSync(join(dir, 'proxychains.conf'), ['strict_chain', 'quiet_mode', '[ProxyList]', `socks5 ${NET.ztA} ${PORTS.socks5}`, ''].join('\n'));
     const origin = await procs.start('origin', 'haproxy', ['-db', '-f', join(dir, 'origin.cfg')]);
     await waitForListen({ host: NET.originA, port: ORIGIN_PORT }, { timeoutMs: 10_000, process: origin });
     const hap = await procs.start('haproxy-http', 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
@@ -219,22 +219,22 @@ async function main(): Promise<number> {
     const started: ManagedProcess[] = [];
     for (const [node, address] of [['node-a', NET.ztA], ['node-b', NET.ztB]] as const) {
       const p = await procs.start(`ztunnel ${node}`, process.execPath, [join(REPO_ROOT, 'dist', 'ztunnel', 'main.js')], {
-        env: { ...common, NODE_NAME: node, ZTUNNEL_ADDRESS: address, ADMIN_ADDRESS: address, SOCKS5_PORT: String(SOCKS5_PORT), OUTBOUND_PORT: '0' },
+        env: { ...common, NODE_NAME: node, ZTUNNEL_ADDRESS: address, ADMIN_ADDRESS: address, SOCKS5_PORT: String(PORTS.socks5), OUTBOUND_PORT: '0' },
       });
       started.push(p);
-      await waitForHttpOk(`http://${address}:15021/healthz/ready`, { timeoutMs: 30_000, process: p });
+      await waitForHttpOk(`http://${address}:${PORTS.readiness}/healthz/ready`, { timeoutMs: 30_000, process: p });
     }
     const wp = await procs.start('waypoint', process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist', 'waypoint', 'main.js')], {
       // The access log is part of the measured work: it stays on (info), as in production.
       env: { ...common, LOG_LEVEL: 'info', WAYPOINT_ADDRESS: NET.waypoint, ADMIN_ADDRESS: NET.waypoint },
     });
-    await waitForHttpOk(`http://${NET.waypoint}:15021/healthz/ready`, { timeoutMs: 30_000, process: wp });
+    await waitForHttpOk(`http://${NET.waypoint}:${PORTS.readiness}/healthz/ready`, { timeoutMs: 30_000, process: wp });
     const base = baseline
       ? await procs.start('waypoint (baseline)', process.execPath, [...nodeArgs, join(resolve(baseline), 'dist', 'waypoint', 'main.js')], {
           env: { ...common, LOG_LEVEL: 'info', WAYPOINT_ADDRESS: NET.baselineWaypoint, ADMIN_ADDRESS: NET.baselineWaypoint },
         })
       : undefined;
-    if (base) await waitForHttpOk(`http://${NET.baselineWaypoint}:15021/healthz/ready`, { timeoutMs: 30_000, process: base });
+    if (base) await waitForHttpOk(`http://${NET.baselineWaypoint}:${PORTS.readiness}/healthz/ready`, { timeoutMs: 30_000, process: base });
     const chain: ClientLauncher = { prefix: ['proxychains4', '-q', '-f', join(dir, 'proxychains.conf')] };
     const zts = started.map((p) => p.pid);
     const paths: Array<[string, ClientLauncher, string, { all: number[]; waypoint?: number }]> = [
@@ -259,7 +259,7 @@ async function main(): Promise<number> {
       }
     }
     // Proof the last path went through the waypoint.
-    const page = await fetchText(`http://${NET.waypoint}:15020/metrics`);
+    const page = await fetchText(`http://${NET.waypoint}:${PORTS.metrics}/metrics`);
     const counted = page ? sumMetric(page, 'istio_requests_total') : undefined;
     log(`waypoint counted ${counted ?? 0} requests`);
   } finally {

@@ -7,6 +7,7 @@ import type { ManagedProcess, ProcessTracker } from '../procs.js';
 import { waitForHttpOk } from '../wait.js';
 import { which } from '../which.js';
 import type { BenchContext, PathDriver, RunningPath } from './types.js';
+import { PORTS } from '../../../core/hbone/constants.js';
 
 /** A ztunnel of a benchmark: its node name in the mesh config and the loopback address it binds. */
 export interface ZtunnelNode {
@@ -19,10 +20,6 @@ const NODES = [
   { name: 'node-a', address: '127.0.0.2' },
   { name: 'node-b', address: '127.0.0.3' },
 ] as const;
-/** Explicit-proxy port (SOCKS5) of the ztunnel; see the port table in the architecture doc. */
-export const SOCKS5_PORT = 15080;
-export const METRICS_PORT = 15020;
-export const READY_PORT = 15021;
 /** Counter whose growth proves the bytes went through the ztunnels. */
 export const BYTES_METRIC = 'istio_tcp_received_bytes_total';
 
@@ -44,7 +41,7 @@ async function startZtunnelPair(ctx: BenchContext): Promise<RunningPath> {
   const configFile = join(ctx.dir, 'ztunnel-config.yaml');
   await writeFile(configFile, localConfigYaml(ctx.origin.iperf.host));
   const chainConf = join(ctx.dir, 'proxychains.conf');
-  await writeFile(chainConf, proxychainsConf(NODES[0].address, SOCKS5_PORT));
+  await writeFile(chainConf, proxychainsConf(NODES[0].address, PORTS.socks5));
   const started: ManagedProcess[] = [];
   const stop = async (): Promise<void> => {
     await Promise.all(started.map((p) => ctx.procs.stop(p)));
@@ -94,7 +91,7 @@ export async function startZtunnel(procs: ProcessTracker, opts: StartZtunnelOpts
     env: ztunnelEnv(opts),
   });
   opts.started.push(proc);
-  await waitForHttpOk(`http://${node.address}:${READY_PORT}/healthz/ready`, { timeoutMs: 30_000, process: proc });
+  await waitForHttpOk(`http://${node.address}:${PORTS.readiness}/healthz/ready`, { timeoutMs: 30_000, process: proc });
   return proc;
 }
 
@@ -110,7 +107,7 @@ function ztunnelEnv({ node, configFile, certs }: StartZtunnelOpts): Record<strin
     // Admin and stats on the node's own address, so two ztunnels fit on one host.
     ADMIN_ADDRESS: node.address,
     STATS_ADDRESS: node.address,
-    SOCKS5_PORT: String(SOCKS5_PORT),
+    SOCKS5_PORT: String(PORTS.socks5),
     // 0 disables the eBPF capture listener; there is no redirection on this host.
     OUTBOUND_PORT: '0',
     LOG_LEVEL: 'warn',
@@ -150,7 +147,7 @@ export function proxychainsConf(socksHost: string, socksPort: number): string {
 
 /** Sum of the bytes counter over both ztunnels; undefined when neither exposes it. */
 async function countedBytes(): Promise<number | undefined> {
-  const pages = await Promise.all(NODES.map((n) => fetchText(`http://${n.address}:${METRICS_PORT}/metrics`)));
+  const pages = await Promise.all(NODES.map((n) => fetchText(`http://${n.address}:${PORTS.metrics}/metrics`)));
   const sums = pages.map((p) => (p === undefined ? undefined : sumMetric(p, BYTES_METRIC)));
   return sums.every((s) => s === undefined) ? undefined : sums.reduce<number>((a, s) => a + (s ?? 0), 0);
 }
