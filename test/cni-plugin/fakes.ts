@@ -4,6 +4,10 @@
  * pushes snapshots into.
  */
 import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { silentLogger } from '../../core/telemetry/log.js';
+import { TemplateCgroupResolver } from '../../cni-plugin/agent/cgroup.js';
+import type { ReconcilerInputs } from '../../cni-plugin/agent/reconciler.js';
 import type { BpfStatus, Redirector, RedirectConfig } from '../../cni-plugin/agent/redirector.js';
 import { POD_PROGRAMS, STRICT_PROGRAMS, ZTUNNEL_PROGRAMS } from '../../cni-plugin/agent/redirector.js';
 import type { DesiredState, DesiredStateSource } from '../../cni-plugin/agent/desired-state.js';
@@ -113,4 +117,28 @@ export class PushDesiredSource implements DesiredStateSource {
   async close(): Promise<void> {
     this.listener = undefined;
   }
+}
+
+/**
+ * A Reconciler's inputs as the agent tests use them: node `node-a`, pod cgroups are directories
+ * `<root>/pod-<namespace>-<name>`, ztunnel's is `<root>/ztunnel`, exempt kube-system and
+ * istio-system, a silent logger. `over` replaces any of them.
+ */
+export function reconcilerInputs(root: string, over: Partial<ReconcilerInputs> & Pick<ReconcilerInputs, 'redirector' | 'store'>): ReconcilerInputs {
+  const zt = join(root, 'ztunnel');
+  return {
+    nodeName: 'node-a',
+    resolver: new TemplateCgroupResolver(root, 'pod-{podNamespace}-{podName}'),
+    cgroupRoot: root,
+    ztunnelCgroups: [zt],
+    ztunnelSource: zt,
+    protectedCgroups: [],
+    exemptNamespaces: ['istio-system', 'kube-system'],
+    rootNamespace: 'istio-system',
+    redirectConfig: { ztunnelIp: '10.0.0.1', outboundPort: 15001, nodeIps: ['10.0.0.1'], excludeCidrs: [], excludePorts: [] },
+    pinDir: '/sys/fs/bpf/test',
+    desiredSource: 'test',
+    logger: silentLogger,
+    ...over,
+  };
 }

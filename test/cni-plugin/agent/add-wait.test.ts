@@ -4,14 +4,12 @@
 import t, { type Test } from 'tap';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { silentLogger } from '../../../core/telemetry/log.js';
-import { TemplateCgroupResolver } from '../../../cni-plugin/agent/cgroup.js';
 import { parseDesiredState } from '../../../cni-plugin/agent/desired-file.js';
 import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
 import { Reconciler } from '../../../cni-plugin/agent/reconciler.js';
 import { StateStore } from '../../../cni-plugin/agent/store.js';
 import type { PodRequest } from '../../../cni-plugin/api.js';
-import { FakeRedirector } from '../fakes.js';
+import { FakeRedirector, reconcilerInputs } from '../fakes.js';
 
 const desired = (yaml: string): DesiredState => parseDesiredState(yaml, 'test.yaml');
 const BEFORE = `
@@ -33,23 +31,7 @@ async function started(t: Test, addWaitMs: number, state = desired(BEFORE)) {
   const root = t.testdir();
   await mkdir(join(root, 'ztunnel'));
   const kernel = new FakeRedirector();
-  const r = new Reconciler({
-    nodeName: 'node-a',
-    redirector: kernel,
-    store: new StateStore(join(root, 'state.json')),
-    resolver: new TemplateCgroupResolver(root, 'pod-{podNamespace}-{podName}'),
-    cgroupRoot: root,
-    ztunnelCgroups: [join(root, 'ztunnel')],
-    ztunnelSource: join(root, 'ztunnel'),
-    protectedCgroups: [],
-    exemptNamespaces: ['istio-system', 'kube-system'],
-    rootNamespace: 'istio-system',
-    redirectConfig: { ztunnelIp: '10.0.0.1', outboundPort: 15001, nodeIps: ['10.0.0.1'], excludeCidrs: [], excludePorts: [] },
-    pinDir: '/sys/fs/bpf/test',
-    desiredSource: 'test',
-    addWaitMs,
-    logger: silentLogger,
-  });
+  const r = new Reconciler(reconcilerInputs(root, { redirector: kernel, store: new StateStore(join(root, 'state.json')), addWaitMs }));
   t.teardown(() => r.close());
   await r.restore();
   await r.load();

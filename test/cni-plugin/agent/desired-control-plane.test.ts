@@ -19,13 +19,12 @@ import { KubeConfigApi } from '../../../core/kube/api.js';
 import { startClusterControlPlane } from '../../../control-plane/kubernetes/cluster.js';
 import { ControlPlaneDesiredStateSource, desiredFromMesh } from '../../../cni-plugin/agent/desired-control-plane.js';
 import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
-import { TemplateCgroupResolver } from '../../../cni-plugin/agent/cgroup.js';
 import { Reconciler } from '../../../cni-plugin/agent/reconciler.js';
 import { StateStore } from '../../../cni-plugin/agent/store.js';
 import type { PodRequest } from '../../../cni-plugin/api.js';
 import { KubeApiFixture, type FixtureRef } from '../../helpers/kube-api-fixture.js';
 import { until } from '../../helpers/until.js';
-import { FakeRedirector } from '../fakes.js';
+import { FakeRedirector, reconcilerInputs } from '../fakes.js';
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
 const WAYPOINT_LABELS = { 'gateway.istio.io/managed': 'istio.io-mesh-controller', 'gateway.networking.k8s.io/gateway-name': 'wp' };
@@ -188,23 +187,16 @@ await mkdir(join(root, 'ztunnel'));
 const kernel = new FakeRedirector();
 // A bound no test reaches: an ADD the stream fails to end would hang (and fail), never pass.
 const LONG = 600_000;
-const reconciler = new Reconciler({
-  nodeName: 'node-1',
-  redirector: kernel,
-  store: new StateStore(join(root, 'state.json')),
-  resolver: new TemplateCgroupResolver(root, 'pod-{podNamespace}-{podName}'),
-  cgroupRoot: root,
-  ztunnelCgroups: [join(root, 'ztunnel')],
-  ztunnelSource: join(root, 'ztunnel'),
-  protectedCgroups: [],
-  exemptNamespaces: ['istio-system', 'kube-system'],
-  rootNamespace: 'istio-system',
-  redirectConfig: { ztunnelIp: '127.0.72.11', outboundPort: 15001, nodeIps: ['127.0.72.11'], excludeCidrs: [], excludePorts: [] },
-  pinDir: '/sys/fs/bpf/test',
-  desiredSource: source.describe,
-  addWaitMs: LONG,
-  logger: silentLogger,
-});
+const reconciler = new Reconciler(
+  reconcilerInputs(root, {
+    nodeName: 'node-1',
+    redirector: kernel,
+    store: new StateStore(join(root, 'state.json')),
+    redirectConfig: { ztunnelIp: '127.0.72.11', outboundPort: 15001, nodeIps: ['127.0.72.11'], excludeCidrs: [], excludePorts: [] },
+    desiredSource: source.describe,
+    addWaitMs: LONG,
+  }),
+);
 t.teardown(() => reconciler.close());
 await reconciler.restore();
 await reconciler.load();

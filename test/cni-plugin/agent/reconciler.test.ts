@@ -1,15 +1,13 @@
 import t, { type Test } from 'tap';
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { silentLogger } from '../../../core/telemetry/log.js';
-import { TemplateCgroupResolver } from '../../../cni-plugin/agent/cgroup.js';
 import { parseDesiredState } from '../../../cni-plugin/agent/desired-file.js';
 import type { DesiredState } from '../../../cni-plugin/agent/desired-state.js';
 import { AgentApiError, Reconciler } from '../../../cni-plugin/agent/reconciler.js';
 import { POD_PROGRAMS, STRICT_PROGRAMS } from '../../../cni-plugin/agent/redirector.js';
 import { StateFileError, StateStore } from '../../../cni-plugin/agent/store.js';
 import type { PodRequest } from '../../../cni-plugin/api.js';
-import { FakeRedirector } from '../fakes.js';
+import { FakeRedirector, reconcilerInputs } from '../fakes.js';
 
 const desired = (yaml: string): DesiredState => parseDesiredState(yaml, 'test.yaml');
 const AMBIENT_APPS = `
@@ -44,22 +42,7 @@ async function fixture(t: Test): Promise<Fixture> {
     store,
     zt,
     make: (opts = {}) =>
-      new Reconciler({
-        nodeName: 'node-a',
-        redirector: opts.kernel ?? kernel,
-        store,
-        resolver: new TemplateCgroupResolver(root, 'pod-{podNamespace}-{podName}'),
-        cgroupRoot: root,
-        ztunnelCgroups: [zt],
-        ztunnelSource: zt,
-        protectedCgroups: [],
-        exemptNamespaces: ['istio-system', 'kube-system'],
-        rootNamespace: 'istio-system',
-        redirectConfig: { ztunnelIp: '10.0.0.1', outboundPort: 15001, nodeIps: ['10.0.0.1'], excludeCidrs: [], excludePorts: [] },
-        pinDir: '/sys/fs/bpf/test',
-        desiredSource: 'test',
-        logger: silentLogger,
-      }),
+      new Reconciler(reconcilerInputs(root, { redirector: opts.kernel ?? kernel, store })),
     async cgroup(name) {
       const p = join(root, name);
       await mkdir(p, { recursive: true });
