@@ -22,9 +22,28 @@ const LAB_FROM_CNI_PLUGIN = '^cni-plugin/(api|agent-client|agent/decide|agent/co
 /** What the cli may take from bpf: precheck checks the kernel the way the loader will. */
 const CLI_FROM_BPF = '^bpf/(kernel|command)[.]ts$';
 
+/**
+ * core/'s folders, lowest first: a folder may import its own files, core/'s top-level files
+ * (errors.ts, labels.ts, drain.ts) and the folders before it, never one after it, so there is no
+ * import cycle between folders. validation/ is the structural-check kit; kube/ reads Kubernetes
+ * objects; discovery/ is the control plane's wire contract and its clients; node-config/ is what a
+ * process reads on its own node (environment, the standalone file, which source to use).
+ */
+const CORE_LAYERS = ['validation', 'net', 'telemetry', 'identity', 'model', 'authz', 'hbone', 'kube', 'discovery', 'node-config'];
+
+/** One rule per core/ folder: nothing from a later layer. */
+const coreLayerRules = CORE_LAYERS.slice(0, -1).map((folder, i) => ({
+  name: 'core-folders-import-only-lower-layers',
+  comment: `core/${folder}/ may import only ${['core/ top-level files', ...CORE_LAYERS.slice(0, i).map((f) => `core/${f}/`)].join(', ')} (CORE_LAYERS)`,
+  severity: 'error',
+  from: { path: `^core/${folder}/` },
+  to: { path: `^core/(${CORE_LAYERS.slice(i + 1).join('|')})/` },
+}));
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
+    ...coreLayerRules,
     {
       name: 'core-imports-only-core',
       comment: 'core/ is the library every component shares; it depends on none of them',

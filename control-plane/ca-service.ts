@@ -15,7 +15,7 @@ import type { Logger } from '../core/telemetry/log.js';
 import { describeGeneralName, parseCsr } from '../core/identity/csr.js';
 import { tryParseSpiffeId } from '../core/identity/spiffe.js';
 import type { SigningCa } from '../core/identity/plugin-ca.js';
-import { ztunnelIdentity, type CaRequest, type CaResponse } from '../core/config/discovery-wire.js';
+import { ztunnelIdentity, type CaRequest, type CaResponse } from '../core/discovery/wire.js';
 import { GATEWAY_NAME_LABEL } from '../core/labels.js';
 import type { MeshState } from '../core/model/state.js';
 import { bearer, type Authenticator, type Caller } from './auth.js';

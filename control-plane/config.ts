@@ -6,8 +6,8 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../core/errors.js';
 import { PORTS } from '../core/hbone/constants.js';
-import { TRUST_DOMAIN_RE } from '../core/config/names.js';
-import { parseHostPort } from '../core/config/discovery-wire.js';
+import { TRUST_DOMAIN_RE } from '../core/kube/names.js';
+import { parseHostPort } from '../core/discovery/wire.js';
 import { DEFAULT_WAYPOINT_RESOURCES, parseContainerResources, type ContainerResources } from './kubernetes/resources.js';
 
 /** Environment variable names. */

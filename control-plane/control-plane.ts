@@ -15,7 +15,7 @@ import type { Logger } from '../core/telemetry/log.js';
 import { SigningCa } from '../core/identity/plugin-ca.js';
 import { SecretManager, type CaClient } from '../core/identity/secret-manager.js';
 import type { WorkloadCertificate } from '../core/identity/certificate.js';
-import { CA_PATH, DISCOVERY_PATH, RESOURCE_KINDS, controlPlaneIdentity } from '../core/config/discovery-wire.js';
+import { CA_PATH, DISCOVERY_PATH, RESOURCE_KINDS, controlPlaneIdentity } from '../core/discovery/wire.js';
 import {
   ManifestConverter,
   ManifestStore,
@@ -26,7 +26,7 @@ import {
   type PodObject,
   type ObjectProblem,
   type WaypointResources,
-} from '../core/config/manifests.js';
+} from '../core/kube/manifests.js';
 import { WAYPOINT_CLASS } from '../core/labels.js';
 import type { NodeInfo } from '../core/model/types.js';
 import { NodeTokenAuthenticator, type Authenticator } from './auth.js';

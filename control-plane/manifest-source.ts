@@ -11,7 +11,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import type { Logger } from '../core/telemetry/log.js';
-import { formatProblem, parseManifests, type ManifestObject, type ManifestStore, type ObjectProblem } from '../core/config/manifests.js';
+import { formatProblem, parseManifests, type ManifestObject, type ManifestStore, type ObjectProblem } from '../core/kube/manifests.js';
 import { watchPaths } from './watch.js';
 
 /** A source of Kubernetes objects feeding a store. */

@@ -21,7 +21,7 @@ import { decide, type DecideContext } from '../cni-plugin/agent/decide.js';
 import { runChain, type NetConfList } from './cni-chain.js';
 import { cgroup2Root } from '../bpf/kernel.js';
 import { PORTS } from '../core/hbone/constants.js';
-import { formatProblem, parseManifests, podsForDeployment, type DeploymentObject, type ManifestObject, type ObjectProblem } from '../core/config/manifests.js';
+import { formatProblem, parseManifests, podsForDeployment, type DeploymentObject, type ManifestObject, type ObjectProblem } from '../core/kube/manifests.js';
 import { cniBinDir, conflist, desiredFile, LabError, logsDir, manifestsDir, netnsPath, table, type Progress } from './cluster.js';
 import { readState, writeAtomic, writeState, type LabPaths, type LabState, type PodRecord } from './state.js';
 import { alive, getInNetns, IMAGES_DIR, podArgv, removeCgroup, sh, spawnDetached, until } from './sys.js';

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -51,7 +51,7 @@ t.test('the sources cross no boundary', async (t) => {
 });
 
 /**
- * One fixture file per case, `<from folder>/caseN.ts`, importing `to` (created as an empty module).
+ * One fixture file per case, `<from folder>/caseN.ts` (the folder may be nested: core/kube), importing `to` (created as an empty module).
  * `rule` is the rule that must report it, or undefined when the import is allowed.
  */
 const CASES: ReadonlyArray<{ from: string; to: string; rule?: string; typeOnly?: boolean }> = [
@@ -83,6 +83,12 @@ const CASES: ReadonlyArray<{ from: string; to: string; rule?: string; typeOnly?:
   { from: 'bench', to: 'ztunnel/proxy.ts', rule: 'bench-imports-core-and-the-control-plane' },
   { from: 'tools', to: 'lab/index.ts', rule: 'tools-import-only-core' },
   { from: 'ztunnel', to: 'ztunnel/missing.ts', rule: 'not-resolvable' },
+  { from: 'core/identity', to: 'core/discovery/wire.ts', rule: 'core-folders-import-only-lower-layers' },
+  { from: 'core/authz', to: 'core/kube/waypoint-policy.ts', rule: 'core-folders-import-only-lower-layers' },
+  { from: 'core/kube', to: 'core/node-config/file.ts', rule: 'core-folders-import-only-lower-layers' },
+  { from: 'core/discovery', to: 'core/kube/routes.ts' },
+  { from: 'core/node-config', to: 'core/discovery/wire.ts' },
+  { from: 'core/kube', to: 'core/errors.ts' },
 ];
 
 t.test('the check fails on planted imports, naming rule and edge, and allows the allowed ones', async (t) => {
@@ -93,7 +99,8 @@ t.test('the check fails on planted imports, naming rule and edge, and allows the
   const expected: string[] = [];
   for (const [i, c] of CASES.entries()) {
     const from = `${c.from}/case${i}.ts`;
-    const spec = `../${c.to.replace(/[.]ts$/, '.js')}`;
+    const rel = relative(c.from, c.to.replace(/[.]ts$/, '.js'));
+    const spec = rel.startsWith('.') ? rel : `./${rel}`;
     files.set(from, c.typeOnly ? `import type { X } from '${spec}';\nexport type Y = X;\n` : `import { x } from '${spec}';\nexport const y = x;\n`);
     if (!c.to.includes('missing')) files.set(c.to, 'export const x = 1;\nexport type X = number;\n');
     // An import that resolves to nothing is reported as written.

@@ -20,9 +20,9 @@ import { CertificateAuthority } from '../core/identity/ca.js';
 import { SecretManager } from '../core/identity/secret-manager.js';
 import { TrustAnchors } from '../core/identity/trust-anchors.js';
 import { controlPlaneTlsOptions } from '../core/identity/control-plane-tls.js';
-import { readRootsFile } from '../core/config/control-plane-client.js';
-import { DiscoverySource } from '../core/config/discovery-source.js';
-import { controlPlaneIdentity } from '../core/config/discovery-wire.js';
+import { readRootsFile } from '../core/discovery/client.js';
+import { DiscoverySource } from '../core/discovery/source.js';
+import { controlPlaneIdentity } from '../core/discovery/wire.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REGISTRY = 'docs/errors.md';

@@ -4,7 +4,7 @@
  * root namespace. How they match is core/authz/evaluate.ts (`authorizeRequest`), the same
  * evaluator ztunnel uses.
  */
-import { WAYPOINT_GATEWAY_CLASS } from '../core/config/waypoint-policy.js';
+import { WAYPOINT_GATEWAY_CLASS } from '../core/kube/waypoint-policy.js';
 import type { MeshState } from '../core/model/state.js';
 import type { Service, WaypointPolicy } from '../core/model/types.js';
 

@@ -1,6 +1,6 @@
-import { EnvReader, LOG_LEVELS, type LogLevel } from '../core/config/env.js';
+import { EnvReader, LOG_LEVELS, type LogLevel } from '../core/node-config/env.js';
 import { PORTS } from '../core/hbone/constants.js';
-import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../core/config/control-plane-settings.js';
+import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../core/node-config/control-plane.js';
 import { formatSpiffeId } from '../core/identity/spiffe.js';
 
 /** Environment variable names; the only place the waypoint reads the environment is `loadConfig`. */

@@ -12,9 +12,9 @@ import { createLogger, type Logger } from '../core/telemetry/log.js';
 import { MeshError } from '../core/errors.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { LocalCaClient, SecretManager } from '../core/identity/secret-manager.js';
-import { FileConfigSource } from '../core/config/file-source.js';
-import { connectControlPlane, readRootsFile } from '../core/config/control-plane-client.js';
-import type { ConfigSource } from '../core/config/source.js';
+import { FileConfigSource } from '../core/node-config/file-source.js';
+import { connectControlPlane, readRootsFile } from '../core/discovery/client.js';
+import type { ConfigSource } from '../core/model/source.js';
 import { Waypoint, type WaypointInputs } from './waypoint.js';
 import { LineBatcher } from './log-batch.js';
 

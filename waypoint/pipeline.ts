@@ -15,7 +15,7 @@
  *   forward     endpoint choice per try, then HBONE to its ztunnel
  */
 import type { Logger } from '../core/telemetry/log.js';
-import type { HttpMetrics } from '../core/telemetry/http-metrics.js';
+import type { HttpMetrics } from './http-metrics.js';
 import { compose, type Handler } from './context.js';
 import type { GatewayRef } from './authz.js';
 import { forwarder } from './forward.js';

@@ -10,10 +10,10 @@ import { createLogger, type Logger } from '../core/telemetry/log.js';
 import type { MeshError } from '../core/errors.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { LocalCaClient, SecretManager } from '../core/identity/secret-manager.js';
-import { FileConfigSource } from '../core/config/file-source.js';
-import { connectControlPlane, readRootsFile } from '../core/config/control-plane-client.js';
-import type { ConfigSource } from '../core/config/source.js';
-import { ztunnelIdentity } from '../core/config/discovery-wire.js';
+import { FileConfigSource } from '../core/node-config/file-source.js';
+import { connectControlPlane, readRootsFile } from '../core/discovery/client.js';
+import type { ConfigSource } from '../core/model/source.js';
+import { ztunnelIdentity } from '../core/discovery/wire.js';
 import { checkRedirection } from './redirection.js';
 import { Ztunnel, type ZtunnelInputs } from './ztunnel.js';
 

@@ -8,7 +8,7 @@ import { DrainTracker } from '../core/drain.js';
 import { HboneClient, type CertificateSource } from '../core/hbone/client.js';
 import { HboneServer } from '../core/hbone/server.js';
 import { MeshState } from '../core/model/state.js';
-import type { ConfigSource } from '../core/config/source.js';
+import type { ConfigSource } from '../core/model/source.js';
 import type { ZtunnelConfig } from './config.js';
 import { Outbound } from './proxy/outbound.js';
 import { Inbound } from './proxy/inbound.js';

@@ -8,8 +8,8 @@ import { ConfigError } from '../../core/errors.js';
 import { parseCidr } from '../../core/model/ip.js';
 import { PORTS } from '../../core/hbone/constants.js';
 import { DEFAULT_AGENT_SOCKET, MAX_SOCKET_PATH } from '../cni/spec.js';
-import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../../core/config/control-plane-settings.js';
-import { EnvReader } from '../../core/config/env.js';
+import { CONTROL_PLANE_ENV, readSourceMode, type ControlPlaneSettings } from '../../core/node-config/control-plane.js';
+import { EnvReader } from '../../core/node-config/env.js';
 import { KUBELET_CGROUP_ROOT_AUTO } from './cgroup.js';
 
 export { KUBELET_CGROUP_ROOT_AUTO };

@@ -7,7 +7,7 @@
  *
  * This is the only place that reads the mesh model for the agent.
  */
-import type { ConfigSource } from '../../core/config/source.js';
+import type { ConfigSource } from '../../core/model/source.js';
 import { deepFreeze, ImmutableMap } from '../../core/model/freeze.js';
 import type { MeshConfig } from '../../core/model/types.js';
 import type { Logger } from '../../core/telemetry/log.js';

@@ -6,10 +6,10 @@
 import { isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { dump, load, YAMLException } from 'js-yaml';
-import { Problems, Uniq, field, list, mapping, string, stringMap } from '../../core/config/check.js';
-import { parseMeshConfig } from '../../core/config/file.js';
+import { Problems, Uniq, field, list, mapping, string, stringMap } from '../../core/validation/check.js';
+import { parseMeshConfig } from '../../core/node-config/file.js';
 import { ConfigError } from '../../core/errors.js';
-import { WatchedFile } from '../../core/config/watched-file.js';
+import { WatchedFile } from '../../core/node-config/watched-file.js';
 import { deepFreeze, ImmutableMap } from '../../core/model/freeze.js';
 import type { PeerAuthentication } from '../../core/model/types.js';
 import type { Logger } from '../../core/telemetry/log.js';

@@ -20,7 +20,7 @@ import { FileDesiredStateSource } from './desired-file.js';
 import { ControlPlaneDesiredStateSource } from './desired-control-plane.js';
 import type { DesiredStateSource } from './desired-state.js';
 import { CniInstaller } from './install.js';
-import { connectControlPlane, readRootsFile } from '../../core/config/control-plane-client.js';
+import { connectControlPlane, readRootsFile } from '../../core/discovery/client.js';
 import type { Logger } from '../../core/telemetry/log.js';
 import { rm } from 'node:fs/promises';
 import { ownDirectories, removeEmptyDirectories } from './own-dirs.js';

@@ -7,7 +7,7 @@
  */
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
-import { Problems, describe, field, isMapping, list, mapping, string } from '../../core/config/check.js';
+import { Problems, describe, field, isMapping, list, mapping, string } from '../../core/validation/check.js';
 import { CniError } from './errors.js';
 
 /** The version this plugin writes (VERSION output, errors without a parsed config). */

@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../../core/telemetry/log.js';
 import { peerSpiffeId } from '../../core/identity/certificate.js';
 import { tryParseSpiffeId } from '../../core/identity/spiffe.js';
-import { DISCOVERY_QUERY, NDJSON, ztunnelIdentity } from '../../core/config/discovery-wire.js';
+import { DISCOVERY_QUERY, NDJSON, ztunnelIdentity } from '../../core/discovery/wire.js';
 import { bearer, type Authenticator } from '../auth.js';
 import { RequestRefusedError, refuse, sendError } from '../http.js';
 import type { ControlPlaneMetrics } from '../metrics.js';

@@ -12,7 +12,7 @@
  */
 import type { ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../../core/telemetry/log.js';
-import { NODE_AGENT_KINDS, RESOURCE_KINDS, type ResourceKind } from '../../core/config/discovery-wire.js';
+import { NODE_AGENT_KINDS, RESOURCE_KINDS, type ResourceKind } from '../../core/discovery/wire.js';
 import type { EncodedState, GlobalDelta } from './state.js';
 
 /** What a proxy receives. */

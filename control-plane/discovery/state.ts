@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { MeshState } from '../../core/model/state.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../../core/model/scope.js';
-import { RESOURCE_KINDS, SPEC_KINDS, encodeResource, resourceKey, type ResourceKind, type ResourceTypes } from '../../core/config/discovery-wire.js';
+import { RESOURCE_KINDS, SPEC_KINDS, encodeResource, resourceKey, type ResourceKind, type ResourceTypes } from '../../core/discovery/wire.js';
 import type { AuthorizationPolicy, MeshConfig, Workload } from '../../core/model/types.js';
 
 /** One encoded resource. */

@@ -13,7 +13,7 @@
 import type { Logger } from '../../core/telemetry/log.js';
 import { canonicalIp } from '../../core/model/ip.js';
 import type { NodeInfo } from '../../core/model/types.js';
-import { parseObject, objectRef, type ManifestObject, type ManifestStore, type ObjectProblem, type ObjectRef } from '../../core/config/manifests.js';
+import { parseObject, objectRef, type ManifestObject, type ManifestStore, type ObjectProblem, type ObjectRef } from '../../core/kube/manifests.js';
 import type { ObjectSource } from '../manifest-source.js';
 import type { NodeList } from '../nodes.js';
 import type { KubeApi, KubeObject } from '../../core/kube/api.js';

@@ -41,7 +41,6 @@
  */
 import { cidrContains, parseCidr, parseIp, type Cidr, type IpAddress } from '../model/ip.js';
 import { tryParseSpiffeId } from '../identity/spiffe.js';
-import { conditionHeader } from '../config/waypoint-policy.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource } from '../model/types.js';
 import { hostMatches, matchesPattern, parsePolicyPort, pathMatches } from './match.js';
 
@@ -107,6 +106,18 @@ export const L4_CONDITION_KEYS: ReadonlySet<string> = new Set([
   'destination.ip',
   'destination.port',
 ]);
+
+/** `when` keys a waypoint evaluates; `request.headers[<name>]` too. */
+export const WAYPOINT_CONDITION_KEYS: ReadonlySet<string> = new Set([
+  'source.ip', 'source.namespace', 'source.principal', 'remote.ip', 'destination.ip', 'destination.port',
+  'request.auth.principal', 'request.auth.audiences', 'request.auth.presenter', 'connection.sni',
+]);
+/** A `request.headers[<name>]` condition key; group 1 is the header name. */
+export const HEADER_KEY_RE = /^request\.headers\[([A-Za-z0-9!#$%&'*+\-.^_`|~]+)\]$/;
+/** The header name of a `request.headers[<name>]` condition key (lowercase), or undefined. */
+export function conditionHeader(key: string): string | undefined {
+  return HEADER_KEY_RE.exec(key)?.[1]?.toLowerCase();
+}
 
 /**
  * What the proxy can see: `l4` ztunnel (no HTTP, no `remote.ip`: istiod treats remoteIpBlocks as

@@ -1,7 +1,7 @@
 /**
  * The internal model every data plane works on. Wire shapes (YAML files, discovery messages,
  * Kubernetes objects) are converted into these types at exactly one boundary per source
- * (`core/config/file.ts` for the file source); nothing else reads wire shapes.
+ * (`core/node-config/file.ts` for the file source); nothing else reads wire shapes.
  *
  * All objects are frozen once built; an update replaces them.
  */

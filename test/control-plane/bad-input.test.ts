@@ -6,8 +6,8 @@ import { encodeCsr, generateKeyAndCsr } from '../../core/identity/csr.js';
 import { CertificateAuthority } from '../../core/identity/ca.js';
 import { controlPlaneTlsOptions } from '../../core/identity/control-plane-tls.js';
 import { TrustAnchors } from '../../core/identity/trust-anchors.js';
-import { readRootsFile } from '../../core/config/control-plane-client.js';
-import { CA_PATH, DISCOVERY_PATH, controlPlaneIdentity, ztunnelIdentity } from '../../core/config/discovery-wire.js';
+import { readRootsFile } from '../../core/discovery/client.js';
+import { CA_PATH, DISCOVERY_PATH, controlPlaneIdentity, ztunnelIdentity } from '../../core/discovery/wire.js';
 import type { WorkloadCertificate } from '../../core/identity/certificate.js';
 import { makeFiles, manifestYaml, namespace, pod, startControlPlane, writeAtomic } from './helpers.js';
 

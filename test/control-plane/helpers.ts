@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { CertificateAuthority } from '../../core/identity/ca.js';
 import { silentLogger, type Logger } from '../../core/telemetry/log.js';
-import { connectControlPlane, readRootsFile, type ControlPlaneClient } from '../../core/config/control-plane-client.js';
+import { connectControlPlane, readRootsFile, type ControlPlaneClient } from '../../core/discovery/client.js';
 import { loadConfig as loadCpConfig, type ControlPlaneConfig } from '../../control-plane/config.js';
 import { ControlPlane } from '../../control-plane/control-plane.js';
 import { loadConfig as loadZtConfig } from '../../ztunnel/config.js';

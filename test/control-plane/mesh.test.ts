@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import type net from 'node:net';
 import { counterValue } from '../helpers/mesh.js';
 import { echoServer, socks5Connect, readAll, closeServer } from '../helpers/net.js';
-import { RemoteCaClient, CaRequestError } from '../../core/identity/remote-ca-client.js';
+import { RemoteCaClient, CaRequestError } from '../../core/discovery/ca-client.js';
 import { TrustAnchors } from '../../core/identity/trust-anchors.js';
 import { generateKeyAndCsr } from '../../core/identity/csr.js';
-import { readRootsFile } from '../../core/config/control-plane-client.js';
-import { controlPlaneIdentity } from '../../core/config/discovery-wire.js';
+import { readRootsFile } from '../../core/discovery/client.js';
+import { controlPlaneIdentity } from '../../core/discovery/wire.js';
 import {
   makeFiles,
   manifestYaml,

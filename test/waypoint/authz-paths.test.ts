@@ -6,8 +6,8 @@
  * tests fail by timing out if matching ever backtracks again. They assert results only.
  */
 import t from 'tap';
-import { Problems } from '../../core/config/check.js';
-import { WaypointPolicyConverter } from '../../core/config/waypoint-policy.js';
+import { Problems } from '../../core/validation/check.js';
+import { WaypointPolicyConverter } from '../../core/kube/waypoint-policy.js';
 import { authorizeRequest, type RequestAttrs } from '../../core/authz/evaluate.js';
 import { pathMatches } from '../../core/authz/match.js';
 

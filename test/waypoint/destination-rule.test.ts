@@ -5,9 +5,9 @@
  * snapshot (the file format has no `destinationRules` section, so a wrapper adds them).
  */
 import t from 'tap';
-import { Problems } from '../../core/config/check.js';
-import { RouteConverter } from '../../core/config/routes.js';
-import type { ConfigSource } from '../../core/config/source.js';
+import { Problems } from '../../core/validation/check.js';
+import { RouteConverter } from '../../core/kube/routes.js';
+import type { ConfigSource } from '../../core/model/source.js';
 import type { DestinationRule } from '../../core/model/routes.js';
 import { closeServer } from '../helpers/net.js';
 import { backend, meshAgent, request, startWaypointMesh } from './fixture.js';

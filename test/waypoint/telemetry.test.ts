@@ -1,7 +1,7 @@
 /** The telemetry layer's series cache: right series across config reloads, bounded, no counts lost. */
 import t from 'tap';
 import { Registry } from 'prom-client';
-import { createHttpMetrics } from '../../core/telemetry/http-metrics.js';
+import { createHttpMetrics } from '../../waypoint/http-metrics.js';
 import { MeshState } from '../../core/model/state.js';
 import type { MeshConfig, Service, Workload } from '../../core/model/types.js';
 import { SERIES_CACHE_LIMIT, seriesCache } from '../../waypoint/filters/telemetry.js';

@@ -1,14 +1,14 @@
 /** Pure parts of the waypoint: L7 authorization semantics, path rewrites, sniffing, retry conditions. */
 import t from 'tap';
-import { Problems } from '../../core/config/check.js';
-import { WaypointPolicyConverter } from '../../core/config/waypoint-policy.js';
+import { Problems } from '../../core/validation/check.js';
+import { WaypointPolicyConverter } from '../../core/kube/waypoint-policy.js';
 import type { WaypointPolicy } from '../../core/model/types.js';
 import { authorizeRequest, type RequestAttrs } from '../../core/authz/evaluate.js';
 import { hostMatches, pathMatches } from '../../core/authz/match.js';
 import { rewritePath } from '../../waypoint/filters/rewrite.js';
 import { sniff } from '../../waypoint/inbound.js';
 import { retriable } from '../../waypoint/filters/retry.js';
-import { ISTIO_DEFAULT_RETRY } from '../../core/config/routes.js';
+import { ISTIO_DEFAULT_RETRY } from '../../core/kube/routes.js';
 import { upstreamConnectFailed, upstreamRefused, upstreamReset, upstreamTimeout } from '../../waypoint/status.js';
 import { keepAliveHintMs } from '../../waypoint/upstream.js';
 import { idempotent } from '../../waypoint/forward.js';

@@ -5,7 +5,7 @@ import * as yaml from 'js-yaml';
 import { LocalCaClient, SecretManager, type CaClient, type CaSignResult } from '../../core/identity/secret-manager.js';
 import { CertificateAuthority } from '../../core/identity/ca.js';
 import type { WorkloadCertificate } from '../../core/identity/certificate.js';
-import { parseMeshConfig } from '../../core/config/file.js';
+import { parseMeshConfig } from '../../core/node-config/file.js';
 import { MeshState } from '../../core/model/state.js';
 import { silentLogger } from '../../core/telemetry/log.js';
 import { Ztunnel } from '../../ztunnel/ztunnel.js';

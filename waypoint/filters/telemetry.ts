@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/telemetry/log.js';
 import { UNKNOWN } from '../../core/telemetry/metrics.js';
-import type { HttpLabels, HttpMetrics, HttpSeries } from '../../core/telemetry/http-metrics.js';
+import type { HttpLabels, HttpMetrics, HttpSeries } from '../http-metrics.js';
 import type { Layer, RequestContext, WriteResult } from '../context.js';
 import { renderFlags } from '../context.js';
 

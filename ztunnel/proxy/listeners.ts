@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { readSocks5Request, sendSocks5Reply, SOCKS5_REPLY, isIpAddress } from '../../core/net/socks5.js';
+import { readSocks5Request, sendSocks5Reply, SOCKS5_REPLY, isIpAddress } from '../socks5.js';
 import type { HboneError } from '../../core/hbone/status.js';
 import type { Outbound } from './outbound.js';
 import { normalizeIp } from './outbound.js';

@@ -33,7 +33,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{/*
 The mesh's identities name istio-system: the control plane's serving certificate is
 spiffe://<td>/ns/istio-system/sa/istiod and ztunnels ask for .../ns/istio-system/sa/ztunnel
-(core/config/discovery-wire.ts). Installed elsewhere, nothing would authenticate.
+(core/discovery/wire.ts). Installed elsewhere, nothing would authenticate.
 */}}
 {{- define "control-plane.checkNamespace" -}}
 {{- if ne .Release.Namespace "istio-system" -}}

@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { CertificateAuthority } from '../../../core/identity/ca.js';
-import { connectControlPlane } from '../../../core/config/control-plane-client.js';
+import { connectControlPlane } from '../../../core/discovery/client.js';
 import { silentLogger } from '../../../core/telemetry/log.js';
 import type { MeshConfig, Workload } from '../../../core/model/types.js';
 import { loadConfig } from '../../../control-plane/config.js';

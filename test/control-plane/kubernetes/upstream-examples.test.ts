@@ -1,5 +1,5 @@
 /**
- * The objects of the Istio and Gateway API documentation (test/core/config/fixtures/
+ * The objects of the Istio and Gateway API documentation (test/core/kube/fixtures/
  * upstream-examples.yaml, each naming the page it mirrors), as the API server would return them
  * (server metadata added, list items without apiVersion/kind for built-in kinds), through the
  * Kubernetes source's boundary (to-manifest.ts) and the shared parser, then the status writer:
@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import * as yaml from 'js-yaml';
-import { parseObject, type ObjectProblem } from '../../../core/config/manifests.js';
+import { parseObject, type ObjectProblem } from '../../../core/kube/manifests.js';
 import { silentLogger } from '../../../core/telemetry/log.js';
 import { KubeConfigApi, type KubeObject } from '../../../core/kube/api.js';
 import { resourceOf } from '../../../control-plane/kubernetes/kinds.js';
@@ -20,7 +20,7 @@ import { toManifestDocument } from '../../../control-plane/kubernetes/to-manifes
 import { KubeApiFixture } from '../../helpers/kube-api-fixture.js';
 import { until } from '../../helpers/until.js';
 
-const FILE = fileURLToPath(new URL('../../core/config/fixtures/upstream-examples.yaml', import.meta.url));
+const FILE = fileURLToPath(new URL('../../core/kube/fixtures/upstream-examples.yaml', import.meta.url));
 const docs = yaml.loadAll(readFileSync(FILE, 'utf8')) as KubeObject[];
 
 /** What each example must become: `ok`, `warn` (applies, not entirely as written) or `reject`, with the problem's field. */

@@ -9,9 +9,9 @@
  * plaintext rows are L4 only.
  */
 import t from 'tap';
-import { Problems } from '../../../core/config/check.js';
-import { PolicySpecParser } from '../../../core/config/policy-spec.js';
-import { WaypointPolicyConverter } from '../../../core/config/waypoint-policy.js';
+import { Problems } from '../../../core/validation/check.js';
+import { PolicySpecParser } from '../../../core/kube/authorization-policy.js';
+import { WaypointPolicyConverter } from '../../../core/kube/waypoint-policy.js';
 import {
   authorizeConnection,
   authorizeRequest,

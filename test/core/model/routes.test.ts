@@ -1,7 +1,7 @@
 import t from 'tap';
-import { Problems } from '../../../core/config/check.js';
-import { RouteConverter, parseDurationMs } from '../../../core/config/routes.js';
-import { parseMeshConfig } from '../../../core/config/file.js';
+import { Problems } from '../../../core/validation/check.js';
+import { RouteConverter, parseDurationMs } from '../../../core/kube/routes.js';
+import { parseMeshConfig } from '../../../core/node-config/file.js';
 import type { ConfigError } from '../../../core/errors.js';
 import {
   firstMatch,

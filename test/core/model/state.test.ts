@@ -1,6 +1,6 @@
 import t from 'tap';
 import { MeshState } from '../../../core/model/state.js';
-import { parseMeshConfig } from '../../../core/config/file.js';
+import { parseMeshConfig } from '../../../core/node-config/file.js';
 import type { Service } from '../../../core/model/types.js';
 
 const YAML = `

@@ -1,0 +1,81 @@
+import t from 'tap';
+import {
+  Problems,
+  Uniq,
+  boolean,
+  describe,
+  field,
+  indexPath,
+  keyPath,
+  list,
+  mapping,
+  oneOf,
+  port,
+  string,
+  stringMap,
+} from '../../../core/validation/check.js';
+
+t.test('paths', async (t) => {
+  t.equal(keyPath('', 'nodes'), 'nodes');
+  t.equal(keyPath('workloads[0]', 'labels'), 'workloads[0].labels');
+  t.equal(keyPath('labels', 'app.kubernetes.io/name'), 'labels["app.kubernetes.io/name"]');
+  t.equal(keyPath('portLevelMtls', '8080'), 'portLevelMtls["8080"]');
+  t.equal(indexPath('ips', 2), 'ips[2]');
+});
+
+t.test('describe', async (t) => {
+  t.same([undefined, null, 'x', 1, true, [], {}].map(describe), ['nothing', 'null', '"x"', '1', 'true', 'a list', 'a mapping']);
+});
+
+t.test('checkers record problems and keep going', async (t) => {
+  const p = new Problems();
+  t.equal(port(p, 'a', 80), 80);
+  t.equal(port(p, 'b', '80'), undefined, 'strings only when allowed');
+  t.equal(port(p, 'c', '80', true), 80);
+  t.equal(port(p, 'd', 65536), undefined);
+  t.equal(boolean(p, 'e', false), false);
+  t.equal(oneOf(p, 'f', 'B', ['A', 'B'] as const), 'B');
+  t.equal(oneOf(p, 'g', 'b', ['A', 'B'] as const), undefined);
+  t.equal(string(p, 'h', '', 'a name'), undefined);
+  t.equal(string(p, 'i', 'x', 'a name', (s) => (s === 'x' ? 'no x' : undefined)), undefined);
+  t.same(list(p, 'j', [1, 'x', 2], (v, q) => port(p, q, v)), [1, 2], 'good elements kept');
+  t.equal(list(p, 'k', [], () => 1, { nonEmpty: 'add one' }), undefined);
+  t.same(stringMap(p, 'l', { a: 'b' }), { a: 'b' });
+  t.equal(stringMap(p, 'm', { a: true }), undefined);
+  t.same(p.list, [
+    'b: "80" is not a port; expected an integer from 1 to 65535',
+    'd: 65536 is not a port; expected an integer from 1 to 65535',
+    'g: "b" is not allowed; expected one of A, B',
+    'h: expected a name, got ""',
+    'i: no x',
+    'j[1]: "x" is not a port; expected an integer from 1 to 65535',
+    'k: must not be empty; add one',
+    'm.a: expected a string value, got true (quote it: "true")',
+  ]);
+  t.equal(p.size, 8);
+});
+
+t.test('mapping: unknown keys with suggestions; field: required and absent', async (t) => {
+  const p = new Problems();
+  const m = mapping(p, 'x', { nmae: 1, zzz: 2, name: 'a' }, ['name', 'namespace']);
+  t.ok(m, 'mapping returned despite unknown keys');
+  t.equal(mapping(p, 'y', [1], ['a']), undefined);
+  t.equal(field(p, 'x', { a: null }, 'a', () => 1, { required: true, expected: 'a thing' }), undefined);
+  t.equal(field(p, 'x', {}, 'b', () => 1), undefined, 'optional and absent: no problem');
+  t.equal(field(p, 'x', { c: 0 }, 'c', (v) => v), 0);
+  t.same(p.list, [
+    'x.nmae: unknown key; did you mean "name"? allowed keys here: name, namespace',
+    'x.zzz: unknown key; allowed keys here: name, namespace',
+    'y: expected a mapping, got a list',
+    'x.a: required field is missing; expected a thing',
+  ]);
+});
+
+t.test('Uniq names the first holder', async (t) => {
+  const p = new Problems();
+  const u = new Uniq(p, 'address');
+  t.ok(u.check('1.1.1.1', 'a[0]'));
+  t.notOk(u.check('1.1.1.1', 'b[0]'));
+  t.equal(u.where('1.1.1.1'), 'a[0]');
+  t.same(p.list, ['b[0]: duplicate address "1.1.1.1"; first used at a[0]']);
+});
