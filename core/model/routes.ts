@@ -129,23 +129,23 @@ export interface ParentRef {
   readonly port?: number;
 }
 
-export interface HttpRoute {
-  readonly kind: 'HTTPRoute';
+/** What every route resource has: its name, namespace and ordered rules. */
+interface RouteResource<K extends string> {
+  readonly kind: K;
   readonly name: string;
   readonly namespace: string;
-  readonly parents: readonly ParentRef[];
-  /** Lowercase; empty matches every host. */
-  readonly hostnames: readonly string[];
   readonly rules: readonly RouteRule[];
 }
 
-export interface VirtualService {
-  readonly kind: 'VirtualService';
-  readonly name: string;
-  readonly namespace: string;
+export interface HttpRoute extends RouteResource<'HTTPRoute'> {
+  readonly parents: readonly ParentRef[];
+  /** Lowercase; empty matches every host. */
+  readonly hostnames: readonly string[];
+}
+
+export interface VirtualService extends RouteResource<'VirtualService'> {
   /** As written; resolved against services with `resolveHost`. */
   readonly hosts: readonly string[];
-  readonly rules: readonly RouteRule[];
 }
 
 /** A named subset of a service's endpoints (Istio DestinationRule `subsets[]`). */

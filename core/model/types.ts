@@ -145,7 +145,8 @@ export interface PolicyRule {
   readonly when: readonly PolicyCondition[];
 }
 
-export interface AuthorizationPolicy {
+/** Where a selector-scoped Istio policy (AuthorizationPolicy, PeerAuthentication) applies. */
+export interface WorkloadPolicyScope {
   readonly name: string;
   readonly namespace: string;
   /**
@@ -155,6 +156,9 @@ export interface AuthorizationPolicy {
    */
   readonly scope: 'mesh' | 'namespace' | 'workload';
   readonly selector: Readonly<Record<string, string>>;
+}
+
+export interface AuthorizationPolicy extends WorkloadPolicyScope {
   readonly action: PolicyAction;
   /** OR over rules. An ALLOW policy with no rules matches nothing; a DENY policy with no rules matches nothing. */
   readonly rules: readonly PolicyRule[];
@@ -162,11 +166,7 @@ export interface AuthorizationPolicy {
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE' | 'UNSET';
 
-export interface PeerAuthentication {
-  readonly name: string;
-  readonly namespace: string;
-  readonly scope: 'mesh' | 'namespace' | 'workload';
-  readonly selector: Readonly<Record<string, string>>;
+export interface PeerAuthentication extends WorkloadPolicyScope {
   readonly mode: MtlsMode;
   /** Per-port overrides (Istio's portLevelMtls), keyed by the workload's target port. */
   readonly portLevel: ReadonlyMap<number, MtlsMode>;
