@@ -99,34 +99,22 @@ export type PolicyAction = 'ALLOW' | 'DENY';
  * One `from` source of an Istio AuthorizationPolicy rule. Each present field must match (AND);
  * within a field any value may match (OR); `not*` fields must not match.
  */
-export interface PolicySource {
-  readonly principals?: readonly string[];
-  readonly notPrincipals?: readonly string[];
-  readonly namespaces?: readonly string[];
-  readonly notNamespaces?: readonly string[];
-  readonly ipBlocks?: readonly string[];
-  readonly notIpBlocks?: readonly string[];
+/** Istio's pairs of match lists: every field `x` has a `notX` twin (see the rule above). */
+type MatchLists<K extends string, T = string> = { readonly [P in K | `not${Capitalize<K>}`]?: readonly T[] };
+
+/**
+ * `requestPrincipals` and `remoteIpBlocks` (and their `not*` twins) are HTTP fields, kept only for
+ * policies a waypoint enforces (`WaypointPolicy`).
+ */
+export interface PolicySource extends MatchLists<'principals' | 'namespaces' | 'ipBlocks' | 'requestPrincipals' | 'remoteIpBlocks'> {
   /** HTTP-only fields (requestPrincipals, remoteIpBlocks ...) were present; an L4 proxy cannot see them. */
   readonly hasL7Fields: boolean;
-  /** HTTP fields, kept only for policies a waypoint enforces (`WaypointPolicy`). */
-  readonly requestPrincipals?: readonly string[];
-  readonly notRequestPrincipals?: readonly string[];
-  readonly remoteIpBlocks?: readonly string[];
-  readonly notRemoteIpBlocks?: readonly string[];
 }
 
-export interface PolicyOperation {
-  readonly ports?: readonly number[];
-  readonly notPorts?: readonly number[];
+/** `hosts`, `methods` and `paths` (and their `not*` twins) are HTTP fields, kept only for policies a waypoint enforces. */
+export interface PolicyOperation extends MatchLists<'ports', number>, MatchLists<'hosts' | 'methods' | 'paths'> {
   /** HTTP-only fields (methods, paths, hosts ...) were present; an L4 proxy cannot see them. */
   readonly hasL7Fields: boolean;
-  /** HTTP fields, kept only for policies a waypoint enforces (`WaypointPolicy`). */
-  readonly hosts?: readonly string[];
-  readonly notHosts?: readonly string[];
-  readonly methods?: readonly string[];
-  readonly notMethods?: readonly string[];
-  readonly paths?: readonly string[];
-  readonly notPaths?: readonly string[];
 }
 
 export interface PolicyCondition {
