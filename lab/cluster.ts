@@ -174,13 +174,13 @@ async function startProc(paths: LabPaths, spec: ProcSpec, restarts: number): Pro
     async () => {
       const text = (await logText(log)).slice(offset);
       if (spec.ready.test(text)) return true;
-      if (!(await alive(pid, spec.marker))) throw new LabError(`${spec.key} exited while starting; the end of ${log}:\n${text.slice(-2000)}`, 'LAB_PROCESS_EXITED');
+      if (!(await alive(pid, spec.marker))) throw new LabError(`${spec.key} exited while starting; the end of ${log}:\n${text.slice(-2000)}`, 'ERR_LAB_PROCESS_EXITED');
       return false;
     },
     45_000,
     100,
   ).catch((err: Error) => {
-    throw new LabError(err.message, 'LAB_PROCESS_NOT_READY');
+    throw new LabError(err.message, 'ERR_LAB_PROCESS_NOT_READY');
   });
   return rec;
 }
@@ -193,13 +193,13 @@ export interface UpOptions {
 /**
  * Brings the lab up, or, when it is up, restarts what died and changes nothing else.
  *
- * @throws LabError `LAB_PREREQUISITES` before changing anything when the machine lacks something.
+ * @throws LabError `ERR_LAB_PREREQUISITES` before changing anything when the machine lacks something.
  */
 export async function up(paths: LabPaths, opts: UpOptions = {}): Promise<LabState> {
   const say = opts.progress ?? (() => {});
   const missing = await checkPrerequisites();
   if (missing.length > 0) {
-    throw new LabError(`the lab cannot start; missing:\n${missing.map((m) => `  - ${m.what}: ${m.fix}`).join('\n')}\nnothing was changed`, 'LAB_PREREQUISITES');
+    throw new LabError(`the lab cannot start; missing:\n${missing.map((m) => `  - ${m.what}: ${m.fix}`).join('\n')}\nnothing was changed`, 'ERR_LAB_PREREQUISITES');
   }
   const existing = await readState(paths);
   if (existing && (await netnsExists(existing.fabricNetns))) {
@@ -215,7 +215,7 @@ export async function up(paths: LabPaths, opts: UpOptions = {}): Promise<LabStat
     await down(paths);
   }
   const count = opts.nodes ?? 2;
-  if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) throw new LabError(`--nodes must be 1 to ${MAX_NODES}`, 'LAB_BAD_NODES');
+  if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) throw new LabError(`--nodes must be 1 to ${MAX_NODES}`, 'ERR_LAB_BAD_NODES');
   const root = (await cgroup2Root())!;
   const nodes = Array.from({ length: count }, (_, i) => nodeRecord(paths, root, i + 1));
   const s: LabState = { prefix: paths.prefix, fabricNetns: `${paths.prefix}-fabric`, controlPlaneIp: CONTROL_PLANE_IP, nodes, procs: {}, objects: {}, pods: {}, created: new Date().toISOString() };

@@ -176,7 +176,7 @@ export async function runDemo(paths: LabPaths, say: Progress, requests = 100): P
   await apply(paths, file, say);
   say(`demo: ${requests} requests client → frontend → backend (v1, v2) and ratings, each hop through the namespace's waypoint`);
   const r = await exec(paths, 'client', DEMO_NAMESPACE, ['lab/get', '--quiet', '--count', String(requests), 'http://frontend/'], 'pipe');
-  if (r.code !== 0) throw new LabError(`demo traffic failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}; check ambientctl lab logs ztunnel/NODE and the waypoint's log`, 'LAB_DEMO_TRAFFIC');
+  if (r.code !== 0) throw new LabError(`demo traffic failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}; check ambientctl lab logs ztunnel/NODE and the waypoint's log`, 'ERR_LAB_DEMO_TRAFFIC');
   const answers = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { upstreams?: Array<{ answer?: { version?: string } }> });
   const versions = new Map<string, number>();
   for (const a of answers) for (const u of a.upstreams ?? []) if (u.answer?.version) versions.set(u.answer.version, (versions.get(u.answer.version) ?? 0) + 1);

@@ -15,7 +15,7 @@ export const IMAGES_DIR = join(DIST, 'lab/images');
 export const SYSTEM_CNI_DIR = '/usr/lib/cni';
 
 export class LabCommandError extends Error {
-  readonly code = 'LAB_COMMAND_FAILED';
+  readonly code = 'ERR_LAB_COMMAND_FAILED';
 }
 
 /** Runs a command; rejects with its stderr. */

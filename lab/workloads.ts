@@ -37,14 +37,14 @@ const podKey = (ns: string, name: string) => `${ns}/${name}`;
 
 export async function requireLab(paths: LabPaths): Promise<LabState> {
   const s = await readState(paths);
-  if (!s) throw new LabError(`no lab is up (no ${paths.stateDir}/lab.json); run ambientctl lab up`, 'LAB_NOT_UP');
+  if (!s) throw new LabError(`no lab is up (no ${paths.stateDir}/lab.json); run ambientctl lab up`, 'ERR_LAB_NOT_UP');
   return s;
 }
 
 /** Manifest files: FILE, or every *.yaml/*.yml/*.json under DIR (sorted, recursive). */
 async function manifestFiles(path: string): Promise<string[]> {
   const st = await stat(path).catch(() => undefined);
-  if (!st) throw new LabError(`${path}: no such file or directory`, 'LAB_NO_FILE');
+  if (!st) throw new LabError(`${path}: no such file or directory`, 'ERR_LAB_NO_FILE');
   if (!st.isDirectory()) return [path];
   const out: string[] = [];
   for (const e of (await readdir(path, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -68,7 +68,7 @@ export async function loadManifests(path: string): Promise<ManifestObject[]> {
     if (o.kind === 'Pod') problems.push(...containerProblems(o.raw.spec as Raw, 'spec', o));
     if (o.kind === 'Deployment') problems.push(...containerProblems((o.raw.spec as Raw).template ? ((o.raw.spec as Raw).template as Raw).spec as Raw : undefined, 'spec.template.spec', o));
   }
-  if (problems.length > 0) throw new LabError(`rejected; nothing was applied:\n${problems.map((p) => `  ${formatProblem(p)}`).join('\n')}`, 'LAB_BAD_MANIFEST');
+  if (problems.length > 0) throw new LabError(`rejected; nothing was applied:\n${problems.map((p) => `  ${formatProblem(p)}`).join('\n')}`, 'ERR_LAB_BAD_MANIFEST');
   return objects;
 }
 
@@ -292,7 +292,7 @@ async function removePod(paths: LabPaths, s: LabState, p: PodRecord, say: Progre
 function freeClusterIp(s: LabState): string {
   const used = new Set(Object.values(s.objects).map((o) => (o.spec as Raw | undefined)?.clusterIP));
   for (let i = 10; i < 255; i++) if (!used.has(`${SERVICE_CIDR_PREFIX}.${i}`)) return `${SERVICE_CIDR_PREFIX}.${i}`;
-  throw new LabError(`no free ClusterIP left in ${SERVICE_CIDR_PREFIX}.0/24`, 'LAB_NO_CLUSTER_IP');
+  throw new LabError(`no free ClusterIP left in ${SERVICE_CIDR_PREFIX}.0/24`, 'ERR_LAB_NO_CLUSTER_IP');
 }
 
 /** Applies manifests: checked as a whole first, then objects, then pods, then the files the mesh reads. */
@@ -302,7 +302,7 @@ export async function apply(paths: LabPaths, path: string, say: Progress = () =>
   const known = new Set([...namespaces(s).keys(), ...objects.filter((o) => o.kind === 'Namespace').map((o) => o.meta.name)]);
   const missingNs = objects.filter((o) => o.meta.namespace !== undefined && !known.has(o.meta.namespace));
   if (missingNs.length > 0) {
-    throw new LabError(`rejected; nothing was applied:\n${missingNs.map((o) => `  ${o.source ?? path}: ${o.kind} ${o.meta.namespace}/${o.meta.name}: metadata.namespace: namespace ${o.meta.namespace} does not exist; apply a Namespace first`).join('\n')}`, 'LAB_NO_NAMESPACE');
+    throw new LabError(`rejected; nothing was applied:\n${missingNs.map((o) => `  ${o.source ?? path}: ${o.kind} ${o.meta.namespace}/${o.meta.name}: metadata.namespace: namespace ${o.meta.namespace} does not exist; apply a Namespace first`).join('\n')}`, 'ERR_LAB_NO_NAMESPACE');
   }
   const wantPods: Array<{ raw: Raw; owner?: string }> = [];
   const owners = new Set<string>();
@@ -368,7 +368,7 @@ function withWaypoints(paths: LabPaths, s: LabState, objects: ManifestObject[]):
     const where = `${o.source ?? 'manifest'} (the waypoint of Gateway ${o.meta.namespace ?? 'default'}/${o.meta.name})`;
     const r = parseManifests(derivedObjects(paths, s, raw).map((d) => yaml.dump(d, { noRefs: true })).join('---\n'), where);
     const errors = r.problems.filter((p) => p.severity === 'error');
-    if (errors.length > 0) throw new LabError(`rejected; nothing was applied:\n${errors.map((p) => `  ${formatProblem(p)}`).join('\n')}`, 'LAB_BAD_MANIFEST');
+    if (errors.length > 0) throw new LabError(`rejected; nothing was applied:\n${errors.map((p) => `  ${formatProblem(p)}`).join('\n')}`, 'ERR_LAB_BAD_MANIFEST');
     // What the user applied under the same name wins (a Service or ServiceAccount of their own).
     for (const d of r.objects) if (!objects.some((x) => x.kind === d.kind && x.meta.name === d.meta.name && x.meta.namespace === d.meta.namespace)) out.push(d);
   }
@@ -512,14 +512,14 @@ export function enrolmentChanges(
 
 export async function labelNamespace(paths: LabPaths, ns: string, changes: readonly string[], say: Progress = () => {}): Promise<void> {
   const s = await requireLab(paths);
-  if (!namespaces(s).has(ns)) throw new LabError(`namespace ${ns} does not exist`, 'LAB_NO_NAMESPACE');
+  if (!namespaces(s).has(ns)) throw new LabError(`namespace ${ns} does not exist`, 'ERR_LAB_NO_NAMESPACE');
   const key = objKey('Namespace', undefined, ns);
   const obj = (s.objects[key] ?? { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: {} } }) as Raw;
   const meta = obj.metadata as Raw;
   const labels = { ...((meta.labels as Record<string, string>) ?? {}) };
   for (const c of changes) {
     const m = /^([A-Za-z0-9./_-]+)(=(.*)|-)$/.exec(c);
-    if (!m) throw new LabError(`${JSON.stringify(c)} is not key=value or key-`, 'LAB_BAD_LABEL');
+    if (!m) throw new LabError(`${JSON.stringify(c)} is not key=value or key-`, 'ERR_LAB_BAD_LABEL');
     if (m[2] === '-') delete labels[m[1]!];
     else labels[m[1]!] = m[3]!;
   }
@@ -620,7 +620,7 @@ export async function get(paths: LabPaths, what: string, opts: GetOptions = {}):
       // Policy and route kinds, by their kind name (case-insensitive).
       const items = Object.values(s.objects).filter((o) => kindMatches(String(o.kind), what) && inNs(((o.metadata as Raw).namespace as string) ?? ''));
       if (!KNOWN_KINDS.some((k) => kindMatches(k, what))) {
-        throw new LabError(`unknown resource ${JSON.stringify(what)}; use pods, svc, ns, or a kind such as authorizationpolicies`, 'LAB_UNKNOWN_RESOURCE');
+        throw new LabError(`unknown resource ${JSON.stringify(what)}; use pods, svc, ns, or a kind such as authorizationpolicies`, 'ERR_LAB_UNKNOWN_RESOURCE');
       }
       const rows: Array<Array<string | number>> = [['NAMESPACE', 'KIND', 'NAME']];
       for (const o of items) rows.push([((o.metadata as Raw).namespace as string) ?? '', o.kind as string, (o.metadata as Raw).name as string]);
@@ -649,14 +649,14 @@ export function findPod(s: LabState, name: string, namespace = 'default'): PodRe
   if (exact) return exact;
   const owned = Object.values(s.pods).filter((p) => p.owner === objKey('Deployment', namespace, name));
   if (owned.length > 0) return owned[0]!;
-  throw new LabError(`pod ${namespace}/${name} not found (lab get pods -n ${namespace})`, 'LAB_NO_POD');
+  throw new LabError(`pod ${namespace}/${name} not found (lab get pods -n ${namespace})`, 'ERR_LAB_NO_POD');
 }
 
 /** Runs a command in a pod (its netns, cgroup and hosts file), with this terminal's stdio; resolves to its exit code. */
 export async function exec(paths: LabPaths, pod: string, namespace: string | undefined, argv: readonly string[], stdio: 'inherit' | 'pipe' = 'inherit'): Promise<{ code: number; stdout: string; stderr: string }> {
   const s = await requireLab(paths);
   const p = findPod(s, pod, namespace);
-  if (argv.length === 0) throw new LabError('no command given: lab exec POD -- CMD [ARGS...]', 'LAB_NO_COMMAND');
+  if (argv.length === 0) throw new LabError('no command given: lab exec POD -- CMD [ARGS...]', 'ERR_LAB_NO_COMMAND');
   const full = podArgv(builtin(argv), { cgroup: p.cgroup, netns: netnsPath(p.netns), hosts: p.hosts });
   const child = spawn(full[0]!, full.slice(1), { stdio: stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'], env: { ...process.env, POD_NAME: p.name, POD_NAMESPACE: p.namespace } });
   let stdout = '';
@@ -675,7 +675,7 @@ export async function logs(paths: LabPaths, target: string, namespace?: string):
   const s = await requireLab(paths);
   const proc = s.procs[target];
   if (proc) return readFile(proc.log, 'utf8');
-  if (target.includes('/') && !target.startsWith('pod/')) throw new LabError(`unknown log ${target}; use POD, ${Object.keys(s.procs).join(', ')}`, 'LAB_NO_LOG');
+  if (target.includes('/') && !target.startsWith('pod/')) throw new LabError(`unknown log ${target}; use POD, ${Object.keys(s.procs).join(', ')}`, 'ERR_LAB_NO_LOG');
   const p = findPod(s, target.replace(/^pod\//, ''), namespace);
   const parts = await Promise.all(p.containers.map(async (c) => ({ c, text: await readFile(c.log, 'utf8').catch(() => '') })));
   return parts.length === 1 ? parts[0]!.text : parts.map(({ c, text }) => `==> ${c.name} <==\n${text}`).join('\n');

@@ -19,7 +19,7 @@ t.test('manifests: every problem named with file, object and field; none applied
     'b.yaml': dump([{ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd', namespace: 'x' }, spec: { replicas: 1, selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { containers: [] } } } }]),
   });
   const err = await loadManifests(dir).catch((e: unknown) => e as Error & { code: string });
-  t.match(err, { code: 'LAB_BAD_MANIFEST' });
+  t.match(err, { code: 'ERR_LAB_BAD_MANIFEST' });
   t.match((err as Error).message, /a\.yaml#2: Pod x\/noimg: spec\.containers\[0\]\.image: "lab\/nginx" is not a built-in image/);
   t.match((err as Error).message, /b\.yaml#1: Deployment x\/d: spec\.template\.spec\.containers: /);
   t.match((err as Error).message, /nothing was applied/);
@@ -110,6 +110,6 @@ t.test('lab up stops before changing anything when a prerequisite is missing', a
   });
   const paths = { prefix: `amb-lu${process.pid}`, stateDir: join(t.testdir(), 'state') };
   const err = await up(paths).catch((e: unknown) => e);
-  t.match(err, { code: 'LAB_PREREQUISITES', message: /missing:\n {2}- the nft command: apt-get install nftables\nnothing was changed/ });
+  t.match(err, { code: 'ERR_LAB_PREREQUISITES', message: /missing:\n {2}- the nft command: apt-get install nftables\nnothing was changed/ });
   t.same(await leftovers(paths), [], 'nothing was created');
 });
