@@ -16,17 +16,9 @@ import { SigningCa } from '../core/identity/plugin-ca.js';
 import { SecretManager, type CaClient } from '../core/identity/secret-manager.js';
 import type { WorkloadCertificate } from '../core/identity/certificate.js';
 import { CA_PATH, DISCOVERY_PATH, RESOURCE_KINDS, controlPlaneIdentity } from '../core/discovery/wire.js';
-import {
-  ManifestConverter,
-  ManifestStore,
-  formatProblem,
-  objectRef,
-  refKey,
-  type ObjectChanges,
-  type PodObject,
-  type ObjectProblem,
-  type WaypointResources,
-} from '../core/kube/manifests.js';
+import { formatProblem, objectRef, refKey, type PodObject, type ObjectProblem } from '../core/kube/objects.js';
+import { ManifestStore, type ObjectChanges } from '../core/kube/store.js';
+import { ManifestConverter, type WaypointResources } from '../core/kube/convert.js';
 import { WAYPOINT_CLASS } from '../core/labels.js';
 import type { NodeInfo } from '../core/model/types.js';
 import { NodeTokenAuthenticator, type Authenticator } from './auth.js';

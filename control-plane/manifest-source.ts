@@ -11,7 +11,9 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import type { Logger } from '../core/telemetry/log.js';
-import { formatProblem, parseManifests, type ManifestObject, type ManifestStore, type ObjectProblem } from '../core/kube/manifests.js';
+import { formatProblem, type ManifestObject, type ObjectProblem } from '../core/kube/objects.js';
+import { parseManifests } from '../core/kube/parse.js';
+import type { ManifestStore } from '../core/kube/store.js';
 import { watchPaths } from './watch.js';
 
 /** A source of Kubernetes objects feeding a store. */

@@ -86,7 +86,7 @@ const CASES: ReadonlyArray<{ from: string; to: string; rule?: string; typeOnly?:
   { from: 'core/identity', to: 'core/discovery/wire.ts', rule: 'core-folders-import-only-lower-layers' },
   { from: 'core/authz', to: 'core/kube/waypoint-policy.ts', rule: 'core-folders-import-only-lower-layers' },
   { from: 'core/kube', to: 'core/node-config/file.ts', rule: 'core-folders-import-only-lower-layers' },
-  { from: 'core/discovery', to: 'core/kube/routes.ts' },
+  { from: 'core/discovery', to: 'core/kube/routes/http-route.ts' },
   { from: 'core/node-config', to: 'core/discovery/wire.ts' },
   { from: 'core/kube', to: 'core/errors.ts' },
 ];

@@ -2,7 +2,7 @@
  * The resources the Kubernetes source reads, and the URL paths of the REST API. docs/kubernetes.md
  * lists the same resources with the RBAC verbs they need; keep the two in step.
  */
-import type { ManifestKind } from '../../core/kube/manifests.js';
+import type { ManifestKind } from '../../core/kube/objects.js';
 
 /** One watched resource: where it lives in the API, and what it becomes. */
 export interface KubeResource {

@@ -13,7 +13,9 @@
 import type { Logger } from '../../core/telemetry/log.js';
 import { canonicalIp } from '../../core/model/ip.js';
 import type { NodeInfo } from '../../core/model/types.js';
-import { parseObject, objectRef, type ManifestObject, type ManifestStore, type ObjectProblem, type ObjectRef } from '../../core/kube/manifests.js';
+import { objectRef, type ManifestObject, type ObjectProblem, type ObjectRef } from '../../core/kube/objects.js';
+import { parseObject } from '../../core/kube/parse.js';
+import type { ManifestStore } from '../../core/kube/store.js';
 import type { ObjectSource } from '../manifest-source.js';
 import type { NodeList } from '../nodes.js';
 import type { KubeApi, KubeObject } from '../../core/kube/api.js';

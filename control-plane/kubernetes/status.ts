@@ -22,7 +22,7 @@
  * drops these statuses), so a write never triggers another.
  */
 import type { Logger } from '../../core/telemetry/log.js';
-import { formatRef, type ObjectProblem } from '../../core/kube/manifests.js';
+import { formatRef, type ObjectProblem } from '../../core/kube/objects.js';
 import { CONTROLLER_NAME, WAYPOINT_CLASS } from '../../core/labels.js';
 import type { RouteCondition } from '../../core/model/routes.js';
 import type { RouteStatusEntry } from '../../core/model/route-status.js';

@@ -1,6 +1,6 @@
 /**
  * The one boundary between Kubernetes API objects and the manifest store: an object as the API
- * server returns it → the document `parseObject` (core/kube/manifests.ts, shared with the file
+ * server returns it → the document `parseObject` (core/kube/parse.ts, shared with the file
  * source) takes. Nothing else in the Kubernetes source reads object fields for the store.
  *
  * What changes on the way:

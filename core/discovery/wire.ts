@@ -11,7 +11,9 @@ import { canonicalIp } from '../model/ip.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../model/scope.js';
 import { Problems } from '../validation/check.js';
-import { RouteConverter } from '../kube/routes.js';
+import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
+import { HttpRouteConverter } from '../kube/routes/http-route.js';
+import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
 import type {
@@ -103,7 +105,7 @@ export type ResourceKind = (typeof RESOURCE_KINDS)[number];
 /**
  * Kinds that travel as the resource the user wrote, `{name, namespace, spec}`, and are converted
  * by the receiver with the same converters the control plane validated them with
- * (`core/kube/routes.ts`, `core/kube/waypoint-policy.ts`): their model is large, and the
+ * (`core/kube/routes/`, `core/kube/waypoint-policy.ts`): their model is large, and the
  * Kubernetes spec is the stable contract.
  */
 export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'httpRoutes', 'virtualServices', 'destinationRules']);
@@ -463,9 +465,9 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
   peerAuthentications: decodePeerAuthentication,
   waypointPolicies: (o, path, ctx) =>
     viaConverter(o, path, (p, name, ns, spec) => new WaypointPolicyConverter(p, ctx.rootNamespace).policy(name, ns, spec, `${path}.spec`)),
-  httpRoutes: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
-  virtualServices: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
-  destinationRules: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new RouteConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
+  httpRoutes: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new HttpRouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
+  virtualServices: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new VirtualServiceConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
+  destinationRules: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new DestinationRuleConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
   pendingPods: decodePendingPod,
   namespaces: decodeNamespace,
 };

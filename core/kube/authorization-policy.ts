@@ -1,7 +1,7 @@
 /**
  * The `spec` of Istio's AuthorizationPolicy and PeerAuthentication → the internal model. Shared by
  * every config source that carries these resources (the standalone file in `file.ts`, the manifest
- * store in `manifests.ts`), so they accept exactly the same specs with the same messages.
+ * parser in `parse.ts`), so they accept exactly the same specs with the same messages.
  *
  * Problems are recorded in the caller's `Problems` with paths under the caller's `specPath`; a
  * method returns undefined when the resource is unusable.

@@ -1,7 +1,7 @@
 /**
  * The L7 routing model a waypoint works on: Gateway API `HTTPRoute` (GAMMA: `parentRefs` to a
  * Service) and Istio `VirtualService`, both converted to the same frozen rule shape in exactly
- * one place (`core/kube/routes.ts`), plus the pure semantics over it: match evaluation,
+ * one place (`core/kube/routes/`), plus the pure semantics over it: match evaluation,
  * Gateway API precedence, weighted choice, route status.
  *
  * Which resource wins for a service (never merged; see docs/waypoint.md): when at least one

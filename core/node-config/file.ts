@@ -15,7 +15,9 @@ import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
 import { PolicySpecParser, httpAttributesWarning } from '../kube/authorization-policy.js';
-import { RouteConverter } from '../kube/routes.js';
+import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
+import { HttpRouteConverter } from '../kube/routes/http-route.js';
+import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { presentLists } from '../model/source.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
 import {
@@ -137,13 +139,12 @@ class FileParser {
     // Policies with targetRefs belong to waypoints (L7), the others to ztunnel (L4).
     const authz = allAuthz.filter((x): x is AuthorizationPolicy => !('targetRefs' in x));
     const waypointPolicies = allAuthz.filter((x): x is WaypointPolicy => 'targetRefs' in x);
-    const routes = new RouteConverter(this.p);
-    const httpRoutes = this.routeSection(top, 'httpRoutes', 'HTTPRoute', (r) => routes.httpRoute(r.name, r.namespace, r.spec, r.specPath));
+    const httpRoutes = this.routeSection(top, 'httpRoutes', 'HTTPRoute', (r) => new HttpRouteConverter(this.p).httpRoute(r.name, r.namespace, r.spec, r.specPath));
     const virtualServices = this.routeSection(top, 'virtualServices', 'VirtualService', (r) =>
-      routes.virtualService(r.name, r.namespace, r.spec, r.specPath),
+      new VirtualServiceConverter(this.p).virtualService(r.name, r.namespace, r.spec, r.specPath),
     );
     const destinationRules = this.routeSection(top, 'destinationRules', 'DestinationRule', (r) =>
-      routes.destinationRule(r.name, r.namespace, r.spec, r.specPath),
+      new DestinationRuleConverter(this.p).destinationRule(r.name, r.namespace, r.spec, r.specPath),
     );
     if (this.p.size > 0) return undefined;
     return {

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { Problems } from '../../core/validation/check.js';
-import { RouteConverter } from '../../core/kube/routes.js';
+import { DestinationRuleConverter } from '../../core/kube/routes/destination-rule.js';
 import type { ConfigSource } from '../../core/model/source.js';
 import type { DestinationRule } from '../../core/model/routes.js';
 import { closeServer } from '../helpers/net.js';
@@ -57,7 +57,7 @@ let drSpec: Record<string, unknown> = {
 };
 function destinationRules(): DestinationRule[] {
   const p = new Problems();
-  const dr = new RouteConverter(p).destinationRule('reviews', 'default', drSpec, 'spec');
+  const dr = new DestinationRuleConverter(p).destinationRule('reviews', 'default', drSpec, 'spec');
   if (!dr) throw new Error(p.list.join('\n'));
   return [dr];
 }

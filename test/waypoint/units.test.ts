@@ -8,7 +8,7 @@ import { hostMatches, pathMatches } from '../../core/authz/match.js';
 import { rewritePath } from '../../waypoint/filters/rewrite.js';
 import { sniff } from '../../waypoint/inbound.js';
 import { retriable } from '../../waypoint/filters/retry.js';
-import { ISTIO_DEFAULT_RETRY } from '../../core/kube/routes.js';
+import { ISTIO_DEFAULT_RETRY } from '../../core/kube/routes/shared.js';
 import { upstreamConnectFailed, upstreamRefused, upstreamReset, upstreamTimeout } from '../../waypoint/status.js';
 import { keepAliveHintMs } from '../../waypoint/upstream.js';
 import { idempotent } from '../../waypoint/forward.js';

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Counter, type Registry } from 'prom-client';
 import type { RetryPolicy } from '../../core/model/routes.js';
-import { ISTIO_DEFAULT_RETRY } from '../../core/kube/routes.js';
+import { ISTIO_DEFAULT_RETRY } from '../../core/kube/routes/shared.js';
 import type { Handler, Layer, RequestContext, WaypointResponse } from '../context.js';
 import { WaypointError, asWaypointError } from '../status.js';
 import { withDeadline } from './timeout.js';

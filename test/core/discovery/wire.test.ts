@@ -9,7 +9,8 @@ import {
   parseHostPort,
   resourceKey,
 } from '../../../core/discovery/wire.js';
-import { convertManifests, parseManifests } from '../../../core/kube/manifests.js';
+import { parseManifests } from '../../../core/kube/parse.js';
+import { convertManifests } from '../../../core/kube/convert.js';
 
 const docs = (...o: object[]) => o.map((x) => yaml.dump(x)).join('---\n');
 const parsed = parseManifests(

@@ -1,17 +1,18 @@
 /**
- * Istio DestinationRule: the converter (`RouteConverter.destinationRule`, VirtualService
+ * Istio DestinationRule: the converter (`DestinationRuleConverter.destinationRule`, VirtualService
  * `destination.subset`) and the model's subset semantics (`subsetsFor`, `inSubset`,
  * `routeStatus` for a subset no DestinationRule defines).
  */
 import t from 'tap';
 import { Problems } from '../../../core/validation/check.js';
-import { RouteConverter } from '../../../core/kube/routes.js';
-import { parseManifests } from '../../../core/kube/manifests.js';
+import { DestinationRuleConverter } from '../../../core/kube/routes/destination-rule.js';
+import { VirtualServiceConverter } from '../../../core/kube/routes/virtual-service.js';
+import { parseManifests } from '../../../core/kube/parse.js';
 import { inSubset, routeStatus, subsetsFor, type DestinationRule } from '../../../core/model/routes.js';
 
 function dr(spec: Record<string, unknown>, namespace = 'default', name = 'reviews'): { rule?: DestinationRule; problems: string[] } {
   const p = new Problems();
-  const rule = new RouteConverter(p).destinationRule(name, namespace, spec, 'spec');
+  const rule = new DestinationRuleConverter(p).destinationRule(name, namespace, spec, 'spec');
   return { ...(rule ? { rule } : {}), problems: p.list };
 }
 
@@ -77,7 +78,7 @@ t.test('bad labels, names and hosts are refused with their paths; every problem 
 
 t.test('a VirtualService destination carries its subset to the backend', async (t) => {
   const p = new Problems();
-  const vs = new RouteConverter(p).virtualService('reviews', 'default', {
+  const vs = new VirtualServiceConverter(p).virtualService('reviews', 'default', {
     hosts: ['reviews'],
     http: [{ route: [{ destination: { host: 'reviews', subset: 'v2' }, weight: 50 }, { destination: { host: 'reviews.other', port: { number: 9080 }, subset: 'v1' }, weight: 50 }] }],
   }, 'spec');
@@ -143,7 +144,7 @@ t.test('inSubset: every label of the subset, extra workload labels allowed, no l
 
 t.test('routeStatus: a subset no DestinationRule defines is ResolvedRefs=False', async (t) => {
   const p = new Problems();
-  const vs = new RouteConverter(p).virtualService('reviews', 'default', {
+  const vs = new VirtualServiceConverter(p).virtualService('reviews', 'default', {
     hosts: ['reviews'],
     http: [{ route: [{ destination: { host: 'reviews', subset: 'v1' }, weight: 50 }, { destination: { host: 'reviews', subset: 'v9' }, weight: 50 }] }],
   }, 'spec')!;

@@ -5,7 +5,10 @@
  */
 import t from 'tap';
 import * as yaml from 'js-yaml';
-import { ManifestConverter, ManifestStore, convertManifests, parseManifests, parseObject, type ManifestObject, type PodObject } from '../../../core/kube/manifests.js';
+import type { ManifestObject, PodObject } from '../../../core/kube/objects.js';
+import { parseManifests, parseObject } from '../../../core/kube/parse.js';
+import { ManifestStore } from '../../../core/kube/store.js';
+import { ManifestConverter, convertManifests } from '../../../core/kube/convert.js';
 import type { MeshConfig, NodeInfo } from '../../../core/model/types.js';
 
 const NODES: NodeInfo[] = [{ name: 'node-a', ztunnelAddress: '10.0.0.2', hbonePort: 15008 }];

@@ -1,11 +1,12 @@
 /**
- * Regexes that are not RE2 are rejected at conversion (core/kube/routes.ts), with a problem
+ * Regexes that are not RE2 are rejected at conversion (core/kube/routes/), with a problem
  * naming the object and the field, on both paths into the mesh: Kubernetes manifests (the
  * control plane's parser) and the config file.
  */
 import t from 'tap';
 import * as yaml from 'js-yaml';
-import { formatProblem, parseManifests } from '../../../core/kube/manifests.js';
+import { formatProblem } from '../../../core/kube/objects.js';
+import { parseManifests } from '../../../core/kube/parse.js';
 import { parseMeshConfig } from '../../../core/node-config/file.js';
 import { ConfigError } from '../../../core/errors.js';
 

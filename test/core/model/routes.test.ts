@@ -1,6 +1,8 @@
 import t from 'tap';
 import { Problems } from '../../../core/validation/check.js';
-import { RouteConverter, parseDurationMs } from '../../../core/kube/routes.js';
+import { HttpRouteConverter } from '../../../core/kube/routes/http-route.js';
+import { parseDurationMs } from '../../../core/kube/routes/shared.js';
+import { VirtualServiceConverter } from '../../../core/kube/routes/virtual-service.js';
 import { parseMeshConfig } from '../../../core/node-config/file.js';
 import type { ConfigError } from '../../../core/errors.js';
 import {
@@ -28,7 +30,7 @@ const input = (path: string, extra: Partial<MatchInput> = {}): MatchInput => {
 
 function httpRoute(spec: Record<string, unknown>, name = 'r'): { route?: HttpRoute; problems: string[] } {
   const p = new Problems();
-  const route = new RouteConverter(p).httpRoute(name, 'default', spec, 'spec');
+  const route = new HttpRouteConverter(p).httpRoute(name, 'default', spec, 'spec');
   return { ...(route ? { route } : {}), problems: p.list };
 }
 
@@ -98,7 +100,7 @@ t.test('HTTPRoute validation names each field', async (t) => {
 
 t.test('VirtualService conversion: faults, retries, timeout, weights', async (t) => {
   const p = new Problems();
-  const vs = new RouteConverter(p).virtualService('ratings', 'default', {
+  const vs = new VirtualServiceConverter(p).virtualService('ratings', 'default', {
     hosts: ['ratings'],
     http: [
       {
@@ -122,7 +124,7 @@ t.test('VirtualService conversion: faults, retries, timeout, weights', async (t)
   t.same(rule.backends.map((b) => [b.name, b.namespace, b.port, b.weight]), [['ratings', 'default', 9080, 80], ['ratings-v2', 'canary', undefined, 20]]);
 
   const bad = new Problems();
-  new RouteConverter(bad).virtualService('x', 'default', {
+  new VirtualServiceConverter(bad).virtualService('x', 'default', {
     hosts: ['x'],
     gateways: ['istio-ingress'],
     http: [

@@ -1,82 +1,20 @@
 import t from 'tap';
 import * as yaml from 'js-yaml';
-import {
-  ManifestConverter,
-  ManifestStore,
-  convertManifests,
-  formatProblem,
-  parseManifests,
-  podsForDeployment,
-  type DeploymentObject,
-  type ManifestObject,
-  type PodObject,
-} from '../../../core/kube/manifests.js';
+import { formatProblem, type PodObject } from '../../../core/kube/objects.js';
+import { parseManifests } from '../../../core/kube/parse.js';
+import { ManifestStore } from '../../../core/kube/store.js';
+import { ManifestConverter, convertManifests } from '../../../core/kube/convert.js';
 import type { NodeInfo } from '../../../core/model/types.js';
+import { docs, ns, pod, svc } from './documents.js';
 
 const NODES: NodeInfo[] = [
   { name: 'node-a', ztunnelAddress: '10.0.0.2', hbonePort: 15008 },
   { name: 'node-b', ztunnelAddress: '10.0.0.3', hbonePort: 15008 },
 ];
-const docs = (...objs: object[]) => objs.map((o) => yaml.dump(o)).join('---\n');
-const ns = (name: string, labels: Record<string, string> = {}) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
-const pod = (name: string, o: { ns?: string; node?: string; ip?: string; labels?: Record<string, string>; sa?: string; ports?: { name: string; containerPort: number }[] } = {}) => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name, namespace: o.ns ?? 'apps', labels: o.labels ?? { app: name } },
-  spec: { ...(o.node !== undefined ? { nodeName: o.node } : { nodeName: 'node-a' }), serviceAccountName: o.sa ?? 'default', containers: [{ name: 'c', image: 'x', ...(o.ports ? { ports: o.ports } : {}) }] },
-  ...(o.ip === '' ? {} : { status: { phase: 'Running', podIP: o.ip ?? '10.1.0.1' } }),
-});
-const svc = (name: string, spec: Record<string, unknown>, nsName = 'apps', labels: Record<string, string> = {}) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: nsName, labels }, spec });
 const convert = (text: string) => {
   const parsed = parseManifests(text, 'test.yaml');
   return { parsed, result: convertManifests({ objects: parsed.objects, nodes: NODES, trustDomain: 'cluster.local' }) };
 };
-
-t.test('a bad object is rejected with its kind, name and field; the others apply', async (t) => {
-  const { objects, problems } = parseManifests(
-    docs(
-      ns('apps'),
-      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'apps' }, data: {} },
-      svc('web', { selector: { app: 1 }, clusterIP: '10.96.0.1', ports: [{ port: 80 }] }),
-      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'other' } }, spec: { containers: [{ name: 'c' }] } } } },
-      { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'apps' }, spec: { action: 'CUSTOM', provider: { name: 'x' } } },
-      { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'bad-when', namespace: 'apps' }, spec: { rules: [{ when: [{ key: 'request.auth.claims', values: ['x'] }, { key: 'source.nope', values: ['x'] }] }] } },
-      { apiVersion: 'v2', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [] } },
-      { apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'apps' }, spec: { containers: [] } },
-      pod('ok', { ip: '10.1.0.5' }),
-    ),
-    'apps.yaml',
-  );
-  t.same(objects.map((o) => `${o.kind}/${o.meta.name}`), ['Namespace/apps', 'Pod/ok'], 'only the good objects are accepted');
-  const errors = problems.filter((p) => p.severity === 'error').map(formatProblem);
-  t.match(errors, [
-    /^apps.yaml#2: ConfigMap apps\/cfg: kind: unknown kind "ConfigMap" \(apiVersion v1\); supported kinds: Namespace, ServiceAccount, Pod/,
-    /^apps.yaml#3: Service apps\/web: spec.selector.app: expected a string value, got 1 \(quote it: "1"\)/,
-    /^apps.yaml#4: Deployment apps\/web: spec.selector.matchLabels: does not match spec.template.metadata.labels/,
-    /^apps.yaml#5: AuthorizationPolicy apps\/ext: spec.provider: belongs to the CUSTOM action/,
-    /^apps.yaml#5: AuthorizationPolicy apps\/ext: spec.action: "CUSTOM" is not supported by the L4 proxy/,
-    /^apps.yaml#6: AuthorizationPolicy apps\/bad-when: spec.rules\[0\].when\[1\].key: "source.nope" is not a supported condition key/,
-    /^apps.yaml#7: Pod default\/p: apiVersion: "v2" is not an apiVersion of Pod; expected v1/,
-    /^apps.yaml#8: document 8: metadata.name: required field is missing/,
-  ]);
-});
-
-t.test('a YAML syntax error rejects the whole file, naming the line', async (t) => {
-  const { objects, problems } = parseManifests('kind: Pod\nmetadata: {name: [\n', 'broken.yaml');
-  t.equal(objects.length, 0);
-  t.match(formatProblem(problems[0]!), /^broken.yaml: broken.yaml: yaml syntax error at line \d+.*nothing in this file was applied/);
-});
-
-t.test('kind: List is expanded; Deployment selectors with matchExpressions are refused', async (t) => {
-  const { objects, problems } = parseManifests(
-    yaml.dump({ apiVersion: 'v1', kind: 'List', items: [ns('a'), ns('b')] }) +
-      '---\n' +
-      yaml.dump({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { selector: { matchExpressions: [] }, template: { metadata: { labels: { app: 'd' } }, spec: { containers: [{ name: 'c' }] } } } }),
-    'list.yaml',
-  );
-  t.same(objects.map((o) => o.meta.name), ['a', 'b']);
-  t.match(problems.map(formatProblem), [/spec.selector.matchExpressions: is not supported by the mesh; use matchLabels/]);
-});
 
 t.test('workloads: ambient namespaces, opt-outs, scheduling, addresses', async (t) => {
   const { result } = convert(
@@ -235,33 +173,4 @@ t.test('incremental pod updates give what a full conversion gives', async (t) =>
     }
   }
   t.pass('200 random pod changes: identical results');
-});
-
-t.test('the store: apply, delete, replaceAll with duplicates, change events', async (t) => {
-  const store = new ManifestStore();
-  const events: string[] = [];
-  store.onChange((c) => events.push(`+${c.upserted.length} -${c.deleted.length}`));
-  const a = parseManifests(docs(ns('a'), ns('b')), 'one.yaml').objects;
-  t.equal(store.apply(a).upserted, 2);
-  t.equal(store.apply(parseManifests(docs(ns('a')), 'again.yaml').objects).upserted, 0, 're-applying the same object changes nothing');
-  const dup = store.replaceAll([...parseManifests(docs(ns('a'), ns('c')), 'x.yaml').objects, ...parseManifests(docs(ns('c', { x: 'y' })), 'y.yaml').objects]);
-  t.equal(dup.deleted, 1, 'b is gone');
-  t.match(dup.problems.map(formatProblem), [/^y.yaml#1: Namespace c: metadata.name: defined twice; the definition in x.yaml#2 is used/]);
-  t.same(store.sortedObjects().map((o) => o.meta.name), ['a', 'c']);
-  t.equal(store.get({ kind: 'Namespace', name: 'a' }), a[0], 'an unchanged object keeps its stored instance');
-  store.delete([{ kind: 'Namespace', name: 'a' }]);
-  t.same(events, ['+2 -0', '+1 -1', '+0 -1']);
-});
-
-t.test('podsForDeployment gives the pods the lab schedules', async (t) => {
-  const d = parseManifests(
-    yaml.dump({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'apps' }, spec: { replicas: 2, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image: 'echo' }] } } } }),
-    'd.yaml',
-  ).objects[0] as DeploymentObject;
-  const pods = podsForDeployment(d);
-  t.equal(pods.length, 2);
-  const parsed = parseManifests(docs(...pods), 'pods').objects as ManifestObject[];
-  t.same(parsed.map((p) => p.kind), ['Pod', 'Pod']);
-  t.match(parsed[0]!.meta.name, /^web-[0-9a-f]{8}-0$/);
-  t.same(parsed[0]!.meta.labels, { app: 'web' });
 });

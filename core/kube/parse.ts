@@ -1,0 +1,462 @@
+/**
+ * Manifests (multi-document YAML or JSON) → typed objects (`objects.ts`), one at a time, and
+ * nowhere else: an object with an unknown kind, a missing name, a bad selector or a policy field
+ * the mesh cannot enforce is rejected with problems naming the object (`Pod default/web`) and the
+ * field (`spec.selector`); the other objects of the same file are unaffected. The specs of policy
+ * and routing kinds are checked by their own converters (`authorization-policy.ts`,
+ * `waypoint-policy.ts`, `routes/`).
+ */
+import { loadAll, YAMLException } from 'js-yaml';
+import { WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../labels.js';
+import { canonicalIp } from '../model/ip.js';
+import { deepFreeze } from '../model/freeze.js';
+import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
+import { Problems, describe, field, isMapping, keyPath, list, mapping, port, string, stringMap } from '../validation/check.js';
+import { PolicySpecParser, httpAttributesWarning } from './authorization-policy.js';
+import { DestinationRuleConverter } from './routes/destination-rule.js';
+import { HttpRouteConverter } from './routes/http-route.js';
+import { VirtualServiceConverter } from './routes/virtual-service.js';
+import { WaypointPolicyConverter } from './waypoint-policy.js';
+import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkLabel } from './names.js';
+import {
+  DEFAULT_NAMESPACE,
+  KIND_NAMES,
+  SUPPORTED_KINDS,
+  WAYPOINT_HBONE_PORT,
+  formatRef,
+  type BaseFields,
+  type DeploymentObject,
+  type GatewayObject,
+  type ManifestKind,
+  type ManifestObject,
+  type Meta,
+  type ObjectProblem,
+  type PodObject,
+  type ServiceObject,
+  type Severity,
+} from './objects.js';
+
+/** Problems that remember their path and message apart, so they can be reported per field. */
+class FieldProblems extends Problems {
+  readonly entries: { field: string; message: string }[] = [];
+  override add(path: string, message: string): void {
+    super.add(path, message);
+    this.entries.push({ field: path, message });
+  }
+}
+
+/** Options of `parseManifests`. */
+export interface ManifestParseOptions {
+  /** Istio root namespace: scopes of policies (`istio-system` unless set). */
+  readonly rootNamespace?: string;
+}
+
+/** What `parseManifests` found: accepted objects and every problem (rejected objects included). */
+export interface ParsedManifests {
+  readonly objects: ManifestObject[];
+  readonly problems: ObjectProblem[];
+}
+
+/**
+ * Parses multi-document YAML (or JSON) manifests. `kind: List` documents are expanded. Each
+ * object is checked on its own; a rejected one is reported (severity `error`) and the others are
+ * returned. A YAML syntax error rejects the whole text (nothing of it is applied).
+ *
+ * @example
+ * const { objects, problems } = parseManifests(text, 'apps.yaml');
+ * for (const p of problems) console.error(formatProblem(p));
+ */
+export function parseManifests(text: string, source: string, opts: ManifestParseOptions = {}): ParsedManifests {
+  let docs: unknown[];
+  try {
+    docs = loadAll(text, { filename: source });
+  } catch (e) {
+    const where = e instanceof YAMLException && e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : '';
+    const why = e instanceof YAMLException ? e.reason : (e as Error).message;
+    return {
+      objects: [],
+      problems: [{ object: source, field: '', message: `yaml syntax error${where}: ${why}; nothing in this file was applied`, severity: 'error', source }],
+    };
+  }
+  const objects: ManifestObject[] = [];
+  const problems: ObjectProblem[] = [];
+  const rootNamespace = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  docs.forEach((doc, i) => {
+    if (doc === null || doc === undefined) return; // an empty document (e.g. a trailing ---)
+    const where = `${source}#${i + 1}`;
+    if (isMapping(doc) && doc.kind === 'List' && Array.isArray(doc.items)) {
+      doc.items.forEach((item, j) => collect(parseObject(item, `${where}.items[${j}]`, rootNamespace)));
+      return;
+    }
+    collect(parseObject(doc, where, rootNamespace));
+  });
+  function collect(r: { object?: ManifestObject; problems: ObjectProblem[] }): void {
+    if (r.object) objects.push(r.object);
+    problems.push(...r.problems);
+  }
+  return { objects, problems };
+}
+
+/**
+ * Parses one object (an already-loaded YAML/JSON document).
+ *
+ * @returns the object when accepted (possibly with warnings), and its problems.
+ */
+export function parseObject(
+  doc: unknown,
+  source: string,
+  rootNamespace: string = DEFAULT_ROOT_NAMESPACE,
+): { object?: ManifestObject; problems: ObjectProblem[] } {
+  const p = new FieldProblems();
+  const warnings: { field: string; message: string; severity: Severity }[] = [];
+  let label = `document ${source.split('#').pop() ?? source}`;
+  const finish = (object: ManifestObject | undefined) => {
+    const problems: ObjectProblem[] = p.entries.map((e) => ({ object: label, field: e.field, message: e.message, severity: 'error', source }));
+    for (const w of warnings) problems.push({ object: label, field: w.field, message: w.message, severity: w.severity, source });
+    // Frozen once here: conversions share these objects (and their policy models) for as long
+    // as the object is unchanged.
+    return p.size > 0 || !object ? { problems } : { object: deepFreeze(object), problems };
+  };
+  if (!isMapping(doc)) {
+    p.add('', `expected a Kubernetes object (a mapping with apiVersion, kind and metadata), got ${describe(doc)}`);
+    return finish(undefined);
+  }
+  const kind = field(p, '', doc, 'kind', (v, q) => string(p, q, v, 'a kind'), { required: true, expected: `one of ${KIND_NAMES.join(', ')}` });
+  const apiVersion = field(p, '', doc, 'apiVersion', (v, q) => string(p, q, v, 'an apiVersion'), { required: true, expected: 'e.g. v1' });
+  const metaMap = field(p, '', doc, 'metadata', (v, q) => (isMapping(v) ? v : (p.add(q, `expected a mapping, got ${describe(v)}`), undefined)), {
+    required: true,
+    expected: 'a mapping with at least a name',
+  });
+  const rawName = metaMap && typeof metaMap.name === 'string' ? metaMap.name : undefined;
+  const rawNs = metaMap && typeof metaMap.namespace === 'string' ? metaMap.namespace : undefined;
+  if (kind !== undefined && rawName !== undefined) {
+    label = formatRef({ kind, name: rawName, ...(kind !== 'Namespace' ? { namespace: rawNs ?? DEFAULT_NAMESPACE } : {}) });
+  }
+  if (kind === undefined || apiVersion === undefined || !metaMap) return finish(undefined);
+  if (!Object.hasOwn(SUPPORTED_KINDS, kind)) {
+    p.add('kind', `unknown kind ${JSON.stringify(kind)} (apiVersion ${apiVersion}); supported kinds: ${KIND_NAMES.join(', ')}`);
+    return finish(undefined);
+  }
+  const k = kind as ManifestKind;
+  const info = SUPPORTED_KINDS[k];
+  if (!(info.apiVersions as readonly string[]).includes(apiVersion)) {
+    p.add('apiVersion', `${JSON.stringify(apiVersion)} is not an apiVersion of ${k}; expected ${info.apiVersions.join(' or ')}`);
+  }
+  const meta = parseMeta(p, metaMap, k, info.namespaced);
+  if (!meta) return finish(undefined);
+  let raw: Readonly<Record<string, unknown>>;
+  let rawJson: string;
+  try {
+    rawJson = JSON.stringify(doc);
+    raw = deepFreeze(JSON.parse(rawJson) as Record<string, unknown>);
+  } catch (e) {
+    p.add('', `cannot be represented as JSON: ${(e as Error).message}`);
+    return finish(undefined);
+  }
+  const base = { apiVersion, meta, source, raw, rawJson };
+  const spec = (required: boolean): Record<string, unknown> | undefined => {
+    if (!Object.hasOwn(doc, 'spec') || doc.spec === null || doc.spec === undefined) {
+      if (required) p.add('spec', 'required field is missing');
+      return required ? undefined : {};
+    }
+    if (!isMapping(doc.spec)) {
+      p.add('spec', `expected a mapping, got ${describe(doc.spec)}`);
+      return undefined;
+    }
+    return doc.spec;
+  };
+  /** A kind whose spec is required: `parse` sees it when it is a mapping; otherwise `spec` said why and there is nothing. */
+  const withSpec = <T>(parse: (s: Record<string, unknown>) => T | undefined): T | undefined => {
+    const s = spec(true);
+    return s ? parse(s) : undefined;
+  };
+  const status = isMapping(doc.status) ? doc.status : {};
+  const ns = meta.namespace as string;
+  const warn = (fieldPath: string, message: string, severity: Severity = 'warning') => warnings.push({ field: fieldPath, message, severity });
+  switch (k) {
+    case 'Namespace':
+      return finish({ kind: k, ...base });
+    case 'ServiceAccount':
+      return finish({ kind: k, ...base });
+    case 'Pod':
+      return finish(withSpec((s) => parsePod(p, base, s, status, warn)));
+    case 'Deployment':
+      return finish(withSpec((s) => parseDeployment(p, base, s)));
+    case 'Service':
+      return finish(withSpec((s) => parseService(p, base, s, warn)));
+    case 'AuthorizationPolicy': {
+      const s = spec(false);
+      if (!s) return finish(undefined);
+      if (Object.hasOwn(s, 'targetRefs') || Object.hasOwn(s, 'targetRef')) {
+        // Enforced by waypoints (L7), never by ztunnel, as in Istio.
+        const waypointPolicy = new WaypointPolicyConverter(p, rootNamespace).policy(meta.name, ns, s, 'spec');
+        if (!waypointPolicy) return finish(undefined);
+        warn('spec.targetRefs', 'enforced by the waypoint it targets, not by ztunnel', 'info');
+        return finish({ kind: k, ...base, waypointPolicy });
+      }
+      const policy = new PolicySpecParser(p, rootNamespace).authorizationPolicy({ name: meta.name, namespace: ns }, s, 'spec');
+      if (!policy) return finish(undefined);
+      const http = httpAttributesWarning(policy);
+      if (http) warn('spec.rules', http);
+      return finish({ kind: k, ...base, policy });
+    }
+    case 'PeerAuthentication': {
+      const s = spec(false);
+      if (!s) return finish(undefined);
+      const policy = new PolicySpecParser(p, rootNamespace).peerAuthentication({ name: meta.name, namespace: ns }, s, 'spec');
+      if (!policy) return finish(undefined);
+      return finish({ kind: k, ...base, policy });
+    }
+    case 'Gateway':
+      return finish(withSpec((s) => parseGateway(p, base, s, status)));
+    case 'HTTPRoute': {
+      const route = withSpec((s) => new HttpRouteConverter(p).httpRoute(meta.name, ns, s, 'spec'));
+      return finish(route ? { kind: k, ...base, route } : undefined);
+    }
+    case 'VirtualService': {
+      const virtualService = withSpec((s) => new VirtualServiceConverter(p).virtualService(meta.name, ns, s, 'spec'));
+      return finish(virtualService ? { kind: k, ...base, virtualService } : undefined);
+    }
+    case 'DestinationRule': {
+      const destinationRule = withSpec((s) => new DestinationRuleConverter(p).destinationRule(meta.name, ns, s, 'spec'));
+      return finish(destinationRule ? { kind: k, ...base, destinationRule } : undefined);
+    }
+  }
+}
+
+function parseMeta(p: Problems, m: Record<string, unknown>, kind: ManifestKind, namespaced: boolean): Meta | undefined {
+  const before = p.size;
+  const nameRe = kind === 'Namespace' ? LABEL_RE : SUBDOMAIN_RE;
+  const nameExpected = kind === 'Namespace' ? NAMESPACE_EXPECTED : NAME_EXPECTED;
+  const name = field(p, 'metadata', m, 'name', (v, q) =>
+    string(p, q, v, nameExpected, (s) => (nameRe.test(s) ? undefined : `${JSON.stringify(s)} is not ${nameExpected}`)),
+  { required: true, expected: nameExpected });
+  let namespace: string | undefined;
+  if (namespaced) {
+    namespace =
+      field(p, 'metadata', m, 'namespace', (v, q) =>
+        string(p, q, v, NAMESPACE_EXPECTED, (s) => (LABEL_RE.test(s) ? undefined : `${JSON.stringify(s)} is not ${NAMESPACE_EXPECTED}`)),
+      ) ?? DEFAULT_NAMESPACE;
+  } else if (m.namespace !== undefined && m.namespace !== null) {
+    p.add('metadata.namespace', `${kind} is cluster-scoped; remove metadata.namespace`);
+  }
+  const labels = field(p, 'metadata', m, 'labels', (v, q) => stringMap(p, q, v, checkLabel)) ?? {};
+  const annotations = field(p, 'metadata', m, 'annotations', (v, q) => stringMap(p, q, v)) ?? {};
+  if (p.size > before || name === undefined) return undefined;
+  return { name, ...(namespace !== undefined ? { namespace } : {}), labels, annotations };
+}
+type Warn = (field: string, message: string, severity?: Severity) => void;
+
+function oneIp(p: Problems, path: string, v: unknown): string | undefined {
+  const c = typeof v === 'string' && !v.includes('%') ? canonicalIp(v) : undefined;
+  if (c === undefined) p.add(path, `${describe(v)} is not an IPv4 or IPv6 address`);
+  return c;
+}
+
+function ipList(p: Problems, path: string, v: unknown): string[] | undefined {
+  return list(p, path, v, (x, q) => oneIp(p, q, x));
+}
+
+function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>, warn: Warn): PodObject | undefined {
+  const before = p.size;
+  const nodeName = field(p, 'spec', spec, 'nodeName', (v, q) => string(p, q, v, 'a node name'));
+  const serviceAccount =
+    field(p, 'spec', spec, 'serviceAccountName', (v, q) =>
+      string(p, q, v, 'a service account name', (s) => (SA_RE.test(s) ? undefined : `${JSON.stringify(s)} is not ${NAME_EXPECTED}`)),
+    ) ??
+    field(p, 'spec', spec, 'serviceAccount', (v, q) => string(p, q, v, 'a service account name')) ??
+    'default';
+  const hostNetwork = spec.hostNetwork === true;
+  const namedPorts = new Map<string, number>();
+  const containers = field(p, 'spec', spec, 'containers', (v, q) => list(p, q, v, (c) => c), {
+    required: true,
+    expected: 'a list of containers',
+  });
+  containers?.forEach((c, i) => {
+    if (!isMapping(c) || !Array.isArray(c.ports)) return;
+    c.ports.forEach((cp: unknown, j: number) => {
+      if (!isMapping(cp)) return;
+      const q = `spec.containers[${i}].ports[${j}]`;
+      const num = field(p, q, cp, 'containerPort', (v, r) => port(p, r, v), { required: true, expected: 'a port' });
+      if (typeof cp.name === 'string' && num !== undefined) namedPorts.set(cp.name, num);
+    });
+  });
+  // status.podIPs is authoritative (dual stack); podIP alone is what older writers fill.
+  let ips: string[] = [];
+  if (status.podIPs !== undefined && status.podIPs !== null) {
+    ips =
+      list(p, 'status.podIPs', status.podIPs, (x, q) => {
+        const m = mapping(p, q, x, ['ip'], 'a mapping {ip}');
+        return m ? field(p, q, m, 'ip', (v, r) => oneIp(p, r, v), { required: true, expected: 'an IP address' }) : undefined;
+      }) ?? [];
+  } else if (status.podIP !== undefined && status.podIP !== null) {
+    const ip = oneIp(p, 'status.podIP', status.podIP);
+    ips = ip === undefined ? [] : [ip];
+  }
+  if (typeof status.podIP === 'string' && ips.length > 0 && canonicalIp(status.podIP) !== ips[0]) {
+    p.add('status.podIP', `${JSON.stringify(status.podIP)} is not the first of status.podIPs (${ips[0]})`);
+  }
+  const phase = typeof status.phase === 'string' ? status.phase : undefined;
+  const rawMeta = isMapping(base.raw.metadata) ? base.raw.metadata : {};
+  const uid = typeof rawMeta.uid === 'string' && rawMeta.uid !== '' ? rawMeta.uid : undefined;
+  let healthy = phase === undefined || phase === 'Running';
+  if (Array.isArray(status.conditions)) {
+    for (const c of status.conditions) {
+      if (isMapping(c) && c.type === 'Ready' && c.status === 'False') healthy = false;
+    }
+  }
+  if (isMapping(base.raw.metadata) && base.raw.metadata.deletionTimestamp) healthy = false;
+  if (nodeName === undefined) warn('spec.nodeName', 'not scheduled yet: the pod joins the mesh once it has a node and an IP', 'info');
+  else if (ips.length === 0 && !hostNetwork) warn('status.podIPs', 'no IP yet: the pod joins the mesh once it has one', 'info');
+  if (p.size > before) return undefined;
+  return {
+    kind: 'Pod',
+    ...base,
+    ...(uid !== undefined ? { uid } : {}),
+    ...(nodeName !== undefined ? { nodeName } : {}),
+    ...(phase === 'Succeeded' || phase === 'Failed' ? { finished: true } : {}),
+    serviceAccount,
+    ips,
+    hostNetwork,
+    healthy,
+    namedPorts,
+  };
+}
+
+/** `{matchLabels}` of a Deployment; `matchExpressions` cannot be checked against the template here. */
+function parseLabelSelector(p: Problems, path: string, v: unknown): Record<string, string> | undefined {
+  const m = mapping(p, path, v, ['matchLabels', 'matchExpressions'], 'a label selector {matchLabels: {...}}');
+  if (!m) return undefined;
+  if (m.matchExpressions !== undefined) {
+    p.add(keyPath(path, 'matchExpressions'), 'is not supported by the mesh; use matchLabels');
+    return undefined;
+  }
+  const labels = field(p, path, m, 'matchLabels', (x, q) => stringMap(p, q, x, checkLabel), { required: true, expected: 'a map of labels' });
+  if (labels && Object.keys(labels).length === 0) {
+    p.add(keyPath(path, 'matchLabels'), 'must not be empty; an empty selector selects every pod of the namespace');
+    return undefined;
+  }
+  return labels;
+}
+
+function parseDeployment(p: Problems, base: BaseFields, spec: Record<string, unknown>): DeploymentObject | undefined {
+  const before = p.size;
+  const replicas =
+    field(p, 'spec', spec, 'replicas', (v, q) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+        p.add(q, `${describe(v)} is not a replica count; expected an integer from 0`);
+        return undefined;
+      }
+      return v;
+    }) ?? 1;
+  const selector = field(p, 'spec', spec, 'selector', (v, q) => parseLabelSelector(p, q, v), { required: true, expected: '{matchLabels: {...}}' });
+  const template = field(p, 'spec', spec, 'template', (v, q) => mapping(p, q, v, ['metadata', 'spec'], 'a pod template {metadata, spec}'), {
+    required: true,
+    expected: 'a pod template {metadata, spec}',
+  });
+  let templateLabels: Record<string, string> = {};
+  if (template) {
+    const tm = isMapping(template.metadata) ? template.metadata : {};
+    templateLabels = field(p, 'spec.template.metadata', tm, 'labels', (v, q) => stringMap(p, q, v, checkLabel)) ?? {};
+    if (!isMapping(template.spec)) p.add('spec.template.spec', `expected a pod spec, got ${describe(template.spec)}`);
+    else field(p, 'spec.template.spec', template.spec, 'containers', (v, q) => list(p, q, v, (c) => c, { nonEmpty: 'a pod needs a container' }), { required: true, expected: 'a list of containers' });
+  }
+  if (selector && !labelsMatch(selector, templateLabels)) {
+    p.add('spec.selector.matchLabels', `does not match spec.template.metadata.labels (${JSON.stringify(templateLabels)}); the deployment would own none of its pods`);
+  }
+  if (p.size > before || !selector) return undefined;
+  return { kind: 'Deployment', ...base, replicas, selector, templateLabels };
+}
+
+function parseService(p: Problems, base: BaseFields, spec: Record<string, unknown>, warn: Warn): ServiceObject | undefined {
+  const before = p.size;
+  const type = typeof spec.type === 'string' ? spec.type : 'ClusterIP';
+  if (type === 'ExternalName') {
+    p.add('spec.type', 'ExternalName services are not supported by the mesh');
+    return undefined;
+  }
+  if (!['ClusterIP', 'NodePort', 'LoadBalancer'].includes(type)) p.add('spec.type', `${JSON.stringify(type)} is not a service type; expected ClusterIP, NodePort or LoadBalancer`);
+  let selector: Record<string, string> | undefined;
+  if (spec.selector !== undefined && spec.selector !== null) {
+    selector = stringMap(p, 'spec.selector', spec.selector, checkLabel);
+    if (selector && Object.keys(selector).length === 0) selector = undefined;
+  }
+  if (!selector && p.size === before) {
+    warn('spec.selector', 'no selector: the mesh sees no endpoints for this service (hand-made Endpoints are not read)');
+  }
+  const portNames = new Set<string>();
+  const seenPorts = new Set<number>();
+  const ports =
+    field(p, 'spec', spec, 'ports', (v, q) =>
+      list(p, q, v, (x, xq) => {
+        const m = mapping(p, xq, x, ['name', 'port', 'targetPort', 'protocol', 'nodePort', 'appProtocol'], 'a service port {name, port, targetPort, protocol}');
+        if (!m) return undefined;
+        const b = p.size;
+        const num = field(p, xq, m, 'port', (y, r) => port(p, r, y), { required: true, expected: 'an integer from 1 to 65535' });
+        const protocol = m.protocol ?? 'TCP';
+        if (protocol !== 'TCP') {
+          warn(keyPath(xq, 'protocol'), `${describe(protocol)} ports are not carried by the mesh (TCP only); this port is left out`);
+          return undefined;
+        }
+        let targetPort: number | string | undefined = num;
+        if (m.targetPort !== undefined && m.targetPort !== null) {
+          targetPort =
+            typeof m.targetPort === 'string' && !/^\d+$/.test(m.targetPort)
+              ? string(p, keyPath(xq, 'targetPort'), m.targetPort, 'a port name', (s) => (/^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/.test(s) ? undefined : `${JSON.stringify(s)} is not a port number or a container port name`))
+              : port(p, keyPath(xq, 'targetPort'), m.targetPort, true);
+        }
+        const name = field(p, xq, m, 'name', (y, r) => string(p, r, y, 'a port name'));
+        if (name !== undefined) {
+          if (portNames.has(name)) p.add(keyPath(xq, 'name'), `duplicate port name ${JSON.stringify(name)}`);
+          portNames.add(name);
+        }
+        if (num !== undefined) {
+          if (seenPorts.has(num)) p.add(keyPath(xq, 'port'), `duplicate port ${num}`);
+          seenPorts.add(num);
+        }
+        if (p.size > b || num === undefined || targetPort === undefined) return undefined;
+        return { port: num, targetPort, ...(name !== undefined ? { name } : {}) };
+      }),
+    { required: true, expected: 'a list of ports' }) ?? [];
+  let headless = false;
+  let clusterIps: string[] = [];
+  const ipsField = spec.clusterIPs ?? (spec.clusterIP !== undefined && spec.clusterIP !== null && spec.clusterIP !== '' ? [spec.clusterIP] : undefined);
+  const ipsPath = spec.clusterIPs !== undefined ? 'spec.clusterIPs' : 'spec.clusterIP';
+  if (Array.isArray(ipsField) && ipsField[0] === 'None') headless = true;
+  else if (spec.clusterIPs !== undefined && spec.clusterIPs !== null) clusterIps = ipList(p, ipsPath, ipsField) ?? [];
+  else if (ipsField !== undefined) clusterIps = [oneIp(p, ipsPath, spec.clusterIP)].filter((x): x is string => x !== undefined);
+  if (headless) warn('spec.clusterIP', 'headless: the mesh carries traffic to its pods by pod IP, not through a service address', 'info');
+  else if (clusterIps.length === 0 && p.size === before) warn('spec.clusterIP', 'no cluster IP assigned yet: the service joins the mesh once it has one', 'info');
+  if (p.size > before) return undefined;
+  return { kind: 'Service', ...base, ...(selector ? { selector } : {}), ports, clusterIps, headless };
+}
+
+function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>): GatewayObject | undefined {
+  const before = p.size;
+  const gatewayClassName = field(p, 'spec', spec, 'gatewayClassName', (v, q) => string(p, q, v, 'a GatewayClass name'), {
+    required: true,
+    expected: `${WAYPOINT_CLASS} for a waypoint`,
+  });
+  const forLabel = base.meta.labels[WAYPOINT_FOR_LABEL] ?? 'service';
+  const waypointFor = (['service', 'workload', 'all', 'none'] as const).find((x) => x === forLabel);
+  if (!waypointFor) p.add(`metadata.labels["${WAYPOINT_FOR_LABEL}"]`, `${JSON.stringify(forLabel)} is not allowed; expected service, workload, all or none`);
+  let hbonePort: number | undefined;
+  if (gatewayClassName === WAYPOINT_CLASS) {
+    const listeners = Array.isArray(spec.listeners) ? spec.listeners : [];
+    const hbone = listeners.findIndex((l) => isMapping(l) && l.protocol === 'HBONE');
+    if (hbone === -1) {
+      p.add('spec.listeners', `a waypoint needs the listener {name: mesh, port: ${WAYPOINT_HBONE_PORT}, protocol: HBONE}`);
+    } else {
+      hbonePort = port(p, `spec.listeners[${hbone}].port`, (listeners[hbone] as Record<string, unknown>).port);
+    }
+  }
+  const addresses: string[] = [];
+  if (Array.isArray(status.addresses)) {
+    for (const a of status.addresses) {
+      const ip = isMapping(a) && typeof a.value === 'string' ? canonicalIp(a.value) : undefined;
+      if (ip) addresses.push(ip);
+    }
+  }
+  if (p.size > before || gatewayClassName === undefined || !waypointFor) return undefined;
+  return { kind: 'Gateway', ...base, gatewayClassName, waypointFor, ...(hbonePort !== undefined ? { hbonePort } : {}), addresses };
+}

@@ -1,0 +1,96 @@
+/**
+ * Istio `DestinationRule` specs → the route model's subsets (`core/model/routes.ts`); what the
+ * routing specs share is in `shared.ts`.
+ */
+import { describe, field, isMapping, keyPath, list, mapping, string, stringField } from '../../validation/check.js';
+import type { DestinationRule } from '../../model/routes.js';
+import { checkLabel } from '../names.js';
+import { RouteSpecChecks, SUBSET_NAME_RE, checkHost } from './shared.js';
+
+const DR_SPEC_KEYS = ['host', 'subsets', 'trafficPolicy', 'exportTo', 'workloadSelector'];
+const DR_SUBSET_KEYS = ['name', 'labels', 'trafficPolicy'];
+
+/** Converts DestinationRule specs, recording problems in `p` under each entry's path. */
+export class DestinationRuleConverter extends RouteSpecChecks {
+  /**
+   * Converts a DestinationRule (`networking.istio.io/v1`) spec: `host` and `subsets` (name +
+   * labels), what VirtualService destinations name with `subset`. `trafficPolicy` (top level and
+   * per subset), `exportTo` and `workloadSelector` are accepted and not applied: they are listed
+   * in `ignored` (paths relative to the spec), which the waypoint shows in the route status of `/config_dump`
+   * (docs/waypoint.md, "Not supported").
+   *
+   * @example
+   * new DestinationRuleConverter(p).destinationRule('reviews', 'default',
+   *   { host: 'reviews', subsets: [{ name: 'v2', labels: { version: 'v2' } }] }, 'spec');
+   */
+  destinationRule(name: string, namespace: string, spec: Record<string, unknown>, path: string): DestinationRule | undefined {
+    const before = this.p.size;
+    const ignored: string[] = [];
+    mapping(this.p, path, spec, DR_SPEC_KEYS);
+    const host = stringField(
+      this.p,
+      path,
+      spec,
+      'host',
+      'a host',
+      (s) =>
+        s.startsWith('*')
+          ? `${JSON.stringify(s)}: wildcard hosts are not supported; name one service (short name, name.namespace or its FQDN)`
+          : checkHost(s),
+      { required: true, expected: 'the service host, e.g. reviews' },
+    );
+    // Relative to the spec, so the model does not depend on where the spec came from (file, manifest, wire).
+    for (const k of ['trafficPolicy', 'exportTo', 'workloadSelector']) if (Object.hasOwn(spec, k)) ignored.push(k);
+    const subsets =
+      field(this.p, path, spec, 'subsets', (x, q) =>
+        list(this.p, q, x, (e, eq) => {
+          const m = mapping(this.p, eq, e, DR_SUBSET_KEYS, 'a mapping {name, labels}');
+          if (!m) return undefined;
+          if (Object.hasOwn(m, 'trafficPolicy')) ignored.push(`${eq.slice(path.length + 1)}.trafficPolicy`);
+          const subsetName = field(
+            this.p,
+            eq,
+            m,
+            'name',
+            (y, r) => string(this.p, r, y, 'a subset name', (s) => (SUBSET_NAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a subset name; expected up to 63 letters, digits, "-", "_" or "."`)),
+            { required: true, expected: 'the subset name, e.g. v2' },
+          );
+          // No labels: the subset is every endpoint of the service (as in Istio).
+          const labels =
+            field(this.p, eq, m, 'labels', (y, r) => {
+              if (!isMapping(y)) {
+                this.p.add(r, `expected a mapping of label: value, got ${describe(y)}`);
+                return undefined;
+              }
+              const out: Record<string, string> = {};
+              for (const [k, val] of Object.entries(y)) {
+                if (typeof val !== 'string') {
+                  this.p.add(keyPath(r, k), `expected a string label value, got ${describe(val)}`);
+                  continue;
+                }
+                const bad = checkLabel(k, val);
+                if (bad) this.p.add(keyPath(r, k), bad);
+                else out[k] = val;
+              }
+              return Object.freeze(out);
+            }) ?? Object.freeze({});
+          return subsetName === undefined ? undefined : Object.freeze({ name: subsetName, labels });
+        }),
+      ) ?? [];
+    const seen = new Map<string, number>();
+    subsets.forEach((s, i) => {
+      const first = seen.get(s.name);
+      if (first !== undefined) this.p.add(`${path}.subsets[${i}].name`, `subset ${JSON.stringify(s.name)} is already defined by subsets[${first}]; subset names must be unique`);
+      else seen.set(s.name, i);
+    });
+    if (this.p.size > before || host === undefined) return undefined;
+    return Object.freeze({
+      kind: 'DestinationRule' as const,
+      name,
+      namespace,
+      host,
+      subsets: Object.freeze(subsets),
+      ...(ignored.length > 0 ? { ignored: Object.freeze(ignored) } : {}),
+    });
+  }
+}

@@ -1,0 +1,51 @@
+import t from 'tap';
+import * as yaml from 'js-yaml';
+import { formatProblem } from '../../../core/kube/objects.js';
+import { parseManifests } from '../../../core/kube/parse.js';
+import { docs, ns, pod, svc } from './documents.js';
+
+t.test('a bad object is rejected with its kind, name and field; the others apply', async (t) => {
+  const { objects, problems } = parseManifests(
+    docs(
+      ns('apps'),
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'apps' }, data: {} },
+      svc('web', { selector: { app: 1 }, clusterIP: '10.96.0.1', ports: [{ port: 80 }] }),
+      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'other' } }, spec: { containers: [{ name: 'c' }] } } } },
+      { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext', namespace: 'apps' }, spec: { action: 'CUSTOM', provider: { name: 'x' } } },
+      { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'bad-when', namespace: 'apps' }, spec: { rules: [{ when: [{ key: 'request.auth.claims', values: ['x'] }, { key: 'source.nope', values: ['x'] }] }] } },
+      { apiVersion: 'v2', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [] } },
+      { apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'apps' }, spec: { containers: [] } },
+      pod('ok', { ip: '10.1.0.5' }),
+    ),
+    'apps.yaml',
+  );
+  t.same(objects.map((o) => `${o.kind}/${o.meta.name}`), ['Namespace/apps', 'Pod/ok'], 'only the good objects are accepted');
+  const errors = problems.filter((p) => p.severity === 'error').map(formatProblem);
+  t.match(errors, [
+    /^apps.yaml#2: ConfigMap apps\/cfg: kind: unknown kind "ConfigMap" \(apiVersion v1\); supported kinds: Namespace, ServiceAccount, Pod/,
+    /^apps.yaml#3: Service apps\/web: spec.selector.app: expected a string value, got 1 \(quote it: "1"\)/,
+    /^apps.yaml#4: Deployment apps\/web: spec.selector.matchLabels: does not match spec.template.metadata.labels/,
+    /^apps.yaml#5: AuthorizationPolicy apps\/ext: spec.provider: belongs to the CUSTOM action/,
+    /^apps.yaml#5: AuthorizationPolicy apps\/ext: spec.action: "CUSTOM" is not supported by the L4 proxy/,
+    /^apps.yaml#6: AuthorizationPolicy apps\/bad-when: spec.rules\[0\].when\[1\].key: "source.nope" is not a supported condition key/,
+    /^apps.yaml#7: Pod default\/p: apiVersion: "v2" is not an apiVersion of Pod; expected v1/,
+    /^apps.yaml#8: document 8: metadata.name: required field is missing/,
+  ]);
+});
+
+t.test('a YAML syntax error rejects the whole file, naming the line', async (t) => {
+  const { objects, problems } = parseManifests('kind: Pod\nmetadata: {name: [\n', 'broken.yaml');
+  t.equal(objects.length, 0);
+  t.match(formatProblem(problems[0]!), /^broken.yaml: broken.yaml: yaml syntax error at line \d+.*nothing in this file was applied/);
+});
+
+t.test('kind: List is expanded; Deployment selectors with matchExpressions are refused', async (t) => {
+  const { objects, problems } = parseManifests(
+    yaml.dump({ apiVersion: 'v1', kind: 'List', items: [ns('a'), ns('b')] }) +
+      '---\n' +
+      yaml.dump({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { selector: { matchExpressions: [] }, template: { metadata: { labels: { app: 'd' } }, spec: { containers: [{ name: 'c' }] } } } }),
+    'list.yaml',
+  );
+  t.same(objects.map((o) => o.meta.name), ['a', 'b']);
+  t.match(problems.map(formatProblem), [/spec.selector.matchExpressions: is not supported by the mesh; use matchLabels/]);
+});
