@@ -56,7 +56,7 @@ export class CniHandlers {
     };
     pods.records.set(key, record);
     pods.errors.delete(key);
-    const view: PodView = { key, record, ...pods.desiredEntry(key, inputs.nodeName) };
+    const view: PodView = { key, record, ...pods.desiredEntry(key) };
     let d = decide(factsOf(view, cgroup), this.parts.context());
     if (wait?.outcome === 'timed-out') {
       d = { ...d, reason: `${d.reason}; decided without the desired state listing the pod: it did not within ${inputs.addWaitMs! / 1000}s of CNI ADD (ADD_WAIT_SECONDS)` };
@@ -119,7 +119,7 @@ export class CniHandlers {
     } catch (err) {
       throw new AgentApiError(AGENT_ERROR_CODES.enrolmentFailed, 500, `recording pod ${key} in ${inputs.store.path} failed: ${(err as Error).message}`, { cause: err });
     }
-    return { mode: d.mode, reason: d.reason, pod: podStatus(pods, inputs.nodeName, view.key)! };
+    return { mode: d.mode, reason: d.reason, pod: podStatus(pods, view.key)! };
   }
 
   async del(req: PodRequest): Promise<DelResponse> {
@@ -145,7 +145,7 @@ export class CniHandlers {
     const { in: inputs, pods } = this.parts;
     const key = keyOf(req.podNamespace!, req.podName!);
     const record = pods.records.get(key);
-    const view: PodView = { key, ...(record ? { record } : {}), ...pods.desiredEntry(key, inputs.nodeName) };
+    const view: PodView = { key, ...(record ? { record } : {}), ...pods.desiredEntry(key) };
     const d = decide(factsOf(view, record?.cgroup), this.parts.context());
     const fail = (why: string) => new AgentApiError(AGENT_ERROR_CODES.notEnrolled, 409, `pod ${key}: ${why}`);
     if (!record || record.containerId !== req.containerId) {

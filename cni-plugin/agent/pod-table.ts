@@ -7,16 +7,19 @@
  *
  * Invariants (the reconciler's jobs keep them through the methods below):
  * - `records`, `tracked` (with ztunnel's, ztunnel-hooks.ts) and `cleanup` are what the state file
- *   holds: a job that changes them saves them before it finishes (reconciler.ts `persist`).
- * - `decisions`, `errors` and `resolved` hold only keys of `views()` once a resync ran (it prunes
- *   them); a DEL drops the pod's record, error and decision.
- * - `resolved` holds a cgroup only for a pod its record gives none for (found through the desired
- *   state's `cgroup` or the resolver), and only while it was found at the last look.
+ *   holds: a job that changes them saves them (reconciler.ts `persist`) before it finishes.
+ * - `decisions`, `errors` and `resolved` may keep keys of pods that are gone until the next
+ *   resync prunes them to `views()`; /state reads them only through `views()`. A DEL drops the
+ *   pod's record, error and decision at once.
+ * - `resolved` is read only when the pod's record gives no cgroup: it holds the cgroup found
+ *   through the desired state's `cgroup` or the resolver, and loses it when that look fails.
  * - `actual` is what the kernel carried at the last look (a resync, a CHECK) or after our own
  *   attach/detach; a cgroup missing from it carries nothing of ours as far as the agent knows.
- * - `tracked` holds the cgroups other than ztunnel's that carry pod programs of ours: where
- *   orphans are looked for without walking every cgroup. A detach removes the cgroup from
- *   `actual` and `tracked` and the pod's `enrolledAt` together (`detach`).
+ * - `tracked` holds the cgroups other than ztunnel's that carried pod programs of ours at the last
+ *   look or since our own attach (each resync sets it from the kernel's answer; until the first,
+ *   it is the state file's list, ztunnel's cgroups included): where programs no pod wants are
+ *   looked for, without walking every cgroup. A detach removes the cgroup from `actual` and
+ *   `tracked` and the pod's `enrolledAt` together (`detach`).
  * - `cleanup` holds cgroup2 directories the agent made for pods that are gone; one that holds (or
  *   is) a recorded pod's cgroup is never removed, and a new sandbox inside one takes it back.
  */
@@ -50,16 +53,18 @@ export class PodTable {
   readonly decisions = new Map<string, Decision>();
   /** key → why the pod is not as decided (no cgroup, a failed attach). */
   readonly errors = new Map<string, string>();
-  /** key → cgroup, for pods known only from the desired state. */
+  /** key → cgroup, for pods whose record gives none (known only from the desired state). */
   readonly resolved = new Map<string, string>();
-  /** cgroup → what the kernel carried at the last look (status() or our own attach/detach). */
+  /** cgroup → what the kernel carries, as far as the agent knows. */
   readonly actual = new Map<string, CgroupAttachment>();
-  /** Cgroups carrying programs of ours, as far as the agent knows (persisted): where orphans are looked for. */
+  /** Cgroups carrying pod programs of ours, as far as the agent knows (persisted). */
   readonly tracked = new Set<string>();
   /** cgroup2 directories the agent made for pods that are gone, to rmdir once they are empty. */
   readonly cleanup = new Set<string>();
 
   constructor(
+    /** This node: desired pods scheduled elsewhere are not the agent's. */
+    private readonly nodeName: string,
     private readonly redirector: Redirector,
     private readonly log: Logger,
   ) {}
@@ -73,20 +78,20 @@ export class PodTable {
     for (const c of stored.cleanup) this.cleanup.add(c);
   }
 
-  localDesiredPods(nodeName: string): DesiredPod[] {
-    return this.desired.pods.filter((p) => p.node === undefined || p.node === nodeName);
+  localDesiredPods(): DesiredPod[] {
+    return this.desired.pods.filter((p) => p.node === undefined || p.node === this.nodeName);
   }
 
-  desiredEntry(key: string, nodeName: string): { desired?: DesiredPod } {
-    const d = this.localDesiredPods(nodeName).find((p) => keyOf(p.namespace, p.name) === key);
+  desiredEntry(key: string): { desired?: DesiredPod } {
+    const d = this.localDesiredPods().find((p) => keyOf(p.namespace, p.name) === key);
     return d ? { desired: d } : {};
   }
 
   /** Every pod the agent knows of: recorded, listed for this node, or both. */
-  views(nodeName: string): PodView[] {
+  views(): PodView[] {
     const out = new Map<string, PodView>();
     for (const [key, record] of this.records) out.set(key, { key, record });
-    for (const d of this.localDesiredPods(nodeName)) {
+    for (const d of this.localDesiredPods()) {
       const key = keyOf(d.namespace, d.name);
       const prev = out.get(key);
       // A record for a different pod of the same name (another uid) belongs to an old pod.

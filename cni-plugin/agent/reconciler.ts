@@ -13,7 +13,8 @@
  * - `cni-handlers.ts`: CNI ADD, DEL and CHECK; `add-wait.ts`: an ADD's wait for the desired state;
  * - `resync.ts`: the full reconcile against the desired state and the kernel;
  * - `ztunnel-hooks.ts`: the getsockname hooks on ztunnel's cgroups, following ztunnel;
- * - `status.ts`: `GET /state` and the pod in an ADD's answer.
+ * - `status.ts`: `GET /state` and the pod in an ADD's answer;
+ * - `api-error.ts`: the failures answered to the plugin (re-exported here for server.ts).
  */
 import type { Logger } from '../../core/telemetry/log.js';
 import type { AddResponse, AgentState, CheckResponse, DelResponse, PodRequest } from '../api.js';
@@ -98,7 +99,7 @@ export class Reconciler {
     this.in = inputs;
     this.log = inputs.logger;
     this.now = inputs.now ?? (() => new Date());
-    this.pods = new PodTable(inputs.redirector, inputs.logger);
+    this.pods = new PodTable(inputs.nodeName, inputs.redirector, inputs.logger);
     this.ztunnel = new ZtunnelHooks(inputs);
     this.addWaits = new AddWaits(inputs);
     const parts: ReconcilerParts = {

@@ -37,7 +37,7 @@ export class Resync {
     if (pods.cleanup.size > 0 && (await pods.retryCleanup())) recordsChanged = true;
 
     const ctx = this.parts.context();
-    const views = pods.views(inputs.nodeName);
+    const views = pods.views();
     pods.prune(new Set(views.map((v) => v.key)));
     const cgroups = new Map<string, string | undefined>();
     for (const view of views) cgroups.set(view.key, await this.cgroupOf(view));

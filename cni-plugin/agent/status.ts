@@ -9,8 +9,8 @@ import type { ReconcilerInputs } from './reconciler.js';
 import type { ZtunnelHooks } from './ztunnel-hooks.js';
 
 /** One pod as /state shows it, or undefined when the agent does not know it. */
-export function podStatus(pods: PodTable, nodeName: string, key: string): PodStatus | undefined {
-  const view = pods.views(nodeName).find((v) => v.key === key);
+export function podStatus(pods: PodTable, key: string): PodStatus | undefined {
+  const view = pods.views().find((v) => v.key === key);
   return view ? statusOf(pods, view) : undefined;
 }
 
@@ -78,7 +78,7 @@ export function agentState(s: StateSources): AgentState {
       ...(s.desiredLoadedAt ? { loadedAt: s.desiredLoadedAt } : {}),
       ...(s.desiredError ? { error: s.desiredError } : {}),
       namespaces: s.pods.desired.namespaces.size,
-      pods: s.pods.localDesiredPods(s.in.nodeName).length,
+      pods: s.pods.localDesiredPods().length,
       addWaitSeconds: (s.in.addWaitMs ?? 0) / 1000,
       waitingAdds: [...s.waitingAdds],
     },
@@ -90,7 +90,7 @@ export function agentState(s: StateSources): AgentState {
       pendingRemoval: [...s.pods.cleanup].sort(),
     },
     pods: s.pods
-      .views(s.in.nodeName)
+      .views()
       .map((v) => statusOf(s.pods, v))
       .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
     ...(s.lastResync ? { lastResync: s.lastResync } : {}),
