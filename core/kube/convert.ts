@@ -59,15 +59,17 @@ export interface ConvertInputs {
   readonly rootNamespace?: string;
 }
 
-/** The objects behind the waypoint kinds of the configuration (their specs travel as written). */
-export interface WaypointResources {
-  readonly gateways: readonly GatewayObject[];
-  readonly httpRoutes: readonly HTTPRouteObject[];
-  readonly virtualServices: readonly VirtualServiceObject[];
-  readonly destinationRules: readonly DestinationRuleObject[];
-  /** AuthorizationPolicies with targetRefs. */
-  readonly authorizationPolicies: readonly AuthorizationPolicyObject[];
+/** The object behind each waypoint kind of the configuration (`authorizationPolicies`: those with targetRefs). */
+interface WaypointKinds {
+  gateways: GatewayObject;
+  httpRoutes: HTTPRouteObject;
+  virtualServices: VirtualServiceObject;
+  destinationRules: DestinationRuleObject;
+  authorizationPolicies: AuthorizationPolicyObject;
 }
+
+/** The objects behind the waypoint kinds of the configuration (their specs travel as written). */
+export type WaypointResources = { readonly [K in keyof WaypointKinds]: readonly WaypointKinds[K][] };
 
 /** The outcome of a conversion. */
 export interface ConvertResult {
@@ -110,6 +112,9 @@ interface ServiceSlot {
   /** Index in the services list, or -1 when the service is left out. */
   pos: number;
 }
+
+/** Kinds whose namespace must exist (checked after the namespaces, pods and services are known). */
+const POLICY_KINDS: ReadonlySet<ManifestObject['kind']> = new Set(['HTTPRoute', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy', 'PeerAuthentication']);
 
 /**
  * The conversion, kept between calls so that the frequent change (pods coming, going, changing
@@ -181,10 +186,9 @@ export class ManifestConverter {
     const sorted = inputs.sorted ? inputs.objects : sortObjects([...inputs.objects]);
     const pods: PodObject[] = [];
     const services: ServiceObject[] = [];
-    const waypoint = { gateways: [] as GatewayObject[], httpRoutes: [] as HTTPRouteObject[], virtualServices: [] as VirtualServiceObject[], destinationRules: [] as DestinationRuleObject[], authorizationPolicies: [] as AuthorizationPolicyObject[] };
+    const waypoint: { [K in keyof WaypointKinds]: WaypointKinds[K][] } = { gateways: [], httpRoutes: [], virtualServices: [], destinationRules: [], authorizationPolicies: [] };
     const authz: AuthorizationPolicy[] = [];
     const peer: PeerAuthentication[] = [];
-    const policyObjects: ManifestObject[] = [];
     for (const o of sorted) {
       switch (o.kind) {
         case 'Namespace':
@@ -206,24 +210,19 @@ export class ManifestConverter {
           break;
         case 'HTTPRoute':
           waypoint.httpRoutes.push(o);
-          policyObjects.push(o);
           break;
         case 'VirtualService':
           waypoint.virtualServices.push(o);
-          policyObjects.push(o);
           break;
         case 'DestinationRule':
           waypoint.destinationRules.push(o);
-          policyObjects.push(o);
           break;
         case 'AuthorizationPolicy':
           if (o.policy) authz.push(o.policy);
           if (o.waypointPolicy) waypoint.authorizationPolicies.push(o);
-          policyObjects.push(o);
           break;
         case 'PeerAuthentication':
           peer.push(o.policy);
-          policyObjects.push(o);
           break;
         case 'Deployment':
           break; // its pods are created by the lab (or the cluster) and arrive as Pod objects
@@ -257,7 +256,7 @@ export class ManifestConverter {
       slot.pos = this.#services.length;
       this.#services.push(this.#convertService(svc));
     }
-    for (const o of policyObjects) this.#checkNamespace(o);
+    for (const o of sorted) if (POLICY_KINDS.has(o.kind)) this.#checkNamespace(o);
 
     const waypointPolicies = waypoint.authorizationPolicies.map((o) => o.waypointPolicy as WaypointPolicy);
     const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
