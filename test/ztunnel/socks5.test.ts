@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import { readSocks5Request, sendSocks5Reply, SOCKS5_REPLY } from '../../ztunnel/socks5.js';
 import { until } from '../helpers/until.js';
 
-async function handshake(t: Test, bytes: Buffer[]): Promise<{ result: unknown; received: Buffer }> {
+/** A connected loopback pair: `client` the SOCKS5 client's end, `s` the end ztunnel reads; both closed in teardown. */
+async function connectedPair(t: Test): Promise<{ client: net.Socket; s: net.Socket }> {
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());
@@ -14,6 +15,11 @@ async function handshake(t: Test, bytes: Buffer[]): Promise<{ result: unknown; r
   t.teardown(() => client.destroy());
   const [s] = await accepted;
   t.teardown(() => s.destroy());
+  return { client, s };
+}
+
+async function handshake(t: Test, bytes: Buffer[]): Promise<{ result: unknown; received: Buffer }> {
+  const { client, s } = await connectedPair(t);
   const received: Buffer[] = [];
   client.on('data', (d: Buffer) => received.push(d));
   await writeInReads(client, s, bytes);
@@ -44,14 +50,7 @@ async function writeInReads(client: net.Socket, server: net.Socket, chunks: Buff
 }
 
 t.test('IPv4 CONNECT, split across packets, with pipelined data kept', async (t) => {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => server.close());
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  t.teardown(() => client.destroy());
-  const [s] = await accepted;
-  t.teardown(() => s.destroy());
+  const { client, s } = await connectedPair(t);
   await writeInReads(client, s, [
     Buffer.from([0x05, 0x01]),
     Buffer.from([0x00, 0x05, 0x01, 0x00, 0x01, 10, 1, 2, 3]),
