@@ -68,7 +68,8 @@
  * - `requests`: every request (`{ method, path, verb, resource, namespace, name, query }`);
  *   `count({ verb, resource })` counts them (verb: list, watch, get, create, update, patch, delete).
  * - `hangNext({ verb, resource, times })`: the next matching requests get no answer at all.
- * - `setTokenReview(token, status)` / `deleteTokenReview(token)`.
+ * - `setTokenReview(token, status)` / `deleteTokenReview(token)`; `setBoundToken(token, pod)` for
+ *   the usual case, a token bound to a pod of the fixture.
  * - `setPortForward(namespace, pod, port, target | undefined)`: where a port-forward to that pod's
  *   port connects (`{ host, port }`); `portForwardConnections`: how many port connections opened.
  */
@@ -439,6 +440,24 @@ export class KubeApiFixture {
 
   setTokenReview(token: string, status: FixtureTokenReview): void {
     this.#reviews.set(token, status);
+  }
+
+  /**
+   * A projected service-account token bound to an existing pod, as the API server's TokenReview
+   * describes one for the `istio-ca` audience (username, pod name and uid in `extra`).
+   */
+  setBoundToken(token: string, pod: { name: string; namespace: string; serviceAccount: string }): void {
+    const p = this.get({ apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name });
+    if (!p) throw new Error(`setBoundToken: no pod ${pod.namespace}/${pod.name} in the fixture`);
+    const uid = (p as { metadata: { uid: string } }).metadata.uid;
+    this.setTokenReview(token, {
+      authenticated: true,
+      audiences: ['istio-ca'],
+      user: {
+        username: `system:serviceaccount:${pod.namespace}:${pod.serviceAccount}`,
+        extra: { 'authentication.kubernetes.io/pod-name': [pod.name], 'authentication.kubernetes.io/pod-uid': [uid] },
+      },
+    });
   }
 
   deleteTokenReview(token: string): void {

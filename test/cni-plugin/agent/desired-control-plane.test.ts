@@ -24,6 +24,7 @@ import { StateStore } from '../../../cni-plugin/agent/store.js';
 import type { PodRequest } from '../../../cni-plugin/api.js';
 import { KubeApiFixture, type FixtureRef } from '../../helpers/kube-api-fixture.js';
 import { until } from '../../helpers/until.js';
+import { kubernetesModeEnv } from '../../helpers/cluster-control-plane.js';
 import { FakeRedirector, reconcilerInputs } from '../fakes.js';
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
@@ -127,38 +128,20 @@ api.apply(ns('apps', AMBIENT));
 api.apply(ns('fresh'));
 api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' } });
 api.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ztunnel', namespace: 'istio-system' } });
-const ztPod = api.apply({
+api.apply({
   apiVersion: 'v1',
   kind: 'Pod',
   metadata: { name: 'ztunnel-a', namespace: 'istio-system', labels: { app: 'ztunnel' } },
   spec: { nodeName: 'node-1', serviceAccountName: 'ztunnel', containers: [{ name: 'main', image: 'ztunnel' }] },
   status: { phase: 'Running', podIP: '127.0.72.11', podIPs: [{ ip: '127.0.72.11' }], conditions: [{ type: 'Ready', status: 'True' }] },
-}) as { metadata: { uid: string } };
-const TOKEN = 'token-of-ztunnel-a-node-agent-test';
-api.setTokenReview(TOKEN, {
-  authenticated: true,
-  audiences: ['istio-ca'],
-  user: { username: 'system:serviceaccount:istio-system:ztunnel', extra: { 'authentication.kubernetes.io/pod-name': ['ztunnel-a'], 'authentication.kubernetes.io/pod-uid': [ztPod.metadata.uid] } },
 });
+const TOKEN = 'token-of-ztunnel-a-node-agent-test';
+api.setBoundToken(TOKEN, { name: 'ztunnel-a', namespace: 'istio-system', serviceAccount: 'ztunnel' });
 
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfig);
 const cluster = await startClusterControlPlane({
-  config: loadConfig({
-    CONFIG_SOURCE: 'kubernetes',
-    KUBECONFIG: kubeconfig,
-    POD_NAME: 'cp-0',
-    POD_NAMESPACE: 'istio-system',
-    CA_CERT_FILE: join(dir, 'root-cert.pem'),
-    CA_KEY_FILE: join(dir, 'root-key.pem'),
-    LISTEN_ADDRESS: HOST,
-    CONTROL_PLANE_PORT: '0',
-    ADMIN_PORT: '0',
-    METRICS_PORT: '0',
-    READINESS_PORT: '0',
-    LOG_LEVEL: 'silent',
-    WAYPOINT_IMAGE: 'registry.example/ambient-mesh:test',
-  }),
+  config: loadConfig(kubernetesModeEnv({ kubeconfig, caDir: dir, host: HOST, podName: 'cp-0' })),
   logger: silentLogger,
   api: new KubeConfigApi(kc),
   informerTimings: { initialBackoffMs: 20, maxBackoffMs: 100 },

@@ -24,6 +24,7 @@ import { KubeApiFixture, type FixtureRef } from '../../helpers/kube-api-fixture.
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { Service } from 'kubernetes-models/v1/Service';
 import { until } from '../../helpers/until.js';
+import { kubernetesModeEnv } from '../../helpers/cluster-control-plane.js';
 
 const HOST = '127.0.16.1';
 const dir = t.testdir();
@@ -63,38 +64,15 @@ api.apply(pod('db-1', { ns: 'apps', node: 'node-2', ip: '10.2.0.5', sa: 'db' }))
 
 /** A projected token bound to a pod, as the API server's TokenReview describes it. */
 function boundToken(token: string, podName: string, namespace: string, serviceAccount: string): void {
-  const p = api.get({ apiVersion: 'v1', kind: 'Pod', namespace, name: podName }) as { metadata: { uid: string } } | undefined;
-  api.setTokenReview(token, {
-    authenticated: true,
-    audiences: ['istio-ca'],
-    user: {
-      username: `system:serviceaccount:${namespace}:${serviceAccount}`,
-      extra: { 'authentication.kubernetes.io/pod-name': [podName], 'authentication.kubernetes.io/pod-uid': [p!.metadata.uid] },
-    },
-  });
+  api.setBoundToken(token, { name: podName, namespace, serviceAccount });
 }
 const tokens = { node1: 'token-of-ztunnel-a-0123456789', node2: 'token-of-ztunnel-b-0123456789' };
 boundToken(tokens.node1, 'ztunnel-a', 'istio-system', 'ztunnel');
 boundToken(tokens.node2, 'ztunnel-b', 'istio-system', 'ztunnel');
 
 function configFor(podName: string) {
-  return loadConfig({
-    CONFIG_SOURCE: 'kubernetes',
-    KUBECONFIG: kubeconfig,
-    POD_NAME: podName,
-    POD_NAMESPACE: 'istio-system',
-    CA_CERT_FILE: join(dir, 'root-cert.pem'),
-    CA_KEY_FILE: join(dir, 'root-key.pem'),
-    LISTEN_ADDRESS: HOST,
-    CONTROL_PLANE_PORT: '0',
-    ADMIN_PORT: '0',
-    METRICS_PORT: '0',
-    READINESS_PORT: '0',
-    LOG_LEVEL: 'silent',
-    WAYPOINT_IMAGE: 'registry.example/ambient-mesh:test',
-    // Not the defaults: what the chart's waypoint.resources becomes reaches the Deployment.
-    WAYPOINT_RESOURCES: JSON.stringify(WAYPOINT_RESOURCES),
-  });
+  // Not the defaults: what the chart's waypoint.resources becomes reaches the Deployment.
+  return loadConfig(kubernetesModeEnv({ kubeconfig, caDir: dir, host: HOST, podName, extra: { WAYPOINT_RESOURCES: JSON.stringify(WAYPOINT_RESOURCES) } }));
 }
 
 async function startReplica(podName: string): Promise<ClusterControlPlane> {
