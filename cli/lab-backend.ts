@@ -1,6 +1,6 @@
 /**
  * The mesh in the lab on this machine. Objects go through the lab's own `apply`/`delete`/`label`
- * (`lab/workloads.ts`), so a waypoint applied here is checked by the control plane's manifest
+ * (`lab/apply.ts`, `lab/label.ts`), so a waypoint applied here is checked by the control plane's manifest
  * parser, written to the store the lab's control plane reads, and run by the lab's gateway
  * controller (`lab/waypoints.ts`), exactly like `lab apply -f`.
  * ztunnels are read on their admin port inside their node's network namespace.

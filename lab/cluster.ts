@@ -42,6 +42,13 @@ export class LabError extends Error {
   }
 }
 
+/** The lab's record, or `ERR_LAB_NOT_UP` when no lab is up: every command but `up` and `down` needs one. */
+export async function requireLab(paths: LabPaths): Promise<LabState> {
+  const s = await readState(paths);
+  if (!s) throw new LabError(`no lab is up (no ${paths.stateDir}/lab.json); run ambientctl lab up`, 'ERR_LAB_NOT_UP');
+  return s;
+}
+
 export function nodeRecord(paths: LabPaths, cgroupRoot: string, i: number): NodeRecord {
   const name = `node-${i}`;
   return {
@@ -262,7 +269,7 @@ export async function up(paths: LabPaths, opts: UpOptions = {}): Promise<LabStat
   await symlink(CNI_WRAPPER, join(cniBinDir(paths), 'ambient-cni'));
   for (const n of nodes) await writeAtomic(join(paths.stateDir, 'net.d', n.name, '10-ambient.conflist'), `${JSON.stringify(conflist(paths, n), null, 2)}\n`);
 
-  const { writeClusterFiles } = await import('./workloads.js');
+  const { writeClusterFiles } = await import('./cluster-files.js');
   await writeClusterFiles(paths, s);
   await ensureProcesses(paths, s, say);
   return s;

@@ -6,12 +6,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
-import { LabError, METRICS_PORT, netnsPath, table, type Progress } from './cluster.js';
+import { LabError, METRICS_PORT, netnsPath, requireLab, table, type Progress } from './cluster.js';
 import type { LabPaths, LabState, PodRecord } from './state.js';
 import { PORTS } from '../core/hbone/constants.js';
 import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, USE_WAYPOINT_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../core/labels.js';
 import { getInNetns } from './sys.js';
-import { apply, exec, requireLab } from './workloads.js';
+import { apply } from './apply.js';
+import { exec } from './get.js';
 
 export const DEMO_NAMESPACE = 'demo';
 

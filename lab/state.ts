@@ -80,6 +80,28 @@ export interface LabState {
   readonly created: string;
 }
 
+/** The key of an applied object in `LabState.objects`: `Kind/namespace/name` (no namespace: `Kind//name`). */
+export const objKey = (kind: string, ns: string | undefined, name: string): string => `${kind}/${ns ?? ''}/${name}`;
+
+/** The key of a pod in `LabState.pods`: `namespace/name`. */
+export const podKey = (ns: string, name: string): string => `${ns}/${name}`;
+
+/** The lab's namespaces with their labels: `default` (always there) and every applied Namespace. */
+export function namespaces(s: LabState): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>([['default', {}]]);
+  for (const o of Object.values(s.objects)) {
+    if (o.kind !== 'Namespace') continue;
+    const m = o.metadata as Record<string, unknown>;
+    out.set(m.name as string, { ...((m.labels as Record<string, string>) ?? {}) });
+  }
+  return out;
+}
+
+/** A pod's labels, as applied. */
+export function podLabels(p: Pick<PodRecord, 'raw'>): Record<string, string> {
+  return { ...(((p.raw.metadata as Record<string, unknown>).labels as Record<string, string>) ?? {}) };
+}
+
 export function statePath(paths: LabPaths): string {
   return join(paths.stateDir, 'lab.json');
 }

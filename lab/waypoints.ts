@@ -7,13 +7,20 @@
  * Once the waypoint answers its readiness probe, the Gateway's status gets the Service's address
  * and `Accepted`/`Programmed` conditions, as in a cluster.
  *
- * Derived objects carry an ownerReference to their Gateway and are deleted with it.
+ * Derived objects carry an ownerReference to their Gateway and are deleted with it. `apply`
+ * (apply.ts) adds them to what it applies (`withWaypoints`) and, once the pods run, waits for
+ * each waypoint and writes its Gateway's status (`programWaypoints`).
  */
 import { join } from 'node:path';
+import * as yaml from 'js-yaml';
 import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, WAYPOINT_CLASS, WAYPOINT_MANAGED_LABEL, WAYPOINT_MANAGED_VALUE } from '../core/labels.js';
 import { PORTS } from '../core/hbone/constants.js';
-import { CONTROL_PLANE_PORT } from './cluster.js';
-import type { LabPaths, LabState } from './state.js';
+import { formatProblem, type ManifestObject } from '../core/kube/objects.js';
+import { parseManifests } from '../core/kube/parse.js';
+import { CONTROL_PLANE_PORT, LabError, netnsPath, type Progress } from './cluster.js';
+import { writeClusterFiles } from './cluster-files.js';
+import { objKey, writeState, type LabPaths, type LabState } from './state.js';
+import { getInNetns, until } from './sys.js';
 
 type Raw = Record<string, unknown>;
 
@@ -104,4 +111,56 @@ export function gatewayStatus(address: string | undefined, ready: boolean, gener
       cond('Programmed', ready, ready ? 'Programmed' : 'Pending', ready ? 'Resource programmed, assigned to service(s)' : 'the waypoint pod is not ready yet'),
     ],
   };
+}
+
+/** `objects` plus, for each waypoint Gateway among them, what the lab's waypoint controller derives. */
+export function withWaypoints(paths: LabPaths, s: LabState, objects: ManifestObject[]): ManifestObject[] {
+  const out = [...objects];
+  for (const o of objects) {
+    const raw = JSON.parse(o.rawJson) as Raw;
+    if (!isWaypointGateway(raw)) continue;
+    const where = `${o.source ?? 'manifest'} (the waypoint of Gateway ${o.meta.namespace ?? 'default'}/${o.meta.name})`;
+    const r = parseManifests(derivedObjects(paths, s, raw).map((d) => yaml.dump(d, { noRefs: true })).join('---\n'), where);
+    const errors = r.problems.filter((p) => p.severity === 'error');
+    if (errors.length > 0) throw new LabError(`rejected; nothing was applied:\n${errors.map((p) => `  ${formatProblem(p)}`).join('\n')}`, 'ERR_LAB_BAD_MANIFEST');
+    // What the user applied under the same name wins (a Service or ServiceAccount of their own).
+    for (const d of r.objects) if (!objects.some((x) => x.kind === d.kind && x.meta.name === d.meta.name && x.meta.namespace === d.meta.namespace)) out.push(d);
+  }
+  return out;
+}
+
+/** Waits for each applied waypoint Gateway's pod to be ready, then writes the Gateway's status (address, Programmed). */
+export async function programWaypoints(paths: LabPaths, s: LabState, applied: readonly ManifestObject[], say: Progress): Promise<void> {
+  const gateways = applied.filter((o) => o.kind === 'Gateway' && isWaypointGateway(s.objects[objKey('Gateway', o.meta.namespace, o.meta.name)] ?? {}));
+  if (gateways.length === 0) return;
+  for (const o of gateways) {
+    const ns = o.meta.namespace ?? 'default';
+    const key = objKey('Gateway', o.meta.namespace, o.meta.name);
+    const pods = Object.values(s.pods).filter((p) => p.owner === objKey('Deployment', o.meta.namespace, o.meta.name));
+    const svc = s.objects[objKey('Service', o.meta.namespace, o.meta.name)]?.spec as Raw | undefined;
+    let ready = false;
+    try {
+      await until(
+        `the waypoint of Gateway ${ns}/${o.meta.name} to be ready`,
+        async () => {
+          for (const p of pods) {
+            const n = s.nodes.find((x) => x.name === p.node)!;
+            const ok = await getInNetns(netnsPath(n.netns), `http://${p.ip}:${PORTS.readiness}/healthz/ready`).then(() => true, () => false);
+            if (ok) return true;
+          }
+          return false;
+        },
+        20_000,
+        200,
+      );
+      ready = true;
+    } catch (err) {
+      say(`gateway/${o.meta.name} -n ${ns}: ${(err as Error).message}; see ambientctl lab logs ${pods[0]?.name ?? o.meta.name} -n ${ns}`);
+    }
+    const gw = s.objects[key]!;
+    s.objects[key] = { ...gw, status: gatewayStatus(svc?.clusterIP as string | undefined, ready, Number((gw.metadata as Raw).generation ?? 1)) };
+    if (ready) say(`gateway/${o.meta.name} -n ${ns} programmed: waypoint ${pods.map((p) => `${p.name} (${p.ip})`).join(', ')} behind ${svc?.clusterIP as string}:${PORTS.hbone}`);
+  }
+  await writeClusterFiles(paths, s);
+  await writeState(paths, s);
 }

@@ -13,7 +13,7 @@ import { leftovers, netnsPath } from '../../lab/cluster.js';
 import { DEMO_NAMESPACE, requestsFromMetrics, waypointMetrics } from '../../lab/demo.js';
 import { defaultPaths, readState, type LabState, type PodRecord } from '../../lab/state.js';
 import { alive, getInNetns, sleep, until } from '../../lab/sys.js';
-import { exec } from '../../lab/workloads.js';
+import { exec } from '../../lab/get.js';
 import { GATEWAY_NAME_LABEL } from '../../core/labels.js';
 
 const prefix = `amb-lr${process.pid}`;

@@ -4,7 +4,9 @@ import t from 'tap';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { edgesFromMetrics } from '../../lab/demo.js';
-import { containerArgv, enrolmentChanges, loadManifests, serviceRules } from '../../lab/workloads.js';
+import { enrolmentChanges } from '../../lab/label.js';
+import { containerArgv, loadManifests } from '../../lab/manifests.js';
+import { serviceRules } from '../../lab/services.js';
 import { podArgv } from '../../lab/sys.js';
 import type { LabState, PodRecord } from '../../lab/state.js';
 
