@@ -17,6 +17,7 @@ import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, WAYPOINT_CLAS
 import { PORTS } from '../core/hbone/constants.js';
 import { formatProblem, type ManifestObject } from '../core/kube/objects.js';
 import { parseManifests } from '../core/kube/parse.js';
+import { ownerReference } from '../core/kube/deployments.js';
 import { CONTROL_PLANE_PORT, LabError, netnsPath, type Progress } from './cluster.js';
 import { writeClusterFiles } from './cluster-files.js';
 import { objKey, writeState, type LabPaths, type LabState } from './state.js';
@@ -31,7 +32,8 @@ export function isWaypointGateway(o: Raw): boolean {
 
 /** The ownerReference derived objects carry. */
 function ownerRef(gw: Raw): Raw {
-  return { apiVersion: gw.apiVersion, kind: 'Gateway', name: (gw.metadata as Raw).name, controller: true };
+  // With the uid the upstream schema requires (the parser refuses an ownerReference without one).
+  return ownerReference(gw);
 }
 
 /** Whether `o` was derived from the Gateway `namespace/name`. */

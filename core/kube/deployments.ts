@@ -24,8 +24,32 @@ export function podsForDeployment(d: DeploymentObject): Record<string, unknown>[
       name: `${d.meta.name}-${hash}-${i}`,
       namespace: d.meta.namespace,
       labels: { ...d.templateLabels },
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.meta.name }],
+      ownerReferences: [ownerReference(d.raw)],
     },
     spec: JSON.parse(JSON.stringify(template.spec)) as unknown,
   }));
+}
+
+/**
+ * The ownerReference an object derived from `owner` carries (`controller: true`). The upstream
+ * schema requires its `uid`: the owner's `metadata.uid` when it has one (an object read from an
+ * API server), otherwise one derived from the owner's kind, namespace and name, stable for as
+ * long as the owner exists under that name (the lab has no API server to assign uids).
+ *
+ * @example
+ * ownerReference({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'apps' } })
+ * // { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', uid: '…-…', controller: true }
+ */
+export function ownerReference(owner: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const m = isMapping(owner.metadata) ? owner.metadata : {};
+  const name = String(m.name);
+  const uid = typeof m.uid === 'string' && m.uid !== '' ? m.uid : nameUid(`${String(owner.kind)}/${String(m.namespace ?? '')}/${name}`);
+  return { apiVersion: owner.apiVersion, kind: owner.kind, name, uid, controller: true };
+}
+
+/** A UUID-shaped id (version 5 layout, SHA-256 based) determined by `key`. */
+function nameUid(key: string): string {
+  const h = createHash('sha256').update(key).digest('hex');
+  const variant = ((parseInt(h[16] as string, 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }

@@ -2,9 +2,10 @@
  * Manifests (multi-document YAML or JSON) → typed objects (`objects.ts`), one at a time, and
  * nowhere else: an object with an unknown kind, a missing name, a bad selector or a policy field
  * the mesh cannot enforce is rejected with problems naming the object (`Pod default/web`) and the
- * field (`spec.selector`); the other objects of the same file are unaffected. The specs of policy
- * and routing kinds are checked by their own converters (`authorization-policy.ts`,
- * `waypoint-policy.ts`, `routes/`).
+ * field (`spec.selector`); the other objects of the same file are unaffected. Structure (types,
+ * required fields, enums) is judged first by the upstream schema of the kind (`schema.ts`); what
+ * it accepts is checked for meaning here and, for the specs of policy and routing kinds, by their
+ * own converters (`authorization-policy.ts`, `waypoint-policy.ts`, `routes/`).
  */
 import { loadAll, YAMLException } from 'js-yaml';
 import { WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../labels.js';
@@ -17,6 +18,7 @@ import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
+import { schemaProblems } from './schema.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkLabel } from './names.js';
 import {
   DEFAULT_NAMESPACE,
@@ -142,6 +144,14 @@ export function parseObject(
   if (!(info.apiVersions as readonly string[]).includes(apiVersion)) {
     p.add('apiVersion', `${JSON.stringify(apiVersion)} is not an apiVersion of ${k}; expected ${info.apiVersions.join(' or ')}`);
   }
+  // Structure first, as an API server does: the upstream schema of the kind (schema.ts) judges
+  // types, required fields and enums, and an object it rejects never reaches the hand parsers, so
+  // no field gets two messages. Every source comes through here (lab, manifest files, the
+  // Kubernetes source): the base chart's CRDs keep spec as sent (charts/base/crds/README.md), so
+  // nothing before this point has checked the structure of a custom resource.
+  const structural = schemaProblems(doc) ?? [];
+  for (const s of structural) p.add(s.field, s.message);
+  if (structural.length > 0) return finish(undefined);
   const meta = parseMeta(p, metaMap, k, info.namespaced);
   if (!meta) return finish(undefined);
   let raw: Readonly<Record<string, unknown>>;

@@ -256,8 +256,11 @@ function expectedOf(e: SchemaError): string | undefined {
 function messageOf(e: SchemaError, v: unknown): string {
   const p = e.params;
   switch (e.keyword) {
-    case 'type':
-      return `expected ${typeWord(p.type)}, got ${describe(v)}`;
+    case 'type': {
+      // YAML reads `version: 1` or `enabled: true` as a number or a boolean: say how to write the string.
+      const quote = String(p.type) === 'string' && (typeof v === 'number' || typeof v === 'boolean') ? ` (quote it: "${String(v)}")` : '';
+      return `expected ${typeWord(p.type)}, got ${describe(v)}${quote}`;
+    }
     case 'enum':
       return `${describe(v)} is not allowed; expected one of ${(p.allowedValues as unknown[]).map(String).join(', ')}`;
     case 'required':

@@ -2,7 +2,7 @@ import t from 'tap';
 import * as yaml from 'js-yaml';
 import type { DeploymentObject, ManifestObject } from '../../../core/kube/objects.js';
 import { parseManifests } from '../../../core/kube/parse.js';
-import { podsForDeployment } from '../../../core/kube/deployments.js';
+import { ownerReference, podsForDeployment } from '../../../core/kube/deployments.js';
 import { docs } from './documents.js';
 
 t.test('podsForDeployment gives the pods the lab schedules', async (t) => {
@@ -16,4 +16,13 @@ t.test('podsForDeployment gives the pods the lab schedules', async (t) => {
   t.same(parsed.map((p) => p.kind), ['Pod', 'Pod']);
   t.match(parsed[0]!.meta.name, /^web-[0-9a-f]{8}-0$/);
   t.same(parsed[0]!.meta.labels, { app: 'web' });
+});
+
+t.test('ownerReference carries the uid the upstream schema requires', async (t) => {
+  const d = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'apps' } };
+  const ref = ownerReference(d);
+  t.match(ref, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', controller: true, uid: /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/ });
+  t.equal(ownerReference(d).uid, ref.uid, 'the same owner gets the same uid');
+  t.not(ownerReference({ ...d, metadata: { name: 'web', namespace: 'other' } }).uid, ref.uid, 'another namespace, another uid');
+  t.equal(ownerReference({ ...d, metadata: { ...d.metadata, uid: 'a-b-c' } }).uid, 'a-b-c', "an owner read from an API server keeps its uid");
 });

@@ -23,7 +23,7 @@ t.test('a bad object is rejected with its kind, name and field; the others apply
   const errors = problems.filter((p) => p.severity === 'error').map(formatProblem);
   t.match(errors, [
     /^apps.yaml#2: ConfigMap apps\/cfg: kind: unknown kind "ConfigMap" \(apiVersion v1\); supported kinds: Namespace, ServiceAccount, Pod/,
-    /^apps.yaml#3: Service apps\/web: spec.selector.app: expected a string value, got 1 \(quote it: "1"\)/,
+    /^apps.yaml#3: Service apps\/web: spec.selector.app: expected a string, got 1 \(quote it: "1"\)$/,
     /^apps.yaml#4: Deployment apps\/web: spec.selector.matchLabels: does not match spec.template.metadata.labels/,
     /^apps.yaml#5: AuthorizationPolicy apps\/ext: spec.provider: belongs to the CUSTOM action/,
     /^apps.yaml#5: AuthorizationPolicy apps\/ext: spec.action: "CUSTOM" is not supported by the L4 proxy/,
@@ -48,4 +48,43 @@ t.test('kind: List is expanded; Deployment selectors with matchExpressions are r
   );
   t.same(objects.map((o) => o.meta.name), ['a', 'b']);
   t.match(problems.map(formatProblem), [/spec.selector.matchExpressions: is not supported by the mesh; use matchLabels/]);
+});
+
+t.test('the upstream schema judges structure first: a rejected object gets its messages and no hand check runs', async (t) => {
+  const meta = { name: 'p', namespace: 'apps' };
+  const cases: { name: string; obj: object; expect: string[] }[] = [
+    {
+      // The hand parser took numeric ports (it reads "8080" and 8080 alike); Istio's CRD has
+      // strings, so an API server with upstream's CRDs refuses this object, and so do we.
+      name: 'accepted by the hand code, refused by the schema: AuthorizationPolicy ports as numbers',
+      obj: { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: meta, spec: { rules: [{ to: [{ operation: { ports: [8080] } }] }] } },
+      expect: ['spec.rules[0].to[0].operation.ports[0]: expected a string, got 8080 (quote it: "8080")'],
+    },
+    {
+      name: 'refused by the hand code for its structure, now with the schema message: replicas as a string',
+      obj: { apiVersion: 'apps/v1', kind: 'Deployment', metadata: meta, spec: { replicas: 'two', selector: { matchLabels: { app: 'p' } }, template: { metadata: { labels: { app: 'p' } }, spec: { containers: [{ name: 'c' }] } } } },
+      expect: ['spec.replicas: expected an integer, got "two"'],
+    },
+    {
+      // The semantic error (a principal with the spiffe:// prefix) is not reported: structure first.
+      name: 'a structural and a semantic error: only the structural one is reported',
+      obj: { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: meta, spec: { action: 'MAYBE', rules: [{ from: [{ source: { principals: ['spiffe://cluster.local/ns/a/sa/b'] } }] }] } },
+      expect: ['spec.action: "MAYBE" is not allowed; expected one of ALLOW, DENY, AUDIT, CUSTOM'],
+    },
+    {
+      name: 'ownerReferences without a uid (an API server refuses them)',
+      obj: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { ...meta, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'd' }] } },
+      expect: ['metadata.ownerReferences[0].uid: required field is missing'],
+    },
+  ];
+  for (const c of cases) {
+    const { objects, problems } = parseManifests(docs(c.obj), 'x.yaml');
+    t.equal(objects.length, 0, `${c.name}: rejected`);
+    t.strictSame(
+      problems.map((p) => `${p.field}: ${p.message}`),
+      c.expect,
+      c.name,
+    );
+    t.ok(problems.every((p) => p.severity === 'error'), `${c.name}: errors`);
+  }
 });

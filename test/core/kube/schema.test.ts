@@ -125,7 +125,7 @@ const MISTAKES: { name: string; obj: Obj; expect: string[] }[] = [
   {
     name: 'Namespace: a label value that YAML read as a number',
     obj: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'apps', labels: { 'istio.io/rev': 1 } } },
-    expect: ['metadata.labels["istio.io/rev"]: expected a string, got 1'],
+    expect: ['metadata.labels["istio.io/rev"]: expected a string, got 1 (quote it: "1")'],
   },
   {
     name: 'ServiceAccount: annotations as a list, a bad timestamp',
@@ -192,7 +192,7 @@ const MISTAKES: { name: string; obj: Obj; expect: string[] }[] = [
       metadata: meta,
       spec: { rules: [{ from: [{ source: { principals: 'cluster.local/ns/a/sa/b' } }], to: [{ operation: { ports: [8080] } }] }] },
     },
-    expect: ['spec.rules[0].from[0].source.principals: expected a list, got "cluster.local/ns/a/sa/b"', 'spec.rules[0].to[0].operation.ports[0]: expected a string, got 8080'],
+    expect: ['spec.rules[0].from[0].source.principals: expected a list, got "cluster.local/ns/a/sa/b"', 'spec.rules[0].to[0].operation.ports[0]: expected a string, got 8080 (quote it: "8080")'],
   },
   {
     name: 'PeerAuthentication: a bad mode, a port-level entry that is not a mapping',
@@ -311,7 +311,7 @@ t.test('the object is judged as an API server judges it on create', async (t) =>
 t.test('each error is reported once, and keys that are not identifiers are quoted', async (t) => {
   // The models' validators report some errors twice (a referenced type and its use).
   const obj = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'x', labels: { 'app.kubernetes.io/name': 7 } }, spec: { parentRefs: [{ name: 1 }] } };
-  t.strictSame(lines(schemaProblems(obj)), ['metadata.labels["app.kubernetes.io/name"]: expected a string, got 7', 'spec.parentRefs[0].name: expected a string, got 1']);
+  t.strictSame(lines(schemaProblems(obj)), ['metadata.labels["app.kubernetes.io/name"]: expected a string, got 7 (quote it: "7")', 'spec.parentRefs[0].name: expected a string, got 1 (quote it: "1")']);
   const errors: SchemaError[] = [
     { instancePath: '/spec/a~1b/0', keyword: 'type', params: { type: 'string' } },
     { instancePath: '/spec/a~1b/0', keyword: 'type', params: { type: 'string' } },
@@ -319,7 +319,7 @@ t.test('each error is reported once, and keys that are not identifiers are quote
     { instancePath: '/spec/m/0', keyword: 'maxProperties', params: { limit: 1 } },
   ];
   t.strictSame(lines(problemsFromErrors(errors, { spec: { 'a/b': [3], m: { '0': { a: 1, b: 2 } } } })), [
-    'spec["a/b"][0]: expected a string, got 3',
+    'spec["a/b"][0]: expected a string, got 3 (quote it: "3")',
     'spec.m["0"]: has 0 entries; expected at least 2',
     'spec.m["0"]: has 2 keys; expected at most 1',
   ]);
