@@ -15,6 +15,7 @@ import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
+import { specProblems, type SpecKind } from '../kube/schema.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
 import type {
   AuthorizationPolicy,
@@ -446,13 +447,30 @@ export interface DecodeContext {
   readonly rootNamespace: string;
 }
 
-/** A `SPEC_KINDS` resource through the shared converter; its problems become one WireFormatError. */
-function viaConverter<T>(o: Json, path: string, convert: (p: Problems, name: string, namespace: string, spec: Record<string, unknown>) => T | undefined): T {
+/**
+ * A `SPEC_KINDS` resource through the shared converter; its problems become one WireFormatError.
+ * The converters take the structure as checked, so the spec meets the upstream schema of `kind`
+ * first (the control plane checked it already; a malformed message must still not reach them),
+ * and anything a converter throws is a WireFormatError too: nothing throws past the decoder.
+ */
+function viaConverter<T>(
+  o: Json,
+  path: string,
+  kind: SpecKind,
+  convert: (p: Problems, name: string, namespace: string, spec: Record<string, unknown>) => T | undefined,
+): T {
   const name = str(o, 'name', path);
   const namespace = str(o, 'namespace', path);
   const spec = obj(o.spec, `${path}.spec`);
+  const structural = specProblems(kind, spec, `${path}.spec`);
+  if (structural.length > 0) throw new WireFormatError(path, structural.map((s) => `${s.field}: ${s.message}`).join('; '));
   const p = new Problems();
-  const r = convert(p, name, namespace, spec);
+  let r: T | undefined;
+  try {
+    r = convert(p, name, namespace, spec);
+  } catch (e) {
+    throw new WireFormatError(path, `rejected by the converter: ${(e as Error).message}`);
+  }
   if (p.size > 0 || r === undefined) throw new WireFormatError(path, p.list.join('; ') || 'rejected by the converter');
   return r;
 }
@@ -464,10 +482,10 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
   authorizationPolicies: decodeAuthorizationPolicy,
   peerAuthentications: decodePeerAuthentication,
   waypointPolicies: (o, path, ctx) =>
-    viaConverter(o, path, (p, name, ns, spec) => new WaypointPolicyConverter(p, ctx.rootNamespace).policy(name, ns, spec, `${path}.spec`)),
-  httpRoutes: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new HttpRouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
-  virtualServices: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new VirtualServiceConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
-  destinationRules: (o, path) => viaConverter(o, path, (p, name, ns, spec) => new DestinationRuleConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
+    viaConverter(o, path, 'AuthorizationPolicy', (p, name, ns, spec) => new WaypointPolicyConverter(p, ctx.rootNamespace).policy(name, ns, spec, `${path}.spec`)),
+  httpRoutes: (o, path) => viaConverter(o, path, 'HTTPRoute', (p, name, ns, spec) => new HttpRouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
+  virtualServices: (o, path) => viaConverter(o, path, 'VirtualService', (p, name, ns, spec) => new VirtualServiceConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
+  destinationRules: (o, path) => viaConverter(o, path, 'DestinationRule', (p, name, ns, spec) => new DestinationRuleConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
   pendingPods: decodePendingPod,
   namespaces: decodeNamespace,
 };

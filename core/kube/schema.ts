@@ -140,6 +140,39 @@ export function schemaProblems(obj: unknown): SchemaProblem[] | undefined {
   }
 }
 
+/** The apiVersion whose schema judges a bare spec of each kind (the version the control plane reads). */
+const SPEC_VERSIONS = {
+  AuthorizationPolicy: 'security.istio.io/v1',
+  PeerAuthentication: 'security.istio.io/v1',
+  HTTPRoute: 'gateway.networking.k8s.io/v1',
+  VirtualService: 'networking.istio.io/v1',
+  DestinationRule: 'networking.istio.io/v1',
+} as const;
+
+/** A kind whose spec also travels without its object: the standalone file's entries, the discovery wire. */
+export type SpecKind = keyof typeof SPEC_VERSIONS;
+
+/**
+ * The structural errors of a bare `spec` of `kind`, judged by the schema of the kind's `v1` as the
+ * spec of an object would be, with fields under `specPath` instead of `spec`. For specs that are
+ * not inside a Kubernetes object (entries of the standalone file, `core/node-config/file.ts`;
+ * resources on the discovery wire, `core/discovery/wire.ts`) and still go through the spec
+ * converters, which take the structure as checked.
+ *
+ * @example
+ * specProblems('PeerAuthentication', { mtls: { mode: 'ON' } }, 'peerAuthentications[0].spec');
+ * // [{ field: 'peerAuthentications[0].spec.mtls.mode', message: '"ON" is not allowed; expected one of UNSET, DISABLE, PERMISSIVE, STRICT' }]
+ */
+export function specProblems(kind: SpecKind, spec: unknown, specPath: string): SchemaProblem[] {
+  const obj = { apiVersion: SPEC_VERSIONS[kind], kind, metadata: { name: 'spec' }, spec };
+  // invariant: the object has a schema and valid metadata, so every problem is at or under `spec`
+  // (or at the root when the spec cannot be read as JSON).
+  return (schemaProblems(obj) ?? []).map(({ field, message }) => {
+    const rest = field.startsWith('spec') ? field.slice('spec'.length) : '';
+    return { field: specPath === '' ? rest.replace(/^\./, '') : `${specPath}${rest}`, message };
+  });
+}
+
 /** `obj` as the API server validates it: a JSON copy without `status` and without null fields. */
 function asSubmitted(obj: Record<string, unknown>): Record<string, unknown> {
   const copy = JSON.parse(JSON.stringify(obj)) as Record<string, unknown>;

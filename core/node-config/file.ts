@@ -15,6 +15,7 @@ import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
 import { PolicySpecParser, httpAttributesWarning } from '../kube/authorization-policy.js';
+import { specProblems, type SpecKind } from '../kube/schema.js';
 import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
@@ -162,7 +163,7 @@ class FileParser {
   private routeSection<T>(
     top: Record<string, unknown>,
     key: string,
-    kind: string,
+    kind: SpecKind,
     convert: (r: { name: string; namespace: string; spec: Record<string, unknown>; specPath: string }) => T | undefined,
   ): T[] {
     const uniq = new Uniq(this.p, kind);
@@ -170,7 +171,7 @@ class FileParser {
       field(this.p, '', top, key, (v, path) =>
         list(this.p, path, v, (x, ip) => {
           const before = this.p.size;
-          const r = this.resource(x, ip);
+          const r = this.resource(x, ip, kind);
           if (!r || !r.spec || r.name === undefined || r.namespace === undefined) return undefined;
           if (!uniq.check(`${r.namespace}/${r.name}`, keyPath(ip, 'name'))) return undefined;
           const out = convert({ name: r.name, namespace: r.namespace, spec: r.spec, specPath: r.specPath });
@@ -441,21 +442,29 @@ class FileParser {
 
   // ---- Istio resources ------------------------------------------------------------------
 
-  /** name/namespace/spec of an Istio resource entry; `spec` may be absent (Istio allows `spec: {}`). */
-  private resource(v: unknown, path: string): { name?: string; namespace?: string; spec: Record<string, unknown> | undefined; specPath: string } | undefined {
+  /**
+   * name/namespace/spec of an Istio resource entry; `spec` may be absent (Istio allows `spec: {}`).
+   * The spec's structure is judged by the upstream schema of `kind` first, as for a Kubernetes
+   * object (`core/kube/schema.ts`); a spec that fails it is `undefined` (its problems recorded),
+   * and the converters, which take the structure as checked, do not see it.
+   */
+  private resource(v: unknown, path: string, kind: SpecKind): { name?: string; namespace?: string; spec: Record<string, unknown> | undefined; specPath: string } | undefined {
     const m = mapping(this.p, path, v, RESOURCE_KEYS, 'a mapping {name, namespace, spec}');
     if (!m) return undefined;
     const { name, namespace } = this.nameAndNamespace(m, path);
     const specPath = keyPath(path, 'spec');
     const spec = Object.hasOwn(m, 'spec') && m.spec !== null ? (isMapping(m.spec) ? m.spec : undefined) : {};
     if (spec === undefined) this.p.add(specPath, `expected a mapping (the spec of the Istio resource), got ${describe(m.spec)}`);
-    return { ...(name !== undefined ? { name } : {}), ...(namespace !== undefined ? { namespace } : {}), spec, specPath };
+    const structural = spec === undefined ? [] : specProblems(kind, spec, specPath);
+    for (const sp of structural) this.p.add(sp.field, sp.message);
+    const checked = structural.length > 0 ? undefined : spec;
+    return { ...(name !== undefined ? { name } : {}), ...(namespace !== undefined ? { namespace } : {}), spec: checked, specPath };
   }
 
 
   private authorizationPolicy(v: unknown, path: string): AuthorizationPolicy | WaypointPolicy | undefined {
     const before = this.p.size;
-    const r = this.resource(v, path);
+    const r = this.resource(v, path, 'AuthorizationPolicy');
     if (!r || !r.spec) return undefined;
     if (Object.hasOwn(r.spec, 'targetRefs')) {
       if (r.name === undefined || r.namespace === undefined) return undefined;
@@ -468,7 +477,7 @@ class FileParser {
 
   private peerAuthentication(v: unknown, path: string): PeerAuthentication | undefined {
     const before = this.p.size;
-    const r = this.resource(v, path);
+    const r = this.resource(v, path, 'PeerAuthentication');
     if (!r || !r.spec) return undefined;
     const policy = this.specs.peerAuthentication(r, r.spec, r.specPath);
     return this.p.size > before ? undefined : policy;

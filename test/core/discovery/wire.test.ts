@@ -66,6 +66,15 @@ t.test('malformed resources are refused with the path of the first bad field', a
   t.throws(() => decodeResource('workloads', { ...w, serviceAccount: 'Bad_SA' }), /not a DNS-1123 subdomain/);
   t.throws(() => decodeResource('services', { name: 'x' }), /services.namespace: expected a non-empty string/);
   t.throws(() => decodeResource('httpRoutes', { name: 'r', namespace: 'apps', spec: { parentRefs: 'x' } }), /httpRoutes: .*parentRefs/);
+  // Specs meet the upstream schema before a converter sees them: the schema's message, as a WireFormatError.
+  t.throws(
+    () => decodeResource('virtualServices', { name: 'vs', namespace: 'apps', spec: { hosts: ['web'], http: [{ route: [{ destination: { port: { number: 'x' } } }] }] } }),
+    new WireFormatError('virtualServices', 'virtualServices.spec.http[0].route[0].destination.host: required field is missing; virtualServices.spec.http[0].route[0].destination.port.number: expected an integer, got "x"'),
+  );
+  t.throws(
+    () => decodeResource('waypointPolicies', { name: 'l7', namespace: 'apps', spec: { targetRefs: [{ name: 'web' }], action: 'NOPE' } }),
+    { code: 'ERR_DISCOVERY_WIRE', message: /waypointPolicies\.spec\.action: "NOPE" is not allowed.*waypointPolicies\.spec\.targetRefs\[0\]\.kind: required field is missing/ },
+  );
   t.throws(() => decodeMessage('{"type":"delta"'), /not JSON/);
   t.throws(() => decodeMessage('{"type":"snapshot","version":"v","seq":1,"rootNamespace":"istio-system","resources":{"workloads":[{"uid":1}]}}'), /resources.workloads\[0\].uid/);
 });
