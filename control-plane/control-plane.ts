@@ -387,15 +387,27 @@ export class ControlPlane {
     const full = this.#fullNeeded;
     this.#pendingPods = new Map();
     this.#fullNeeded = false;
-    const result =
-      (!full ? this.#converter.updatePods(pods) : undefined) ??
-      this.#converter.convert({
-        objects: this.store.sortedObjects(),
-        sorted: true,
-        nodes: this.#nodes.nodes,
-        trustDomain: this.#in.config.trustDomain,
-        rootNamespace: this.#in.config.rootNamespace,
-      });
+    let result: ReturnType<ManifestConverter['convert']>;
+    try {
+      result =
+        (!full ? this.#converter.updatePods(pods) : undefined) ??
+        this.#converter.convert({
+          objects: this.store.sortedObjects(),
+          sorted: true,
+          nodes: this.#nodes.nodes,
+          trustDomain: this.#in.config.trustDomain,
+          rootNamespace: this.#in.config.rootNamespace,
+        });
+    } catch (err) {
+      // Invariant: conversion turns every bad object into a problem on that object, so a throw is a
+      // bug in the mesh. It must not take the control plane down (one object from one namespace
+      // would crash-loop it): the last published configuration keeps being served, and the next
+      // change converts the whole store again.
+      this.#fullNeeded = true;
+      this.metrics.convertFailures.inc();
+      this.#log.error({ err }, 'configuration conversion failed; the last published configuration stays (a bug in the mesh: report it with the objects involved)');
+      return;
+    }
     this.#conversionProblems = result.problems;
     this.#waypoint = result.waypoint;
     const td = this.#in.config.trustDomain;

@@ -20,6 +20,7 @@ export interface ControlPlaneMetrics {
   readonly configResources: Gauge<'kind'>;
   readonly objectProblems: Gauge<'severity'>;
   readonly convertDuration: Histogram<never>;
+  readonly convertFailures: Counter<never>;
   readonly reloadErrors: Counter<'source'>;
 }
 
@@ -63,6 +64,11 @@ export function createControlPlaneMetrics(opts: { processMetrics?: boolean } = {
       name: 'control_plane_config_convert_duration_seconds',
       help: 'time from a store change to a published version (conversion and encoding)',
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    convertFailures: new Counter({
+      name: 'control_plane_config_convert_failures_total',
+      help: 'conversions that threw (a bug in the mesh; the last published configuration stayed)',
       registers,
     }),
     reloadErrors: new Counter({ name: 'control_plane_reload_errors_total', help: 'file reloads rejected (the last good content stays), by source', labelNames: ['source'], registers }),
