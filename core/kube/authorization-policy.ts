@@ -5,13 +5,18 @@
  *
  * Problems are recorded in the caller's `Problems` with paths under the caller's `specPath`; a
  * method returns undefined when the resource is unusable.
+ *
+ * Callers pass specs whose structure the upstream schema has judged (`schema.ts`: `parseObject`,
+ * and `specProblems` for the standalone file): types, required fields and enums are not checked
+ * again here; what is checked is what the schema cannot say (principals, CIDRs, namespaces, ports
+ * as numbers, empty lists and entries, what ztunnel enforces) and keys the mesh does not know.
  */
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { parseCidr } from '../model/ip.js';
 import { ImmutableMap } from '../model/freeze.js';
 import { L4_CONDITION_KEYS } from '../authz/evaluate.js';
-import { Problems, conditionKeyField, describe, field, isMapping, keyPath, list, mapping, oneOf, port, string, stringMap, wrappedListField } from '../validation/check.js';
-import { LABEL_RE, NAMESPACE_EXPECTED, PRINCIPAL_EXPECTED, SA_RE, checkLabel } from './names.js';
+import { Problems, conditionKeyField, describe, field, keyPath, list, mapping, port, string, wrappedListField } from '../validation/check.js';
+import { LABEL_RE, NAMESPACE_EXPECTED, PRINCIPAL_EXPECTED, SA_RE, checkedLabels } from './names.js';
 import type {
   AuthorizationPolicy,
   MtlsMode,
@@ -36,7 +41,6 @@ const MTLS_KEYS = ['mode'];
 /** Every action Istio defines; the L4 proxy enforces only `L4_ACTIONS`. */
 export const ISTIO_ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
 export const L4_ACTIONS: readonly PolicyAction[] = ['ALLOW', 'DENY'];
-const MTLS_MODES: readonly MtlsMode[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
 /** `when` keys Istio defines that an L4 proxy cannot evaluate (besides every `request.*` key). */
 const L7_CONDITION_KEYS = ['remote.ip', 'connection.sni'];
 
@@ -108,7 +112,7 @@ export class PolicySpecParser {
     return field(this.p, specPath, spec, 'selector', (x, q) => {
       const m = mapping(this.p, q, x, SELECTOR_KEYS, 'a mapping {matchLabels: {...}}');
       if (!m) return undefined;
-      return field(this.p, q, m, 'matchLabels', (y, r) => stringMap(this.p, r, y, checkLabel)) ?? {};
+      return field(this.p, q, m, 'matchLabels', (y, r) => checkedLabels(this.p, r, y)) ?? {};
     });
   }
 
@@ -132,7 +136,7 @@ export class PolicySpecParser {
     mapping(this.p, specPath, rest, AUTHZ_SPEC_KEYS);
     const selector = this.selector(spec, specPath) ?? {};
     const actionPath = keyPath(specPath, 'action');
-    const istioAction = field(this.p, specPath, spec, 'action', (x, q) => oneOf(this.p, q, x, ISTIO_ACTIONS)) ?? 'ALLOW';
+    const istioAction = (spec.action as (typeof ISTIO_ACTIONS)[number] | null | undefined) ?? 'ALLOW';
     let action: PolicyAction | undefined;
     if ((L4_ACTIONS as readonly string[]).includes(istioAction)) action = istioAction as PolicyAction;
     else this.p.add(actionPath, `${JSON.stringify(istioAction)} is not supported by the L4 proxy (ztunnel); expected ${L4_ACTIONS.join(' or ')}`);
@@ -280,7 +284,6 @@ export class PolicySpecParser {
       m,
       (s) => L4_CONDITION_KEYS.has(s) || L7_CONDITION_KEYS.includes(s) || /^request\.\S+$/.test(s),
       `one of ${allowedKeys}`,
-      allowedKeys,
     );
     const item = (x: unknown, q: string): string | undefined => {
       switch (key) {
@@ -317,18 +320,14 @@ export class PolicySpecParser {
     const mode = (m: unknown, q: string): MtlsMode | undefined => {
       const mm = mapping(this.p, q, m, MTLS_KEYS, 'a mapping {mode: STRICT|PERMISSIVE|DISABLE|UNSET}');
       if (!mm) return undefined;
-      return field(this.p, q, mm, 'mode', (x, xq) => oneOf(this.p, xq, x, MTLS_MODES)) ?? 'UNSET';
+      return (mm.mode as MtlsMode | null | undefined) ?? 'UNSET';
     };
     const topMode = field(this.p, specPath, spec, 'mtls', mode) ?? 'UNSET';
-    const portLevel = field(this.p, specPath, spec, 'portLevelMtls', (x, q) => {
-      if (!isMapping(x)) {
-        this.p.add(q, `expected a map of port to {mode}, e.g. {"8080": {mode: PERMISSIVE}}, got ${describe(x)}`);
-        return undefined;
-      }
+    const portLevel = field(this.p, specPath, spec, 'portLevelMtls', (v, q) => {
+      const x = v as Record<string, unknown>;
       if (Object.keys(selector).length === 0) {
         this.p.add(q, 'only a policy with a selector may set portLevelMtls (as in Istio); add spec.selector.matchLabels');
       }
-      if (Object.keys(x).length === 0) this.p.add(q, 'must not be empty when present');
       const entries: [number, MtlsMode][] = [];
       for (const [k, val] of Object.entries(x)) {
         const kq = keyPath(q, k);

@@ -4,6 +4,8 @@
  * words its errors the same way.
  */
 
+import { keyPath, type Problems } from '../validation/check.js';
+
 // Namespaces are DNS-1123 labels; object names and service accounts are DNS-1123 subdomains (the
 // service-account rule matches core/identity/spiffe.ts).
 export const LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -32,4 +34,22 @@ export function checkLabel(k: string, v: string): string | undefined {
     return `${JSON.stringify(v)} is not a valid label value; expected up to 63 letters, digits, "-", "_" or ".", starting and ending alphanumeric`;
   }
   return undefined;
+}
+
+/**
+ * A map of labels (or selector entries) from a Kubernetes object, whose types the upstream schema
+ * has checked (string keys to string values): each entry's syntax (`checkLabel`), every bad one
+ * recorded in `p` under `path`. Returns the labels when all are valid, else undefined.
+ */
+export function checkedLabels(p: Problems, path: string, labels: unknown): Record<string, string> | undefined {
+  const m = labels as Record<string, string>;
+  let ok = true;
+  for (const [k, v] of Object.entries(m)) {
+    const bad = checkLabel(k, v);
+    if (bad !== undefined) {
+      p.add(keyPath(path, k), bad);
+      ok = false;
+    }
+  }
+  return ok ? { ...m } : undefined;
 }

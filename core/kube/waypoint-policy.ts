@@ -4,11 +4,15 @@
  * Such a policy is enforced by waypoints with full HTTP semantics (methods, paths, hosts,
  * headers ...), never by ztunnel, so unlike the L4 conversion (`authorization-policy.ts`) it keeps every
  * HTTP field and accepts AUDIT. CUSTOM (external authorization) is refused with a reason.
+ *
+ * Callers pass specs whose structure the upstream schema has judged (`schema.ts`: `parseObject`,
+ * `specProblems` for the standalone file and the discovery wire): types, required fields and enums
+ * are not checked again here.
  */
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { WAYPOINT_CLASS } from '../labels.js';
 import { parseCidr } from '../model/ip.js';
-import { Problems, conditionKeyField, describe, field, keyPath, list, listField, mapping, oneOf, port, string, wrappedListField } from '../validation/check.js';
+import { Problems, conditionKeyField, describe, field, keyPath, list, listField, mapping, port, string, wrappedListField } from '../validation/check.js';
 import { HEADER_KEY_RE, WAYPOINT_CONDITION_KEYS } from '../authz/evaluate.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource, PolicyTargetRef, WaypointPolicy } from '../model/types.js';
 
@@ -24,6 +28,8 @@ const SOURCE_L7 = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks'
 const OPERATION_L7 = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'];
 const CONDITION_KEYS = ['key', 'values', 'notValues'];
 const ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
+/** The kinds a waypoint policy may target (the schema allows any kind name). */
+const TARGET_KINDS = ['Gateway', 'Service', 'GatewayClass'] as const;
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 /** The GatewayClass of waypoints (core/labels.ts); a policy in the root namespace targeting it applies to every waypoint. */
 export const WAYPOINT_GATEWAY_CLASS = WAYPOINT_CLASS;
@@ -55,7 +61,7 @@ export class WaypointPolicyConverter {
       expected: 'a list of {kind, group, name}',
       nonEmpty: 'name the waypoint Gateway or the Service',
     });
-    const action = field(this.p, specPath, spec, 'action', (x, q) => oneOf(this.p, q, x, ACTIONS)) ?? 'ALLOW';
+    const action = (spec.action as (typeof ACTIONS)[number] | null | undefined) ?? 'ALLOW';
     if (action === 'CUSTOM') this.p.add(keyPath(specPath, 'action'), 'CUSTOM (external authorization) is not supported by waypoints yet; use ALLOW, DENY or AUDIT');
     const hasRules = Object.hasOwn(spec, 'rules') && spec.rules !== null;
     if (action === 'DENY' && !hasRules) {
@@ -69,12 +75,13 @@ export class WaypointPolicyConverter {
   private target(v: unknown, path: string, namespace: string): PolicyTargetRef | undefined {
     const m = mapping(this.p, path, v, TARGET_KEYS, 'a mapping {kind, group, name}');
     if (!m) return undefined;
-    const kind = field(this.p, path, m, 'kind', (x, q) => oneOf(this.p, q, x, ['Gateway', 'Service', 'GatewayClass'] as const), {
-      required: true,
-      expected: 'Gateway, Service or GatewayClass',
-    });
-    const group = field(this.p, path, m, 'group', (x, q) => (typeof x === 'string' ? x : (this.p.add(q, `expected a string, got ${describe(x)}`), undefined))) ?? '';
-    const name = field(this.p, path, m, 'name', (x, q) => string(this.p, q, x, 'a name'), { required: true, expected: 'the target name' });
+    const kind = field(this.p, path, m, 'kind', (x, q) =>
+      (TARGET_KINDS as readonly unknown[]).includes(x)
+        ? (x as (typeof TARGET_KINDS)[number])
+        : (this.p.add(q, `${describe(x)} is not supported by the mesh; expected one of ${TARGET_KINDS.join(', ')}`), undefined),
+    );
+    const group = (m.group as string | null | undefined) ?? '';
+    const name = field(this.p, path, m, 'name', (x, q) => string(this.p, q, x, 'a name'));
     if (kind === 'Service' && group !== '' && group !== 'core') this.p.add(keyPath(path, 'group'), 'a Service target has group ""');
     if ((kind === 'Gateway' || kind === 'GatewayClass') && group !== GATEWAY_GROUP) {
       this.p.add(keyPath(path, 'group'), `a ${kind} target has group ${GATEWAY_GROUP}`);

@@ -158,9 +158,10 @@ export function stringField(
 /**
  * The required `key` of an AuthorizationPolicy `when` entry, shared by the L4 (`authorization-policy.ts`)
  * and waypoint (`waypoint-policy.ts`) converters, which differ only in the keys their proxy
- * evaluates: `accepts` says which, `expected` lists them for the message, `missing` is what a
- * missing key should have been. (It lives here because waypoint-policy.ts cannot import
- * authorization-policy.ts: that would close a cycle through core/authz/evaluate.ts.)
+ * evaluates: `accepts` says which, `expected` lists them for the message. That `key` is present is
+ * the upstream schema's check (core/kube/schema.ts), made before either converter runs. (It lives
+ * here because waypoint-policy.ts cannot import authorization-policy.ts: that would close a cycle
+ * through core/authz/evaluate.ts.)
  */
 export function conditionKeyField(
   problems: Problems,
@@ -168,16 +169,9 @@ export function conditionKeyField(
   m: Record<string, unknown>,
   accepts: (key: string) => boolean,
   expected: string,
-  missing?: string,
 ): string | undefined {
-  return stringField(
-    problems,
-    path,
-    m,
-    'key',
-    'a condition key',
-    (s) => (accepts(s) ? undefined : `${JSON.stringify(s)} is not a supported condition key; expected ${expected}`),
-    { required: true, expected: missing },
+  return stringField(problems, path, m, 'key', 'a condition key', (s) =>
+    accepts(s) ? undefined : `${JSON.stringify(s)} is not a supported condition key; expected ${expected}`,
   );
 }
 

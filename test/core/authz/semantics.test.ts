@@ -12,6 +12,7 @@ import t from 'tap';
 import { Problems } from '../../../core/validation/check.js';
 import { PolicySpecParser } from '../../../core/kube/authorization-policy.js';
 import { WaypointPolicyConverter } from '../../../core/kube/waypoint-policy.js';
+import { specProblems } from '../../../core/kube/schema.js';
 import {
   authorizeConnection,
   authorizeRequest,
@@ -219,17 +220,29 @@ interface Parsed<P> {
   readonly problems: readonly string[];
 }
 
+/** As every caller of the converters does: the upstream schema judges the structure first. */
+function structureOk(p: Problems, spec: Record<string, unknown>, path: string): boolean {
+  const structural = specProblems('AuthorizationPolicy', spec, path);
+  for (const s of structural) p.add(s.field, s.message);
+  return structural.length === 0;
+}
+
 function parseL4(specs: readonly Spec[]): Parsed<AuthorizationPolicy> {
   const p = new Problems();
   const parser = new PolicySpecParser(p, 'istio-system');
-  const out = specs.map((s, i) => parser.authorizationPolicy({ name: `p${i}`, namespace: 'default' }, { ...s }, `p${i}.spec`));
+  const out = specs.map((s, i) =>
+    structureOk(p, { ...s }, `p${i}.spec`) ? parser.authorizationPolicy({ name: `p${i}`, namespace: 'default' }, { ...s }, `p${i}.spec`) : undefined,
+  );
   return out.every((x) => x !== undefined) ? { policies: out, problems: p.list } : { problems: p.list };
 }
 
 function parseL7(specs: readonly Spec[]): Parsed<WaypointPolicy> {
   const p = new Problems();
   const parser = new WaypointPolicyConverter(p, 'istio-system');
-  const out = specs.map((s, i) => parser.policy(`p${i}`, 'default', { targetRefs: [{ kind: 'Service', group: '', name: 'echo' }], ...s }, `p${i}.spec`));
+  const out = specs.map((s, i) => {
+    const spec = { targetRefs: [{ kind: 'Service', group: '', name: 'echo' }], ...s };
+    return structureOk(p, spec, `p${i}.spec`) ? parser.policy(`p${i}`, 'default', spec, `p${i}.spec`) : undefined;
+  });
   return out.every((x) => x !== undefined) ? { policies: out, problems: p.list } : { problems: p.list };
 }
 
