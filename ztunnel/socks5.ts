@@ -26,6 +26,9 @@ export const SOCKS5_REPLY = {
 // longer is not SOCKS5.
 const MAX_HANDSHAKE_BYTES = 600;
 
+/** A DNS name as a client may send it (letters, digits, `-`, `_`, dots; a trailing dot allowed); the length byte caps it at 255. */
+const HOSTNAME = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
 export interface Socks5Target {
   /** IPv4/IPv6 address, or a hostname when the client sent ATYP=domain. */
   readonly host: string;
@@ -98,6 +101,12 @@ export function readSocks5Request(socket: Socket, timeoutMs = 10_000): Promise<S
         return fail(new Socks5Error(`address type ${atyp} not supported`, SOCKS5_REPLY.addressTypeNotSupported));
       }
       const port = buf.readUInt16BE(off);
+      // RFC 1928 allows any bytes; a destination no connection can reach is refused here, before
+      // it is logged or routed: port 0, and a name that is not a hostname (empty, control characters).
+      if (port === 0) return fail(new Socks5Error('destination port 0 cannot be connected to', SOCKS5_REPLY.hostUnreachable));
+      if (atyp === 0x03 && !HOSTNAME.test(host)) {
+        return fail(new Socks5Error(`destination name ${JSON.stringify(host)} is not a hostname`, SOCKS5_REPLY.hostUnreachable));
+      }
       const rest = buf.subarray(off + 2);
       cleanup();
       if (rest.length > 0) socket.unshift(rest);

@@ -82,3 +82,19 @@ t.test('bad handshakes are refused with a reason', async (t) => {
   const silent = await handshake(t, []);
   t.match(silent.result, { message: /timed out/ });
 });
+
+t.test('destinations no connection can reach are refused before they are logged or routed', async (t) => {
+  const request = (atypAndAddr: Buffer, port: number) => [Buffer.concat([Buffer.from([0x05, 0x01, 0x00, 0x05, 0x01, 0x00]), atypAndAddr, Buffer.from([port >> 8, port & 255])])];
+  const domain = (name: string) => Buffer.concat([Buffer.from([0x03, Buffer.byteLength(name, 'latin1')]), Buffer.from(name, 'latin1')]);
+  const port0 = await handshake(t, request(Buffer.from([0x01, 10, 1, 2, 3]), 0));
+  t.match(port0.result, { code: 'ERR_SOCKS5', reply: SOCKS5_REPLY.hostUnreachable, message: /port 0/ });
+  const empty = await handshake(t, request(domain(''), 80));
+  t.match(empty.result, { code: 'ERR_SOCKS5', reply: SOCKS5_REPLY.hostUnreachable, message: /"" is not a hostname/ });
+  const control = await handshake(t, request(domain('echo\u001b[31m.default'), 80));
+  t.match(control.result, { code: 'ERR_SOCKS5', reply: SOCKS5_REPLY.hostUnreachable, message: /is not a hostname/ });
+  const spaces = await handshake(t, request(domain('!!! bad host'), 80));
+  t.match(spaces.result, { code: 'ERR_SOCKS5', message: /is not a hostname/ });
+  const fqdn = await handshake(t, request(domain('echo.default.svc.cluster.local.'), 443));
+  t.same(fqdn.result, { host: 'echo.default.svc.cluster.local.', port: 443 }, 'a fully qualified name with its trailing dot is a hostname');
+});
+
