@@ -12,14 +12,14 @@ import { WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../labels.js';
 import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
-import { Problems, describe, field, isMapping, keyPath, list, mapping, port, string, stringMap } from '../validation/check.js';
+import { Problems, describe, field, isMapping, keyPath, list, mapping, port, string } from '../validation/check.js';
 import { PolicySpecParser, httpAttributesWarning } from './authorization-policy.js';
 import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import { schemaProblems } from './schema.js';
-import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkLabel } from './names.js';
+import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkedLabels } from './names.js';
 import {
   DEFAULT_NAMESPACE,
   KIND_NAMES,
@@ -143,15 +143,20 @@ export function parseObject(
   const info = SUPPORTED_KINDS[k];
   if (!(info.apiVersions as readonly string[]).includes(apiVersion)) {
     p.add('apiVersion', `${JSON.stringify(apiVersion)} is not an apiVersion of ${k}; expected ${info.apiVersions.join(' or ')}`);
+    return finish(undefined);
   }
   // Structure first, as an API server does: the upstream schema of the kind (schema.ts) judges
   // types, required fields and enums, and an object it rejects never reaches the hand parsers, so
   // no field gets two messages. Every source comes through here (lab, manifest files, the
   // Kubernetes source): the base chart's CRDs keep spec as sent (charts/base/crds/README.md), so
   // nothing before this point has checked the structure of a custom resource.
+  // invariant: every apiVersion of SUPPORTED_KINDS has a schema (schema.test.ts checks it).
   const structural = schemaProblems(doc) ?? [];
   for (const s of structural) p.add(s.field, s.message);
   if (structural.length > 0) return finish(undefined);
+  // From here on the structure is the schema's: types, required fields and enums are not checked
+  // again; what is checked is what the schema cannot say (names, label syntax, IPs, port ranges,
+  // duplicates, what the mesh supports) and keys the mesh does not know.
   const meta = parseMeta(p, metaMap, k, info.namespaced);
   if (!meta) return finish(undefined);
   let raw: Readonly<Record<string, unknown>>;
@@ -250,8 +255,8 @@ function parseMeta(p: Problems, m: Record<string, unknown>, kind: ManifestKind, 
   } else if (m.namespace !== undefined && m.namespace !== null) {
     p.add('metadata.namespace', `${kind} is cluster-scoped; remove metadata.namespace`);
   }
-  const labels = field(p, 'metadata', m, 'labels', (v, q) => stringMap(p, q, v, checkLabel)) ?? {};
-  const annotations = field(p, 'metadata', m, 'annotations', (v, q) => stringMap(p, q, v)) ?? {};
+  const labels = field(p, 'metadata', m, 'labels', (v, q) => checkedLabels(p, q, v)) ?? {};
+  const annotations = { ...((m.annotations ?? {}) as Record<string, string>) };
   if (p.size > before || name === undefined) return undefined;
   return { name, ...(namespace !== undefined ? { namespace } : {}), labels, annotations };
 }
@@ -278,16 +283,10 @@ function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, 
     'default';
   const hostNetwork = spec.hostNetwork === true;
   const namedPorts = new Map<string, number>();
-  const containers = field(p, 'spec', spec, 'containers', (v, q) => list(p, q, v, (c) => c), {
-    required: true,
-    expected: 'a list of containers',
-  });
-  containers?.forEach((c, i) => {
-    if (!isMapping(c) || !Array.isArray(c.ports)) return;
-    c.ports.forEach((cp: unknown, j: number) => {
-      if (!isMapping(cp)) return;
-      const q = `spec.containers[${i}].ports[${j}]`;
-      const num = field(p, q, cp, 'containerPort', (v, r) => port(p, r, v), { required: true, expected: 'a port' });
+  // The schema requires the containers and each port's integer containerPort; the port range is ours.
+  (spec.containers as Record<string, unknown>[]).forEach((c, i) => {
+    ((c.ports ?? []) as Record<string, unknown>[]).forEach((cp, j) => {
+      const num = port(p, `spec.containers[${i}].ports[${j}].containerPort`, cp.containerPort);
       if (typeof cp.name === 'string' && num !== undefined) namedPorts.set(cp.name, num);
     });
   });
@@ -341,7 +340,7 @@ function parseLabelSelector(p: Problems, path: string, v: unknown): Record<strin
     p.add(keyPath(path, 'matchExpressions'), 'is not supported by the mesh; use matchLabels');
     return undefined;
   }
-  const labels = field(p, path, m, 'matchLabels', (x, q) => stringMap(p, q, x, checkLabel), { required: true, expected: 'a map of labels' });
+  const labels = field(p, path, m, 'matchLabels', (x, q) => checkedLabels(p, q, x), { required: true, expected: 'a map of labels' });
   if (labels && Object.keys(labels).length === 0) {
     p.add(keyPath(path, 'matchLabels'), 'must not be empty; an empty selector selects every pod of the namespace');
     return undefined;
@@ -351,25 +350,17 @@ function parseLabelSelector(p: Problems, path: string, v: unknown): Record<strin
 
 function parseDeployment(p: Problems, base: BaseFields, spec: Record<string, unknown>): DeploymentObject | undefined {
   const before = p.size;
+  // The schema requires selector and template and types replicas; a negative count is ours to refuse.
   const replicas =
-    field(p, 'spec', spec, 'replicas', (v, q) => {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-        p.add(q, `${describe(v)} is not a replica count; expected an integer from 0`);
-        return undefined;
-      }
-      return v;
-    }) ?? 1;
-  const selector = field(p, 'spec', spec, 'selector', (v, q) => parseLabelSelector(p, q, v), { required: true, expected: '{matchLabels: {...}}' });
-  const template = field(p, 'spec', spec, 'template', (v, q) => mapping(p, q, v, ['metadata', 'spec'], 'a pod template {metadata, spec}'), {
-    required: true,
-    expected: 'a pod template {metadata, spec}',
-  });
+    field(p, 'spec', spec, 'replicas', (v, q) => ((v as number) < 0 ? (p.add(q, `${describe(v)} is not a replica count; expected an integer from 0`), undefined) : (v as number))) ?? 1;
+  const selector = parseLabelSelector(p, 'spec.selector', spec.selector);
+  const template = mapping(p, 'spec.template', spec.template, ['metadata', 'spec']);
   let templateLabels: Record<string, string> = {};
   if (template) {
-    const tm = isMapping(template.metadata) ? template.metadata : {};
-    templateLabels = field(p, 'spec.template.metadata', tm, 'labels', (v, q) => stringMap(p, q, v, checkLabel)) ?? {};
+    const tm = (template.metadata ?? {}) as Record<string, unknown>;
+    templateLabels = field(p, 'spec.template.metadata', tm, 'labels', (v, q) => checkedLabels(p, q, v)) ?? {};
     if (!isMapping(template.spec)) p.add('spec.template.spec', `expected a pod spec, got ${describe(template.spec)}`);
-    else field(p, 'spec.template.spec', template.spec, 'containers', (v, q) => list(p, q, v, (c) => c, { nonEmpty: 'a pod needs a container' }), { required: true, expected: 'a list of containers' });
+    else if ((template.spec.containers as unknown[]).length === 0) p.add('spec.template.spec.containers', 'must not be empty; a pod needs a container');
   }
   if (selector && !labelsMatch(selector, templateLabels)) {
     p.add('spec.selector.matchLabels', `does not match spec.template.metadata.labels (${JSON.stringify(templateLabels)}); the deployment would own none of its pods`);
@@ -385,10 +376,9 @@ function parseService(p: Problems, base: BaseFields, spec: Record<string, unknow
     p.add('spec.type', 'ExternalName services are not supported by the mesh');
     return undefined;
   }
-  if (!['ClusterIP', 'NodePort', 'LoadBalancer'].includes(type)) p.add('spec.type', `${JSON.stringify(type)} is not a service type; expected ClusterIP, NodePort or LoadBalancer`);
   let selector: Record<string, string> | undefined;
   if (spec.selector !== undefined && spec.selector !== null) {
-    selector = stringMap(p, 'spec.selector', spec.selector, checkLabel);
+    selector = checkedLabels(p, 'spec.selector', spec.selector);
     if (selector && Object.keys(selector).length === 0) selector = undefined;
   }
   if (!selector && p.size === before) {
@@ -402,7 +392,7 @@ function parseService(p: Problems, base: BaseFields, spec: Record<string, unknow
         const m = mapping(p, xq, x, ['name', 'port', 'targetPort', 'protocol', 'nodePort', 'appProtocol'], 'a service port {name, port, targetPort, protocol}');
         if (!m) return undefined;
         const b = p.size;
-        const num = field(p, xq, m, 'port', (y, r) => port(p, r, y), { required: true, expected: 'an integer from 1 to 65535' });
+        const num = port(p, keyPath(xq, 'port'), m.port);
         const protocol = m.protocol ?? 'TCP';
         if (protocol !== 'TCP') {
           warn(keyPath(xq, 'protocol'), `${describe(protocol)} ports are not carried by the mesh (TCP only); this port is left out`);
@@ -443,10 +433,7 @@ function parseService(p: Problems, base: BaseFields, spec: Record<string, unknow
 
 function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>): GatewayObject | undefined {
   const before = p.size;
-  const gatewayClassName = field(p, 'spec', spec, 'gatewayClassName', (v, q) => string(p, q, v, 'a GatewayClass name'), {
-    required: true,
-    expected: `${WAYPOINT_CLASS} for a waypoint`,
-  });
+  const gatewayClassName = spec.gatewayClassName as string;
   const forLabel = base.meta.labels[WAYPOINT_FOR_LABEL] ?? 'service';
   const waypointFor = (['service', 'workload', 'all', 'none'] as const).find((x) => x === forLabel);
   if (!waypointFor) p.add(`metadata.labels["${WAYPOINT_FOR_LABEL}"]`, `${JSON.stringify(forLabel)} is not allowed; expected service, workload, all or none`);
@@ -457,7 +444,7 @@ function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknow
     if (hbone === -1) {
       p.add('spec.listeners', `a waypoint needs the listener {name: mesh, port: ${WAYPOINT_HBONE_PORT}, protocol: HBONE}`);
     } else {
-      hbonePort = port(p, `spec.listeners[${hbone}].port`, (listeners[hbone] as Record<string, unknown>).port);
+      hbonePort = (listeners[hbone] as Record<string, unknown>).port as number; // the schema's PortNumber: 1-65535
     }
   }
   const addresses: string[] = [];
@@ -467,6 +454,6 @@ function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknow
       if (ip) addresses.push(ip);
     }
   }
-  if (p.size > before || gatewayClassName === undefined || !waypointFor) return undefined;
+  if (p.size > before || !waypointFor) return undefined;
   return { kind: 'Gateway', ...base, gatewayClassName, waypointFor, ...(hbonePort !== undefined ? { hbonePort } : {}), addresses };
 }

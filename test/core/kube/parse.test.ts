@@ -72,6 +72,11 @@ t.test('the upstream schema judges structure first: a rejected object gets its m
       expect: ['spec.action: "MAYBE" is not allowed; expected one of ALLOW, DENY, AUDIT, CUSTOM'],
     },
     {
+      name: 'enums and required fields of built-in kinds are the schema\'s: a Service type, a container port',
+      obj: { apiVersion: 'v1', kind: 'Service', metadata: meta, spec: { type: 'Internal', ports: [{ name: 'http' }] } },
+      expect: ['spec.ports[0].port: required field is missing', 'spec.type: "Internal" is not allowed; expected one of ClusterIP, ExternalName, LoadBalancer, NodePort'],
+    },
+    {
       name: 'ownerReferences without a uid (an API server refuses them)',
       obj: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { ...meta, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'd' }] } },
       expect: ['metadata.ownerReferences[0].uid: required field is missing'],
@@ -87,4 +92,19 @@ t.test('the upstream schema judges structure first: a rejected object gets its m
     );
     t.ok(problems.every((p) => p.severity === 'error'), `${c.name}: errors`);
   }
+});
+
+t.test('ranges the schema lacks stay hand checks: containerPort 0, replicas -1', async (t) => {
+  const { objects, problems } = parseManifests(
+    docs(
+      pod('p', { ports: [{ name: 'http', containerPort: 0 }] }),
+      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd', namespace: 'apps' }, spec: { replicas: -1, selector: { matchLabels: { app: 'd' } }, template: { metadata: { labels: { app: 'd' } }, spec: { containers: [{ name: 'c' }] } } } },
+    ),
+    'ranges.yaml',
+  );
+  t.equal(objects.length, 0);
+  t.strictSame(problems.filter((p) => p.severity === 'error').map((p) => `${p.object} ${p.field}: ${p.message}`), [
+    'Pod apps/p spec.containers[0].ports[0].containerPort: 0 is not a port; expected an integer from 1 to 65535',
+    'Deployment apps/d spec.replicas: -1 is not a replica count; expected an integer from 0',
+  ]);
 });
