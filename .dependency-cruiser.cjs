@@ -1,7 +1,7 @@
 /**
  * The import boundaries of ARCHITECTURE.md ("Import boundaries"), checked by dependency-cruiser on
  * the .ts sources (test/boundaries.test.ts runs it under `npm test`; by hand:
- * `npx depcruise --config .dependency-cruiser.cjs core bpf ztunnel waypoint control-plane cni-plugin lab cli bench tools`).
+ * `npx depcruise --config .dependency-cruiser.cjs core bpf ztunnel waypoint control-plane cni-plugin lab cli bench tools fuzz`).
  *
  * Every rule is a `forbidden` one: its name is what a violation prints, its comment says why. A
  * folder may always import its own files, npm packages and node's built-ins; tests (test/) may
@@ -10,7 +10,7 @@
 'use strict';
 
 /** Every top-level source folder; anything else an import resolves to is a package or a built-in. */
-const OURS = '^(core|bpf|ztunnel|waypoint|control-plane|cni-plugin|lab|cli|bench|tools)/';
+const OURS = '^(core|bpf|ztunnel|waypoint|control-plane|cni-plugin|lab|cli|bench|tools|fuzz)/';
 
 /**
  * What the lab may take from cni-plugin: the agent's Unix-socket API (wire types and the client the
@@ -18,6 +18,13 @@ const OURS = '^(core|bpf|ztunnel|waypoint|control-plane|cni-plugin|lab|cli|bench
  * pods a relabel enrols with the agent's own code instead of a copy that could drift.
  */
 const LAB_FROM_CNI_PLUGIN = '^cni-plugin/(api|agent-client|agent/decide|agent/config)[.]ts$';
+
+/**
+ * What the fuzz suite may take from components: the parsers at their input boundaries (ztunnel's
+ * SOCKS5 handshake, the CNI plugin's stdin and its error class), driven in-process as bench/ drives
+ * the control plane.
+ */
+const FUZZ_FROM_COMPONENTS = '^(ztunnel/socks5|cni-plugin/cni/(spec|errors))[.]ts$';
 
 /** What the cli may take from bpf: precheck checks the kernel the way the loader will. */
 const CLI_FROM_BPF = '^bpf/(kernel|command)[.]ts$';
@@ -96,6 +103,13 @@ module.exports = {
       severity: 'error',
       from: { path: '^bench/' },
       to: { path: OURS, pathNot: '^(core|control-plane|bench)/' },
+    },
+    {
+      name: 'fuzz-imports-core-and-boundary-parsers',
+      comment: "the fuzz suite drives core/'s parsers and the components' input parsers (FUZZ_FROM_COMPONENTS), nothing else of a component",
+      severity: 'error',
+      from: { path: '^fuzz/' },
+      to: { path: OURS, pathNot: `^(core|fuzz)/|${FUZZ_FROM_COMPONENTS}` },
     },
     {
       name: 'tools-import-only-core',

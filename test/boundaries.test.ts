@@ -13,7 +13,7 @@ const REPO = fileURLToPath(new URL('..', import.meta.url));
 const DEPCRUISE = join(REPO, 'node_modules', '.bin', 'depcruise');
 const CONFIG = '.dependency-cruiser.cjs';
 /** The folders with product code; test/ is the only top-level source folder not checked. */
-const SOURCES = ['core', 'bpf', 'ztunnel', 'waypoint', 'control-plane', 'cni-plugin', 'lab', 'cli', 'bench', 'tools'];
+const SOURCES = ['core', 'bpf', 'ztunnel', 'waypoint', 'control-plane', 'cni-plugin', 'lab', 'cli', 'bench', 'tools', 'fuzz'];
 
 interface Violation {
   readonly from: string;
@@ -82,6 +82,11 @@ const CASES: ReadonlyArray<{ from: string; to: string; rule?: string; typeOnly?:
   { from: 'bench', to: 'control-plane/main.ts' },
   { from: 'bench', to: 'ztunnel/proxy.ts', rule: 'bench-imports-core-and-the-control-plane' },
   { from: 'tools', to: 'lab/index.ts', rule: 'tools-import-only-core' },
+  { from: 'fuzz', to: 'ztunnel/socks5.ts' },
+  { from: 'fuzz', to: 'cni-plugin/cni/spec.ts' },
+  { from: 'fuzz', to: 'core/kube/parse.ts' },
+  { from: 'fuzz', to: 'ztunnel/proxy.ts', rule: 'fuzz-imports-core-and-boundary-parsers' },
+  { from: 'fuzz', to: 'waypoint/main.ts', rule: 'fuzz-imports-core-and-boundary-parsers' },
   { from: 'ztunnel', to: 'ztunnel/missing.ts', rule: 'not-resolvable' },
   { from: 'core/identity', to: 'core/discovery/wire.ts', rule: 'core-folders-import-only-lower-layers' },
   { from: 'core/authz', to: 'core/kube/waypoint-policy.ts', rule: 'core-folders-import-only-lower-layers' },
