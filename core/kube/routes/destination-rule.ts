@@ -2,9 +2,9 @@
  * Istio `DestinationRule` specs → the route model's subsets (`core/model/routes.ts`); what the
  * routing specs share is in `shared.ts`.
  */
-import { describe, field, isMapping, keyPath, list, mapping, string, stringField } from '../../validation/check.js';
+import { field, list, mapping, string, stringField } from '../../validation/check.js';
 import type { DestinationRule } from '../../model/routes.js';
-import { checkLabel } from '../names.js';
+import { checkedLabels } from '../names.js';
 import { RouteSpecChecks, SUBSET_NAME_RE, checkHost } from './shared.js';
 
 const DR_SPEC_KEYS = ['host', 'subsets', 'trafficPolicy', 'exportTo', 'workloadSelector'];
@@ -37,7 +37,6 @@ export class DestinationRuleConverter extends RouteSpecChecks {
         s.startsWith('*')
           ? `${JSON.stringify(s)}: wildcard hosts are not supported; name one service (short name, name.namespace or its FQDN)`
           : checkHost(s),
-      { required: true, expected: 'the service host, e.g. reviews' },
     );
     // Relative to the spec, so the model does not depend on where the spec came from (file, manifest, wire).
     for (const k of ['trafficPolicy', 'exportTo', 'workloadSelector']) if (Object.hasOwn(spec, k)) ignored.push(k);
@@ -53,27 +52,9 @@ export class DestinationRuleConverter extends RouteSpecChecks {
             m,
             'name',
             (y, r) => string(this.p, r, y, 'a subset name', (s) => (SUBSET_NAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a subset name; expected up to 63 letters, digits, "-", "_" or "."`)),
-            { required: true, expected: 'the subset name, e.g. v2' },
           );
           // No labels: the subset is every endpoint of the service (as in Istio).
-          const labels =
-            field(this.p, eq, m, 'labels', (y, r) => {
-              if (!isMapping(y)) {
-                this.p.add(r, `expected a mapping of label: value, got ${describe(y)}`);
-                return undefined;
-              }
-              const out: Record<string, string> = {};
-              for (const [k, val] of Object.entries(y)) {
-                if (typeof val !== 'string') {
-                  this.p.add(keyPath(r, k), `expected a string label value, got ${describe(val)}`);
-                  continue;
-                }
-                const bad = checkLabel(k, val);
-                if (bad) this.p.add(keyPath(r, k), bad);
-                else out[k] = val;
-              }
-              return Object.freeze(out);
-            }) ?? Object.freeze({});
+          const labels = Object.freeze(field(this.p, eq, m, 'labels', (y, r) => checkedLabels(this.p, r, y)) ?? {});
           return subsetName === undefined ? undefined : Object.freeze({ name: subsetName, labels });
         }),
       ) ?? [];

@@ -2,7 +2,7 @@
  * Gateway API `HTTPRoute` specs → the route model (`core/model/routes.ts`); what the routing
  * specs share is in `shared.ts`.
  */
-import { describe, field, keyPath, list, listField, mapping, oneOf, port, string } from '../../validation/check.js';
+import { field, keyPath, list, listField, mapping, string } from '../../validation/check.js';
 import type { BackendRef, HeaderModifier, HttpRoute, ParentRef, PathMatch, PathRewrite, RequestMatch, RetryPolicy, RouteFilter, RouteRule, ValueMatch } from '../../model/routes.js';
 import { DEFAULT_RETRY_BACKOFF_MS, HOST_RE, MATCH_ALL, MODIFIER_KEYS, REDIRECT_CODES, RouteSpecChecks } from './shared.js';
 
@@ -12,7 +12,9 @@ const RULE_KEYS = ['name', 'matches', 'filters', 'backendRefs', 'timeouts', 'ret
 const MATCH_KEYS = ['path', 'headers', 'queryParams', 'method'];
 const PATH_KEYS = ['type', 'value'];
 const VALUE_MATCH_KEYS = ['type', 'name', 'value'];
-const FILTER_KEYS = ['type', 'requestHeaderModifier', 'responseHeaderModifier', 'requestRedirect', 'urlRewrite', 'requestMirror'];
+// With the settings of the filter types upstream defines and waypoints do not implement (their
+// `type` is refused as not supported by the mesh, not their key as unknown).
+const FILTER_KEYS = ['type', 'requestHeaderModifier', 'responseHeaderModifier', 'requestRedirect', 'urlRewrite', 'requestMirror', 'extensionRef', 'cors'];
 const HEADER_KEYS = ['name', 'value'];
 const REDIRECT_KEYS = ['scheme', 'hostname', 'path', 'port', 'statusCode'];
 const REWRITE_KEYS = ['hostname', 'path'];
@@ -24,9 +26,6 @@ const TIMEOUT_KEYS = ['request', 'backendRequest'];
 const GW_RETRY_KEYS = ['codes', 'attempts', 'backoff'];
 
 const FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror'] as const;
-const PATH_TYPES = ['Exact', 'PathPrefix', 'RegularExpression'] as const;
-const VALUE_TYPES = ['Exact', 'RegularExpression'] as const;
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /** Converts HTTPRoute specs, recording problems in `p` under each entry's path. */
@@ -67,17 +66,17 @@ export class HttpRouteConverter extends RouteSpecChecks {
     if (!m) return undefined;
     const before = this.p.size;
     const kind = field(this.p, path, m, 'kind', (x, q) => string(this.p, q, x, 'a kind')) ?? 'Gateway';
-    const group = field(this.p, path, m, 'group', (x, q) => (typeof x === 'string' ? x : (this.p.add(q, `expected a string, got ${describe(x)}`), undefined)));
-    if (kind !== 'Service' || (group !== undefined && group !== '' && group !== 'core')) {
+    const group = m.group as string | null | undefined;
+    if (kind !== 'Service' || (group !== undefined && group !== null && group !== '' && group !== 'core')) {
       this.p.add(
         keyPath(path, 'kind'),
         `parent ${group ? `${group}/` : ''}${kind} is not supported: a waypoint serves routes attached to a Service (GAMMA); set kind: Service and group: ""`,
       );
     }
     if (Object.hasOwn(m, 'sectionName')) this.p.add(keyPath(path, 'sectionName'), 'is not supported for Service parents; use port');
-    const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q), { required: true, expected: 'the Service name' });
+    const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q));
     const namespace = field(this.p, path, m, 'namespace', (x, q) => this.name(x, q)) ?? routeNamespace;
-    const p = field(this.p, path, m, 'port', (x, q) => port(this.p, q, x));
+    const p = (m.port as number | null | undefined) ?? undefined; // the schema's PortNumber: 1-65535
     if (this.p.size > before || name === undefined) return undefined;
     return { kind: 'Service', name, namespace, ...(p !== undefined ? { port: p } : {}) };
   }
@@ -132,7 +131,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
     if (!m) return undefined;
     const attempts = field(this.p, path, m, 'attempts', (x, q) => this.integer(x, q, 0, 100)) ?? 1;
     const codes =
-      field(this.p, path, m, 'codes', (x, q) => list(this.p, q, x, (e, eq) => this.integer(e, eq, 400, 599, 'a status code'))) ??
+      (m.codes as number[] | null | undefined) ?? // each 400-599 (the schema's)
       [500, 502, 503, 504];
     const backoffMs = field(this.p, path, m, 'backoff', (x, q) => this.duration(x, q)) ?? DEFAULT_RETRY_BACKOFF_MS;
     return { attempts, retryOn: ['connect-failure', 'reset', 'retriable-status-codes'], codes, backoffMs };
@@ -145,7 +144,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
     const pm = field(this.p, path, m, 'path', (x, q): PathMatch | undefined => {
       const mm = mapping(this.p, q, x, PATH_KEYS, 'a mapping {type, value}');
       if (!mm) return undefined;
-      const type = field(this.p, q, mm, 'type', (y, r) => oneOf(this.p, r, y, PATH_TYPES)) ?? 'PathPrefix';
+      const type = (mm.type as PathMatch['type'] | null | undefined) ?? 'PathPrefix';
       const value =
         field(this.p, q, mm, 'value', (y, r) =>
           type === 'RegularExpression'
@@ -160,12 +159,9 @@ export class HttpRouteConverter extends RouteSpecChecks {
         return list(this.p, q, x, (e, eq): ValueMatch | undefined => {
           const em = mapping(this.p, eq, e, VALUE_MATCH_KEYS, 'a mapping {type, name, value}');
           if (!em) return undefined;
-          const type = field(this.p, eq, em, 'type', (y, r) => oneOf(this.p, r, y, VALUE_TYPES)) ?? 'Exact';
-          const n = field(this.p, eq, em, 'name', (y, r) => this.headerName(y, r), { required: true, expected: 'a name' });
-          const value = field(this.p, eq, em, 'value', (y, r) =>
-            type === 'RegularExpression' ? this.regex(y, r) : string(this.p, r, y, 'a value'),
-            { required: true, expected: 'a value' },
-          );
+          const type = (em.type as ValueMatch['type'] | null | undefined) ?? 'Exact';
+          const n = field(this.p, eq, em, 'name', (y, r) => this.headerName(y, r));
+          const value = field(this.p, eq, em, 'value', (y, r) => (type === 'RegularExpression' ? this.regex(y, r) : string(this.p, r, y, 'a value')));
           if (n === undefined || value === undefined) return undefined;
           const key = lower ? n.toLowerCase() : n;
           // Gateway API: only the first entry with a given name counts; a repeat is a mistake.
@@ -176,7 +172,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
       }) ?? [];
     const headers = values('headers', true);
     const queryParams = values('queryParams', false);
-    const method = field(this.p, path, m, 'method', (x, q) => oneOf(this.p, q, x, METHODS));
+    const method = (m.method as RequestMatch['method'] | null | undefined) ?? undefined;
     if (this.p.size > before) return undefined;
     // Gateway API defaults an absent path match to PathPrefix "/".
     return { path: pm ?? { type: 'PathPrefix', value: '/' }, headers, queryParams, ...(method ? { method } : {}) };
@@ -190,13 +186,14 @@ export class HttpRouteConverter extends RouteSpecChecks {
   ): { name: string; namespace: string; port?: number } | undefined {
     const before = this.p.size;
     const kind = field(this.p, path, m, 'kind', (x, q) => string(this.p, q, x, 'a kind')) ?? 'Service';
-    const group = field(this.p, path, m, 'group', (x, q) => (typeof x === 'string' ? x : (this.p.add(q, `expected a string, got ${describe(x)}`), undefined)));
-    if (kind !== 'Service' || (group !== undefined && group !== '' && group !== 'core')) {
+    const group = m.group as string | null | undefined;
+    if (kind !== 'Service' || (group !== undefined && group !== null && group !== '' && group !== 'core')) {
       this.p.add(keyPath(path, 'kind'), `backend ${group ? `${group}/` : ''}${kind} is not supported; a backend is a Service (kind: Service, group: "")`);
     }
-    const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q), { required: true, expected: 'the Service name' });
+    const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q));
     const ns = field(this.p, path, m, 'namespace', (x, q) => this.name(x, q)) ?? namespace;
-    const p = field(this.p, path, m, 'port', (x, q) => port(this.p, q, x), {
+    // The schema types the port (1-65535); that a Service backend needs one is a CEL rule, so ours.
+    const p = field(this.p, path, m, 'port', (x) => x as number, {
       required: portRequired,
       expected: 'the Service port (required for Service backends)',
     });
@@ -209,7 +206,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
     if (!m) return undefined;
     const before = this.p.size;
     const ref = this.backendRef(m, path, namespace, true);
-    const weight = field(this.p, path, m, 'weight', (x, q) => this.integer(x, q, 0, 1_000_000, 'an integer weight')) ?? 1;
+    const weight = (m.weight as number | null | undefined) ?? 1; // 0-1000000 (the schema's)
     const filters =
       field(this.p, path, m, 'filters', (x, q) =>
         list(this.p, q, x, (e, eq) => {
@@ -228,11 +225,11 @@ export class HttpRouteConverter extends RouteSpecChecks {
   private gwFilter(v: unknown, path: string, namespace: string, matches: readonly RequestMatch[]): RouteFilter | undefined {
     const m = mapping(this.p, path, v, FILTER_KEYS, 'a mapping {type, ...}');
     if (!m) return undefined;
-    const type = field(this.p, path, m, 'type', (x, q) => oneOf(this.p, q, x, FILTER_TYPES), {
-      required: true,
-      expected: FILTER_TYPES.join(', '),
-    });
-    if (type === undefined) return undefined;
+    const type = m.type as (typeof FILTER_TYPES)[number];
+    if (!FILTER_TYPES.includes(type)) {
+      this.p.add(keyPath(path, 'type'), `${JSON.stringify(type)} is not supported by the mesh; expected one of ${FILTER_TYPES.join(', ')}`);
+      return undefined;
+    }
     const key = type === 'URLRewrite' ? 'urlRewrite' : type[0]!.toLowerCase() + type.slice(1);
     for (const k of FILTER_KEYS) {
       if (k !== 'type' && k !== key && Object.hasOwn(m, k)) this.p.add(keyPath(path, k), `does not go with type ${type}; set ${key}`);
@@ -248,11 +245,12 @@ export class HttpRouteConverter extends RouteSpecChecks {
           const rm = mapping(this.p, q, x, REDIRECT_KEYS, 'a mapping {scheme, hostname, path, port, statusCode}');
           if (!rm) return undefined;
           const before = this.p.size;
-          const scheme = field(this.p, q, rm, 'scheme', (y, r) => oneOf(this.p, r, y, ['http', 'https'] as const));
+          // scheme, port and statusCode: types and enums are the schema's.
+          const scheme = (rm.scheme as 'http' | 'https' | null | undefined) ?? undefined;
           const hostname = field(this.p, q, rm, 'hostname', (y, r) => string(this.p, r, y, 'a hostname'));
           const p = field(this.p, q, rm, 'path', (y, r) => this.pathRewrite(y, r, matches));
-          const rport = field(this.p, q, rm, 'port', (y, r) => port(this.p, r, y));
-          const statusCode = field(this.p, q, rm, 'statusCode', (y, r) => oneOf(this.p, r, String(y), REDIRECT_CODES.map(String)));
+          const rport = (rm.port as number | null | undefined) ?? undefined;
+          const statusCode = (rm.statusCode as (typeof REDIRECT_CODES)[number] | null | undefined) ?? undefined;
           if (this.p.size > before) return undefined;
           return {
             type,
@@ -280,11 +278,11 @@ export class HttpRouteConverter extends RouteSpecChecks {
             const bm = mapping(this.p, r, y, ['group', 'kind', 'name', 'namespace', 'port'], 'a mapping {name, namespace, port}');
             return bm ? this.backendRef(bm, r, namespace, true) : undefined;
           }, { required: true, expected: 'the Service to mirror to' });
-          let percent = field(this.p, q, mm, 'percent', (y, r) => this.percent(y, r));
+          let percent = (mm.percent as number | null | undefined) ?? undefined; // 0-100 (the schema's)
           const fraction = field(this.p, q, mm, 'fraction', (y, r) => {
             const fm = mapping(this.p, r, y, FRACTION_KEYS, 'a mapping {numerator, denominator}');
             if (!fm) return undefined;
-            const num = field(this.p, r, fm, 'numerator', (z, s) => this.integer(z, s, 0, 1_000_000), { required: true });
+            const num = field(this.p, r, fm, 'numerator', (z, s) => this.integer(z, s, 0, 1_000_000));
             const den = field(this.p, r, fm, 'denominator', (z, s) => this.integer(z, s, 1, 1_000_000)) ?? 100;
             if (num !== undefined && num > den) this.p.add(r, 'numerator must not exceed denominator');
             return num === undefined ? undefined : (100 * num) / den;
@@ -314,10 +312,8 @@ export class HttpRouteConverter extends RouteSpecChecks {
         list(this.p, q, x, (e, eq) => {
           const em = mapping(this.p, eq, e, HEADER_KEYS, 'a mapping {name, value}');
           if (!em) return undefined;
-          const name = field(this.p, eq, em, 'name', (y, r) => this.headerName(y, r), { required: true, expected: 'a header name' });
-          const value = field(this.p, eq, em, 'value', (y, r) =>
-            typeof y === 'string' ? y : (this.p.add(r, `expected a string, got ${describe(y)}`), undefined),
-          ) ?? '';
+          const name = field(this.p, eq, em, 'name', (y, r) => this.headerName(y, r));
+          const value = (em.value as string | null | undefined) ?? '';
           return name === undefined ? undefined : { name: name.toLowerCase(), value };
         }),
       ) ?? [];
@@ -332,11 +328,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
   private pathRewrite(v: unknown, path: string, matches: readonly RequestMatch[]): PathRewrite | undefined {
     const m = mapping(this.p, path, v, PATH_MODIFIER_KEYS, 'a mapping {type, replaceFullPath | replacePrefixMatch}');
     if (!m) return undefined;
-    const type = field(this.p, path, m, 'type', (x, q) => oneOf(this.p, q, x, ['ReplaceFullPath', 'ReplacePrefixMatch'] as const), {
-      required: true,
-      expected: 'ReplaceFullPath or ReplacePrefixMatch',
-    });
-    if (type === undefined) return undefined;
+    const type = m.type as PathRewrite['type'];
     const key = type === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
     const other = type === 'ReplaceFullPath' ? 'replacePrefixMatch' : 'replaceFullPath';
     if (Object.hasOwn(m, other)) this.p.add(keyPath(path, other), `does not go with type ${type}; set ${key}`);

@@ -9,6 +9,11 @@
  * with its path, like `core/node-config/file.ts`: a regex that is not RE2 (`core/model/regex.ts`),
  * a weight that is not an integer, a duration Envoy could not express are all reported here, never
  * discovered per request.
+ *
+ * Callers pass specs whose structure the upstream schema has judged (`core/kube/schema.ts`:
+ * `parseObject`, and `specProblems` for the standalone file and the discovery wire): types,
+ * required fields and enums are not checked again here; the values (durations, regexes, names,
+ * hosts, port ranges Istio's schema lacks), what waypoints support and unknown keys are.
  */
 import { describe, string, type Problems } from '../../validation/check.js';
 import { regexProblem } from '../../model/regex.js';

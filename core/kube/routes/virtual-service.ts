@@ -2,7 +2,7 @@
  * Istio `VirtualService` specs → the route model (`core/model/routes.ts`); what the routing specs
  * share is in `shared.ts`.
  */
-import { describe, field, isMapping, keyPath, list, listField, mapping, oneOf, port, string } from '../../validation/check.js';
+import { describe, field, keyPath, list, listField, mapping, oneOf, port, string } from '../../validation/check.js';
 import type { BackendRef, FaultPolicy, PathMatch, RequestMatch, RetryPolicy, RouteFilter, RouteRule, ValueMatch, VirtualService } from '../../model/routes.js';
 import {
   DEFAULT_RETRY_BACKOFF_MS,
@@ -73,9 +73,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
       return undefined;
     }
     const k = keys[0]!;
-    const value = field(this.p, path, m, k, (x, q) =>
-      k === 'regex' ? this.regex(x, q) : typeof x === 'string' ? x : (this.p.add(q, `expected a string, got ${describe(x)}`), undefined),
-    );
+    const value = field(this.p, path, m, k, (x, q) => (k === 'regex' ? this.regex(x, q) : (x as string)));
     if (value === undefined) return undefined;
     const type = k === 'exact' ? 'Exact' : k === 'prefix' ? 'Prefix' : 'RegularExpression';
     return { name: lower ? name.toLowerCase() : name, type, value };
@@ -84,12 +82,8 @@ export class VirtualServiceConverter extends RouteSpecChecks {
   private stringMatchMap(m: Record<string, unknown>, path: string, key: string, lower: boolean, invert = false): ValueMatch[] {
     return (
       field(this.p, path, m, key, (x, q) => {
-        if (!isMapping(x)) {
-          this.p.add(q, `expected a map of name to {exact | prefix | regex}, got ${describe(x)}`);
-          return undefined;
-        }
         const out: ValueMatch[] = [];
-        for (const [n, val] of Object.entries(x)) {
+        for (const [n, val] of Object.entries(x as Record<string, unknown>)) {
           const nq = keyPath(q, n);
           if (!HEADER_NAME_RE.test(n)) {
             this.p.add(nq, 'is not a valid name');
@@ -133,14 +127,9 @@ export class VirtualServiceConverter extends RouteSpecChecks {
         if (!hm) return undefined;
         const pairs = (pk: string) =>
           field(this.p, q, hm, pk, (y, r) => {
-            if (!isMapping(y)) {
-              this.p.add(r, `expected a map of header name to value, got ${describe(y)}`);
-              return undefined;
-            }
             const out: { name: string; value: string }[] = [];
-            for (const [n, val] of Object.entries(y)) {
+            for (const [n, val] of Object.entries(y as Record<string, string>)) {
               if (!HEADER_NAME_RE.test(n)) this.p.add(keyPath(r, n), 'is not a valid header name');
-              else if (typeof val !== 'string') this.p.add(keyPath(r, n), `expected a string, got ${describe(val)}`);
               else out.push({ name: n.toLowerCase(), value: val });
             }
             return out;
@@ -156,10 +145,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
     const m = mapping(this.p, path, v, DESTINATION_KEYS, 'a mapping {host, port: {number}}');
     if (!m) return undefined;
     const before = this.p.size;
-    const host = field(this.p, path, m, 'host', (x, q) => string(this.p, q, x, 'a service host'), {
-      required: true,
-      expected: 'the destination service host',
-    });
+    const host = field(this.p, path, m, 'host', (x, q) => string(this.p, q, x, 'a service host'));
     const p = field(this.p, path, m, 'port', (x, q) => {
       const pm = mapping(this.p, q, x, PORT_SELECTOR_KEYS, 'a mapping {number}');
       return pm ? field(this.p, q, pm, 'number', (y, r) => port(this.p, r, y), { required: true }) : undefined;
@@ -185,10 +171,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
       list(this.p, q, x, (e, eq) => {
         const rm = mapping(this.p, eq, e, VS_ROUTE_KEYS, 'a mapping {destination, weight, headers}');
         if (!rm) return undefined;
-        const dest = field(this.p, eq, rm, 'destination', (y, r) => this.vsDestination(y, r, namespace), {
-          required: true,
-          expected: 'a mapping {host, port}',
-        });
+        const dest = field(this.p, eq, rm, 'destination', (y, r) => this.vsDestination(y, r, namespace));
         const weight = field(this.p, eq, rm, 'weight', (y, r) => this.integer(y, r, 0, 100, 'a weight'));
         const filters = field(this.p, eq, rm, 'headers', (y, r) => this.vsHeaders(y, r)) ?? [];
         return dest ? { dest, weight, filters, path: eq } : undefined;

@@ -3,6 +3,7 @@ import { Problems } from '../../../core/validation/check.js';
 import { HttpRouteConverter } from '../../../core/kube/routes/http-route.js';
 import { parseDurationMs } from '../../../core/kube/routes/shared.js';
 import { VirtualServiceConverter } from '../../../core/kube/routes/virtual-service.js';
+import { specProblems } from '../../../core/kube/schema.js';
 import { parseMeshConfig } from '../../../core/node-config/file.js';
 import type { ConfigError } from '../../../core/errors.js';
 import {
@@ -28,7 +29,10 @@ const input = (path: string, extra: Partial<MatchInput> = {}): MatchInput => {
   };
 };
 
+/** As every caller of the converter does: the upstream schema judges the structure first. */
 function httpRoute(spec: Record<string, unknown>, name = 'r'): { route?: HttpRoute; problems: string[] } {
+  const structural = specProblems('HTTPRoute', spec, 'spec');
+  if (structural.length > 0) return { problems: structural.map((s) => `${s.field}: ${s.message}`) };
   const p = new Problems();
   const route = new HttpRouteConverter(p).httpRoute(name, 'default', spec, 'spec');
   return { ...(route ? { route } : {}), problems: p.list };
@@ -78,10 +82,10 @@ t.test('HTTPRoute validation names each field', async (t) => {
     parentRefs: [{ kind: 'Gateway', name: 'ingress' }],
     rules: [
       {
-        matches: [{ path: { type: 'RegularExpression', value: '/(unclosed' }, headers: [{ name: 'bad header', value: 'x' }] }],
-        backendRefs: [{ name: 'svc', weight: -1 }],
+        matches: [{ path: { type: 'RegularExpression', value: '/(unclosed' } }],
+        backendRefs: [{ name: 'svc' }],
         filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/x' } } }],
-        timeouts: { request: '1s', backendRequest: 'soon' },
+        timeouts: { request: '1s', backendRequest: '2s' },
       },
       { backendRefs: [{ name: 'svc', port: 80 }], filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 302 } }] },
     ],
@@ -90,11 +94,24 @@ t.test('HTTPRoute validation names each field', async (t) => {
   t.same(problems, [
     'spec.parentRefs[0].kind: parent Gateway is not supported: a waypoint serves routes attached to a Service (GAMMA); set kind: Service and group: ""',
     'spec.rules[0].matches[0].path.value: "/(unclosed" is not a valid regular expression: missing closing ) (matches use RE2 syntax)',
-    'spec.rules[0].matches[0].headers[0].name: "bad header" is not a valid header name',
     'spec.rules[0].backendRefs[0].port: required field is missing; expected the Service port (required for Service backends)',
-    'spec.rules[0].backendRefs[0].weight: -1 is not allowed; expected an integer weight from 0 to 1000000',
-    'spec.rules[0].timeouts.backendRequest: "soon" is not a duration; expected e.g. "10s", "1.5s", "250ms" or "1m"',
+    'spec.rules[0].timeouts.backendRequest: must not be longer than request (Gateway API)',
     'spec.rules[1].backendRefs: a rule with RequestRedirect answers the redirect itself; remove backendRefs',
+  ]);
+  // Structure (patterns, ranges, enums) is the upstream schema's (core/kube/schema.ts): its messages.
+  const structural = httpRoute({
+    parentRefs: [{ kind: 'Service', name: 'svc' }],
+    rules: [{ matches: [{ headers: [{ name: 'bad header', value: 'x' }] }], backendRefs: [{ name: 'svc', port: 80, weight: -1 }], timeouts: { request: '1s', backendRequest: 'soon' } }],
+  });
+  t.equal(structural.route, undefined);
+  t.same(new Set(structural.problems), new Set([
+    'spec.rules[0].matches[0].headers[0].name: "bad header" is not valid here; expected a string matching ^[A-Za-z0-9!#$%&\'*+\\-.^_\\x60|~]+$',
+    'spec.rules[0].backendRefs[0].weight: -1 is out of range; expected at least 0',
+    'spec.rules[0].timeouts.backendRequest: "soon" is not valid here; expected a string matching ^([0-9]{1,5}(h|m|s|ms)){1,4}$',
+  ]));
+  // A filter type upstream defines and waypoints do not implement.
+  t.same(httpRoute({ parentRefs: [{ kind: 'Service', name: 'svc' }], rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'x.io', kind: 'F', name: 'f' } }] }] }).problems, [
+    'spec.rules[0].filters[0].type: "ExtensionRef" is not supported by the mesh; expected one of RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror',
   ]);
 });
 
