@@ -1,8 +1,7 @@
 /**
  * The seeds of each entry point, taken from the project's own examples so that mutations start from
  * inputs that get past the first checks: the lab's examples, the manifests of the tests and the
- * cluster suite, the YAML and JSON blocks of the docs, and the regression corpus
- * (test/fuzz/corpus). Discovery messages are what the control plane's encoder makes of those
+ * cluster suite, and the YAML and JSON blocks of the docs. Discovery messages are what the control plane's encoder makes of those
  * manifests, so they have the shape the decoder expects.
  */
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
@@ -15,8 +14,8 @@ import { RESOURCE_KINDS, SPEC_KINDS, encodeResource, type ResourceKind } from '.
 import type { EntryInputs, EntryName, FuzzRequest } from './entries.js';
 import { HOSTILE_REQUEST_PATHS, HOSTILE_STRINGS, mutateBytes, mutateValue, pick, render, type Rand } from './mutate.js';
 
-/** The checkout (dist/fuzz/seeds.js → the repository root). */
-export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+/** The checkout: this file is fuzz/seeds.ts (tests) or dist/fuzz/seeds.js. */
+export const REPO = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..' : '../..', import.meta.url));
 
 const MANIFEST_FILES = ['lab/examples', 'test/cluster/fixtures', 'test/core/kube/fixtures'];
 const DOC_FILES = ['README.md', 'docs'];
@@ -104,7 +103,6 @@ export function loadSeeds(): Seeds {
   for (const f of MANIFEST_FILES.flatMap((d) => filesIn(d, /\.ya?ml$/))) manifests.push(...(yamlDocs(readFileSync(f, 'utf8')) as Record<string, unknown>[]));
   const yamlBlocks = docBlocks('yaml').flatMap(yamlDocs) as Record<string, unknown>[];
   manifests.push(...yamlBlocks.filter((d) => typeof d.apiVersion === 'string' && typeof d.kind === 'string'));
-  for (const c of corpusCases('manifests')) if (typeof c.case.input === 'string' && !c.case.repeat) manifests.push(...(yamlDocs(c.case.input) as Record<string, unknown>[]));
 
   const meshConfig: unknown[] = yamlBlocks.filter((d) => !('apiVersion' in d) && ('workloads' in d || 'nodes' in d || 'services' in d || 'authorizationPolicies' in d));
 
