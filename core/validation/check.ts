@@ -71,8 +71,10 @@ function distance(a: string, b: string): number {
 
 /**
  * Checks that `v` is a mapping and that it holds only `allowed` keys. Unknown keys are reported
- * one by one with the list of allowed keys (and a "did you mean" when one is close). Returns the
- * mapping even when it has unknown keys, so the known ones are still checked.
+ * one by one with the list of allowed keys (and a "did you mean" when one is close); keys in
+ * `unsupported` (fields the upstream resource has and the mesh does not implement) are reported
+ * as not supported instead. Returns the mapping even when it has unknown keys, so the known ones
+ * are still checked.
  */
 export function mapping(
   problems: Problems,
@@ -80,6 +82,7 @@ export function mapping(
   v: unknown,
   allowed: readonly string[],
   what = 'a mapping',
+  unsupported: readonly string[] = [],
 ): Record<string, unknown> | undefined {
   if (!isMapping(v)) {
     problems.add(path, `expected ${what}, got ${describe(v)}`);
@@ -87,6 +90,10 @@ export function mapping(
   }
   for (const k of Object.keys(v)) {
     if (allowed.includes(k)) continue;
+    if (unsupported.includes(k)) {
+      problems.add(keyPath(path, k), 'is not supported by the mesh');
+      continue;
+    }
     const near = allowed
       .map((a) => ({ a, d: distance(k.toLowerCase(), a.toLowerCase()) }))
       .filter(

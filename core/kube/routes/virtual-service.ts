@@ -33,6 +33,10 @@ const FAULT_KEYS = ['delay', 'abort'];
 const DELAY_KEYS = ['fixedDelay', 'percentage', 'percent'];
 const ABORT_KEYS = ['httpStatus', 'grpcStatus', 'percentage'];
 const PERCENTAGE_KEYS = ['value'];
+// Fields of the upstream VirtualService that waypoints do not implement: refused as such, not as unknown keys.
+const VS_SPEC_UNSUPPORTED = ['tcp', 'tls'];
+const VS_HTTP_UNSUPPORTED = ['corsPolicy', 'delegate', 'directResponse', 'mirrors', 'mirrorPercent', 'mirror_percent'];
+const VS_MATCH_UNSUPPORTED = ['authority', 'gateways', 'ignoreUriCase', 'port', 'scheme', 'sourceLabels', 'sourceNamespace', 'statPrefix'];
 
 /** Converts VirtualService specs, recording problems in `p` under each entry's path. */
 export class VirtualServiceConverter extends RouteSpecChecks {
@@ -43,7 +47,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
    */
   virtualService(name: string, namespace: string, spec: Record<string, unknown>, path: string): VirtualService | undefined {
     const before = this.p.size;
-    mapping(this.p, path, spec, VS_SPEC_KEYS);
+    mapping(this.p, path, spec, VS_SPEC_KEYS, 'a mapping', VS_SPEC_UNSUPPORTED);
     const hosts = listField(this.p, path, spec, 'hosts', (e, eq) => string(this.p, eq, e, 'a host', checkHost), {
       required: true,
       expected: 'a list of hosts, e.g. [reviews]',
@@ -98,7 +102,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
   }
 
   private vsMatch(v: unknown, path: string): RequestMatch | undefined {
-    const m = mapping(this.p, path, v, VS_MATCH_KEYS, 'a mapping {uri, method, headers, queryParams}');
+    const m = mapping(this.p, path, v, VS_MATCH_KEYS, 'a mapping {uri, method, headers, queryParams}', VS_MATCH_UNSUPPORTED);
     if (!m) return undefined;
     const before = this.p.size;
     const uri = field(this.p, path, m, 'uri', (x, q): PathMatch | undefined => {
@@ -161,7 +165,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
   }
 
   private vsRule(v: unknown, path: string, namespace: string): RouteRule | undefined {
-    const m = mapping(this.p, path, v, VS_HTTP_KEYS);
+    const m = mapping(this.p, path, v, VS_HTTP_KEYS, 'a mapping', VS_HTTP_UNSUPPORTED);
     if (!m) return undefined;
     const before = this.p.size;
     const ruleName = field(this.p, path, m, 'name', (x, q) => string(this.p, q, x, 'a route name'));

@@ -161,6 +161,22 @@ t.test('VirtualService conversion: faults, retries, timeout, weights', async (t)
   ]);
 });
 
+t.test('VirtualService fields upstream has and waypoints do not implement are refused as not supported, not as unknown', async (t) => {
+  const p = new Problems();
+  const vs = new VirtualServiceConverter(p).virtualService('x', 'default', {
+    hosts: ['x'],
+    tcp: [{ route: [{ destination: { host: 'x' } }] }],
+    http: [{ match: [{ port: 80, uri: { prefix: '/' } }], directResponse: { status: 200 }, route: [{ destination: { host: 'x' } }], retrys: {} }],
+  }, 'spec');
+  t.equal(vs, undefined);
+  t.same(p.list, [
+    'spec.tcp: is not supported by the mesh',
+    'spec.http[0].directResponse: is not supported by the mesh',
+    'spec.http[0].retrys: unknown key; did you mean "retries"? allowed keys here: name, match, route, redirect, rewrite, timeout, retries, fault, mirror, mirrorPercentage, headers',
+    'spec.http[0].match[0].port: is not supported by the mesh',
+  ]);
+});
+
 t.test('the config file carries routes and waypoint policies, and rejects bad ones with paths', async (t) => {
   const cfg = parseMeshConfig(
     `
