@@ -13,7 +13,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { load, YAMLException } from 'js-yaml';
+import { YAMLException } from 'js-yaml';
+import { loadYamlDocument } from '../core/validation/yaml.js';
 import { ConfigError } from '../core/errors.js';
 import { Problems, Uniq, field, keyPath, list, mapping, port, string } from '../core/validation/check.js';
 import { SUBDOMAIN_RE, NAME_EXPECTED } from '../core/kube/names.js';
@@ -47,7 +48,7 @@ export function parseNodeList(text: string, source: string): NodeList {
   const p = new Problems();
   let doc: unknown;
   try {
-    doc = load(text, { filename: source });
+    doc = loadYamlDocument(text, source);
   } catch (e) {
     throw new ConfigError(source, [e instanceof YAMLException ? `yaml syntax error: ${e.reason}` : String(e)]);
   }

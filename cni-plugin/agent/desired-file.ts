@@ -5,7 +5,8 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { dump, load, YAMLException } from 'js-yaml';
+import { dump, YAMLException } from 'js-yaml';
+import { loadYamlDocument } from '../../core/validation/yaml.js';
 import { Problems, Uniq, field, list, mapping, string, stringMap } from '../../core/validation/check.js';
 import { parseMeshConfig } from '../../core/node-config/file.js';
 import { ConfigError } from '../../core/errors.js';
@@ -36,7 +37,7 @@ export function parseDesiredState(text: string, source: string, opts: { rootName
   if (text.trim() === '') throw empty;
   let doc: unknown;
   try {
-    doc = load(text, { filename: source });
+    doc = loadYamlDocument(text, source);
   } catch (e) {
     const where = e instanceof YAMLException && e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : '';
     throw new ConfigError(source, [`yaml syntax error${where}: ${e instanceof YAMLException ? e.reason : (e as Error).message}`]);

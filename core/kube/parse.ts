@@ -7,7 +7,8 @@
  * it accepts is checked for meaning here and, for the specs of policy and routing kinds, by their
  * own converters (`authorization-policy.ts`, `waypoint-policy.ts`, `routes/`).
  */
-import { loadAll, YAMLException } from 'js-yaml';
+import { YAMLException } from 'js-yaml';
+import { loadYamlDocuments } from '../validation/yaml.js';
 import { WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../labels.js';
 import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
@@ -69,9 +70,10 @@ export interface ParsedManifests {
  * for (const p of problems) console.error(formatProblem(p));
  */
 export function parseManifests(text: string, source: string, opts: ManifestParseOptions = {}): ParsedManifests {
-  let docs: unknown[];
+  let docs: readonly unknown[];
+  let tooLarge: ReturnType<typeof loadYamlDocuments>['tooLarge'];
   try {
-    docs = loadAll(text, { filename: source });
+    ({ docs, tooLarge } = loadYamlDocuments(text, source));
   } catch (e) {
     const where = e instanceof YAMLException && e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : '';
     const why = e instanceof YAMLException ? e.reason : (e as Error).message;
@@ -83,6 +85,7 @@ export function parseManifests(text: string, source: string, opts: ManifestParse
   const objects: ManifestObject[] = [];
   const problems: ObjectProblem[] = [];
   const rootNamespace = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  for (const t of tooLarge) problems.push({ object: `${source}#${t.index + 1}`, field: '', message: t.message, severity: 'error', source });
   docs.forEach((doc, i) => {
     if (doc === null || doc === undefined) return; // an empty document (e.g. a trailing ---)
     const where = `${source}#${i + 1}`;

@@ -7,7 +7,8 @@
  * frozen.
  */
 import { readFile } from 'node:fs/promises';
-import { loadAll, YAMLException } from 'js-yaml';
+import { YAMLException } from 'js-yaml';
+import { loadYamlDocuments } from '../validation/yaml.js';
 import { ConfigError } from '../errors.js';
 import { PORTS } from '../hbone/constants.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
@@ -500,10 +501,13 @@ function yamlProblem(e: YAMLException): string {
  * cfg.workloads[0].uid // => 'default/sleep'
  */
 export function parseMeshConfig(text: string, source: string, opts: ParseOptions = {}): MeshConfig {
-  let docs: unknown[];
+  let docs: readonly unknown[];
   try {
-    docs = loadAll(text, { filename: source });
+    const loaded = loadYamlDocuments(text, source);
+    if (loaded.tooLarge.length > 0) throw new ConfigError(source, loaded.tooLarge.map((t) => t.message));
+    docs = loaded.docs;
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     const msg = e instanceof YAMLException ? yamlProblem(e) : `cannot parse the file as YAML: ${(e as Error).message}`;
     throw new ConfigError(source, [msg]);
   }

@@ -22,10 +22,22 @@ export class Problems {
 
 const IDENT_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** Longest piece of a user's string a message repeats; the rest is counted, not copied. */
+const QUOTE_MAX = 100;
+
+/**
+ * `s` as a message shows it: JSON-quoted (control characters escaped, so a message cannot forge a
+ * log line) and cut at `QUOTE_MAX` characters with the full length said, so a 1 MiB key or value
+ * makes a short message.
+ */
+export function quote(s: string): string {
+  return s.length <= QUOTE_MAX ? JSON.stringify(s) : `${JSON.stringify(s.slice(0, QUOTE_MAX))}… (${s.length} characters)`;
+}
+
 /** The path of key `k` under `path`: `a.b`, or `a["app.kubernetes.io/name"]` for odd keys. */
 export function keyPath(path: string, k: string): string {
-  if (IDENT_RE.test(k)) return path === '' ? k : `${path}.${k}`;
-  return `${path}[${JSON.stringify(k)}]`;
+  if (k.length <= QUOTE_MAX && IDENT_RE.test(k)) return path === '' ? k : `${path}.${k}`;
+  return `${path}[${quote(k)}]`;
 }
 
 /** The path of element `i` under `path`: `a[3]`. */
@@ -37,7 +49,7 @@ export function indexPath(path: string, i: number): string {
 export function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
-  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'string') return quote(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
@@ -48,6 +60,9 @@ export function describe(v: unknown): string {
 export function isMapping(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/** Keys longer than twice this are never "near" an allowed key (no allowed key is this long). */
+const LONGEST_KEY_COMPARED = 64;
 
 /** Edit distance counting a swap of adjacent letters as one edit, to suggest the key meant. */
 function distance(a: string, b: string): number {
@@ -94,7 +109,9 @@ export function mapping(
       problems.add(keyPath(path, k), 'is not supported by the mesh');
       continue;
     }
-    const near = allowed
+    // The distance is at least the difference in length: a key far longer than every allowed one
+    // (up to 1 MiB) is near none, and is not compared (the comparison is quadratic).
+    const near = k.length > 2 * LONGEST_KEY_COMPARED ? undefined : allowed
       .map((a) => ({ a, d: distance(k.toLowerCase(), a.toLowerCase()) }))
       .filter(
         (x) =>
