@@ -90,11 +90,18 @@ interface Slot {
   readonly key?: string | number;
 }
 
+/**
+ * Lists longer than this are leaves to the mutations (replaced whole, never entered): a long list
+ * shares one element, and a second long list inside it would multiply instead of add.
+ */
+const LEAF_LIST = 1000;
+
 /** Every place in `root` a value can be replaced (the root itself excluded). */
 function slots(root: Json): Slot[] {
   const out: Slot[] = [];
   const walk = (v: Json, depth: number) => {
     if (depth > 40 || v === null || typeof v !== 'object') return;
+    if (Array.isArray(v) && v.length > LEAF_LIST) return;
     if (Array.isArray(v)) {
       v.forEach((x, i) => {
         out.push({ get: () => v[i]!, set: (n) => (v[i] = n), parent: v, key: i });
@@ -114,7 +121,7 @@ function slots(root: Json): Slot[] {
 function mappings(root: Json): { [k: string]: Json }[] {
   const out: { [k: string]: Json }[] = [];
   const walk = (v: Json, depth: number) => {
-    if (depth > 40 || v === null || typeof v !== 'object') return;
+    if (depth > 40 || v === null || typeof v !== 'object' || (Array.isArray(v) && v.length > LEAF_LIST)) return;
     if (!Array.isArray(v)) out.push(v);
     for (const x of Array.isArray(v) ? v : Object.values(v)) walk(x, depth + 1);
   };
