@@ -10,7 +10,10 @@ import { ImmutableMap, deepFreeze } from '../model/freeze.js';
 import { canonicalIp } from '../model/ip.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../model/scope.js';
-import { Problems } from '../validation/check.js';
+import { Problems, keyPath, quote } from '../validation/check.js';
+import { PolicySpecParser } from '../kube/authorization-policy.js';
+import { HOSTNAME_RE, LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SUBDOMAIN_RE, checkLabel } from '../kube/names.js';
+import { DATAPLANE_MODE_LABEL } from '../labels.js';
 import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
@@ -246,10 +249,48 @@ function obj(v: unknown, path: string): Json {
   return v as Json;
 }
 
-function str(o: Json, k: string, path: string): string {
-  const v = o[k];
-  if (typeof v !== 'string' || v === '') throw new WireFormatError(`${path}.${k}`, 'expected a non-empty string');
+/**
+ * C0 controls and DEL. No string of the model may hold one (names, identities, labels, keys and
+ * condition values all end up in logs, keys or headers); the manifest parser refuses them through
+ * its syntax checks, and the decoder refuses them everywhere, also where it checks no syntax.
+ */
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+function text(v: unknown, path: string): string {
+  if (typeof v !== 'string' || v === '') throw new WireFormatError(path, 'expected a non-empty string');
+  if (CONTROL_RE.test(v)) throw new WireFormatError(path, `${quote(v)} holds a control character`);
   return v;
+}
+
+function str(o: Json, k: string, path: string): string {
+  return text(o[k], `${path}.${k}`);
+}
+
+/** A string field that must match `re`, the manifest parser's rule for it (`core/kube/names.ts`). */
+function syntax(o: Json, k: string, path: string, re: RegExp, expected: string): string {
+  const v = str(o, k, path);
+  if (!re.test(v)) throw new WireFormatError(`${path}.${k}`, `${quote(v)} is not ${expected}`);
+  return v;
+}
+
+/** Object names: DNS-1123 subdomains, as `parseMeta` requires of every kind but Namespace. */
+const name = (o: Json, path: string, k = 'name'): string => syntax(o, k, path, SUBDOMAIN_RE, NAME_EXPECTED);
+/** Namespaces (and a Namespace's own name): DNS-1123 labels. */
+const namespace = (o: Json, path: string, k = 'namespace'): string => syntax(o, k, path, LABEL_RE, NAMESPACE_EXPECTED);
+/** Node names: DNS-1123 subdomains, as Kubernetes names Nodes. */
+const nodeName = (o: Json, path: string, k: string): string => syntax(o, k, path, SUBDOMAIN_RE, 'a node name (a DNS-1123 subdomain)');
+
+/**
+ * Keys and uids: a workload's uid is `<namespace>/<name>` (the manifest converter's) and a pending
+ * pod's the Kubernetes `metadata.uid` (a UUID); both are visible ASCII of at most 317 characters
+ * (a 63-character namespace, "/", a 253-character name).
+ */
+const UID_RE = /^[!-~]{1,317}$/;
+const UID_EXPECTED = 'a uid (visible ASCII characters, at most 317)';
+function uid(v: unknown, path: string): string {
+  const s = text(v, path);
+  if (!UID_RE.test(s)) throw new WireFormatError(path, `${quote(s)} is not ${UID_EXPECTED}`);
+  return s;
 }
 
 function optStr(o: Json, k: string, path: string): string | undefined {
@@ -274,10 +315,7 @@ function arr(o: Json, k: string, path: string): unknown[] {
 }
 
 function strings(o: Json, k: string, path: string): string[] {
-  return arr(o, k, path).map((x, i) => {
-    if (typeof x !== 'string' || x === '') throw new WireFormatError(`${path}.${k}[${i}]`, 'expected a non-empty string');
-    return x;
-  });
+  return arr(o, k, path).map((x, i) => text(x, `${path}.${k}[${i}]`));
 }
 
 function optStrings(o: Json, k: string, path: string): string[] | undefined {
@@ -285,15 +323,20 @@ function optStrings(o: Json, k: string, path: string): string[] | undefined {
 }
 
 function ip(v: unknown, path: string): string {
-  const c = typeof v === 'string' ? canonicalIp(v) : undefined;
+  // No zone (`fe80::1%eth0`): the manifest parser refuses one too, and canonicalIp would drop it.
+  const c = typeof v === 'string' && !v.includes('%') ? canonicalIp(v) : undefined;
   if (c === undefined) throw new WireFormatError(path, 'expected an IP address');
   return c;
 }
 
-function stringRecord(o: Json, k: string, path: string): Record<string, string> {
-  const m = obj(o[k], `${path}.${k}`);
+/** Labels (or a selector): each entry meets `checkLabel`, the manifest parser's rule. */
+function labels(o: Json, k: string, path: string): Record<string, string> {
+  const q = `${path}.${k}`;
+  const m = obj(o[k], q);
   for (const [key, v] of Object.entries(m)) {
-    if (typeof v !== 'string') throw new WireFormatError(`${path}.${k}.${key}`, 'expected a string');
+    if (typeof v !== 'string') throw new WireFormatError(keyPath(q, key), 'expected a string');
+    const bad = checkLabel(key, v);
+    if (bad !== undefined) throw new WireFormatError(keyPath(q, key), bad);
   }
   return { ...(m as Record<string, string>) };
 }
@@ -314,21 +357,21 @@ const SCOPES = ['mesh', 'namespace', 'workload'] as const;
 const MTLS_MODES: readonly MtlsMode[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
 
 function decodeNode(o: Json, path: string): NodeInfo {
-  return { name: str(o, 'name', path), ztunnelAddress: ip(o.ztunnelAddress, `${path}.ztunnelAddress`), hbonePort: int(o, 'hbonePort', path, 1, 65535) };
+  return { name: nodeName(o, path, 'name'), ztunnelAddress: ip(o.ztunnelAddress, `${path}.ztunnelAddress`), hbonePort: int(o, 'hbonePort', path, 1, 65535) };
 }
 
 function decodeWorkload(o: Json, path: string): Workload {
   const wp = waypoint(o, path);
   const w: Workload = {
-    uid: str(o, 'uid', path),
-    name: str(o, 'name', path),
-    namespace: str(o, 'namespace', path),
+    uid: uid(o.uid, `${path}.uid`),
+    name: name(o, path),
+    namespace: namespace(o, path),
     serviceAccount: str(o, 'serviceAccount', path),
     trustDomain: str(o, 'trustDomain', path),
-    node: str(o, 'node', path),
+    node: nodeName(o, path, 'node'),
     ips: arr(o, 'ips', path).map((x, i) => ip(x, `${path}.ips[${i}]`)),
     protocol: oneOf(o, 'protocol', path, ['HBONE', 'TCP'] as const),
-    labels: stringRecord(o, 'labels', path),
+    labels: labels(o, 'labels', path),
     healthy: bool(o, 'healthy', path),
     ...(wp ? { waypoint: wp } : {}),
   };
@@ -341,13 +384,13 @@ function decodeWorkload(o: Json, path: string): Workload {
 }
 
 function decodePendingPod(o: Json, path: string): PendingPod {
-  const uid = optStr(o, 'uid', path);
+  const id = o.uid === undefined ? undefined : uid(o.uid, `${path}.uid`);
   return {
-    namespace: str(o, 'namespace', path),
-    name: str(o, 'name', path),
-    ...(uid !== undefined ? { uid } : {}),
-    node: str(o, 'node', path),
-    labels: stringRecord(o, 'labels', path),
+    namespace: namespace(o, path),
+    name: name(o, path),
+    ...(id !== undefined ? { uid: id } : {}),
+    node: nodeName(o, path, 'node'),
+    labels: labels(o, 'labels', path),
     protocol: oneOf(o, 'protocol', path, ['HBONE', 'TCP'] as const),
   };
 }
@@ -356,15 +399,17 @@ function decodeNamespace(o: Json, path: string): MeshNamespace {
   // A label value may be empty in Kubernetes: any string is accepted, not only non-empty ones.
   const dataplaneMode = o.dataplaneMode;
   if (dataplaneMode !== undefined && typeof dataplaneMode !== 'string') throw new WireFormatError(`${path}.dataplaneMode`, 'expected a string');
-  return { name: str(o, 'name', path), ...(dataplaneMode !== undefined ? { dataplaneMode } : {}) };
+  const bad = dataplaneMode === undefined ? undefined : checkLabel(DATAPLANE_MODE_LABEL, dataplaneMode);
+  if (bad !== undefined) throw new WireFormatError(`${path}.dataplaneMode`, bad);
+  return { name: namespace(o, path, 'name'), ...(dataplaneMode !== undefined ? { dataplaneMode } : {}) };
 }
 
 function decodeService(o: Json, path: string): Service {
   const wp = waypoint(o, path);
   return {
-    name: str(o, 'name', path),
-    namespace: str(o, 'namespace', path),
-    hostname: str(o, 'hostname', path),
+    name: name(o, path),
+    namespace: namespace(o, path),
+    hostname: syntax(o, 'hostname', path, HOSTNAME_RE, 'a DNS name'),
     vips: arr(o, 'vips', path).map((x, i) => ip(x, `${path}.vips[${i}]`)),
     ports: arr(o, 'ports', path).map((x, i): ServicePort => {
       const q = `${path}.ports[${i}]`;
@@ -372,15 +417,27 @@ function decodeService(o: Json, path: string): Service {
       const name = optStr(p, 'name', q);
       return { port: int(p, 'port', q, 1, 65535), targetPort: int(p, 'targetPort', q, 1, 65535), ...(name !== undefined ? { name } : {}) };
     }),
-    endpoints: strings(o, 'endpoints', path),
-    subjectAltNames: strings(o, 'subjectAltNames', path),
+    endpoints: arr(o, 'endpoints', path).map((x, i) => uid(x, `${path}.endpoints[${i}]`)),
+    subjectAltNames: strings(o, 'subjectAltNames', path).map((s, i) => spiffeId(s, `${path}.subjectAltNames[${i}]`)),
     ...(wp ? { waypoint: wp } : {}),
   };
 }
 
+/** A SPIFFE ID (`core/identity/spiffe.ts`, the rule the standalone file's subjectAltNames meet). */
+function spiffeId(s: string, path: string): string {
+  try {
+    parseSpiffeId(s);
+  } catch (e) {
+    throw new WireFormatError(path, (e as Error).message);
+  }
+  return s;
+}
+
+const SOURCE_KEYS = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks'] as const;
+
 function decodeSource(o: Json, path: string): PolicySource {
   const out: Record<string, unknown> = { hasL7Fields: bool(o, 'hasL7Fields', path) };
-  for (const k of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks']) {
+  for (const k of SOURCE_KEYS) {
     const v = optStrings(o, k, path);
     if (v) out[k] = v;
   }
@@ -405,12 +462,49 @@ function decodeCondition(o: Json, path: string): PolicyCondition {
   return { key: str(o, 'key', path), ...(values ? { values } : {}), ...(notValues ? { notValues } : {}) };
 }
 
-function decodeAuthorizationPolicy(o: Json, path: string): AuthorizationPolicy {
-  return {
-    name: str(o, 'name', path),
-    namespace: str(o, 'namespace', path),
+/** Problems whose paths are rewritten from the spec's shape to the wire's (see `checkPolicyValues`). */
+class WireProblems extends Problems {
+  first: { path: string; message: string } | undefined;
+  override add(path: string, message: string): void {
+    super.add(path, message);
+    this.first ??= { path: path.replace(/\.(source|operation)(?=[.[]|$)/g, '').replace('.selector.matchLabels', '.selector'), message };
+  }
+}
+
+/**
+ * The values of an L4 policy (principals, namespaces, CIDRs, ports, condition keys and values)
+ * meet the checks the manifest parser made: the policy goes back into the Istio spec it came from
+ * and through the same parser (`PolicySpecParser`), so both accept exactly the same strings and
+ * any rule added there applies here. HTTP-only fields do not travel (an L4 proxy cannot see them);
+ * a source or operation that had only those gets a stand-in, so it is not taken for an empty one.
+ * The first problem is the WireFormatError, its path in the wire's shape.
+ */
+function checkPolicyValues(policy: AuthorizationPolicy, path: string, ctx: DecodeContext): void {
+  const lists = (x: object, keys: readonly string[]) => Object.fromEntries(keys.filter((k) => (x as Json)[k] !== undefined).map((k) => [k, (x as Json)[k]]));
+  const spec = {
+    selector: { matchLabels: policy.selector },
+    action: policy.action,
+    rules: policy.rules.map((r) => ({
+      ...(r.from.length > 0
+        ? { from: r.from.map((s) => ({ source: { ...lists(s, SOURCE_KEYS), ...(s.hasL7Fields ? { requestPrincipals: ['*'] } : {}) } })) }
+        : {}),
+      ...(r.to.length > 0
+        ? { to: r.to.map((op) => ({ operation: { ...lists(op, ['ports', 'notPorts']), ...(op.hasL7Fields ? { methods: ['GET'] } : {}) } })) }
+        : {}),
+      ...(r.when.length > 0 ? { when: r.when } : {}),
+    })),
+  };
+  const p = new WireProblems();
+  new PolicySpecParser(p, ctx.rootNamespace).authorizationPolicy(policy, spec, path);
+  if (p.first) throw new WireFormatError(p.first.path, p.first.message);
+}
+
+function decodeAuthorizationPolicy(o: Json, path: string, ctx: DecodeContext): AuthorizationPolicy {
+  const policy: AuthorizationPolicy = {
+    name: name(o, path),
+    namespace: namespace(o, path),
     scope: oneOf(o, 'scope', path, SCOPES),
-    selector: stringRecord(o, 'selector', path),
+    selector: labels(o, 'selector', path),
     action: oneOf(o, 'action', path, ['ALLOW', 'DENY'] as const),
     rules: arr(o, 'rules', path).map((x, i): PolicyRule => {
       const q = `${path}.rules[${i}]`;
@@ -422,6 +516,8 @@ function decodeAuthorizationPolicy(o: Json, path: string): AuthorizationPolicy {
       };
     }),
   };
+  checkPolicyValues(policy, path, ctx);
+  return policy;
 }
 
 function decodePeerAuthentication(o: Json, path: string): PeerAuthentication {
@@ -433,10 +529,10 @@ function decodePeerAuthentication(o: Json, path: string): PeerAuthentication {
     return [n, v as MtlsMode];
   });
   return {
-    name: str(o, 'name', path),
-    namespace: str(o, 'namespace', path),
+    name: name(o, path),
+    namespace: namespace(o, path),
     scope: oneOf(o, 'scope', path, SCOPES),
-    selector: stringRecord(o, 'selector', path),
+    selector: labels(o, 'selector', path),
     mode: oneOf(o, 'mode', path, MTLS_MODES),
     portLevel: new ImmutableMap(entries),
   };
@@ -459,15 +555,15 @@ function viaConverter<T>(
   kind: SpecKind,
   convert: (p: Problems, name: string, namespace: string, spec: Record<string, unknown>) => T | undefined,
 ): T {
-  const name = str(o, 'name', path);
-  const namespace = str(o, 'namespace', path);
+  const n = name(o, path);
+  const ns = namespace(o, path);
   const spec = obj(o.spec, `${path}.spec`);
   const structural = specProblems(kind, spec, `${path}.spec`);
   if (structural.length > 0) throw new WireFormatError(path, structural.map((s) => `${s.field}: ${s.message}`).join('; '));
   const p = new Problems();
   let r: T | undefined;
   try {
-    r = convert(p, name, namespace, spec);
+    r = convert(p, n, ns, spec);
   } catch (e) {
     throw new WireFormatError(path, `rejected by the converter: ${(e as Error).message}`);
   }
@@ -547,7 +643,7 @@ export function decodeMessage(line: string, ctx: DecodeContext = { rootNamespace
   const type = str(m, 'type', '');
   switch (type) {
     case 'snapshot': {
-      const rootNamespace = str(m, 'rootNamespace', '');
+      const rootNamespace = syntax(m, 'rootNamespace', '', LABEL_RE, NAMESPACE_EXPECTED);
       return {
         type,
         version: str(m, 'version', ''),
@@ -560,7 +656,7 @@ export function decodeMessage(line: string, ctx: DecodeContext = { rootNamespace
       const removes: Partial<Record<ResourceKind, string[]>> = {};
       for (const [k, list] of Object.entries(obj(m.removes, 'removes'))) {
         if (!isKind(k)) continue;
-        removes[k] = strings({ [k]: list }, k, 'removes');
+        removes[k] = arr({ [k]: list }, k, 'removes').map((x, i) => uid(x, `removes.${k}[${i}]`));
       }
       const replace = m.replace === undefined ? [] : strings(m, 'replace', '').filter(isKind);
       return {

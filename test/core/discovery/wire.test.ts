@@ -107,3 +107,58 @@ t.test('node-agent kinds: a pending pod keeps its uid and verdict; a namespace i
   t.throws(() => decodeResource('pendingPods', { namespace: 'a', name: 'b', node: 'n', uid: 7, labels: {}, protocol: 'TCP' }), /pendingPods.uid/);
   t.throws(() => decodeResource('namespaces', { name: 'x', dataplaneMode: 1 }), /namespaces.dataplaneMode: expected a string/);
 });
+
+t.test('issue 19: the decoder refuses what the manifest parser refuses, naming the path (a bug or a version skew puts no bad value in a proxy)', async (t) => {
+  const w = JSON.parse(JSON.stringify(config.workloads[0]));
+  const svc = JSON.parse(JSON.stringify(config.services[0]));
+  const ap = JSON.parse(JSON.stringify(config.authorizationPolicies.find((p) => p.name === 'a')));
+  const pa = JSON.parse(JSON.stringify(encodeResource('peerAuthentications', config.peerAuthentications[0]!)));
+  const source = (extra: object) => ({ ...ap, rules: [{ from: [{ hasL7Fields: false, ...extra }], to: [], when: [] }] });
+  const refused = (kind: Parameters<typeof decodeResource>[0], v: unknown, path: string, why: RegExp, name: string) =>
+    t.throws(() => decodeResource(kind, v), { name: 'WireFormatError', code: 'ERR_DISCOVERY_WIRE', path, message: why }, name);
+
+  // The three the fuzz run found.
+  refused('authorizationPolicies', source({ ipBlocks: ['999.1.1.1/40'] }), 'authorizationPolicies.rules[0].from[0].ipBlocks[0]', /"999\.1\.1\.1\/40" is not an IP address or CIDR block/, 'ipBlocks 999.1.1.1/40');
+  refused('authorizationPolicies', source({ principals: ['\0'] }), 'authorizationPolicies.rules[0].from[0].principals[0]', /"\\u0000" holds a control character/, 'principal "\\0"');
+  refused('services', { ...svc, subjectAltNames: ['not-a-spiffe-id'] }, 'services.subjectAltNames[0]', /expected the scheme spiffe:\/\//, 'a SAN that is not a SPIFFE ID');
+  // The rest of the policy values go through the manifest parser's own checks (PolicySpecParser).
+  refused('authorizationPolicies', source({ principals: ['a*b'] }), 'authorizationPolicies.rules[0].from[0].principals[0]', /"a\*b" is not a principal/, 'principal with a * in the middle');
+  refused('authorizationPolicies', source({ principals: ['spiffe://cluster.local/ns/a/sa/b'] }), 'authorizationPolicies.rules[0].from[0].principals[0]', /without the spiffe:\/\/ prefix/, 'principal with the scheme');
+  refused('authorizationPolicies', source({ notNamespaces: ['Not_A_Label'] }), 'authorizationPolicies.rules[0].from[0].notNamespaces[0]', /is not a namespace/, 'namespace pattern');
+  refused('authorizationPolicies', source({}), 'authorizationPolicies.rules[0].from[0]', /must not be empty/, 'an empty source matches nothing in Istio');
+  refused('authorizationPolicies', { ...ap, rules: [{ from: [], to: [], when: [{ key: 'source.ip', values: ['10.0.0.0/99'] }] }] }, 'authorizationPolicies.rules[0].when[0].values[0]', /not an IP address or CIDR block/, 'condition value by its key');
+  refused('authorizationPolicies', { ...ap, rules: [{ from: [], to: [], when: [{ key: 'source.nope', values: ['x'] }] }] }, 'authorizationPolicies.rules[0].when[0].key', /source\.nope/, 'condition key');
+  refused('authorizationPolicies', { ...ap, selector: { 'bad key!': 'x' } }, 'authorizationPolicies.selector["bad key!"]', /not a valid label key/, 'policy selector label');
+  refused('authorizationPolicies', { ...ap, namespace: 'Apps' }, 'authorizationPolicies.namespace', /"Apps" is not a DNS-1123 label/, 'policy namespace');
+  refused('peerAuthentications', { ...pa, name: 'a b' }, 'peerAuthentications.name', /"a b" is not a DNS-1123 name/, 'peer authentication name');
+  refused('peerAuthentications', { ...pa, selector: { app: 'x y' } }, 'peerAuthentications.selector.app', /"x y" is not a valid label value/, 'peer authentication selector');
+  // Workloads: names, namespaces, nodes, labels, IPs, uids.
+  refused('workloads', { ...w, name: 'Web' }, 'workloads.name', /"Web" is not a DNS-1123 name/, 'workload name');
+  refused('workloads', { ...w, namespace: 'a.b' }, 'workloads.namespace', /is not a DNS-1123 label/, 'workload namespace');
+  refused('workloads', { ...w, node: 'n\u001b[31mode-a' }, 'workloads.node', /"n\\u001b\[31mode-a" holds a control character/, 'an ANSI escape in a node name');
+  refused('workloads', { ...w, node: 'Node_A' }, 'workloads.node', /is not a node name/, 'node name syntax');
+  refused('workloads', { ...w, labels: { app: 'a'.repeat(64) } }, 'workloads.labels.app', /not a valid label value/, 'a 64-character label value');
+  refused('workloads', { ...w, ips: ['fe80::1%eth0'] }, 'workloads.ips[0]', /expected an IP address/, 'an address with a zone');
+  refused('workloads', { ...w, uid: 'a b' }, 'workloads.uid', /"a b" is not a uid/, 'uid with a space');
+  refused('workloads', { ...w, uid: 'x'.repeat(318) }, 'workloads.uid', /"x{100}"… \(318 characters\) is not a uid/, 'a long uid is quoted cut');
+  refused('workloads', { ...w, waypoint: { address: '10.0.0.999', hbonePort: 15008 } }, 'workloads.waypoint.address', /expected an IP address/, 'waypoint address');
+  // Services, nodes, node-agent kinds, message fields.
+  refused('services', { ...svc, hostname: 'web..apps' }, 'services.hostname', /"web\.\.apps" is not a DNS name/, 'service hostname');
+  refused('services', { ...svc, endpoints: ['apps/web\n'] }, 'services.endpoints[0]', /holds a control character/, 'service endpoint');
+  refused('services', { ...svc, ports: [{ port: 80, targetPort: 8080, name: 'h\u0007' }] }, 'services.ports[0].name', /holds a control character/, 'service port name');
+  refused('nodes', { name: 'n\u0000', ztunnelAddress: '10.0.9.1', hbonePort: 15008 }, 'nodes.name', /holds a control character/, 'node name');
+  refused('pendingPods', { namespace: 'a', name: 'B', node: 'n', labels: {}, protocol: 'TCP' }, 'pendingPods.name', /"B" is not a DNS-1123 name/, 'pending pod name');
+  refused('namespaces', { name: 'apps', dataplaneMode: 'ambient\u202e' }, 'namespaces.dataplaneMode', /not a valid label value/, 'a bidi character in a label value');
+  refused('httpRoutes', { name: 'R', namespace: 'apps', spec: {} }, 'httpRoutes.name', /"R" is not a DNS-1123 name/, 'spec kinds: name');
+  t.throws(
+    () => decodeMessage('{"type":"snapshot","version":"v","seq":1,"rootNamespace":"Istio System","resources":{}}'),
+    { path: 'rootNamespace', message: /"Istio System" is not a DNS-1123 label/ },
+    'the root namespace',
+  );
+  t.throws(() => decodeMessage('{"type":"delta","from":"a","version":"b","seq":2,"upserts":{},"removes":{"workloads":["apps/web\\u001b"]}}'), { path: 'removes.workloads[0]', message: /holds a control character/ }, 'removed keys');
+  // What the manifest parser accepts still decodes: every kind of the fixture did above; these are its edges.
+  t.ok(decodeResource('authorizationPolicies', source({ principals: ['*', '*/ns/apps/sa/x', 'cluster.local/ns/apps/*'], notNamespaces: ['kube-*'], notIpBlocks: ['fd00::/64'] })), 'principal and namespace patterns');
+  t.ok(decodeResource('authorizationPolicies', source({ hasL7Fields: true })), 'a source with only HTTP fields (requestPrincipals) travels as hasL7Fields');
+  t.ok(decodeResource('authorizationPolicies', { ...ap, rules: [{ from: [], to: [{ hasL7Fields: true }], when: [{ key: 'request.headers[x-user]', values: ['a b'] }] }] }), 'an operation with only HTTP fields; an HTTP condition value');
+  t.ok(decodeResource('pendingPods', { namespace: 'a', name: 'b', uid: '5f0c1d2e-0000-4000-8000-000000000001', node: 'node-a.example', labels: {}, protocol: 'TCP' }), 'a Kubernetes uid and a subdomain node name');
+});
