@@ -173,6 +173,20 @@ export interface DestinationRule {
   readonly ignored?: readonly string[];
 }
 
+const FIELD_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Whether `s` may be sent as an HTTP field value (a header value, a `Location`): RFC 9110 §5.5
+ * (`field-vchar = VCHAR / obs-text`, with SP and HTAB inside), so no CR, LF, NUL or other control
+ * character (Istio's `ValidateHTTPHeaderValue` refuses the same ones), and every character one
+ * Latin-1 byte, the only ones Node's HTTP stacks write. The converters refuse anything else; the
+ * waypoint checks again where it sets a header, so a value that got through another way is
+ * dropped, never sent.
+ */
+export function isFieldValue(s: string): boolean {
+  return FIELD_VALUE_RE.test(s);
+}
+
 /** What a rule is matched against. */
 export interface MatchInput {
   readonly method: string;

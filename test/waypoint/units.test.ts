@@ -13,6 +13,7 @@ import { upstreamConnectFailed, upstreamRefused, upstreamReset, upstreamTimeout 
 import { keepAliveHintMs } from '../../waypoint/upstream.js';
 import { idempotent } from '../../waypoint/forward.js';
 import { forwardable } from '../../waypoint/hop.js';
+import { applyModifier } from '../../waypoint/filters/headers.js';
 
 function policy(name: string, spec: Record<string, unknown>): WaypointPolicy {
   const p = new Problems();
@@ -146,4 +147,14 @@ t.test('idempotent requests (RFC 9110 §9.2.2, or an Idempotency-Key)', async (t
   for (const m of ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']) t.ok(idempotent({ method: m, headers: {} }), m);
   for (const m of ['POST', 'PATCH', 'CONNECT']) t.notOk(idempotent({ method: m, headers: {} }), m);
   t.ok(idempotent({ method: 'POST', headers: { 'idempotency-key': 'k1' } }), 'POST with Idempotency-Key');
+});
+
+t.test('issue 19: a header value with CR, LF or NUL is never set, even one that reached the model without the converters', async (t) => {
+  const h: Record<string, string | string[] | number | undefined> = { 'x-b': 'kept' };
+  applyModifier(h, {
+    set: [{ name: 'x-a', value: 'a\r\nx-injected: 1' }, { name: 'x-ok', value: 'fine\tvalue' }],
+    add: [{ name: 'x-b', value: 'nul\u0000' }, { name: 'x-b', value: 'more' }],
+    remove: [],
+  });
+  t.same(h, { 'x-b': 'kept,more', 'x-ok': 'fine\tvalue' }, 'the bad values are dropped, the others applied');
 });

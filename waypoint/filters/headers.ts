@@ -1,13 +1,18 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { HeaderModifier, RouteFilter } from '../../core/model/routes.js';
+import { isFieldValue, type HeaderModifier, type RouteFilter } from '../../core/model/routes.js';
 import { sync, type Layer, type RequestContext } from '../context.js';
 
 type Headers = Record<string, string | string[] | number | undefined>;
 
-/** Applies a Gateway API header modifier: set replaces, add appends (comma-joined), remove deletes. */
+/**
+ * Applies a Gateway API header modifier: set replaces, add appends (comma-joined), remove deletes.
+ * A value that is not an HTTP field value (CR, LF, NUL ...) is skipped: the converters refuse it,
+ * and this keeps one that reached the model another way from being sent (header injection).
+ */
 export function applyModifier(h: Headers, m: HeaderModifier): void {
-  for (const { name, value } of m.set) h[name] = value;
+  for (const { name, value } of m.set) if (isFieldValue(value)) h[name] = value;
   for (const { name, value } of m.add) {
+    if (!isFieldValue(value)) continue;
     const prev = h[name];
     h[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : `${prev},${value}`;
   }

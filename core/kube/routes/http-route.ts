@@ -4,7 +4,7 @@
  */
 import { field, keyPath, list, listField, mapping, string } from '../../validation/check.js';
 import type { BackendRef, HeaderModifier, HttpRoute, ParentRef, PathMatch, PathRewrite, RequestMatch, RetryPolicy, RouteFilter, RouteRule, ValueMatch } from '../../model/routes.js';
-import { DEFAULT_RETRY_BACKOFF_MS, HOST_RE, MATCH_ALL, MODIFIER_KEYS, REDIRECT_CODES, RouteSpecChecks } from './shared.js';
+import { DEFAULT_RETRY_BACKOFF_MS, HOST_RE, MATCH_ALL, MODIFIER_KEYS, REDIRECT_CODES, RouteSpecChecks, sentPathProblem } from './shared.js';
 
 const HTTPROUTE_SPEC_KEYS = ['parentRefs', 'hostnames', 'rules'];
 const PARENT_KEYS = ['group', 'kind', 'name', 'namespace', 'port', 'sectionName'];
@@ -313,8 +313,11 @@ export class HttpRouteConverter extends RouteSpecChecks {
           const em = mapping(this.p, eq, e, HEADER_KEYS, 'a mapping {name, value}');
           if (!em) return undefined;
           const name = field(this.p, eq, em, 'name', (y, r) => this.headerName(y, r));
-          const value = (em.value as string | null | undefined) ?? '';
-          return name === undefined ? undefined : { name: name.toLowerCase(), value };
+          // The schema bounds its length (4096); CR, LF and NUL it lets through, and they would
+          // end the header and start another one (header injection).
+          const value = field(this.p, eq, em, 'value', (y, r) => this.headerValue(y, r));
+          if (name === undefined || (value === undefined && em.value != null)) return undefined;
+          return { name: name.toLowerCase(), value: value ?? '' };
         }),
       ) ?? [];
     const set = pairs('set');
@@ -332,10 +335,11 @@ export class HttpRouteConverter extends RouteSpecChecks {
     const key = type === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
     const other = type === 'ReplaceFullPath' ? 'replacePrefixMatch' : 'replaceFullPath';
     if (Object.hasOwn(m, other)) this.p.add(keyPath(path, other), `does not go with type ${type}; set ${key}`);
-    const value = field(this.p, path, m, key, (x, q) =>
-      string(this.p, q, x, 'a path starting with /', (s) => (s.startsWith('/') ? undefined : `${JSON.stringify(s)} does not start with /`)),
-      { required: true, expected: 'a path starting with /' },
-    );
+    // The waypoint writes this path into the request line or the Location header: sentPathProblem.
+    const value = field(this.p, path, m, key, (x, q) => string(this.p, q, x, 'a path starting with /', sentPathProblem), {
+      required: true,
+      expected: 'a path starting with /',
+    });
     if (type === 'ReplacePrefixMatch' && matches.some((mm) => mm.path?.type !== 'PathPrefix')) {
       this.p.add(keyPath(path, 'type'), 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix path match (Gateway API)');
       return undefined;

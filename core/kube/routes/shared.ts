@@ -15,9 +15,9 @@
  * required fields and enums are not checked again here; the values (durations, regexes, names,
  * hosts, port ranges Istio's schema lacks), what waypoints support and unknown keys are.
  */
-import { describe, string, type Problems } from '../../validation/check.js';
+import { describe, quote, string, type Problems } from '../../validation/check.js';
 import { regexProblem } from '../../model/regex.js';
-import type { PathMatch, RequestMatch, RetryPolicy, ValueMatch } from '../../model/routes.js';
+import { isFieldValue, type PathMatch, type RequestMatch, type RetryPolicy, type ValueMatch } from '../../model/routes.js';
 
 /** Keys of a header modifier, in HTTPRoute filters and VirtualService `headers` alike. */
 export const MODIFIER_KEYS = ['set', 'add', 'remove'];
@@ -47,13 +47,56 @@ export const ISTIO_DEFAULT_RETRY: RetryPolicy = Object.freeze({
 /** Envoy's base retry back-off interval; retries wait a jittered multiple of it. */
 export const DEFAULT_RETRY_BACKOFF_MS = 25;
 
-// RFC 7230 token for header names; Gateway API's own pattern is the same character set.
+// RFC 9110 §5.6.2 token for header names; Gateway API's own pattern is the same character set.
 export const HEADER_NAME_RE = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/;
 /** A host name, optionally starting with `*.` (lowercase it first). */
 export const HOST_RE = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+// Limits of the Istio fields that have none upstream, taken from Gateway API's equivalents so both
+// kinds accept the same sizes (docs/kubernetes.md lists them). Each check is one linear pass.
+/** Longest header name: Gateway API's `HTTPHeaderName` (maxLength 256). */
+export const HEADER_NAME_MAX = 256;
+/** Longest header value: Gateway API's `HTTPHeader.value` (maxLength 4096). */
+export const HEADER_VALUE_MAX = 4096;
+/** Longest path (match, rewrite, redirect): Gateway API's `HTTPPathMatch.value` (maxLength 1024). */
+export const PATH_MAX = 1024;
+/** Longest host name: a DNS name (RFC 1123), as Istio's `ValidateWildcardDomain` allows. */
+export const HOST_MAX = 253;
+
 /** Why `s` is not a VirtualService/DestinationRule host (any case), or undefined when it is one. */
 export function checkHost(s: string): string | undefined {
-  return HOST_RE.test(s.toLowerCase()) ? undefined : `${JSON.stringify(s)} is not a host name (service short name or FQDN)`;
+  // Istio's ValidateWildcardDomain: a DNS name of at most 253 characters, each label at most 63,
+  // optionally starting with `*.`.
+  if (s.length > HOST_MAX || s.split('.').some((l) => l.length > 63)) {
+    return `${quote(s)} is too long for a host name; at most ${HOST_MAX} characters, 63 per label`;
+  }
+  return HOST_RE.test(s.toLowerCase()) ? undefined : `${quote(s)} is not a host name (service short name or FQDN)`;
+}
+
+/** Why `s` is not a header name (an RFC 9110 token of at most `HEADER_NAME_MAX` characters), or undefined. */
+export function headerNameProblem(s: string): string | undefined {
+  if (s.length > HEADER_NAME_MAX) return `${quote(s)} is too long for a header name; at most ${HEADER_NAME_MAX} characters`;
+  return HEADER_NAME_RE.test(s) ? undefined : `${quote(s)} is not a valid header name; expected letters, digits and !#$%&'*+-.^_\`|~ (an RFC 9110 token)`;
+}
+
+/** Why `s` is not a header value the mesh can send (`isFieldValue`, at most `HEADER_VALUE_MAX`), or undefined. */
+export function headerValueProblem(s: string): string | undefined {
+  if (s.length > HEADER_VALUE_MAX) return `${quote(s)} is too long for a header value; at most ${HEADER_VALUE_MAX} characters`;
+  return isFieldValue(s)
+    ? undefined
+    : `${quote(s)} is not an HTTP header value: control characters (CR, LF, NUL ...) are not allowed (RFC 9110 §5.5), nor characters past U+00FF`;
+}
+
+/**
+ * Why `s` is not a path the waypoint can write into a request line or a `Location` (a rewrite or
+ * redirect path), or undefined: starting with `/` (unless `leadingSlash` is false), at most `PATH_MAX` characters, printable ASCII
+ * only (RFC 3986: anything else is percent-encoded). The `/` matters for a redirect: the path is
+ * appended to `scheme://host[:port]`, where `evil.example` would change the host.
+ */
+export function sentPathProblem(s: string, leadingSlash = true): string | undefined {
+  if (leadingSlash && !s.startsWith('/')) return `${quote(s)} does not start with /`;
+  if (s.length > PATH_MAX) return `${quote(s)} is too long for a path; at most ${PATH_MAX} characters`;
+  return /^[\x21-\x7e]*$/.test(s) ? undefined : `${quote(s)} is not a URL path: spaces, control and non-ASCII characters must be percent-encoded`;
 }
 const DURATION_PART_RE = /(\d+(?:\.\d+)?)(h|ms|m|s)/g;
 const DURATION_RE = /^(\d+(?:\.\d+)?(h|ms|m|s))+$/;
@@ -100,9 +143,18 @@ export class RouteSpecChecks {
   }
 
   protected headerName(v: unknown, path: string): string | undefined {
-    return string(this.p, path, v, 'a header name', (s) =>
-      HEADER_NAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a valid header name`,
-    );
+    return string(this.p, path, v, 'a header name', headerNameProblem);
+  }
+
+  /** A header value a modifier sets or adds (may be empty); undefined (after a problem) when it cannot be sent. */
+  protected headerValue(v: unknown, path: string): string | undefined {
+    if (typeof v !== 'string') {
+      this.p.add(path, `expected a header value, got ${describe(v)}`);
+      return undefined;
+    }
+    const bad = headerValueProblem(v);
+    if (bad !== undefined) this.p.add(path, bad);
+    return bad === undefined ? v : undefined;
   }
 
   protected integer(v: unknown, path: string, min: number, max: number, what = 'an integer'): number | undefined {

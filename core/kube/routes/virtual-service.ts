@@ -2,12 +2,11 @@
  * Istio `VirtualService` specs → the route model (`core/model/routes.ts`); what the routing specs
  * share is in `shared.ts`.
  */
-import { describe, field, keyPath, list, listField, mapping, oneOf, port, string } from '../../validation/check.js';
+import { describe, field, keyPath, list, listField, mapping, oneOf, port, quote, string } from '../../validation/check.js';
 import type { BackendRef, FaultPolicy, PathMatch, RequestMatch, RetryPolicy, RouteFilter, RouteRule, ValueMatch, VirtualService } from '../../model/routes.js';
 import {
   DEFAULT_RETRY_BACKOFF_MS,
   GRPC_STATUS,
-  HEADER_NAME_RE,
   ISTIO_DEFAULT_RETRY,
   MATCH_ALL,
   MODIFIER_KEYS,
@@ -16,6 +15,8 @@ import {
   RouteSpecChecks,
   SUBSET_NAME_RE,
   checkHost,
+  headerNameProblem,
+  sentPathProblem,
 } from './shared.js';
 
 const VS_SPEC_KEYS = ['hosts', 'gateways', 'http', 'exportTo'];
@@ -89,8 +90,9 @@ export class VirtualServiceConverter extends RouteSpecChecks {
         const out: ValueMatch[] = [];
         for (const [n, val] of Object.entries(x as Record<string, unknown>)) {
           const nq = keyPath(q, n);
-          if (!HEADER_NAME_RE.test(n)) {
-            this.p.add(nq, 'is not a valid name');
+          const bad = headerNameProblem(n);
+          if (bad !== undefined) {
+            this.p.add(nq, bad);
             continue;
           }
           const sm = this.stringMatch(val, nq, n, lower);
@@ -132,9 +134,13 @@ export class VirtualServiceConverter extends RouteSpecChecks {
         const pairs = (pk: string) =>
           field(this.p, q, hm, pk, (y, r) => {
             const out: { name: string; value: string }[] = [];
-            for (const [n, val] of Object.entries(y as Record<string, string>)) {
-              if (!HEADER_NAME_RE.test(n)) this.p.add(keyPath(r, n), 'is not a valid header name');
-              else out.push({ name: n.toLowerCase(), value: val });
+            for (const [n, val] of Object.entries(y as Record<string, unknown>)) {
+              const nq = keyPath(r, n);
+              const bad = headerNameProblem(n);
+              if (bad !== undefined) this.p.add(nq, bad);
+              // Istio's ValidateHTTPHeaderValue: CR, LF, NUL would end the header and start another.
+              const value = this.headerValue(val, nq);
+              if (bad === undefined && value !== undefined) out.push({ name: n.toLowerCase(), value });
             }
             return out;
           }) ?? [];
@@ -191,8 +197,8 @@ export class VirtualServiceConverter extends RouteSpecChecks {
     const redirect = field(this.p, path, m, 'redirect', (x, q): RouteFilter | undefined => {
       const rm = mapping(this.p, q, x, VS_REDIRECT_KEYS, 'a mapping {uri, authority, port, scheme, redirectCode}');
       if (!rm) return undefined;
-      const uri = field(this.p, q, rm, 'uri', (y, r) => string(this.p, r, y, 'a path starting with /'));
-      const authority = field(this.p, q, rm, 'authority', (y, r) => string(this.p, r, y, 'a host'));
+      const uri = field(this.p, q, rm, 'uri', (y, r) => string(this.p, r, y, 'a path starting with /', (u) => sentPathProblem(u, false)));
+      const authority = field(this.p, q, rm, 'authority', (y, r) => this.authority(y, r));
       const rport = field(this.p, q, rm, 'port', (y, r) => port(this.p, r, y));
       const scheme = field(this.p, q, rm, 'scheme', (y, r) => oneOf(this.p, r, y, ['http', 'https'] as const));
       const code = field(this.p, q, rm, 'redirectCode', (y, r) => oneOf(this.p, r, String(y), REDIRECT_CODES.map(String)));
@@ -212,8 +218,9 @@ export class VirtualServiceConverter extends RouteSpecChecks {
     const rewrite = field(this.p, path, m, 'rewrite', (x, q): RouteFilter | undefined => {
       const rm = mapping(this.p, q, x, VS_REWRITE_KEYS, 'a mapping {uri, authority}');
       if (!rm) return undefined;
-      const uri = field(this.p, q, rm, 'uri', (y, r) => string(this.p, r, y, 'a path'));
-      const authority = field(this.p, q, rm, 'authority', (y, r) => string(this.p, r, y, 'a host'));
+      // Istio lets a prefix rewrite drop the leading /; what is written into the request line is ours to check.
+      const uri = field(this.p, q, rm, 'uri', (y, r) => string(this.p, r, y, 'a path', (u) => sentPathProblem(u, false)));
+      const authority = field(this.p, q, rm, 'authority', (y, r) => this.authority(y, r));
       // Istio replaces the matched prefix when the match was a prefix, else the whole path.
       const prefix = matches.every((mm) => mm.path?.type === 'Prefix');
       return {
@@ -267,6 +274,25 @@ export class VirtualServiceConverter extends RouteSpecChecks {
       ...(fault ? { fault } : {}),
       ...(ruleName !== undefined ? { name: ruleName } : {}),
     };
+  }
+
+  /**
+   * A redirect or rewrite `authority`: the Host (`:authority`) the waypoint then sends or writes
+   * into `Location`, so a host name with an optional `:port` (Istio's own check of the field is
+   * its header value check; a host is what the field means).
+   */
+  private authority(v: unknown, path: string): string | undefined {
+    return string(this.p, path, v, 'a host', (s) => {
+      const colon = s.lastIndexOf(':');
+      const host = colon === -1 ? s : s.slice(0, colon);
+      const p = colon === -1 ? undefined : s.slice(colon + 1);
+      const hostProblem = checkHost(host);
+      if (hostProblem !== undefined) return hostProblem;
+      if (host.startsWith('*') || (p !== undefined && !/^[1-9]\d{0,4}$/.test(p)) || Number(p ?? 1) > 65535) {
+        return `${quote(s)} is not a host; expected a host name with an optional :port`;
+      }
+      return undefined;
+    });
   }
 
   private percentage(v: unknown, path: string): number | undefined {

@@ -177,6 +177,62 @@ t.test('VirtualService fields upstream has and waypoints do not implement are re
   ]);
 });
 
+t.test('issue 19: header values with CR, LF or NUL are refused wherever a user writes one (header injection)', async (t) => {
+  const injected = 'a\r\nx-injected: 1';
+  const why = (s: string) =>
+    `${JSON.stringify(s)} is not an HTTP header value: control characters (CR, LF, NUL ...) are not allowed (RFC 9110 §5.5), nor characters past U+00FF`;
+  const parent = { parentRefs: [{ kind: 'Service', name: 'svc', port: 80 }] };
+  const gw = httpRoute({
+    ...parent,
+    rules: [
+      {
+        filters: [
+          { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value: injected }], add: [{ name: 'x-b', value: 'nul\u0000' }] } },
+          { type: 'ResponseHeaderModifier', responseHeaderModifier: { add: [{ name: 'x-c', value: injected }] } },
+          { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/a\r\nHost: evil' } } },
+        ],
+        backendRefs: [{ name: 'svc', port: 80, filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-d', value: '\u20ac' }] } }] }],
+      },
+    ],
+  });
+  t.equal(gw.route, undefined, 'the HTTPRoute is refused');
+  t.same(gw.problems, [
+    `spec.rules[0].filters[0].requestHeaderModifier.set[0].value: ${why(injected)}`,
+    `spec.rules[0].filters[0].requestHeaderModifier.add[0].value: ${why('nul\u0000')}`,
+    `spec.rules[0].filters[1].responseHeaderModifier.add[0].value: ${why(injected)}`,
+    'spec.rules[0].filters[2].urlRewrite.path.replaceFullPath: "/a\\r\\nHost: evil" is not a URL path: spaces, control and non-ASCII characters must be percent-encoded',
+    `spec.rules[0].backendRefs[0].filters[0].requestHeaderModifier.set[0].value: ${why('\u20ac')}`,
+  ]);
+  t.same(httpRoute({ ...parent, rules: [{ filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'a\r\nb' } }] }] }).problems.length, 1, 'a redirect hostname a\\r\\nb is refused (by the schema\'s hostname pattern)');
+  const tabs = httpRoute({ ...parent, rules: [{ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value: 'a\tb c é' }] } }], backendRefs: [{ name: 'svc', port: 80 }] }] });
+  t.same(tabs.problems, [], 'HTAB, SP and Latin-1 are field content');
+
+  const p = new Problems();
+  const vs = new VirtualServiceConverter(p).virtualService('x', 'default', {
+    hosts: ['x'],
+    http: [
+      {
+        headers: { request: { set: { 'x-a': injected }, add: { 'bad name': 'v' } }, response: { add: { 'x-b': 'ok', 'x-c': 'del\u007f' } } },
+        route: [{ destination: { host: 'x' }, headers: { request: { set: { 'x-d': injected } } } }],
+        rewrite: { uri: '/a b', authority: 'a\r\nb' },
+      },
+      { redirect: { uri: '/x', authority: 'evil.example:99999' } },
+      { redirect: { uri: '/x\r\n', authority: 'ok.example:8080' } },
+    ],
+  }, 'spec');
+  t.equal(vs, undefined, 'the VirtualService is refused');
+  t.same(p.list, [
+    `spec.http[0].route[0].headers.request.set["x-d"]: ${why(injected)}`,
+    `spec.http[0].headers.request.set["x-a"]: ${why(injected)}`,
+    'spec.http[0].headers.request.add["bad name"]: "bad name" is not a valid header name; expected letters, digits and !#$%&\'*+-.^_`|~ (an RFC 9110 token)',
+    `spec.http[0].headers.response.add["x-c"]: ${why('del\u007f')}`,
+    'spec.http[0].rewrite.uri: "/a b" is not a URL path: spaces, control and non-ASCII characters must be percent-encoded',
+    'spec.http[0].rewrite.authority: "a\\r\\nb" is not a host name (service short name or FQDN)',
+    'spec.http[1].redirect.authority: "evil.example:99999" is not a host; expected a host name with an optional :port',
+    'spec.http[2].redirect.uri: "/x\\r\\n" is not a URL path: spaces, control and non-ASCII characters must be percent-encoded',
+  ]);
+});
+
 t.test('the config file carries routes and waypoint policies, and rejects bad ones with paths', async (t) => {
   const cfg = parseMeshConfig(
     `
