@@ -15,7 +15,7 @@ import { parseSpiffeId } from '../identity/spiffe.js';
 import { parseCidr } from '../model/ip.js';
 import { ImmutableMap } from '../model/freeze.js';
 import { L4_CONDITION_KEYS } from '../authz/evaluate.js';
-import { Problems, conditionKeyField, describe, field, keyPath, list, mapping, port, string, wrappedListField } from '../validation/check.js';
+import { Problems, conditionKeyField, describe, field, keyPath, list, mapping, port, quote, string, wrappedListField } from '../validation/check.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, PRINCIPAL_EXPECTED, SA_RE, checkedLabels } from './names.js';
 import type {
   AuthorizationPolicy,
@@ -43,6 +43,70 @@ export const ISTIO_ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
 export const L4_ACTIONS: readonly PolicyAction[] = ['ALLOW', 'DENY'];
 /** `when` keys Istio defines that an L4 proxy cannot evaluate (besides every `request.*` key). */
 const L7_CONDITION_KEYS = ['remote.ip', 'connection.sni'];
+
+// The identity values of a policy, one definition for the L4 parser (below) and the waypoint's
+// (waypoint-policy.ts), so ztunnel and the waypoint accept the same strings. Istio matches each as
+// exact, `*`, `prefix*` or `*suffix` (core/authz/match.ts `matchesPattern`, as Istio's
+// pilot/pkg/security/authz/matcher/string.go): a second `*`, or one in the middle, is refused, since it
+// would be read as a literal `*` that no identity contains.
+
+/** Characters of a SPIFFE ID after `spiffe://` (SPIFFE ID spec §2.1, §2.2: trust domain and path). */
+const SPIFFE_CHARS_RE = /^[A-Za-z0-9._/-]*$/;
+/** C0 and C1 controls, DEL, and the bidi and zero-width characters that make look-alike identities. */
+const INVISIBLE_RE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/;
+
+/** Where `s` has a `*`: none, only `*`, one at the start or end ('edge'), or elsewhere/more ('bad'). */
+function starShape(s: string): 'none' | 'any' | 'edge' | 'bad' {
+  if (s === '*') return 'any';
+  const first = s.indexOf('*');
+  if (first === -1) return 'none';
+  if (first !== s.lastIndexOf('*')) return 'bad';
+  return first === 0 || first === s.length - 1 ? 'edge' : 'bad';
+}
+
+/**
+ * Why `s` is not a policy principal, or undefined: `<trust-domain>/ns/<namespace>/sa/<account>`
+ * (a SPIFFE ID without `spiffe://`), or `*`, or one with a single `*` at the start or the end
+ * whose other characters are SPIFFE ID characters.
+ */
+export function principalProblem(s: string): string | undefined {
+  const bad = `${quote(s)} is not a principal; expected ${PRINCIPAL_EXPECTED}`;
+  if (s.startsWith('spiffe://')) {
+    return `${quote(s)}: write principals without the spiffe:// prefix, e.g. ${quote(s.slice(9))}`;
+  }
+  const shape = starShape(s);
+  if (shape === 'any') return undefined;
+  if (shape === 'bad') return bad;
+  if (shape === 'edge') return SPIFFE_CHARS_RE.test(s.replace('*', '')) ? undefined : bad;
+  try {
+    parseSpiffeId(`spiffe://${s}`);
+    return undefined;
+  } catch (e) {
+    const why = (e as Error).message.replace(/^invalid spiffe id "[^"]*": /, '');
+    return why.startsWith('expected') ? bad : `${bad} (${why})`;
+  }
+}
+
+/** Why `s` is not a policy namespace, or undefined: a DNS-1123 label, `*`, or one `*` at the start or end. */
+export function namespacePatternProblem(s: string): string | undefined {
+  const shape = starShape(s);
+  if (shape === 'any') return undefined;
+  const core = shape === 'edge' ? s.replace('*', '') : s;
+  if (shape === 'bad' || !/^[a-z0-9-]+$/.test(core) || (shape === 'none' && !LABEL_RE.test(s))) {
+    return `${quote(s)} is not a namespace; expected ${NAMESPACE_EXPECTED}, optionally with one * at the start or the end`;
+  }
+  return undefined;
+}
+
+/**
+ * Why `s` is not a request principal (`<iss>/<sub>` of a JWT), or undefined: any text without
+ * control, bidi or zero-width characters, `*`, or one `*` at the start or the end.
+ */
+export function requestPrincipalProblem(s: string): string | undefined {
+  if (starShape(s) === 'bad') return `${quote(s)} is not a request principal; expected <issuer>/<subject>, optionally with one * at the start or the end`;
+  if (INVISIBLE_RE.test(s)) return `${quote(s)} is not a request principal: control, bidi and zero-width characters are not allowed`;
+  return undefined;
+}
 
 /** Name and namespace of the resource whose spec is parsed; undefined when they were invalid (already reported). */
 export interface PolicyMeta {
@@ -74,37 +138,14 @@ export class PolicySpecParser {
     return v;
   }
 
-  /** An Istio principal: `td/ns/x/sa/y`, or a pattern with one `*` at the start or end, or `*`. */
+  /** An Istio principal (`principalProblem`). */
   private principal(v: unknown, path: string): string | undefined {
-    return string(this.p, path, v, `a principal (${PRINCIPAL_EXPECTED})`, (s) => {
-      const bad = `${JSON.stringify(s)} is not a principal; expected ${PRINCIPAL_EXPECTED}`;
-      if (s.startsWith('spiffe://')) {
-        return `${JSON.stringify(s)}: write principals without the spiffe:// prefix, e.g. ${JSON.stringify(s.slice(9))}`;
-      }
-      if (s === '*') return undefined;
-      const stars = s.split('*').length - 1;
-      if (stars > 1 || (stars === 1 && !s.startsWith('*') && !s.endsWith('*')) || /\s/.test(s)) return bad;
-      if (stars === 1) return undefined;
-      try {
-        parseSpiffeId(`spiffe://${s}`);
-        return undefined;
-      } catch (e) {
-        const why = (e as Error).message.replace(/^invalid spiffe id "[^"]*": /, '');
-        return why.startsWith('expected') ? bad : `${bad} (${why})`;
-      }
-    });
+    return string(this.p, path, v, `a principal (${PRINCIPAL_EXPECTED})`, principalProblem);
   }
 
-  /** A namespace in a policy: a DNS label or a pattern with one `*` at the start or end, or `*`. */
+  /** A namespace in a policy (`namespacePatternProblem`). */
   private namespacePattern(v: unknown, path: string): string | undefined {
-    return string(this.p, path, v, 'a namespace', (s) => {
-      if (s === '*') return undefined;
-      const core = s.startsWith('*') ? s.slice(1) : s.endsWith('*') ? s.slice(0, -1) : s;
-      if (core.includes('*') || !/^[a-z0-9-]+$/.test(core) || (core === s && !LABEL_RE.test(s))) {
-        return `${JSON.stringify(s)} is not a namespace; expected ${NAMESPACE_EXPECTED}, optionally with one * at the start or the end`;
-      }
-      return undefined;
-    });
+    return string(this.p, path, v, 'a namespace', namespacePatternProblem);
   }
 
   /** A workload selector; `{}` and `{matchLabels: {}}` count as no selector, as in Istio. */
@@ -216,8 +257,8 @@ export class PolicySpecParser {
     const notIpBlocks = this.values(m, path, 'notIpBlocks', cidr);
     const serviceAccounts = this.values(m, path, 'serviceAccounts', sa);
     const notServiceAccounts = this.values(m, path, 'notServiceAccounts', sa);
-    this.values(m, path, 'requestPrincipals', (x, q) => string(this.p, q, x, 'a request principal'));
-    this.values(m, path, 'notRequestPrincipals', (x, q) => string(this.p, q, x, 'a request principal'));
+    this.values(m, path, 'requestPrincipals', (x, q) => string(this.p, q, x, 'a request principal', requestPrincipalProblem));
+    this.values(m, path, 'notRequestPrincipals', (x, q) => string(this.p, q, x, 'a request principal', requestPrincipalProblem));
     this.values(m, path, 'remoteIpBlocks', cidr);
     this.values(m, path, 'notRemoteIpBlocks', cidr);
     if ((serviceAccounts || notServiceAccounts) && (principals || notPrincipals || namespaces || notNamespaces)) {
@@ -298,6 +339,8 @@ export class PolicySpecParser {
           return this.principal(x, q);
         case 'source.namespace':
           return this.namespacePattern(x, q);
+        case 'request.auth.principal':
+          return string(this.p, q, x, 'a request principal', requestPrincipalProblem);
         default:
           return string(this.p, q, x, 'a non-empty string');
       }

@@ -9,10 +9,10 @@
  * `specProblems` for the standalone file and the discovery wire): types, required fields and enums
  * are not checked again here.
  */
-import { parseSpiffeId } from '../identity/spiffe.js';
 import { WAYPOINT_CLASS } from '../labels.js';
 import { parseCidr } from '../model/ip.js';
-import { Problems, conditionKeyField, describe, field, keyPath, list, listField, mapping, port, string, wrappedListField } from '../validation/check.js';
+import { Problems, conditionKeyField, describe, field, keyPath, list, listField, mapping, port, quote, string, wrappedListField } from '../validation/check.js';
+import { namespacePatternProblem, principalProblem, requestPrincipalProblem } from './authorization-policy.js';
 import { HEADER_KEY_RE, WAYPOINT_CONDITION_KEYS } from '../authz/evaluate.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource, PolicyTargetRef, WaypointPolicy } from '../model/types.js';
 
@@ -122,20 +122,12 @@ export class WaypointPolicyConverter {
     if (!m) return undefined;
     const before = this.p.size;
     if (Object.keys(m).length === 0) this.p.add(path, `must not be empty; set at least one of ${SOURCE_KEYS.join(', ')}`);
-    const principal = (s: string) => {
-      if (s.startsWith('spiffe://')) return `${JSON.stringify(s)}: write principals without the spiffe:// prefix`;
-      if (s === '*' || s.startsWith('*') || s.endsWith('*')) return s.slice(1, -1).includes('*') ? `${JSON.stringify(s)} has a * in the middle` : undefined;
-      try {
-        parseSpiffeId(`spiffe://${s}`);
-        return undefined;
-      } catch {
-        return `${JSON.stringify(s)} is not a principal; expected <trust-domain>/ns/<namespace>/sa/<service-account>`;
-      }
-    };
     const cidr = (s: string) => (parseCidr(s) ? undefined : `${JSON.stringify(s)} is not an IP address or CIDR block`);
     const out: Record<string, unknown> = {};
-    for (const k of ['principals', 'notPrincipals']) out[k] = this.strings(m, path, k, principal);
-    for (const k of ['namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals']) out[k] = this.strings(m, path, k);
+    // The same checks as the L4 parser's (authorization-policy.ts): both layers accept the same identities.
+    for (const k of ['principals', 'notPrincipals']) out[k] = this.strings(m, path, k, principalProblem);
+    for (const k of ['namespaces', 'notNamespaces']) out[k] = this.strings(m, path, k, namespacePatternProblem);
+    for (const k of ['requestPrincipals', 'notRequestPrincipals']) out[k] = this.strings(m, path, k, requestPrincipalProblem);
     for (const k of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks']) out[k] = this.strings(m, path, k, cidr);
     for (const [k, target] of [['serviceAccounts', 'principals'], ['notServiceAccounts', 'notPrincipals']] as const) {
       const sas = this.strings(m, path, k, (s) => (/^([a-z0-9-]+\/)?[a-z0-9.-]+$/.test(s) ? undefined : `${JSON.stringify(s)} is not "<namespace>/<name>" or "<name>"`));
@@ -177,8 +169,19 @@ export class WaypointPolicyConverter {
       (s) => WAYPOINT_CONDITION_KEYS.has(s) || HEADER_KEY_RE.test(s) || s.startsWith('request.auth.claims['),
       `request.headers[<name>], ${[...WAYPOINT_CONDITION_KEYS].join(', ')}`,
     );
-    const values = this.strings(m, path, 'values');
-    const notValues = this.strings(m, path, 'notValues');
+    // Values of identity and address keys are checked as the same fields of a source are.
+    const check =
+      key === 'source.principal'
+        ? principalProblem
+        : key === 'source.namespace'
+          ? namespacePatternProblem
+          : key === 'request.auth.principal'
+            ? requestPrincipalProblem
+            : key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip'
+              ? (s: string) => (parseCidr(s) ? undefined : `${quote(s)} is not an IP address or CIDR block`)
+              : undefined;
+    const values = this.strings(m, path, 'values', check);
+    const notValues = this.strings(m, path, 'notValues', check);
     if (key !== undefined && !values && !notValues) this.p.add(path, `set values or notValues for key ${key}`);
     if (this.p.size > before || key === undefined) return undefined;
     return { key, ...(values ? { values } : {}), ...(notValues ? { notValues } : {}) };

@@ -310,3 +310,42 @@ t.test('a condition key nobody can evaluate is unknown, so stricter, at both ent
   t.equal(l4(model('DENY', { when: [cond] })), 'deny', 'ztunnel: DENY enforced without it');
   t.equal(l7(model('DENY', { when: [cond] })), 'deny', 'waypoint: DENY enforced without it');
 });
+
+t.test('issue 19: both layers accept and refuse the same principals, namespaces and request principals, with the same message', async (t) => {
+  const cases: [field: string, value: string, ok: boolean][] = [
+    ['principals', 'cluster.local/ns/default/sa/sleep', true],
+    ['principals', '*', true],
+    ['principals', '*/sa/sleep', true],
+    ['principals', 'cluster.local/*', true],
+    ['principals', '**', false],
+    ['principals', '*a*', false],
+    ['principals', '*\n\t', false],
+    ['principals', '*\u0000', false],
+    ['principals', 'cluster.local/ns/default/sa/sl\u202eeep', false],
+    ['namespaces', 'default', true],
+    ['namespaces', 'prod-*', true],
+    ['namespaces', 'Bad NS', false],
+    ['namespaces', '**', false],
+    ['namespaces', 'a*b', false],
+    ['requestPrincipals', 'https://issuer.example/user-1', true],
+    ['requestPrincipals', '*', true],
+    ['requestPrincipals', '**', false],
+    ['requestPrincipals', 'iss/a\nb', false],
+    ['requestPrincipals', 'iss/\u200buser', false],
+  ];
+  for (const [field, value, ok] of cases) {
+    const spec = allow(from({ [field]: [value] }));
+    const l4 = parseL4([spec]);
+    const l7 = parseL7([spec]);
+    t.same(l7.problems, l4.problems, `${field} ${JSON.stringify(value)}: the same problems at both layers`);
+    t.equal(l4.problems.length === 0, ok, `${field} ${JSON.stringify(value)}: ${ok ? 'accepted' : 'refused'}`);
+  }
+  // `when` values of the same keys go through the same checks.
+  const cond = (key: string, value: string) => allow(when({ key, values: [value] }));
+  for (const [key, value] of [['source.principal', '**'], ['source.namespace', 'a*b'], ['request.auth.principal', 'a\u0000']] as const) {
+    const l4 = parseL4([cond(key, value)]);
+    const l7 = parseL7([cond(key, value)]);
+    t.equal(l7.problems.length, 1, `when ${key} ${JSON.stringify(value)}: refused by the waypoint`);
+    t.same(l7.problems, l4.problems, `when ${key}: the same problem at both layers`);
+  }
+});
