@@ -4,6 +4,7 @@
  * pattern means.
  */
 import { compilePathTemplate } from '../model/regex.js';
+import { quote } from '../validation/check.js';
 
 /**
  * Istio string match: `*` = any non-empty value, `*x` = suffix, `x*` = prefix, else exact.
@@ -31,6 +32,40 @@ export function matchesPattern(pattern: string, value: string | undefined): bool
 export function pathMatches(pattern: string, path: string): boolean {
   if (pattern.includes('{')) return compilePathTemplate(pattern).fullMatch(path);
   return matchesPattern(pattern, path);
+}
+
+/** Longest policy path: Gateway API's path limit (1024), which Istio's `paths` lack. */
+export const POLICY_PATH_MAX = 1024;
+
+/**
+ * Why `s` is not a policy path (`paths`, `notPaths`), or undefined. Without `{*}`/`{**}`: a path
+ * starting with `/`, or a `*` wildcard at the start or end. With them it is a path template, and
+ * Istio's rules apply (istio/api security/v1beta1/authorization.proto, `Operation.paths`): each
+ * operator is a whole path segment (`/foo/{*}.txt` is refused), `*`, `{` and `}` appear nowhere
+ * else, and `{**}` is the last operator (so at most one). Either way at most `POLICY_PATH_MAX`
+ * characters and no control characters (no request path has them).
+ *
+ * @example
+ * policyPathProblem('/api/{*}/items/{**}'); // undefined
+ * policyPathProblem('/{**}{**}x'); // '"/{**}{**}x" is not a valid path template: ...'
+ */
+export function policyPathProblem(s: string): string | undefined {
+  const q = quote(s);
+  if (s.length > POLICY_PATH_MAX) return `${q} is too long for a path; at most ${POLICY_PATH_MAX} characters`;
+  if (/[\u0000-\u001f\u007f]/.test(s)) return `${q} is not a path: control characters are not allowed`;
+  if (!s.includes('{*}') && !s.includes('{**}')) {
+    return s.startsWith('/') || s.startsWith('*') ? undefined : `${q} is not a path; expected /..., optionally with * at the start or end`;
+  }
+  const rule = 'in a path template {*} and {**} are each a whole path segment, *, { and } appear nowhere else, and {**} is the last operator (Istio)';
+  if (!s.startsWith('/')) return `${q} is not a valid path template: it must start with /; ${rule}`;
+  let sawAny = false;
+  for (const seg of s.split('/')) {
+    const op = seg === '{*}' || seg === '{**}';
+    if (!op && /[*{}]/.test(seg)) return `${q} is not a valid path template: segment ${quote(seg)}; ${rule}`;
+    if (op && sawAny) return `${q} is not a valid path template: {**} is not the last operator; ${rule}`;
+    if (seg === '{**}') sawAny = true;
+  }
+  return undefined;
 }
 
 /**

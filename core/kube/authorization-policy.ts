@@ -15,6 +15,7 @@ import { parseSpiffeId } from '../identity/spiffe.js';
 import { parseCidr } from '../model/ip.js';
 import { ImmutableMap } from '../model/freeze.js';
 import { L4_CONDITION_KEYS } from '../authz/evaluate.js';
+import { policyPathProblem } from '../authz/match.js';
 import { Problems, conditionKeyField, describe, field, keyPath, list, mapping, port, quote, string, wrappedListField } from '../validation/check.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, PRINCIPAL_EXPECTED, SA_RE, checkedLabels } from './names.js';
 import type {
@@ -305,7 +306,12 @@ export class PolicySpecParser {
       );
     const ports = portList('ports');
     const notPorts = portList('notPorts');
-    for (const k of OPERATION_L7_KEYS) this.values(m, path, k, (x, q) => string(this.p, q, x, 'a non-empty string'));
+    // HTTP fields ztunnel cannot enforce (httpAttributesWarning) are still checked as the waypoint
+    // checks them, so a policy moved between the layers meets the same rules.
+    for (const k of OPERATION_L7_KEYS) {
+      const check = k === 'paths' || k === 'notPaths' ? policyPathProblem : undefined;
+      this.values(m, path, k, (x, q) => string(this.p, q, x, 'a non-empty string', check));
+    }
     if (this.p.size > before) return undefined;
     return {
       ...(ports ? { ports } : {}),

@@ -14,6 +14,7 @@ import { parseCidr } from '../model/ip.js';
 import { Problems, conditionKeyField, describe, field, keyPath, list, listField, mapping, port, quote, string, wrappedListField } from '../validation/check.js';
 import { namespacePatternProblem, principalProblem, requestPrincipalProblem } from './authorization-policy.js';
 import { HEADER_KEY_RE, WAYPOINT_CONDITION_KEYS } from '../authz/evaluate.js';
+import { policyPathProblem } from '../authz/match.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource, PolicyTargetRef, WaypointPolicy } from '../model/types.js';
 
 const SPEC_KEYS = ['targetRefs', 'action', 'rules'];
@@ -150,8 +151,7 @@ export class WaypointPolicyConverter {
     for (const k of ['ports', 'notPorts']) {
       out[k] = field(this.p, path, m, k, (x, q) => list(this.p, q, x, (e, eq) => port(this.p, eq, e, true), { nonEmpty: `omit ${k} instead` }));
     }
-    const pathCheck = (s: string) => (s.startsWith('/') || s.startsWith('*') ? undefined : `${JSON.stringify(s)} is not a path; expected /..., optionally with * at the start or end`);
-    for (const k of ['paths', 'notPaths']) out[k] = this.strings(m, path, k, pathCheck);
+    for (const k of ['paths', 'notPaths']) out[k] = this.strings(m, path, k, policyPathProblem);
     for (const k of ['hosts', 'notHosts', 'methods', 'notMethods']) out[k] = this.strings(m, path, k);
     if (this.p.size > before) return undefined;
     const present = Object.fromEntries(Object.entries(out).filter(([, val]) => val !== undefined));
