@@ -109,7 +109,8 @@ export function canonicalIp(input: string): string | undefined {
 
 /**
  * Parses `addr/len` or a single address (a /32 or /128), as Istio's `ipBlocks` allow. Host bits
- * set below the prefix are cleared (Istio accepts `10.0.0.1/24` and means `10.0.0.0/24`).
+ * set below the prefix are cleared (Istio accepts `10.0.0.1/24` and means `10.0.0.0/24`). Leading
+ * zeros are refused in the length and in IPv4 octets, as Go's net/netip refuses them.
  */
 export function parseCidr(input: string): Cidr | undefined {
   const slash = input.indexOf('/');
@@ -123,7 +124,9 @@ export function parseCidr(input: string): Cidr | undefined {
   let len = bits;
   if (slash !== -1) {
     const lenText = input.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(lenText)) return undefined;
+    // Go's netip.ParsePrefix, which Istio's ValidateIPs uses, refuses a sign and leading zeros
+    // (`/024`); the address part already refuses them (`010.0.0.1`: net.isIP, like netip.ParseAddr).
+    if (!/^(0|[1-9]\d{0,2})$/.test(lenText)) return undefined;
     len = Number(lenText) - (mapped ? 96 : 0);
     if (len < 0 || len > bits) return undefined;
   }

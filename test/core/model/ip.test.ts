@@ -1,5 +1,7 @@
 import t from 'tap';
 import { canonicalIp, cidrContains, formatIp, parseCidr, parseIp } from '../../../core/model/ip.js';
+import { Problems } from '../../../core/validation/check.js';
+import { PolicySpecParser } from '../../../core/kube/authorization-policy.js';
 
 t.test('canonical text of IPv4 and IPv6 addresses', async (t) => {
   const cases: Array<[string, string | undefined]> = [
@@ -40,4 +42,16 @@ t.test('CIDR parsing and containment', async (t) => {
   t.notOk(has('fd00::/16', 'fd01::1'));
   t.notOk(has('::/0', '10.0.0.1'), 'families never mix');
   t.ok(has('::/0', 'fd00::1'));
+});
+
+t.test('issue 19: leading zeros are refused in a prefix length and in IPv4 octets, as Go net/netip refuses them', async (t) => {
+  for (const bad of ['10.0.0.0/024', '10.0.0.0/08', '10.0.0.0/00', 'fd00::/064', '010.0.0.1', '10.0.0.01/8', '10.0.0.0/+8']) {
+    t.equal(parseCidr(bad), undefined, `${bad} is refused`);
+  }
+  t.equal(parseCidr('0.0.0.0/0')?.prefixLength, 0, '/0 is one zero, accepted');
+  t.equal(parseCidr('10.0.0.0/8')?.prefixLength, 8);
+  // The policy parsers use parseCidr: the user sees the field and what is allowed.
+  const p = new Problems();
+  new PolicySpecParser(p, 'istio-system').authorizationPolicy({ name: 'x', namespace: 'default' }, { rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/024'] } }] }] }, 'spec');
+  t.same(p.list, ['spec.rules[0].from[0].source.ipBlocks[0]: "10.0.0.0/024" is not an IP address or CIDR block; expected e.g. 10.0.0.0/8, 10.1.2.3 or fd00::/64']);
 });
