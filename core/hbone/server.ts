@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from '../telemetry/log.js';
 import { peerSpiffeId } from '../identity/certificate.js';
 import { tryParseSpiffeId } from '../identity/spiffe.js';
+import { canonicalIp } from '../model/ip.js';
+import { quote } from '../validation/check.js';
 import type { CertificateSource } from './client.js';
 import { secureContextFor, HBONE_TLS } from './tls.js';
 import {
@@ -19,7 +21,7 @@ import { HboneError, badRequest, type ResponseFlag } from './status.js';
 /** A validated CONNECT request, handed to the proxy that owns the server. */
 export interface HboneStreamRequest {
   readonly stream: ServerHttp2Stream;
-  /** Destination `ip:port` split up; the IP is normalised by Node's URL parsing rules. */
+  /** Destination `ip:port` split up; the IP in the model's canonical text (`core/model/ip.ts`). */
   readonly targetIp: string;
   readonly targetPort: number;
   readonly authority: string;
@@ -192,12 +194,22 @@ function parseConnect(
   peerIdentity: string,
   peerAddress: string,
 ): HboneStreamRequest {
+  // The advertised SETTINGS_MAX_HEADER_LIST_SIZE binds nghttp2 only once the client has
+  // acknowledged the server's SETTINGS; a HEADERS frame sent before that is held to Node's default
+  // (64 KiB). The limit is the same for every request: counted as RFC 9113, section 6.5.2 does
+  // (name + value + 32 per field). CR, LF and NUL never get here: nghttp2 resets a request with
+  // one in a pseudo-header and drops a regular field that holds one (RFC 9113, section 8.2.1).
+  let size = 0;
+  for (const [name, value] of Object.entries(headers)) {
+    for (const v of Array.isArray(value) ? value : [value]) size += name.length + String(v ?? '').length + 32;
+  }
+  if (size > MAX_HEADER_LIST_SIZE) throw badRequest(`header list of ${size} bytes exceeds ${MAX_HEADER_LIST_SIZE}`);
   const method = headers[':method'];
   if (method !== 'CONNECT') throw badRequest(`method ${method} is not CONNECT`);
   const authority = headers[':authority'];
   if (typeof authority !== 'string' || authority.length === 0) throw badRequest('missing :authority');
   const target = parseHostPort(authority);
-  if (!target || target.port === undefined) throw badRequest(`authority ${JSON.stringify(authority)} is not ip:port`);
+  if (!target || target.port === undefined) throw badRequest(`authority ${quote(authority)} is not ip:port`);
   const fwd = headers['forwarded'];
   const forwardedFor = typeof fwd === 'string' ? parseForwardedFor(fwd) : undefined;
   return {
@@ -226,16 +238,17 @@ export function parseHostPort(s: string): { ip: string; port?: number } | undefi
     host = m[1]!;
     portStr = m[2];
   }
-  if (!isValidIp(host)) return undefined;
-  if (portStr === undefined) return { ip: host };
+  // The canonical text (core/model/ip.ts), as the model stores addresses: `[::::]` or `[1:2]` is
+  // no address (the character class above lets them through), `[FD00::0001]` is `fd00::1`, and an
+  // IPv4-mapped address is the IPv4 one. Leading zeros in an IPv4 octet are refused (`isIP`).
+  const ip = canonicalIp(host);
+  if (ip === undefined) return undefined;
+  if (portStr === undefined) return { ip };
+  // At most 5 digits: a 1,000-digit port is not parsed into a number first.
+  if (portStr.length > 5) return undefined;
   const port = Number(portStr);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  return { ip: host, port };
-}
-
-function isValidIp(host: string): boolean {
-  if (host.includes(':')) return /^[0-9a-fA-F:.]+$/.test(host);
-  return host.split('.').every((o) => Number(o) <= 255 && String(Number(o)) === o);
+  return { ip, port };
 }
 
 /** Reads the `for=` element of RFC 7239 `Forwarded`, e.g. `for="10.0.0.1:3456"`. */
