@@ -15,6 +15,8 @@ import {
   RouteSpecChecks,
   SUBSET_NAME_RE,
   checkHost,
+  HEADER_VALUE_MAX,
+  PATH_MAX,
   headerNameProblem,
   sentPathProblem,
 } from './shared.js';
@@ -78,7 +80,15 @@ export class VirtualServiceConverter extends RouteSpecChecks {
       return undefined;
     }
     const k = keys[0]!;
-    const value = field(this.p, path, m, k, (x, q) => (k === 'regex' ? this.regex(x, q) : (x as string)));
+    // Gateway API's limits for the same matches (PATH_MAX for a uri, HEADER_VALUE_MAX for the rest); Istio sets none.
+    const max = name === '' ? PATH_MAX : HEADER_VALUE_MAX;
+    const value = field(this.p, path, m, k, (x, q) => {
+      if (typeof x === 'string' && x.length > max) {
+        this.p.add(q, `${quote(x)} is too long; at most ${max} characters`);
+        return undefined;
+      }
+      return k === 'regex' ? this.regex(x, q) : (x as string);
+    });
     if (value === undefined) return undefined;
     const type = k === 'exact' ? 'Exact' : k === 'prefix' ? 'Prefix' : 'RegularExpression';
     return { name: lower ? name.toLowerCase() : name, type, value };
@@ -155,7 +165,8 @@ export class VirtualServiceConverter extends RouteSpecChecks {
     const m = mapping(this.p, path, v, DESTINATION_KEYS, 'a mapping {host, port: {number}}');
     if (!m) return undefined;
     const before = this.p.size;
-    const host = field(this.p, path, m, 'host', (x, q) => string(this.p, q, x, 'a service host'));
+    // Istio's validateDestination: `*` is refused, anything else must pass ValidateWildcardDomain.
+    const host = field(this.p, path, m, 'host', (x, q) => string(this.p, q, x, 'a service host', checkHost));
     const p = field(this.p, path, m, 'port', (x, q) => {
       const pm = mapping(this.p, q, x, PORT_SELECTOR_KEYS, 'a mapping {number}');
       return pm ? field(this.p, q, pm, 'number', (y, r) => port(this.p, r, y), { required: true }) : undefined;
@@ -197,7 +208,8 @@ export class VirtualServiceConverter extends RouteSpecChecks {
     const redirect = field(this.p, path, m, 'redirect', (x, q): RouteFilter | undefined => {
       const rm = mapping(this.p, q, x, VS_REDIRECT_KEYS, 'a mapping {uri, authority, port, scheme, redirectCode}');
       if (!rm) return undefined;
-      const uri = field(this.p, q, rm, 'uri', (y, r) => string(this.p, r, y, 'a path starting with /', (u) => sentPathProblem(u, false)));
+      // Appended to scheme://host[:port] in Location: without the leading / it would change the host.
+      const uri = field(this.p, q, rm, 'uri', (y, r) => string(this.p, r, y, 'a path starting with /', (u) => sentPathProblem(u)));
       const authority = field(this.p, q, rm, 'authority', (y, r) => this.authority(y, r));
       const rport = field(this.p, q, rm, 'port', (y, r) => port(this.p, r, y));
       const scheme = field(this.p, q, rm, 'scheme', (y, r) => oneOf(this.p, r, y, ['http', 'https'] as const));

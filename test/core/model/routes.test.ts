@@ -233,6 +233,32 @@ t.test('issue 19: header values with CR, LF or NUL are refused wherever a user w
   ]);
 });
 
+t.test('issue 19: destination hosts, redirect paths, backend names and the documented limits', async (t) => {
+  const p = new Problems();
+  const vs = new VirtualServiceConverter(p).virtualService('x', 'default', {
+    hosts: ['x', 'h'.repeat(254)],
+    http: [
+      { route: [{ destination: { host: '!!! bad host' } }], mirror: { host: 'revi\u200bews' } },
+      { redirect: { uri: 'evil.example/x' } },
+      { match: [{ uri: { prefix: '/' + 'a'.repeat(1024) }, headers: { 'x-a': { exact: 'v'.repeat(4097) } } }], route: [{ destination: { host: 'x' } }] },
+      { match: [{ headers: { ['h'.repeat(257)]: { exact: 'v' } } }], route: [{ destination: { host: 'x' } }] },
+    ],
+  }, 'spec');
+  t.equal(vs, undefined, 'the VirtualService is refused');
+  t.same(p.list, [
+    `spec.hosts[1]: "${'h'.repeat(100)}"… (254 characters) is too long for a host name; at most 253 characters, 63 per label`,
+    'spec.http[0].route[0].destination.host: "!!! bad host" is not a host name (service short name or FQDN)',
+    'spec.http[0].mirror.host: "revi\u200bews" is not a host name (service short name or FQDN)',
+    'spec.http[1].redirect.uri: "evil.example/x" does not start with /',
+    `spec.http[2].match[0].uri.prefix: "/${'a'.repeat(99)}"… (1025 characters) is too long; at most 1024 characters`,
+    `spec.http[2].match[0].headers["x-a"].exact: "${'v'.repeat(100)}"… (4097 characters) is too long; at most 4096 characters`,
+    `spec.http[3].match[0].headers["${'h'.repeat(100)}"… (257 characters)]: "${'h'.repeat(100)}"… (257 characters) is too long for a header name; at most 256 characters`,
+  ]);
+  const gw = httpRoute({ parentRefs: [{ kind: 'Service', name: 'svc', port: 80 }], rules: [{ backendRefs: [{ name: 'svc\u202e', port: 80 }, { name: 'sv\u200bc', port: 80 }] }] });
+  t.equal(gw.route, undefined, 'backend names with bidi or zero-width characters are refused');
+  t.equal(gw.problems.length, 2);
+});
+
 t.test('the config file carries routes and waypoint policies, and rejects bad ones with paths', async (t) => {
   const cfg = parseMeshConfig(
     `
