@@ -21,6 +21,12 @@ export const YAML_LIMITS = Object.freeze({
   maxDepth: 100,
   maxAliases: 1_000,
   maxDocumentBytes: 1.5 * 1024 * 1024,
+  /**
+   * Longest text of one document, checked before it is parsed: the API server's request limit
+   * (3 MiB). YAML text is longer than the object it writes (indentation, comments), hence the
+   * larger figure; parsing tens of MiB would take seconds before the object limit could refuse it.
+   */
+  maxDocumentText: 3 * 1024 * 1024,
 });
 
 /** A document over `YAML_LIMITS.maxDocumentBytes`, expanded. `index` counts from 0. */
@@ -42,9 +48,10 @@ export interface LoadedYaml {
  *   caller reports it with its mark (line and column), as for any syntax error.
  */
 export function loadYamlDocuments(text: string, filename: string): LoadedYaml {
-  const raw = loadAll(text, { filename, maxAliases: YAML_LIMITS.maxAliases, maxDepth: YAML_LIMITS.maxDepth });
   const tooLarge: DocumentTooLarge[] = [];
+  const raw = text.length <= YAML_LIMITS.maxDocumentText ? parse(text, filename) : parseLargeText(text, filename, tooLarge);
   const docs = raw.map((doc, index) => {
+    if (doc === TEXT_TOO_LARGE) return undefined;
     if (exceedsBudget(doc, YAML_LIMITS.maxDocumentBytes)) {
       tooLarge.push({ index, message: `the document is larger than ${YAML_LIMITS.maxDocumentBytes} bytes once its aliases are expanded (the API server's object limit is 1.5 MiB); nothing of it was read` });
       return undefined;
@@ -52,6 +59,44 @@ export function loadYamlDocuments(text: string, filename: string): LoadedYaml {
     return doc;
   });
   return { docs, tooLarge };
+}
+
+const TEXT_TOO_LARGE = Symbol('text too large');
+
+function parse(text: string, filename: string): unknown[] {
+  return loadAll(text, { filename, maxAliases: YAML_LIMITS.maxAliases, maxDepth: YAML_LIMITS.maxDepth });
+}
+
+/**
+ * A text over `maxDocumentText` may hold many small documents (a large manifests file) or one
+ * huge one. Its document markers (`---` at the start of a line, which YAML reserves for them) cut
+ * it into one piece per document; a piece over the limit is replaced, unparsed, by an empty
+ * document with as many lines (so every later line and error position stays where it was) and
+ * `TEXT_TOO_LARGE` takes its place in the result. The rest is parsed in one go.
+ */
+function parseLargeText(text: string, filename: string, tooLarge: DocumentTooLarge[]): unknown[] {
+  const starts = [0];
+  for (const m of text.matchAll(/^---(?=[ \t\r\n]|$)/gm)) if (m.index > 0) starts.push(m.index);
+  const pieces = starts.map((start, i) => text.slice(start, starts[i + 1] ?? text.length));
+  const over = new Set(pieces.flatMap((piece, i) => (piece.length > YAML_LIMITS.maxDocumentText ? [i] : [])));
+  if (over.size === 0) return parse(text, filename);
+  const kept = pieces.map((piece, i) => (over.has(i) ? `---${'\n'.repeat(Math.max(1, countLines(piece)))}` : piece));
+  // With a piece replaced, the i-th piece is the i-th document, except when the first piece holds
+  // no document (only comments), which parses to nothing.
+  const docs = parse(kept.join(''), filename);
+  const shift = docs.length === pieces.length ? 0 : 1;
+  for (const i of over) {
+    const index = i - shift;
+    tooLarge.push({ index, message: `the document's text is ${pieces[i]!.length} bytes, over the ${YAML_LIMITS.maxDocumentText} an API server takes in one request; it was not read` });
+    docs[index] = TEXT_TOO_LARGE;
+  }
+  return docs;
+}
+
+function countLines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++;
+  return n;
 }
 
 /** The same for a text that must hold one document (or none): the document, or a thrown YAMLException. */

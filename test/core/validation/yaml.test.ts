@@ -74,3 +74,23 @@ t.test('a 1 MiB key makes a short message, and is compared with no allowed key',
   t.match(p.list[1], /acton: unknown key; did you mean "action"\?/, 'a near key still gets its suggestion');
   t.equal(keyPath('a', 'x'.repeat(101)).length < 150, true, 'an identifier-like key past the limit is quoted and cut too');
 });
+
+t.test('the text of one document past the request limit is refused before it is parsed; a long file of small ones is read', async (t) => {
+  const list = (bytes: number) => `items:\n${'- x\n'.repeat(Math.ceil(bytes / 4))}`;
+  const blob = (bytes: number) => `data:\n  blob: "${'x'.repeat(bytes)}"\n`;
+  const huge = `${namespace('first')}---\n${list(YAML_LIMITS.maxDocumentText + 1024)}---\n${namespace('third')}---\nbad: [`;
+  t.throws(() => loadYamlDocuments(huge, 'huge.yaml'), { name: 'YAMLException', mark: { line: huge.split('\n').length - 1 } }, 'a syntax error after the refused piece keeps its line in the whole file');
+  const r = loadYamlDocuments(huge.slice(0, huge.lastIndexOf('---')), 'huge.yaml');
+  t.same(r.tooLarge.map((x) => x.index), [1]);
+  t.match(r.tooLarge[0]?.message, /the document's text is \d+ bytes, over the 3145728 an API server takes in one request/);
+  t.match(r.docs[0], { metadata: { name: 'first' } });
+  t.match(r.docs[2], { metadata: { name: 'third' } });
+
+  const long = [namespace('a'), blob(1.1 * 1024 * 1024), blob(1.1 * 1024 * 1024), blob(1.1 * 1024 * 1024), namespace('e')].join('---\n');
+  t.ok(long.length > YAML_LIMITS.maxDocumentText, 'the file is longer than one request');
+  const l = loadYamlDocuments(long, 'long.yaml');
+  t.same(l.tooLarge, [], 'no document is too large');
+  t.equal(l.docs.length, 5);
+  t.match(l.docs[4], { metadata: { name: 'e' } });
+});
+
