@@ -45,6 +45,9 @@ import {
   type VirtualServiceObject,
 } from './objects.js';
 
+/** Longest part of an internal error's message an object's problem repeats. */
+const INTERNAL_ERROR_MAX = 500;
+
 /** DNS domain of service hostnames. */
 const CLUSTER_DNS_DOMAIN = 'cluster.local';
 
@@ -228,35 +231,49 @@ export class ManifestConverter {
           break; // its pods are created by the lab (or the cluster) and arrive as Pod objects
       }
     }
+    // Each object converts on its own (#isolated): one that makes a step throw is left out with
+    // an error on it, and the others still convert.
     for (const pod of pods) {
-      this.#checkNamespace(pod);
-      const pending = this.#pendingOf(pod);
-      if (pending) this.#pending.set(refKey(objectRef(pod)), pending);
-      const w = this.#convertPod(pod);
-      if (!w) continue;
-      this.#podPos.set(refKey(objectRef(pod)), this.#workloads.length);
-      this.#podByKey.set(refKey(objectRef(pod)), pod);
-      this.#workloads.push(w);
-      this.#indexPod(pod);
+      const key = refKey(objectRef(pod));
+      this.#isolated(pod, () => {
+        this.#checkNamespace(pod);
+        const pending = this.#pendingOf(pod);
+        if (pending) this.#pending.set(key, pending);
+        const w = this.#convertPod(pod);
+        if (!w) return;
+        // Indexed before it is listed: nothing below can throw, so a listed workload is complete.
+        this.#indexPod(pod);
+        this.#podPos.set(key, this.#workloads.length);
+        this.#podByKey.set(key, pod);
+        this.#workloads.push(w);
+      }, () => {
+        this.#pending.delete(key);
+        this.#workloadByPod.delete(pod);
+        this.#unindexPod(pod);
+        this.#disown(pod, pod.ips);
+      });
     }
     for (const svc of services) {
-      this.#checkNamespace(svc);
       const ns = svc.meta.namespace as string;
       let slots = this.#servicesByNs.get(ns);
       if (!slots) this.#servicesByNs.set(ns, (slots = []));
       const slot: ServiceSlot = { svc, pos: -1 };
       slots.push(slot);
-      if (svc.clusterIps.length === 0 && !svc.headless) continue;
-      const clash = svc.clusterIps.find((ip) => this.#owners.has(ip));
-      if (clash !== undefined) {
-        this.#note(svc, 'spec.clusterIP', `address ${clash} is already used by ${formatRef(objectRef(this.#owners.get(clash)!))}; the service is left out`, 'error');
-        continue;
-      }
-      for (const ip of svc.clusterIps) this.#owners.set(ip, svc);
-      slot.pos = this.#services.length;
-      this.#services.push(this.#convertService(svc));
+      this.#isolated(svc, () => {
+        this.#checkNamespace(svc);
+        if (svc.clusterIps.length === 0 && !svc.headless) return;
+        const clash = svc.clusterIps.find((ip) => this.#owners.has(ip));
+        if (clash !== undefined) {
+          this.#note(svc, 'spec.clusterIP', `address ${clash} is already used by ${formatRef(objectRef(this.#owners.get(clash)!))}; the service is left out`, 'error');
+          return;
+        }
+        for (const ip of svc.clusterIps) this.#owners.set(ip, svc);
+        const converted = this.#convertService(svc);
+        slot.pos = this.#services.length;
+        this.#services.push(converted);
+      }, () => this.#disown(svc, svc.clusterIps));
     }
-    for (const o of sorted) if (POLICY_KINDS.has(o.kind)) this.#checkNamespace(o);
+    for (const o of sorted) if (POLICY_KINDS.has(o.kind)) this.#isolated(o, () => this.#checkNamespace(o));
 
     const waypointPolicies = waypoint.authorizationPolicies.map((o) => o.waypointPolicy as WaypointPolicy);
     const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
@@ -264,7 +281,11 @@ export class ManifestConverter {
     const destinationRules = waypoint.destinationRules.map((o) => o.destinationRule);
     const pendingPods = this.#pendingList();
     // Namespaces arrive in name order (conversion order), so equal stores give equal lists.
-    const namespaces = [...this.#namespaces.values()].map((o) => this.#namespaceOf(o));
+    const namespaces: MeshNamespace[] = [];
+    for (const o of this.#namespaces.values()) {
+      const n = this.#isolated(o, () => this.#namespaceOf(o));
+      if (n) namespaces.push(n);
+    }
     const config: MeshConfig = {
       rootNamespace: this.#rootNamespace,
       nodes: deepFreeze([...this.#nodes.values()]),
@@ -287,8 +308,19 @@ export class ManifestConverter {
    * addresses changed or clash, a pod in an undeclared namespace).
    */
   updatePods(changes: readonly { prev?: PodObject; next?: PodObject }[]): ConvertResult | undefined {
-    const last = this.#last;
-    if (!last) return undefined;
+    if (!this.#last) return undefined;
+    try {
+      return this.#updatePods(this.#last, changes);
+    } catch {
+      // A step threw on one of the changed objects. The indexes are half patched, so they are
+      // dropped: the full conversion the caller now runs rebuilds them and converts each object
+      // on its own, leaving out (with an error on it) the one that throws.
+      this.#last = undefined;
+      return undefined;
+    }
+  }
+
+  #updatePods(last: ConvertResult, changes: readonly { prev?: PodObject; next?: PodObject }[]): ConvertResult | undefined {
     for (const { prev, next } of changes) {
       const o = (next ?? prev)!;
       const ns = o.meta.namespace as string;
@@ -373,6 +405,35 @@ export class ManifestConverter {
     const out: ObjectProblem[] = [];
     for (const l of this.#problems.values()) out.push(...l);
     return out;
+  }
+
+  /**
+   * Runs one object's conversion `step`. Anything it throws is a bug of the mesh, not of the
+   * object, and must not cost the other objects their configuration: the object gets an error
+   * saying so, `undo` takes back what the step had claimed (addresses, index entries), and the
+   * conversion goes on without it.
+   */
+  #isolated<T>(o: ManifestObject, step: () => T, undo?: () => void): T | undefined {
+    try {
+      return step();
+    } catch (e) {
+      try {
+        undo?.();
+      } catch {
+        // The object is left out either way; what undo could not take back is rebuilt by the next full conversion.
+      }
+      // The error's own text, which may repeat a user's string: escaped, and cut long after
+      // quote()'s 100 characters, since the end of it is what a bug report needs.
+      const why = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      const shown = JSON.stringify(why.length > INTERNAL_ERROR_MAX ? why.slice(0, INTERNAL_ERROR_MAX) : why) + (why.length > INTERNAL_ERROR_MAX ? `… (${why.length} characters)` : '');
+      this.#note(o, '', `internal error converting this object: ${shown}; this is a bug in the mesh, please report it`, 'error');
+      return undefined;
+    }
+  }
+
+  /** Releases the addresses `o` owns. */
+  #disown(o: ManifestObject, ips: readonly string[]): void {
+    for (const ip of ips) if (this.#owners.get(ip) === o) this.#owners.delete(ip);
   }
 
   #nsLabels(ns: string): Readonly<Record<string, string>> {
@@ -493,8 +554,10 @@ export class ManifestConverter {
     let w = this.#workloadCache.get(pod);
     // Everything else of the workload comes from the (immutable) pod object itself.
     if (!w || w.protocol !== protocol || w.trustDomain !== this.#trustDomain || !sameWaypoint(w.waypoint, wp)) {
-      // The identity must be a valid SPIFFE ID; names were checked at parse time, so this only
-      // fails for a trust domain the caller got wrong.
+      // The identity must be a valid SPIFFE ID. The namespace and the service account (either
+      // field) were checked at parse time, so this only fails for a trust domain the caller got
+      // wrong, or a parser that let a bad name through: #isolated turns that into an error on
+      // this pod alone.
       formatSpiffeId({ trustDomain: this.#trustDomain, namespace: ns, serviceAccount: pod.serviceAccount });
       w = deepFreeze<Workload>({
         uid: `${ns}/${pod.meta.name}`,

@@ -13,14 +13,14 @@ import { WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../labels.js';
 import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
-import { Problems, describe, field, isMapping, keyPath, list, mapping, port, string } from '../validation/check.js';
+import { Problems, describe, field, isMapping, keyPath, list, mapping, port, quote, string } from '../validation/check.js';
 import { PolicySpecParser, httpAttributesWarning } from './authorization-policy.js';
 import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import { schemaProblems } from './schema.js';
-import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SA_RE, SUBDOMAIN_RE, checkedLabels } from './names.js';
+import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SUBDOMAIN_RE, checkedLabels } from './names.js';
 import {
   DEFAULT_NAMESPACE,
   KIND_NAMES,
@@ -278,12 +278,18 @@ function ipList(p: Problems, path: string, v: unknown): string[] | undefined {
 function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>, warn: Warn): PodObject | undefined {
   const before = p.size;
   const nodeName = field(p, 'spec', spec, 'nodeName', (v, q) => string(p, q, v, 'a node name'));
-  const serviceAccount =
-    field(p, 'spec', spec, 'serviceAccountName', (v, q) =>
-      string(p, q, v, 'a service account name', (s) => (SA_RE.test(s) ? undefined : `${JSON.stringify(s)} is not ${NAME_EXPECTED}`)),
-    ) ??
-    field(p, 'spec', spec, 'serviceAccount', (v, q) => string(p, q, v, 'a service account name')) ??
-    'default';
+  // The service account becomes the workload's SPIFFE identity: a DNS-1123 subdomain, as an API
+  // server checks it (pkg/apis/core/validation, ValidateServiceAccountName).
+  const saName = (v: unknown, q: string) => string(p, q, v, 'a service account name', (s) => dnsName(s, 'service account'));
+  // `serviceAccount` is the deprecated alias of `serviceAccountName`: when both are set,
+  // serviceAccountName wins and the alias is not read (Kubernetes, pkg/apis/core/v1/conversion.go,
+  // Convert_v1_PodSpec_To_core_PodSpec); the one used is checked the same way either way.
+  const named = spec.serviceAccountName !== undefined && spec.serviceAccountName !== null;
+  const alias = spec.serviceAccount !== undefined && spec.serviceAccount !== null;
+  const serviceAccount = (named ? field(p, 'spec', spec, 'serviceAccountName', saName) : alias ? field(p, 'spec', spec, 'serviceAccount', saName) : undefined) ?? 'default';
+  if (named && alias && spec.serviceAccount !== spec.serviceAccountName) {
+    warn('spec.serviceAccount', `${describe(spec.serviceAccount)} is ignored: spec.serviceAccountName is set and wins, as in Kubernetes (serviceAccount is its deprecated alias)`);
+  }
   const hostNetwork = spec.hostNetwork === true;
   const namedPorts = new Map<string, number>();
   // The schema requires the containers and each port's integer containerPort; the port range is ours.
@@ -333,6 +339,11 @@ function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, 
     healthy,
     namedPorts,
   };
+}
+
+/** Why `s` cannot name a service account (a DNS-1123 subdomain), or undefined. */
+function dnsName(s: string, what: string): string | undefined {
+  return SUBDOMAIN_RE.test(s) ? undefined : `${quote(s)} is not a ${what} name; expected ${NAME_EXPECTED}, at most 253 characters`;
 }
 
 /** `{matchLabels}` of a Deployment; `matchExpressions` cannot be checked against the template here. */

@@ -174,3 +174,38 @@ t.test('incremental pod updates give what a full conversion gives', async (t) =>
   }
   t.pass('200 random pod changes: identical results');
 });
+
+t.test('issue 19: an object that makes a conversion step throw is left out with an error on it; the rest converts', async (t) => {
+  // The object: a Pod as the parser let it through before issue 19 (the deprecated
+  // serviceAccount unchecked). The parser now refuses it, so it is built by hand from a parsed
+  // pod; the step that throws is the real one (formatSpiffeId → InvalidSpiffeIdError in #convertPod).
+  const parsed = parseManifests(
+    docs(ns('apps'), pod('a-bad', { ip: '10.1.0.9' }), pod('b-good', { ip: '10.1.0.9', labels: { app: 'web' } }), pod('c-good', { ip: '10.1.0.10', labels: { app: 'web' } }), svc('web', { selector: { app: 'web' }, clusterIP: '10.96.0.1', ports: [{ port: 80 }] })),
+    'test.yaml',
+  );
+  t.equal(parsed.problems.filter((p) => p.severity === 'error').length, 0);
+  const objects = parsed.objects.map((o) => (o.kind === 'Pod' && o.meta.name === 'a-bad' ? ({ ...o, serviceAccount: 'Bad_SA' } as PodObject) : o));
+  const result = convertManifests({ objects, nodes: NODES, trustDomain: 'cluster.local' });
+  t.strictSame(result.config.workloads.map((w) => w.name), ['b-good', 'c-good'], 'the other pods convert, including one that reuses the address the bad pod had claimed');
+  t.strictSame(result.config.services.map((s) => [s.name, s.endpoints]), [['web', ['apps/b-good', 'apps/c-good']]]);
+  t.strictSame(result.problems.filter((p) => p.severity === 'error').map(formatProblem), [
+    'test.yaml#2: Pod apps/a-bad: internal error converting this object: "InvalidSpiffeIdError: invalid spiffe id \\"spiffe://cluster.local/ns/apps/sa/Bad_SA\\": service account \\"Bad_SA\\" is not a DNS-1123 subdomain"; this is a bug in the mesh, please report it',
+  ]);
+
+  // The incremental path: a pod update that throws falls back to a full conversion, which
+  // isolates it the same way.
+  const converter = new ManifestConverter();
+  const good = parsed.objects;
+  converter.convert({ objects: good, nodes: NODES, trustDomain: 'cluster.local' });
+  const prev = good.find((o) => o.meta.name === 'c-good') as PodObject;
+  const next = { ...prev, serviceAccount: 'Bad_SA' } as PodObject;
+  t.equal(converter.updatePods([{ prev, next }]), undefined, 'updatePods asks for a full conversion');
+  t.equal(converter.updatePods([{ prev, next }]), undefined, 'and keeps asking until it has one');
+  const full = converter.convert({ objects: good.map((o) => (o === prev ? next : o)), nodes: NODES, trustDomain: 'cluster.local' });
+  t.strictSame(full.config.workloads.map((w) => w.name), ['a-bad'], 'a-bad (valid here) owns the shared address; c-good, which throws, is left out');
+  t.strictSame(full.config.services.map((s) => [s.name, s.endpoints]), [['web', []]]);
+  t.match(full.problems.filter((p) => p.severity === 'error').map(formatProblem), [
+    /^test.yaml#3: Pod apps\/b-good: status.podIPs: address 10.1.0.9 is already used by Pod apps\/a-bad/,
+    /^test.yaml#4: Pod apps\/c-good: internal error converting this object: "InvalidSpiffeIdError: .*Bad_SA.*"; this is a bug in the mesh, please report it$/,
+  ]);
+});

@@ -108,3 +108,28 @@ t.test('ranges the schema lacks stay hand checks: containerPort 0, replicas -1',
     'Deployment apps/d spec.replicas: -1 is not a replica count; expected an integer from 0',
   ]);
 });
+
+t.test('issue 19: the deprecated spec.serviceAccount is a DNS-1123 name like serviceAccountName, and serviceAccountName wins', async (t) => {
+  const podWith = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'apps' }, spec: { nodeName: 'node-a', containers: [{ name: 'c' }], ...spec } });
+  const { objects, problems } = parseManifests(
+    docs(
+      podWith('bad-alias', { serviceAccount: 'Bad_SA' }),
+      podWith('alias', { serviceAccount: 'legacy' }),
+      podWith('both', { serviceAccountName: 'web', serviceAccount: 'Bad_SA' }),
+      podWith('bad-name', { serviceAccountName: 'Bad_SA', serviceAccount: 'web' }),
+    ),
+    'sa.yaml',
+  );
+  t.strictSame(
+    objects.map((o) => `${o.meta.name}:${o.kind === 'Pod' ? o.serviceAccount : ''}`),
+    ['alias:legacy', 'both:web'],
+    'the alias is used when it is the only one; serviceAccountName wins when both are set',
+  );
+  t.strictSame(problems.filter((p) => p.severity !== 'info').map((p) => `${p.severity} ${p.object} ${p.field}: ${p.message}`), [
+    'error Pod apps/bad-alias spec.serviceAccount: "Bad_SA" is not a service account name; expected a DNS-1123 name (lowercase letters, digits, "-" and "."), at most 253 characters',
+    'warning Pod apps/both spec.serviceAccount: "Bad_SA" is ignored: spec.serviceAccountName is set and wins, as in Kubernetes (serviceAccount is its deprecated alias)',
+    'error Pod apps/bad-name spec.serviceAccountName: "Bad_SA" is not a service account name; expected a DNS-1123 name (lowercase letters, digits, "-" and "."), at most 253 characters',
+    'warning Pod apps/bad-name spec.serviceAccount: "web" is ignored: spec.serviceAccountName is set and wins, as in Kubernetes (serviceAccount is its deprecated alias)',
+  ]);
+});
+
