@@ -12,6 +12,7 @@ import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
 import { formatSpiffeId } from '../identity/spiffe.js';
 import { presentLists } from '../model/source.js';
+import { quote } from '../validation/check.js';
 import type {
   AuthorizationPolicy,
   MeshConfig,
@@ -444,7 +445,7 @@ export class ManifestConverter {
     const ns = o.meta.namespace as string;
     if (this.#namespaces.has(ns) || ns === DEFAULT_NAMESPACE || ns === this.#rootNamespace || this.#undeclared.has(ns)) return;
     this.#undeclared.add(ns);
-    this.#note(o, 'metadata.namespace', `namespace ${JSON.stringify(ns)} is not declared (no Namespace object); its pods are outside the mesh unless labelled themselves`);
+    this.#note(o, 'metadata.namespace', `namespace ${quote(ns)} is not declared (no Namespace object); its pods are outside the mesh unless labelled themselves`);
   }
 
   /** The waypoint a pod or service sends its traffic through, from its labels and its namespace's. */
@@ -536,7 +537,7 @@ export class ManifestConverter {
     const ns = pod.meta.namespace as string;
     if (pod.hostNetwork || pod.nodeName === undefined || pod.ips.length === 0) return undefined;
     if (!this.#nodes.has(pod.nodeName)) {
-      this.#note(pod, 'spec.nodeName', `node ${JSON.stringify(pod.nodeName)} is not in the node list; the pod is left out until the node registers`);
+      this.#note(pod, 'spec.nodeName', `node ${quote(pod.nodeName)} is not in the node list; the pod is left out until the node registers`);
       return undefined;
     }
     const clash = pod.ips.find((ip) => this.#owners.has(ip));
@@ -630,10 +631,10 @@ export class ManifestConverter {
       const all = [...found].sort((a, b) => a - b);
       const first = all[0];
       if (first === undefined) {
-        if (selected.length > 0) this.#note(svc, `spec.ports[${i}].targetPort`, `no selected pod has a container port named ${JSON.stringify(sp.targetPort)}; this port is left out`);
+        if (selected.length > 0) this.#note(svc, `spec.ports[${i}].targetPort`, `no selected pod has a container port named ${quote(sp.targetPort)}; this port is left out`);
         return;
       }
-      if (all.length > 1) this.#note(svc, `spec.ports[${i}].targetPort`, `pods disagree on the port named ${JSON.stringify(sp.targetPort)} (${all.join(', ')}); using ${first}`);
+      if (all.length > 1) this.#note(svc, `spec.ports[${i}].targetPort`, `pods disagree on the port named ${quote(sp.targetPort)} (${all.join(', ')}); using ${first}`);
       ports.push({ port: sp.port, targetPort: first, ...(sp.name !== undefined ? { name: sp.name } : {}) });
     });
     const wp = this.#resolveWaypoint(svc, 'service');

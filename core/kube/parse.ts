@@ -20,7 +20,7 @@ import { HttpRouteConverter } from './routes/http-route.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import { schemaProblems } from './schema.js';
-import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SUBDOMAIN_RE, checkedLabels } from './names.js';
+import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, PORT_NAME_EXPECTED, PORT_NAME_RE, SUBDOMAIN_RE, UID_EXPECTED, UID_RE, checkedAnnotations, checkedLabels } from './names.js';
 import {
   DEFAULT_NAMESPACE,
   KIND_NAMES,
@@ -38,6 +38,15 @@ import {
   type ServiceObject,
   type Severity,
 } from './objects.js';
+
+/** A kind (CamelCase, as Kubernetes spells them) and an apiVersion (`group/version` or `version`). */
+const KIND_RE = /^[A-Za-z][A-Za-z0-9]{0,62}$/;
+const API_VERSION_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?(\/[a-z0-9]{1,63})?$/;
+
+/** `s` as a message shows it: as written when it has the syntax `re` allows, else quoted (escaped, cut). */
+function shown(s: string, re: RegExp): string {
+  return re.test(s) ? s : quote(s);
+}
 
 /** Problems that remember their path and message apart, so they can be reported per field. */
 class FieldProblems extends Problems {
@@ -135,17 +144,23 @@ export function parseObject(
   const rawName = metaMap && typeof metaMap.name === 'string' ? metaMap.name : undefined;
   const rawNs = metaMap && typeof metaMap.namespace === 'string' ? metaMap.namespace : undefined;
   if (kind !== undefined && rawName !== undefined) {
-    label = formatRef({ kind, name: rawName, ...(kind !== 'Namespace' ? { namespace: rawNs ?? DEFAULT_NAMESPACE } : {}) });
+    // The label starts every message of the object and reaches logs before its name is checked:
+    // a kind, name or namespace that is not a valid one is shown quoted (escaped, cut at 100).
+    label = formatRef({
+      kind: shown(kind, KIND_RE),
+      name: shown(rawName, SUBDOMAIN_RE),
+      ...(kind !== 'Namespace' ? { namespace: rawNs === undefined ? DEFAULT_NAMESPACE : shown(rawNs, LABEL_RE) } : {}),
+    });
   }
   if (kind === undefined || apiVersion === undefined || !metaMap) return finish(undefined);
   if (!Object.hasOwn(SUPPORTED_KINDS, kind)) {
-    p.add('kind', `unknown kind ${JSON.stringify(kind)} (apiVersion ${apiVersion}); supported kinds: ${KIND_NAMES.join(', ')}`);
+    p.add('kind', `unknown kind ${quote(kind)} (apiVersion ${shown(apiVersion, API_VERSION_RE)}); supported kinds: ${KIND_NAMES.join(', ')}`);
     return finish(undefined);
   }
   const k = kind as ManifestKind;
   const info = SUPPORTED_KINDS[k];
   if (!(info.apiVersions as readonly string[]).includes(apiVersion)) {
-    p.add('apiVersion', `${JSON.stringify(apiVersion)} is not an apiVersion of ${k}; expected ${info.apiVersions.join(' or ')}`);
+    p.add('apiVersion', `${quote(apiVersion)} is not an apiVersion of ${k}; expected ${info.apiVersions.join(' or ')}`);
     return finish(undefined);
   }
   // Structure first, as an API server does: the upstream schema of the kind (schema.ts) judges
@@ -247,19 +262,19 @@ function parseMeta(p: Problems, m: Record<string, unknown>, kind: ManifestKind, 
   const nameRe = kind === 'Namespace' ? LABEL_RE : SUBDOMAIN_RE;
   const nameExpected = kind === 'Namespace' ? NAMESPACE_EXPECTED : NAME_EXPECTED;
   const name = field(p, 'metadata', m, 'name', (v, q) =>
-    string(p, q, v, nameExpected, (s) => (nameRe.test(s) ? undefined : `${JSON.stringify(s)} is not ${nameExpected}`)),
+    string(p, q, v, nameExpected, (s) => (nameRe.test(s) ? undefined : `${quote(s)} is not ${nameExpected}`)),
   { required: true, expected: nameExpected });
   let namespace: string | undefined;
   if (namespaced) {
     namespace =
       field(p, 'metadata', m, 'namespace', (v, q) =>
-        string(p, q, v, NAMESPACE_EXPECTED, (s) => (LABEL_RE.test(s) ? undefined : `${JSON.stringify(s)} is not ${NAMESPACE_EXPECTED}`)),
+        string(p, q, v, NAMESPACE_EXPECTED, (s) => (LABEL_RE.test(s) ? undefined : `${quote(s)} is not ${NAMESPACE_EXPECTED}`)),
       ) ?? DEFAULT_NAMESPACE;
   } else if (m.namespace !== undefined && m.namespace !== null) {
     p.add('metadata.namespace', `${kind} is cluster-scoped; remove metadata.namespace`);
   }
   const labels = field(p, 'metadata', m, 'labels', (v, q) => checkedLabels(p, q, v)) ?? {};
-  const annotations = { ...((m.annotations ?? {}) as Record<string, string>) };
+  const annotations = field(p, 'metadata', m, 'annotations', (v, q) => checkedAnnotations(p, q, v)) ?? {};
   if (p.size > before || name === undefined) return undefined;
   return { name, ...(namespace !== undefined ? { namespace } : {}), labels, annotations };
 }
@@ -277,9 +292,11 @@ function ipList(p: Problems, path: string, v: unknown): string[] | undefined {
 
 function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>, warn: Warn): PodObject | undefined {
   const before = p.size;
-  const nodeName = field(p, 'spec', spec, 'nodeName', (v, q) => string(p, q, v, 'a node name'));
-  // The service account becomes the workload's SPIFFE identity: a DNS-1123 subdomain, as an API
-  // server checks it (pkg/apis/core/validation, ValidateServiceAccountName).
+  // The node and the service account become the workload's node key and SPIFFE identity, and
+  // fields of log lines: both are DNS-1123 subdomains, as an API server checks them
+  // (pkg/apis/core/validation: ValidateNodeName, ValidateServiceAccountName), so no control
+  // character, space or upper case letter gets in.
+  const nodeName = field(p, 'spec', spec, 'nodeName', (v, q) => string(p, q, v, 'a node name', (s) => dnsName(s, 'node')));
   const saName = (v: unknown, q: string) => string(p, q, v, 'a service account name', (s) => dnsName(s, 'service account'));
   // `serviceAccount` is the deprecated alias of `serviceAccountName`: when both are set,
   // serviceAccountName wins and the alias is not read (Kubernetes, pkg/apis/core/v1/conversion.go,
@@ -292,11 +309,15 @@ function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, 
   }
   const hostNetwork = spec.hostNetwork === true;
   const namedPorts = new Map<string, number>();
-  // The schema requires the containers and each port's integer containerPort; the port range is ours.
+  // The schema requires the containers and each port's integer containerPort; the port range and
+  // the name syntax are ours (a name is what a Service's targetPort refers to).
   (spec.containers as Record<string, unknown>[]).forEach((c, i) => {
     ((c.ports ?? []) as Record<string, unknown>[]).forEach((cp, j) => {
-      const num = port(p, `spec.containers[${i}].ports[${j}].containerPort`, cp.containerPort);
-      if (typeof cp.name === 'string' && num !== undefined) namedPorts.set(cp.name, num);
+      const at = `spec.containers[${i}].ports[${j}]`;
+      const num = port(p, `${at}.containerPort`, cp.containerPort);
+      // An empty name is no name, as in Kubernetes.
+      const name = cp.name === '' ? undefined : field(p, at, cp, 'name', (v, q) => string(p, q, v, PORT_NAME_EXPECTED, (s) => (PORT_NAME_RE.test(s) ? undefined : `${quote(s)} is not ${PORT_NAME_EXPECTED}`)));
+      if (name !== undefined && num !== undefined) namedPorts.set(name, num);
     });
   });
   // status.podIPs is authoritative (dual stack); podIP alone is what older writers fill.
@@ -312,11 +333,14 @@ function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, 
     ips = ip === undefined ? [] : [ip];
   }
   if (typeof status.podIP === 'string' && ips.length > 0 && canonicalIp(status.podIP) !== ips[0]) {
-    p.add('status.podIP', `${JSON.stringify(status.podIP)} is not the first of status.podIPs (${ips[0]})`);
+    p.add('status.podIP', `${quote(status.podIP)} is not the first of status.podIPs (${ips[0]})`);
   }
   const phase = typeof status.phase === 'string' ? status.phase : undefined;
   const rawMeta = isMapping(base.raw.metadata) ? base.raw.metadata : {};
-  const uid = typeof rawMeta.uid === 'string' && rawMeta.uid !== '' ? rawMeta.uid : undefined;
+  const uid =
+    typeof rawMeta.uid === 'string' && rawMeta.uid !== ''
+      ? string(p, 'metadata.uid', rawMeta.uid, UID_EXPECTED, (s) => (UID_RE.test(s) ? undefined : `${quote(s)} is not ${UID_EXPECTED}`))
+      : undefined;
   let healthy = phase === undefined || phase === 'Running';
   if (Array.isArray(status.conditions)) {
     for (const c of status.conditions) {
@@ -341,7 +365,7 @@ function parsePod(p: Problems, base: BaseFields, spec: Record<string, unknown>, 
   };
 }
 
-/** Why `s` cannot name a service account (a DNS-1123 subdomain), or undefined. */
+/** Why `s` cannot name a node or a service account (a DNS-1123 subdomain), or undefined. */
 function dnsName(s: string, what: string): string | undefined {
   return SUBDOMAIN_RE.test(s) ? undefined : `${quote(s)} is not a ${what} name; expected ${NAME_EXPECTED}, at most 253 characters`;
 }
@@ -416,12 +440,14 @@ function parseService(p: Problems, base: BaseFields, spec: Record<string, unknow
         if (m.targetPort !== undefined && m.targetPort !== null) {
           targetPort =
             typeof m.targetPort === 'string' && !/^\d+$/.test(m.targetPort)
-              ? string(p, keyPath(xq, 'targetPort'), m.targetPort, 'a port name', (s) => (/^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/.test(s) ? undefined : `${JSON.stringify(s)} is not a port number or a container port name`))
+              ? string(p, keyPath(xq, 'targetPort'), m.targetPort, 'a port name', (s) => (/^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/.test(s) ? undefined : `${quote(s)} is not a port number or a container port name`))
               : port(p, keyPath(xq, 'targetPort'), m.targetPort, true);
         }
-        const name = field(p, xq, m, 'name', (y, r) => string(p, r, y, 'a port name'));
+        // A Service port name is a DNS-1123 label (pkg/apis/core/validation, validateServicePort);
+        // it becomes the name of the mesh's service port.
+        const name = field(p, xq, m, 'name', (y, r) => string(p, r, y, 'a port name', (z) => (LABEL_RE.test(z) ? undefined : `${quote(z)} is not a port name; expected a DNS-1123 label (lowercase letters, digits and "-", at most 63)`)));
         if (name !== undefined) {
-          if (portNames.has(name)) p.add(keyPath(xq, 'name'), `duplicate port name ${JSON.stringify(name)}`);
+          if (portNames.has(name)) p.add(keyPath(xq, 'name'), `duplicate port name ${quote(name)}`);
           portNames.add(name);
         }
         if (num !== undefined) {
@@ -447,10 +473,13 @@ function parseService(p: Problems, base: BaseFields, spec: Record<string, unknow
 
 function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknown>, status: Record<string, unknown>): GatewayObject | undefined {
   const before = p.size;
+  // The schema bounds it (1-253 characters); it names a GatewayClass, a Kubernetes object whose
+  // name is a DNS-1123 subdomain, so anything else (a control character, a space) names none.
   const gatewayClassName = spec.gatewayClassName as string;
+  if (!SUBDOMAIN_RE.test(gatewayClassName)) p.add('spec.gatewayClassName', `${quote(gatewayClassName)} is not a GatewayClass name; expected ${NAME_EXPECTED}`);
   const forLabel = base.meta.labels[WAYPOINT_FOR_LABEL] ?? 'service';
   const waypointFor = (['service', 'workload', 'all', 'none'] as const).find((x) => x === forLabel);
-  if (!waypointFor) p.add(`metadata.labels["${WAYPOINT_FOR_LABEL}"]`, `${JSON.stringify(forLabel)} is not allowed; expected service, workload, all or none`);
+  if (!waypointFor) p.add(`metadata.labels["${WAYPOINT_FOR_LABEL}"]`, `${quote(forLabel)} is not allowed; expected service, workload, all or none`);
   let hbonePort: number | undefined;
   if (gatewayClassName === WAYPOINT_CLASS) {
     const listeners = Array.isArray(spec.listeners) ? spec.listeners : [];

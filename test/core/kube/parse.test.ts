@@ -133,3 +133,34 @@ t.test('issue 19: the deprecated spec.serviceAccount is a DNS-1123 name like ser
   ]);
 });
 
+t.test('issue 19: strings that become identities, keys or log fields are refused with control characters, each on its own object', async (t) => {
+  const gw = (spec: Record<string, unknown>) => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'wp', namespace: 'apps' }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }], ...spec } });
+  const p = pod('web');
+  const { objects, problems } = parseManifests(
+    docs(
+      { ...p, metadata: { ...p.metadata, name: 'node' }, spec: { ...p.spec, nodeName: 'n\u001b[31mode-a' } },
+      { ...p, metadata: { ...p.metadata, name: 'uid', uid: 'u\nid' } },
+      { ...p, metadata: { ...p.metadata, name: 'ann', annotations: { 'x\u0000y': 'v', ok: 'free text\nis allowed in a value' } } },
+      { ...p, metadata: { ...p.metadata, name: 'port' }, spec: { ...p.spec, containers: [{ name: 'c', ports: [{ name: 'h\u202ettp', containerPort: 80 }] }] } },
+      { ...p, metadata: { ...p.metadata, name: 'w\u001beb' } },
+      svc('s', { selector: { app: 'web' }, ports: [{ name: 'ht\rtp', port: 80 }] }),
+      gw({ gatewayClassName: 'istio-waypoint\u0000' }),
+      gw({ listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE', hostname: 'a\r\nb.example' }] }),
+      pod('ok'),
+    ),
+    'hostile.yaml',
+  );
+  t.strictSame(objects.map((o) => `${o.kind}/${o.meta.name}`), ['Pod/ok'], 'only the clean object applies');
+  t.strictSame(problems.filter((x) => x.severity === 'error').map((x) => `${x.object} ${x.field}: ${x.message}`), [
+    'Pod apps/node spec.nodeName: "n\\u001b[31mode-a" is not a node name; expected a DNS-1123 name (lowercase letters, digits, "-" and "."), at most 253 characters',
+    'Pod apps/uid metadata.uid: "u\\nid" is not a uid (letters, digits, "-", "_" and ".", at most 128, e.g. a UUID)',
+    'Pod apps/ann metadata.annotations["x\\u0000y"]: is not a valid annotation key; expected [prefix/]name with a name of up to 63 letters, digits, "-", "_" or "."',
+    'Pod apps/port spec.containers[0].ports[0].name: "h\u202ettp" is not a port name (1-15 lowercase letters, digits and "-", at least one letter)',
+    'Pod apps/"w\\u001beb" metadata.name: "w\\u001beb" is not a DNS-1123 name (lowercase letters, digits, "-" and ".")',
+    'Service apps/s spec.ports[0].name: "ht\\rtp" is not a port name; expected a DNS-1123 label (lowercase letters, digits and "-", at most 63)',
+    'Gateway apps/wp spec.gatewayClassName: "istio-waypoint\\u0000" is not a GatewayClass name; expected a DNS-1123 name (lowercase letters, digits, "-" and ".")',
+    'Gateway apps/wp spec.listeners[0].hostname: "a\\r\\nb.example" is not valid here; expected a string matching ^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+  ]);
+  t.notOk(problems.some((x) => /[\u0000-\u001f]/.test(`${x.object}${x.field}${x.message}`)), 'no message carries a raw control character');
+});
+
