@@ -7,6 +7,14 @@ import { isMapping } from '../validation/check.js';
 import type { DeploymentObject } from './objects.js';
 
 /**
+ * The most replicas the lab makes for one Deployment. Each pod of the lab is a network namespace,
+ * a veth pair, a CNI ADD and a process tree on this machine, so a few dozen are what a lab is for;
+ * 100 leaves room. `parseObject` refuses a Deployment asking for more (`spec.replicas`), so the
+ * bound holds before anything is made. The control plane makes no pods: it reads Pods.
+ */
+export const LAB_MAX_REPLICAS = 100;
+
+/**
  * The pods a Deployment asks for, as Pod documents without node or IP (the lab schedules them
  * and fills `spec.nodeName` and `status.podIPs`). Names are `<deployment>-<template hash>-<i>`,
  * so a changed template gives new pod names, as a rollout does.
@@ -16,7 +24,9 @@ export function podsForDeployment(d: DeploymentObject): Record<string, unknown>[
   const template = spec.template as Record<string, unknown>;
   const hash = createHash('sha256').update(JSON.stringify(template)).digest('hex').slice(0, 8);
   const tmeta = isMapping(template.metadata) ? template.metadata : {};
-  return Array.from({ length: d.replicas }, (_, i) => ({
+  // invariant: a parsed Deployment asks for at most LAB_MAX_REPLICAS; the min keeps an object
+  // built some other way from allocating 2^31 pods (or RangeError for 1e300).
+  return Array.from({ length: Math.min(d.replicas, LAB_MAX_REPLICAS) }, (_, i) => ({
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {

@@ -20,6 +20,7 @@ import { HttpRouteConverter } from './routes/http-route.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import { schemaProblems } from './schema.js';
+import { LAB_MAX_REPLICAS } from './deployments.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, PORT_NAME_EXPECTED, PORT_NAME_RE, SUBDOMAIN_RE, UID_EXPECTED, UID_RE, checkedAnnotations, checkedLabels } from './names.js';
 import {
   DEFAULT_NAMESPACE,
@@ -388,9 +389,18 @@ function parseLabelSelector(p: Problems, path: string, v: unknown): Record<strin
 
 function parseDeployment(p: Problems, base: BaseFields, spec: Record<string, unknown>): DeploymentObject | undefined {
   const before = p.size;
-  // The schema requires selector and template and types replicas; a negative count is ours to refuse.
+  // The schema requires selector and template and types replicas (an integer); a negative count
+  // and the lab's bound are ours to refuse. The bound is checked here, before anything makes pods:
+  // the lab makes a Deployment's pods itself (podsForDeployment), one process tree each, and the
+  // control plane never does (from a cluster it reads Pods, not Deployments), so a count above it
+  // (2147483647, 1e300) is refused on the Deployment rather than expanded.
   const replicas =
-    field(p, 'spec', spec, 'replicas', (v, q) => ((v as number) < 0 ? (p.add(q, `${describe(v)} is not a replica count; expected an integer from 0`), undefined) : (v as number))) ?? 1;
+    field(p, 'spec', spec, 'replicas', (v, q) => {
+      const n = v as number;
+      if (n < 0) return p.add(q, `${describe(v)} is not a replica count; expected an integer from 0`), undefined;
+      if (n > LAB_MAX_REPLICAS) return p.add(q, `${describe(v)} replicas are more than the lab runs for one Deployment; expected at most ${LAB_MAX_REPLICAS}`), undefined;
+      return n;
+    }) ?? 1;
   const selector = parseLabelSelector(p, 'spec.selector', spec.selector);
   const template = mapping(p, 'spec.template', spec.template, ['metadata', 'spec']);
   let templateLabels: Record<string, string> = {};

@@ -29,6 +29,14 @@ t.test('manifests: every problem named with file, object and field; none applied
   t.ok(good instanceof Error, 'one bad object rejects its whole file');
 });
 
+t.test('issue 19: a Deployment asking for more replicas than the lab runs is refused before anything is made', async (t) => {
+  const deployment = (replicas: number) => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'x' }, spec: { replicas, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image: 'lab/sleep' }] } } } });
+  const dir = t.testdir({ 'big.yaml': dump([deployment(2147483647)]), 'ok.yaml': dump([deployment(100)]) });
+  const err = await loadManifests(join(dir, 'big.yaml')).catch((e: unknown) => e as Error & { code: string });
+  t.match(err, { code: 'ERR_LAB_BAD_MANIFEST', message: /big\.yaml#1: Deployment x\/web: spec\.replicas: 2147483647 replicas are more than the lab runs for one Deployment; expected at most 100$/ });
+  t.equal((await loadManifests(join(dir, 'ok.yaml'))).length, 1, '100 replicas are accepted');
+});
+
 t.test('container argv: command + args, or the built-in program of a lab/ image', async (t) => {
   t.same(containerArgv({ command: ['python3', '-m', 'http.server'], args: ['8000'] }), ['python3', '-m', 'http.server', '8000']);
   const [node, script, ...rest] = containerArgv({ image: 'lab/http-echo', args: ['x'] });

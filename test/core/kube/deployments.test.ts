@@ -2,7 +2,7 @@ import t from 'tap';
 import * as yaml from 'js-yaml';
 import type { DeploymentObject, ManifestObject } from '../../../core/kube/objects.js';
 import { parseManifests } from '../../../core/kube/parse.js';
-import { ownerReference, podsForDeployment } from '../../../core/kube/deployments.js';
+import { LAB_MAX_REPLICAS, ownerReference, podsForDeployment } from '../../../core/kube/deployments.js';
 import { docs } from './documents.js';
 
 t.test('podsForDeployment gives the pods the lab schedules', async (t) => {
@@ -25,4 +25,16 @@ t.test('ownerReference carries the uid the upstream schema requires', async (t) 
   t.equal(ownerReference(d).uid, ref.uid, 'the same owner gets the same uid');
   t.not(ownerReference({ ...d, metadata: { name: 'web', namespace: 'other' } }).uid, ref.uid, 'another namespace, another uid');
   t.equal(ownerReference({ ...d, metadata: { ...d.metadata, uid: 'a-b-c' } }).uid, 'a-b-c', "an owner read from an API server keeps its uid");
+});
+
+t.test('issue 19: podsForDeployment never makes more than the lab\'s bound, whatever object it is given', async (t) => {
+  const d = parseManifests(
+    yaml.dump({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'apps' }, spec: { replicas: LAB_MAX_REPLICAS, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image: 'echo' }] } } } }),
+    'd.yaml',
+  ).objects[0] as DeploymentObject;
+  t.equal(podsForDeployment(d).length, LAB_MAX_REPLICAS, 'the bound itself is made');
+  // parseObject refuses more (parse.test.ts); an object built by hand with 2^31 - 1 or 1e300
+  // replicas still gives the bound, not a RangeError or 2^31 pods.
+  t.equal(podsForDeployment({ ...d, replicas: 2147483647 }).length, LAB_MAX_REPLICAS);
+  t.equal(podsForDeployment({ ...d, replicas: 1e300 }).length, LAB_MAX_REPLICAS);
 });

@@ -164,3 +164,13 @@ t.test('issue 19: strings that become identities, keys or log fields are refused
   t.notOk(problems.some((x) => /[\u0000-\u001f]/.test(`${x.object}${x.field}${x.message}`)), 'no message carries a raw control character');
 });
 
+t.test('issue 19: a Deployment asking for more replicas than the lab runs is refused on spec.replicas', async (t) => {
+  const d = (name: string, replicas: unknown) => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: 'apps' }, spec: { replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c' }] } } } });
+  const { objects, problems } = parseManifests(docs(d('int-max', 2147483647), d('huge', 1e300), d('hundred', 100)), 'replicas.yaml');
+  t.strictSame(objects.map((o) => (o.kind === 'Deployment' ? `${o.meta.name}:${o.replicas}` : '')), ['hundred:100'], 'the bound itself is allowed');
+  t.strictSame(problems.map((p) => `${p.severity} ${p.object} ${p.field}: ${p.message}`), [
+    'error Deployment apps/int-max spec.replicas: 2147483647 replicas are more than the lab runs for one Deployment; expected at most 100',
+    'error Deployment apps/huge spec.replicas: 1e+300 replicas are more than the lab runs for one Deployment; expected at most 100',
+  ]);
+});
+
