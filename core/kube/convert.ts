@@ -370,7 +370,7 @@ export class ManifestConverter {
     let list = workloads;
     if (removed.size > 0 || appended.length > 0) {
       list = workloads.filter((_, i) => !removed.has(i));
-      list.push(...appended);
+      for (const w of appended) list.push(w); // not push(...appended): a call takes a bounded number of arguments
       this.#podPos = new Map();
       list.forEach((w, i) => this.#podPos.set(`Pod/${w.namespace}/${w.name}`, i));
     }
@@ -404,7 +404,8 @@ export class ManifestConverter {
 
   #allProblems(): ObjectProblem[] {
     const out: ObjectProblem[] = [];
-    for (const l of this.#problems.values()) out.push(...l);
+    // Loops, not push(...l): one object's list may be longer than a call's arguments can be.
+    for (const l of this.#problems.values()) for (const x of l) out.push(x);
     return out;
   }
 

@@ -107,7 +107,9 @@ export function parseManifests(text: string, source: string, opts: ManifestParse
   });
   function collect(r: { object?: ManifestObject; problems: ObjectProblem[] }): void {
     if (r.object) objects.push(r.object);
-    problems.push(...r.problems);
+    // A loop, not push(...r.problems): one object may have 150,000 problems (a list of empty
+    // principals), more arguments than a call can take (RangeError: call stack).
+    for (const x of r.problems) problems.push(x);
   }
   return { objects, problems };
 }

@@ -174,3 +174,11 @@ t.test('issue 19: a Deployment asking for more replicas than the lab runs is ref
   ]);
 });
 
+t.test('issue 19: one object with 150,000 problems is reported without a call per problem (no stack overflow)', async (t) => {
+  const principals = new Array(150_000).fill('""').join(', ');
+  const text = `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: apps}\nspec:\n  rules:\n  - from:\n    - source:\n        principals: [${principals}]\n---\n${yaml.dump(pod('ok'))}`;
+  const { objects, problems } = parseManifests(text, 'big.yaml');
+  t.strictSame(objects.map((o) => o.meta.name), ['ok'], 'the policy is refused, the pod of the same file applies');
+  t.ok(problems.length > 0 && problems.every((p) => p.object === 'AuthorizationPolicy apps/p' && p.severity === 'error'), 'every problem is on the policy');
+  t.match(problems[0]!.field, /^spec\.rules\[0\]\.from\[0\]\.source\.principals/);
+});
