@@ -7,7 +7,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { MeshState } from '../core/model/state.js';
 import type { Service, Workload } from '../core/model/types.js';
 import type { BackendRef, OrderedMatch, RouteRule } from '../core/model/routes.js';
-import type { WaypointFlag } from './status.js';
+import type { WaypointError, WaypointFlag } from './status.js';
 import type { SubsetEndpoints } from './subsets.js';
 
 /** Who sent the tunnelled connection and where it was going: fixed per HBONE stream. */
@@ -93,6 +93,8 @@ export interface RequestContext {
   requestBytes: number;
   /** W3C trace id from `traceparent`, when the client sent one. */
   readonly traceId?: string;
+  /** Set by the downstream when the request must not be routed (`request-check.ts`); the refusal layer replies with it. */
+  readonly refusal?: WaypointError;
   /** Resolves once the response was written to the client (or the client went away). */
   readonly done: Promise<WriteResult>;
   /** When the request arrived (`performance.now()`). */

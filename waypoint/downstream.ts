@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { Handler, RequestContext, StreamInfo, WaypointResponse, WriteResult } from './context.js';
 import { forwardable } from './hop.js';
 import { buffersOnly } from './string-writes.js';
+import { MAX_HEADERS_COUNT, requestRefusal } from './request-check.js';
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -50,6 +51,9 @@ export class Downstream {
     this.http1.requestTimeout = 0;
     this.http1.headersTimeout = 60_000;
     this.http1.keepAliveTimeout = 0;
+    // Node keeps the first `maxHeadersCount` fields and drops the rest silently: one more than the
+    // limit is kept, so that requestRefusal sees the request is over it and answers 431.
+    this.http1.maxHeadersCount = MAX_HEADERS_COUNT + 1;
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Node answers nothing on its own for a socket it was handed; say why, then close.
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
@@ -72,7 +76,9 @@ export class Downstream {
       st.inFlight++;
       upgrade(st.info, req, socket, head);
     });
-    this.http2 = http2.createServer({ maxSessionMemory: 64, settings: { enablePush: false } });
+    // Over `maxHeaderListPairs` nghttp2 resets the stream, as Envoy does over max_headers_count;
+    // Node counts the 4 request pseudo-headers in it.
+    this.http2 = http2.createServer({ maxSessionMemory: 64, maxHeaderListPairs: MAX_HEADERS_COUNT + 4, settings: { enablePush: false } });
     this.http2.on('session', (session) => {
       if (this.#pending) this.#bySession.set(session, this.#pending);
       session.on('error', () => {});
@@ -139,6 +145,9 @@ export class Downstream {
     const protocol = version === '2.0' && typeof ct === 'string' && ct.startsWith('application/grpc') ? 'grpc' : 'http';
     const traceparent = headers['traceparent'];
     const traceId = typeof traceparent === 'string' ? /^[\da-f]{2}-([\da-f]{32})-/.exec(traceparent)?.[1] : undefined;
+    const refusal = requestRefusal(req, version, String(authority), req.url ?? '/');
+    // A refused HTTP/1.1 request closes its connection: what follows it may be framed as badly.
+    if (refusal && version === '1.1') (res as http.ServerResponse).shouldKeepAlive = false;
     const ctx: RequestContext = {
       stream: st.info,
       protocol,
@@ -155,6 +164,7 @@ export class Downstream {
       log: {},
       requestBytes: 0,
       ...(traceId ? { traceId } : {}),
+      ...(refusal ? { refusal } : {}),
       done,
       startedAt: performance.now(),
     };

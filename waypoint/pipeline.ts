@@ -2,6 +2,7 @@
  * The layer stack, outermost first. The order is the design:
  *   telemetry   metrics + access log once the response is written
  *   errors      the one place a failure becomes a local reply (status, body, flag)
+ *   refusal     a request the downstream refused (request-check.ts): 400/431 before any work
  *   authz       L7 AuthorizationPolicy: 403 before any routing work
  *   route       picks the rule (404 NR when none); everything below reads it
  *   fault       delay / abort of the rule (Envoy reads faults from the matched route too)
@@ -22,6 +23,7 @@ import { forwarder } from './forward.js';
 import type { UpstreamPool } from './upstream.js';
 import { telemetryLayer } from './filters/telemetry.js';
 import { errorsLayer } from './filters/errors.js';
+import { refusalLayer } from './request-check.js';
 import { authzLayer } from './filters/authz.js';
 import { routeLayer } from './filters/route.js';
 import { faultLayer } from './filters/fault.js';
@@ -53,6 +55,7 @@ export function buildPipeline(inputs: PipelineInputs): Handler {
     [
       telemetryLayer(inputs.metrics, inputs.logger),
       errorsLayer,
+      refusalLayer,
       authzLayer(gateway),
       routeLayer,
       faultLayer(random),
