@@ -26,13 +26,22 @@ const IDENT_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const QUOTE_MAX = 100;
 
 /**
- * `s` as a message shows it: JSON-quoted (control characters escaped, so a message cannot forge a
- * log line) and cut at `QUOTE_MAX` characters with the full length said, so a 1 MiB key or value
+ * `s` as a message shows it: JSON-quoted (control characters escaped, and the invisible ones
+ * JSON leaves raw, so a message cannot forge or disguise a log line) and cut at `QUOTE_MAX` characters with the full length said, so a 1 MiB key or value
  * makes a short message.
  */
 export function quote(s: string): string {
-  return s.length <= QUOTE_MAX ? JSON.stringify(s) : `${JSON.stringify(s.slice(0, QUOTE_MAX))}… (${s.length} characters)`;
+  const shown = s.length <= QUOTE_MAX ? s : s.slice(0, QUOTE_MAX);
+  const quoted = JSON.stringify(shown).replace(INVISIBLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return s.length <= QUOTE_MAX ? quoted : `${quoted}… (${s.length} characters)`;
 }
+
+/**
+ * Characters JSON leaves raw that change how a line reads: C1 controls, the soft hyphen,
+ * zero-width and bidirectional marks and overrides (U+202E turns the rest of a log line around),
+ * line and paragraph separators, the byte-order mark. Shown escaped, as `\u202e`.
+ */
+const INVISIBLE = /[\u007f-\u009f\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
 
 /** The path of key `k` under `path`: `a.b`, or `a["app.kubernetes.io/name"]` for odd keys. */
 export function keyPath(path: string, k: string): string {

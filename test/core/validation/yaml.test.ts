@@ -8,7 +8,7 @@ import { YAMLException } from 'js-yaml';
 import { loadYamlDocument, loadYamlDocuments, YAML_LIMITS } from '../../../core/validation/yaml.js';
 import { parseManifests } from '../../../core/kube/parse.js';
 import { parseMeshConfig } from '../../../core/node-config/file.js';
-import { keyPath, Problems, mapping } from '../../../core/validation/check.js';
+import { keyPath, Problems, mapping, quote } from '../../../core/validation/check.js';
 
 /** The "billion laughs": 9 levels of 9 aliases, 431 bytes standing for 9^9 strings. */
 function aliasBomb(prefix = ''): string {
@@ -92,5 +92,13 @@ t.test('the text of one document past the request limit is refused before it is 
   t.same(l.tooLarge, [], 'no document is too large');
   t.equal(l.docs.length, 5);
   t.match(l.docs[4], { metadata: { name: 'e' } });
+});
+
+t.test('quote: what a message repeats of a user string cannot disguise a log line', async (t) => {
+  t.equal(quote('ok'), '"ok"');
+  t.equal(quote('a\r\nb'), '"a\\r\\nb"', 'CR and LF escaped');
+  t.equal(quote('admin\u202egnp.exe'), '"admin\\u202egnp.exe"', 'a bidi override escaped');
+  t.equal(quote('a\u200bb\ufeff\u0085'), '"a\\u200bb\\ufeff\\u0085"', 'zero-width space, BOM and a C1 control escaped');
+  t.equal(quote('é'), '"é"', 'ordinary letters stay as they are');
 });
 
