@@ -13,19 +13,7 @@ import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
 import { formatSpiffeId } from '../identity/spiffe.js';
 import { presentLists } from '../model/source.js';
 import { quote } from '../validation/check.js';
-import type {
-  AuthorizationPolicy,
-  MeshConfig,
-  MeshNamespace,
-  NodeInfo,
-  PeerAuthentication,
-  PendingPod,
-  Service,
-  ServicePort,
-  WaypointPolicy,
-  WaypointRef,
-  Workload,
-} from '../model/types.js';
+import type { AuthorizationPolicy, MeshConfig, MeshNamespace, NodeInfo, PeerAuthentication, PendingPod, Service, ServicePort, WaypointPolicy, WaypointRef, Workload } from '../model/types.js';
 import {
   DEFAULT_NAMESPACE,
   WAYPOINT_HBONE_PORT,
@@ -71,6 +59,9 @@ interface WaypointKinds {
   destinationRules: DestinationRuleObject;
   authorizationPolicies: AuthorizationPolicyObject;
 }
+
+/** The waypoint list of each route kind. */
+const ROUTE_LIST = { HTTPRoute: 'httpRoutes', VirtualService: 'virtualServices', DestinationRule: 'destinationRules' } as const satisfies Record<string, keyof WaypointKinds>;
 
 /** The objects behind the waypoint kinds of the configuration (their specs travel as written). */
 export type WaypointResources = { readonly [K in keyof WaypointKinds]: readonly WaypointKinds[K][] };
@@ -213,13 +204,10 @@ export class ManifestConverter {
           waypoint.gateways.push(o);
           break;
         case 'HTTPRoute':
-          waypoint.httpRoutes.push(o);
-          break;
         case 'VirtualService':
-          waypoint.virtualServices.push(o);
-          break;
         case 'DestinationRule':
-          waypoint.destinationRules.push(o);
+          // Invariant: ROUTE_LIST maps each route kind to the list of that kind.
+          (waypoint[ROUTE_LIST[o.kind]] as ManifestObject[]).push(o);
           break;
         case 'AuthorizationPolicy':
           if (o.policy) authz.push(o.policy);
