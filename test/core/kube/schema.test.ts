@@ -31,7 +31,7 @@ import * as yaml from 'js-yaml';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { SUPPORTED_KINDS } from '../../../core/kube/objects.js';
 import { indexPath, keyPath } from '../../../core/validation/check.js';
-import { SCHEMA_TYPES, hasSchema, problemsFromErrors, schemaProblems, type SchemaError, type SchemaProblem } from '../../../core/kube/schema.js';
+import { MAX_LIST_ITEMS, SCHEMA_TYPES, hasSchema, problemsFromErrors, schemaProblems, type SchemaError, type SchemaProblem } from '../../../core/kube/schema.js';
 
 type Obj = Record<string, unknown>;
 
@@ -762,3 +762,12 @@ t.test('the upstream CRDs and schemaProblems take the same decisions', { skip: n
     'every known difference still occurs',
   );
 });
+
+t.test('a list longer than the mesh reads is refused before the validators run', async (t) => {
+  const principals = Array.from({ length: MAX_LIST_ITEMS + 1 }, (_, i) => `cluster.local/ns/a/sa/s${i}`);
+  const policy = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'p', namespace: 'a' }, spec: { rules: [{ from: [{ source: { principals } }] }] } };
+  t.same(schemaProblems(policy), [{ field: 'spec.rules[0].from[0].source.principals', message: `a list of ${MAX_LIST_ITEMS + 1} items; the mesh reads at most ${MAX_LIST_ITEMS} in one list` }]);
+  policy.spec.rules[0]!.from[0]!.source.principals = principals.slice(0, MAX_LIST_ITEMS);
+  t.same(schemaProblems(policy), [], 'at the bound, the list is read');
+});
+
