@@ -268,19 +268,23 @@ export function list<T>(
   return out;
 }
 
+/** Reads one element of a list at `path` (its index also given); undefined when it is unusable. */
+export type ListItem<T> = (v: unknown, path: string, index: number) => T | undefined;
+
 /**
- * Field `k` of `m` as a list whose elements go through `item`: `field` and `list` in one call.
- * `expected` is what a missing required field should have been, `listExpected` what a present
- * non-list should have been (default `a list`).
+ * How `listField` reports: `expected` is what a missing required field should have been,
+ * `listExpected` what a present non-list should have been (default `a list`), `nonEmpty` why an
+ * empty list is refused.
  */
-export function listField<T>(
-  problems: Problems,
-  path: string,
-  m: Record<string, unknown>,
-  k: string,
-  item: (v: unknown, path: string, index: number) => T | undefined,
-  opts: { required?: boolean; expected?: string; nonEmpty?: string; listExpected?: string } = {},
-): T[] | undefined {
+export interface ListFieldOptions {
+  readonly required?: boolean;
+  readonly expected?: string;
+  readonly nonEmpty?: string;
+  readonly listExpected?: string;
+}
+
+/** Field `k` of `m` as a list whose elements go through `item`: `field` and `list` in one call. */
+export function listField<T>(problems: Problems, path: string, m: Record<string, unknown>, k: string, item: ListItem<T>, opts: ListFieldOptions = {}): T[] | undefined {
   return field(problems, path, m, k, (x, q) => list(problems, q, x, item, { nonEmpty: opts.nonEmpty, expected: opts.listExpected }), {
     required: opts.required,
     expected: opts.expected,
