@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { Handler, RequestContext, StreamInfo, WaypointResponse, WriteResult } from './context.js';
 import { forwardable } from './hop.js';
 import { buffersOnly } from './string-writes.js';
-import { MAX_HEADERS_COUNT, requestRefusal } from './request-check.js';
+import { MAX_HEADERS_COUNT, originForm, requestRefusal } from './request-check.js';
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -140,12 +140,13 @@ export class Downstream {
     let resolveDone!: (r: WriteResult) => void;
     const done = new Promise<WriteResult>((r) => (resolveDone = r));
     const headers = forwardable(req.headers);
-    const authority = (version === '2.0' ? req.headers[':authority'] : req.headers.host) ?? st.info.authority;
+    const hostHeader = String((version === '2.0' ? req.headers[':authority'] : req.headers.host) ?? st.info.authority);
+    const { path, authority } = version === '1.1' ? originForm(req.url ?? '/', hostHeader) : { path: req.url ?? '/', authority: hostHeader };
     const ct = headers['content-type'];
     const protocol = version === '2.0' && typeof ct === 'string' && ct.startsWith('application/grpc') ? 'grpc' : 'http';
     const traceparent = headers['traceparent'];
     const traceId = typeof traceparent === 'string' ? /^[\da-f]{2}-([\da-f]{32})-/.exec(traceparent)?.[1] : undefined;
-    const refusal = requestRefusal(req, version, String(authority), req.url ?? '/');
+    const refusal = requestRefusal(req, version, authority, path);
     // A refused HTTP/1.1 request closes its connection: what follows it may be framed as badly.
     if (refusal && version === '1.1') (res as http.ServerResponse).shouldKeepAlive = false;
     const ctx: RequestContext = {
@@ -153,8 +154,8 @@ export class Downstream {
       protocol,
       httpVersion: version,
       method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      authority: String(authority),
+      path,
+      authority,
       headers,
       body: hasBody(req, version) ? { kind: 'stream', stream: req, consumed: false } : { kind: 'none' },
       responseEdits: [],

@@ -12,7 +12,9 @@
  *   IP-literal, no userinfo, a port of at most 5 digits): 400;
  * - a request target that is not an absolute path (origin-form, RFC 9112, section 3.2.1), or `*`
  *   for OPTIONS; a fragment (`#`) is never part of one: 400. The absolute-form
- *   (`GET http://host/x`) is refused too: clients of a waypoint are not talking to a proxy.
+ *   (`GET http://host/x`, what a client configured with a proxy sends) is taken as RFC 9112,
+ *   section 3.2.2 says a server must, and as Envoy does: its authority replaces Host, its path is
+ *   the target (`originForm`), and both are then checked as above.
  *
  * Every check is one linear scan of what the parser already bounded.
  */
@@ -27,6 +29,15 @@ export const MAX_HEADERS_COUNT = 100;
 
 const AUTHORITY_RE = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?$/;
 const ORIGIN_FORM_RE = /^\/[^#]*$/;
+const ABSOLUTE_FORM_RE = /^https?:\/\/([^/?#]*)([/?][^#]*)?$/i;
+
+/** The path and authority of an HTTP/1.1 request target: the absolute-form's own (then checked by `requestRefusal`), else `target` and the Host header. */
+export function originForm(target: string, host: string): { path: string; authority: string } {
+  const m = ABSOLUTE_FORM_RE.exec(target);
+  if (!m) return { path: target, authority: host };
+  const rest = m[2] ?? '/';
+  return { authority: m[1]!, path: rest.startsWith('?') ? `/${rest}` : rest };
+}
 
 const tooManyHeaders = (n: number) =>
   new WaypointError('ERR_WAYPOINT_BAD_REQUEST', 431, 'DPE', `bad request: ${n} header fields; at most ${MAX_HEADERS_COUNT} are allowed`, {

@@ -114,6 +114,11 @@ t.test('HTTP/1.1: hostile requests get 400 or 431 and the waypoint keeps serving
   await hostile(t, 'a Host with a path', h(['GET /x HTTP/1.1', `host: ${VIP}/admin`]), 400);
   await hostile(t, 'a Host with a bad port', h(['GET /x HTTP/1.1', `host: ${VIP}:80a`]), 400);
   await hostile(t, 'a relative target', req([], 'x'), 400);
+  await hostile(t, 'an absolute-form target with a userinfo', req([], `http://user@${VIP}/x`), 400);
+  await hostile(t, 'an absolute-form target with a fragment', req([], `http://${VIP}/x#f`), 400);
+  const hits = echo.hits();
+  t.equal(await raw(h([`GET http://${VIP}/ok?q=1 HTTP/1.1`, 'host: elsewhere.example'])), 200, 'the absolute-form is served (RFC 9112, 3.2.2), its authority in place of Host');
+  t.equal(echo.hits(), hits + 1, 'and reached the backend');
   await hostile(t, 'an asterisk target with GET', req([], '*'), 400);
   await hostile(t, 'a NUL in the target', req([], '/a\0b'), 400);
   await hostile(t, 'a fragment in the target', req([], '/a#b'), 400);
