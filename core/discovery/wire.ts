@@ -262,6 +262,14 @@ function text(v: unknown, path: string): string {
   return v;
 }
 
+/** PEM text (the trust bundle's roots): the one wire string made of lines, so printable ASCII and line breaks. */
+const PEM_RE = /^-----BEGIN [A-Z ]+-----\r?\n[\x20-\x7e\r\n]*-----END [A-Z ]+-----\s*$/;
+
+function pem(v: unknown, path: string): string {
+  if (typeof v !== 'string' || !PEM_RE.test(v)) throw new WireFormatError(path, 'expected a PEM certificate (-----BEGIN CERTIFICATE----- ...)');
+  return v;
+}
+
 function str(o: Json, k: string, path: string): string {
   return text(o[k], `${path}.${k}`);
 }
@@ -672,7 +680,8 @@ export function decodeMessage(line: string, ctx: DecodeContext = { rootNamespace
     case 'resume':
       return { type, version: str(m, 'version', ''), seq: int(m, 'seq', '', 0, Number.MAX_SAFE_INTEGER) };
     case 'trustBundle': {
-      const roots = strings(m, 'roots', '');
+      if (!Array.isArray(m.roots)) throw new WireFormatError('.roots', 'expected a list of PEM certificates');
+      const roots = m.roots.map((r, i) => pem(r, `.roots[${i}]`));
       if (roots.length === 0) throw new WireFormatError('roots', 'must not be empty');
       return { type, roots, signer: str(m, 'signer', '') };
     }

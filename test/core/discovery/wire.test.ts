@@ -10,6 +10,7 @@ import {
   resourceKey,
 } from '../../../core/discovery/wire.js';
 import { parseManifests } from '../../../core/kube/parse.js';
+import { CertificateAuthority } from '../../../core/identity/ca.js';
 import { convertManifests } from '../../../core/kube/convert.js';
 
 const docs = (...o: object[]) => o.map((x) => yaml.dump(x)).join('---\n');
@@ -161,4 +162,14 @@ t.test('issue 19: the decoder refuses what the manifest parser refuses, naming t
   t.ok(decodeResource('authorizationPolicies', source({ hasL7Fields: true })), 'a source with only HTTP fields (requestPrincipals) travels as hasL7Fields');
   t.ok(decodeResource('authorizationPolicies', { ...ap, rules: [{ from: [], to: [{ hasL7Fields: true }], when: [{ key: 'request.headers[x-user]', values: ['a b'] }] }] }), 'an operation with only HTTP fields; an HTTP condition value');
   t.ok(decodeResource('pendingPods', { namespace: 'a', name: 'b', uid: '5f0c1d2e-0000-4000-8000-000000000001', node: 'node-a.example', labels: {}, protocol: 'TCP' }), 'a Kubernetes uid and a subdomain node name');
+});
+
+t.test('a trust bundle carries real PEM roots, line breaks and all; anything else in roots is refused', async (t) => {
+  const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local' });
+  const roots = ca.trustBundlePem;
+  const m = decodeMessage(JSON.stringify({ type: 'trustBundle', roots, signer: 'plugged-in' }));
+  t.same(m, { type: 'trustBundle', roots, signer: 'plugged-in' }, 'the PEM roots of a real CA decode as sent');
+  t.throws(() => decodeMessage(JSON.stringify({ type: 'trustBundle', roots: [`${roots[0]}\u0007`], signer: 's' })), { path: '.roots[0]', message: /expected a PEM certificate/ }, 'a control character other than a line break');
+  t.throws(() => decodeMessage(JSON.stringify({ type: 'trustBundle', roots: ['not a certificate'], signer: 's' })), { path: '.roots[0]', message: /PEM/ }, 'text that is not PEM');
+  t.throws(() => decodeMessage(JSON.stringify({ type: 'trustBundle', roots: 'x', signer: 's' })), { path: '.roots', message: /PEM/ }, 'not a list');
 });
