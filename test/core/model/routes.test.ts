@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Problems } from '../../../core/validation/check.js';
+import { Problems, quote } from '../../../core/validation/check.js';
 import { HttpRouteConverter } from '../../../core/kube/routes/http-route.js';
 import { parseDurationMs } from '../../../core/kube/routes/shared.js';
 import { VirtualServiceConverter } from '../../../core/kube/routes/virtual-service.js';
@@ -180,7 +180,7 @@ t.test('VirtualService fields upstream has and waypoints do not implement are re
 t.test('issue 19: header values with CR, LF or NUL are refused wherever a user writes one (header injection)', async (t) => {
   const injected = 'a\r\nx-injected: 1';
   const why = (s: string) =>
-    `${JSON.stringify(s)} is not an HTTP header value: control characters (CR, LF, NUL ...) are not allowed (RFC 9110 §5.5), nor characters past U+00FF`;
+    `${quote(s)} is not an HTTP header value: control characters (CR, LF, NUL ...) are not allowed (RFC 9110 §5.5), nor characters past U+00FF`;
   const parent = { parentRefs: [{ kind: 'Service', name: 'svc', port: 80 }] };
   const gw = httpRoute({
     ...parent,
@@ -248,7 +248,7 @@ t.test('issue 19: destination hosts, redirect paths, backend names and the docum
   t.same(p.list, [
     `spec.hosts[1]: "${'h'.repeat(100)}"… (254 characters) is too long for a host name; at most 253 characters, 63 per label`,
     'spec.http[0].route[0].destination.host: "!!! bad host" is not a host name (service short name or FQDN)',
-    'spec.http[0].mirror.host: "revi\u200bews" is not a host name (service short name or FQDN)',
+    'spec.http[0].mirror.host: "revi\\u200bews" is not a host name (service short name or FQDN)',
     'spec.http[1].redirect.uri: "evil.example/x" does not start with /',
     `spec.http[2].match[0].uri.prefix: "/${'a'.repeat(99)}"… (1025 characters) is too long; at most 1024 characters`,
     `spec.http[2].match[0].headers["x-a"].exact: "${'v'.repeat(100)}"… (4097 characters) is too long; at most 4096 characters`,
