@@ -5,18 +5,10 @@
  * that `render` expands in the text.
  */
 import { dump } from 'js-yaml';
+import { seededRandom } from '../core/seeded-random.js';
 
-/** mulberry32: small, fast, good enough to pick mutations; not for anything secret. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The fuzz run's seeded PRNG (core/seeded-random.ts). */
+export const rng = seededRandom;
 
 /** A per-input seed from the run's seed, the entry and the input's index. */
 export function inputSeed(runSeed: number, entry: string, i: number): number {

@@ -11,6 +11,7 @@
  * path, within {@link SHAPE}.requestTimeoutMs) or lost with a reason; a request that could not be
  * sent because its connection could not be opened is lost too. So sent = answered + lost.
  */
+import { seededRandom } from '../../../core/seeded-random.js';
 import net from 'node:net';
 import { parseResponse, requestBytes } from './protocol.js';
 
@@ -152,7 +153,7 @@ class Workload {
 
   constructor(readonly cfg: WorkloadConfig) {
     this.stopAt = this.t0 + cfg.durationMs;
-    this.random = mulberry32(cfg.seed);
+    this.random = seededRandom(cfg.seed);
     const ip = cfg.backend.host.split('.').map(Number);
     const { port } = cfg.backend;
     // Greeting (version 5, one method: no authentication) and CONNECT to an IPv4 address, in one write.
@@ -434,17 +435,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
-/** Small seeded PRNG, so a run's shape can be repeated with `--seed`. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Nearest-rank percentiles; zeros for an empty set. */
 export function percentiles(values: number[]): Percentiles {
