@@ -12,7 +12,7 @@ import type { Logger } from '../core/telemetry/log.js';
 import type { StreamInfo } from './context.js';
 import { authorizeRequest } from '../core/authz/evaluate.js';
 import { policiesFor, type GatewayRef } from './authz.js';
-import { routeTable } from './routes.js';
+import { identityNamespace, routeTable } from './routes.js';
 import { subsetEndpoints } from './subsets.js';
 import type { Endpoint, UpstreamPool } from './upstream.js';
 
@@ -31,7 +31,7 @@ function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool)
   const state = info.state;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const m = firstMatch(routeTable(state, info.dstService, info.dstPort).ordered, {
+  const m = firstMatch(routeTable(state, info.dstService, info.dstPort, identityNamespace(info.srcIdentity)).ordered, {
     method: req.method ?? 'GET',
     path: q === -1 ? url : url.slice(0, q),
     headers: req.headers,

@@ -30,11 +30,13 @@ export function routeStatuses(state: MeshState): RouteStatusEntry[] {
     out.push({ kind: 'HTTPRoute', namespace: r.namespace, name: r.name, conditions: routeStatus(r, lookup) });
   }
   for (const vs of state.config.virtualServices ?? []) {
-    // A VirtualService is shadowed when an HTTPRoute routes any service it names.
+    // A VirtualService is shadowed when a producer HTTPRoute (in the service's namespace) routes
+    // any service it names; a consumer route (another namespace) shadows it only for the clients
+    // of its own namespace (waypoint/routes.ts), so it is no conflict.
     let conflictedBy: string | undefined;
     for (const s of state.config.services) {
       if (!state.virtualServicesFor(s).includes(vs)) continue;
-      const hr = state.httpRoutesFor(s)[0];
+      const hr = state.httpRoutesFor(s).find((r) => r.namespace === s.namespace);
       if (hr) {
         conflictedBy = `${hr.namespace}/${hr.name}`;
         break;

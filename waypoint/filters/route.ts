@@ -1,18 +1,20 @@
 import { firstMatch } from '../../core/model/routes.js';
 import { sync, type Layer } from '../context.js';
-import { routeTable } from '../routes.js';
+import { identityNamespace, routeTable } from '../routes.js';
 import { noRoute } from '../status.js';
 
 /**
  * Route selection: finds the first rule (in Gateway API precedence, or VirtualService order)
- * whose match holds; none → 404 `NR`. Later layers read `ctx.rule`.
+ * whose match holds; none → 404 `NR`. Later layers read `ctx.rule`. The table depends on the
+ * client's namespace, from the SPIFFE identity its ztunnel presented in the HBONE tunnel
+ * (consumer routes: `routes.ts`).
  */
 /** The query of a request without one (`firstMatch` only reads it). */
 const NO_QUERY = new URLSearchParams();
 
 export const routeLayer: Layer = (next) => sync((ctx) => {
   const s = ctx.stream;
-  const table = routeTable(s.state, s.dstService, s.dstPort);
+  const table = routeTable(s.state, s.dstService, s.dstPort, identityNamespace(s.srcIdentity));
   const q = ctx.path.indexOf('?');
   const m = firstMatch(table.ordered, {
     method: ctx.method,
