@@ -32,6 +32,8 @@ import { AuthorizationPolicy as AuthorizationPolicyV1 } from '@kubernetes-models
 import { AuthorizationPolicy as AuthorizationPolicyV1beta1 } from '@kubernetes-models/istio/security.istio.io/v1beta1/AuthorizationPolicy';
 import { PeerAuthentication as PeerAuthenticationV1 } from '@kubernetes-models/istio/security.istio.io/v1/PeerAuthentication';
 import { PeerAuthentication as PeerAuthenticationV1beta1 } from '@kubernetes-models/istio/security.istio.io/v1beta1/PeerAuthentication';
+import { RequestAuthentication as RequestAuthenticationV1 } from '@kubernetes-models/istio/security.istio.io/v1/RequestAuthentication';
+import { RequestAuthentication as RequestAuthenticationV1beta1 } from '@kubernetes-models/istio/security.istio.io/v1beta1/RequestAuthentication';
 import { VirtualService as VirtualServiceV1 } from '@kubernetes-models/istio/networking.istio.io/v1/VirtualService';
 import { VirtualService as VirtualServiceV1beta1 } from '@kubernetes-models/istio/networking.istio.io/v1beta1/VirtualService';
 import { VirtualService as VirtualServiceV1alpha3 } from '@kubernetes-models/istio/networking.istio.io/v1alpha3/VirtualService';
@@ -82,6 +84,8 @@ const MODELS: readonly ModelClass[] = [
   AuthorizationPolicyV1beta1,
   PeerAuthenticationV1,
   PeerAuthenticationV1beta1,
+  RequestAuthenticationV1,
+  RequestAuthenticationV1beta1,
   VirtualServiceV1,
   VirtualServiceV1beta1,
   VirtualServiceV1alpha3,
@@ -123,16 +127,16 @@ export function schemaProblems(obj: unknown): SchemaProblem[] | undefined {
   if (!isMapping(obj) || typeof obj.apiVersion !== 'string' || typeof obj.kind !== 'string') return undefined;
   const model = BY_TYPE.get(`${obj.apiVersion} ${obj.kind}`);
   if (model === undefined) return undefined;
-  let data: Record<string, unknown>;
+  let submitted: Submitted;
   try {
-    data = asSubmitted(obj);
+    submitted = asSubmitted(obj);
   } catch {
     return [{ field: '', message: 'cannot be read as JSON (a value JSON cannot hold, or a cycle)' }];
   }
   // The generated validators check every element of a list, even past a schema's maxItems (50,000
   // items of one list took 5 s): a list longer than the mesh reads is refused before they run.
-  const long = longLists(data);
-  if (long.length > 0) return long;
+  const { data, longLists } = submitted;
+  if (longLists.length > 0) return longLists;
   try {
     new model(data as never).validate();
     return [];
@@ -148,6 +152,7 @@ export function schemaProblems(obj: unknown): SchemaProblem[] | undefined {
 const SPEC_VERSIONS = {
   AuthorizationPolicy: 'security.istio.io/v1',
   PeerAuthentication: 'security.istio.io/v1',
+  RequestAuthentication: 'security.istio.io/v1',
   HTTPRoute: 'gateway.networking.k8s.io/v1',
   VirtualService: 'networking.istio.io/v1',
   DestinationRule: 'networking.istio.io/v1',
@@ -177,12 +182,11 @@ export function specProblems(kind: SpecKind, spec: unknown, specPath: string): S
   });
 }
 
-/** `obj` as the API server validates it: a JSON copy without `status` and without null fields. */
-function asSubmitted(obj: Record<string, unknown>): Record<string, unknown> {
-  const copy = JSON.parse(JSON.stringify(obj)) as Record<string, unknown>;
-  delete copy.status;
-  dropNullFields(copy);
-  return copy;
+interface Submitted {
+  /** `obj` as the API server validates it: a JSON copy without `status` and without null fields. */
+  readonly data: Record<string, unknown>;
+  /** Every list in it longer than MAX_LIST_ITEMS, as a problem at its field. */
+  readonly longLists: SchemaProblem[];
 }
 
 /**
@@ -192,34 +196,54 @@ function asSubmitted(obj: Record<string, unknown>): Record<string, unknown> {
  */
 export const MAX_LIST_ITEMS = 10_000;
 
-/** Every list in `data` longer than MAX_LIST_ITEMS, as a problem at its field. */
-function longLists(data: unknown): SchemaProblem[] {
-  const found: SchemaProblem[] = [];
-  const stack: Array<{ v: unknown; field: string }> = [{ v: data, field: '' }];
-  while (stack.length > 0) {
-    const { v, field } = stack.pop()!;
-    if (Array.isArray(v)) {
-      if (v.length > MAX_LIST_ITEMS) {
-        found.push({ field, message: `a list of ${v.length} items; the mesh reads at most ${MAX_LIST_ITEMS} in one list` });
-        continue;
-      }
-      v.forEach((x, i) => stack.push({ v: x, field: indexPath(field, i) }));
-    } else if (isMapping(v)) {
-      for (const [k, x] of Object.entries(v)) stack.push({ v: x, field: keyPath(field, k) });
-    }
-  }
-  return found;
+/** Where a mapping or list sits in the copy: its parent and its key, to name a field only when needed. */
+interface Place {
+  readonly parent: Place | undefined;
+  readonly key: string | number;
 }
 
-function dropNullFields(v: unknown): void {
-  if (Array.isArray(v)) {
-    for (const x of v) dropNullFields(x);
-  } else if (isMapping(v)) {
-    for (const [k, x] of Object.entries(v)) {
-      if (x === null) delete v[k];
-      else dropNullFields(x);
+function fieldAt(place: Place | undefined): string {
+  const keys: Array<string | number> = [];
+  for (let at = place; at !== undefined; at = at.parent) keys.push(at.key);
+  let field = '';
+  for (let i = keys.length - 1; i >= 0; i--) {
+    const k = keys[i]!;
+    field = typeof k === 'number' ? indexPath(field, k) : keyPath(field, k);
+  }
+  return field;
+}
+
+/**
+ * One walk over the JSON copy that drops null fields and finds the long lists. Linear in the
+ * object's size with an explicit stack (no recursion depth); a field's name is only built for a
+ * long list, never for the scalars (a Pod with 80,000 labels made 80,000 names in a second walk).
+ * Throws what `JSON.stringify` throws (a BigInt, a cycle, a nesting deeper than its stack).
+ */
+function asSubmitted(obj: Record<string, unknown>): Submitted {
+  const data = JSON.parse(JSON.stringify(obj)) as Record<string, unknown>;
+  delete data.status;
+  const longLists: SchemaProblem[] = [];
+  const stack: Array<{ v: object; place: Place | undefined }> = [{ v: data, place: undefined }];
+  while (stack.length > 0) {
+    const { v, place } = stack.pop()!;
+    if (Array.isArray(v)) {
+      if (v.length > MAX_LIST_ITEMS) {
+        longLists.push({ field: fieldAt(place), message: `a list of ${v.length} items; the mesh reads at most ${MAX_LIST_ITEMS} in one list` });
+        continue;
+      }
+      v.forEach((x: unknown, i) => {
+        if (x !== null && typeof x === 'object') stack.push({ v: x, place: { parent: place, key: i } });
+      });
+    } else {
+      const m = v as Record<string, unknown>;
+      for (const k of Object.keys(m)) {
+        const x = m[k];
+        if (x === null) delete m[k];
+        else if (typeof x === 'object') stack.push({ v: x as object, place: { parent: place, key: k } });
+      }
     }
   }
+  return { data, longLists };
 }
 
 // ---- errors to problems ------------------------------------------------------------------------
