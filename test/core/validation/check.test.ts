@@ -71,6 +71,17 @@ t.test('mapping: unknown keys with suggestions; field: required and absent', asy
   ]);
 });
 
+t.test('issue 19: mapping suggests a key for the first 20 unknown keys of a mapping only, so 100,000 unknown keys cost no edit distance each', async (t) => {
+  const many: Record<string, number> = {};
+  for (let i = 0; i < 100_000; i++) many[`k${i}`] = i;
+  const p = new Problems();
+  mapping(p, 'm', { nmae: 1, ...many, nmaespace: 2 }, ['name', 'namespace']);
+  t.equal(p.size, 100_002, 'every unknown key is still reported');
+  t.equal(p.list[0], 'm.nmae: unknown key; did you mean "name"? allowed keys here: name, namespace', 'the first unknown keys get their suggestion');
+  t.equal(p.list.at(-1), 'm.nmaespace: unknown key; allowed keys here: name, namespace', 'past the 20th, a typo is reported without one');
+  t.equal(p.list.filter((x) => x.includes('did you mean')).length, 1, 'no suggestion among the rest');
+});
+
 t.test('Uniq names the first holder', async (t) => {
   const p = new Problems();
   const u = new Uniq(p, 'address');
