@@ -3,12 +3,19 @@ import { sync, type Layer } from '../context.js';
 import { backendNotFound, noBackend, subsetNotFound } from '../status.js';
 import { subsetEndpoints } from '../subsets.js';
 import { applyHeaderFilters } from './headers.js';
+import { redirect } from './redirect.js';
+import { applyRewrite } from './rewrite.js';
 
 /**
  * Traffic splitting: picks one backend of the rule by weight (per request), resolves it to a
  * service and port (and, for a VirtualService destination with `subset`, to that subset's
- * endpoints: undefined subset → 503 `NC`), and applies its own header filters. A request to a
+ * endpoints: undefined subset → 503 `NC`), and applies its own filters. A request to a
  * workload addressed directly (no service) has no backends and goes to that workload.
+ *
+ * A backend's filters apply only to the requests sent to it, after the rule's (Gateway API
+ * `backendRefs[].filters`): header modifiers and `URLRewrite` change the request, a
+ * `RequestRedirect` answers it here (nothing is forwarded), and its `RequestMirror`s are read by
+ * the mirror layer below.
  */
 export const backendLayer =
   (random: () => number = Math.random): Layer =>
@@ -20,8 +27,8 @@ export const backendLayer =
     if (i < 0) throw noBackend(rule.name ?? String(ctx.route?.ruleIndex ?? 0));
     const ref = rule.backends[i]!;
     const state = ctx.stream.state;
-    const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
     const port = ref.port ?? ctx.stream.dstPort;
+    const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
     const label = `${ref.hostname ?? `${ref.namespace}/${ref.name}:${port}`}${ref.subset !== undefined ? `#${ref.subset}` : ''}`;
     if (!service || !state.servicePort(service, port)) throw backendNotFound(label);
     if (ref.subset !== undefined) {
@@ -32,6 +39,12 @@ export const backendLayer =
       ctx.backend = { ref, service, port };
     }
     if (rule.backends.length > 1) ctx.log['backend'] = label;
-    if (ref.filters.length > 0) applyHeaderFilters(ctx, ref.filters);
+    if (ref.filters.length > 0) {
+      for (const f of ref.filters) {
+        if (f.type === 'RequestRedirect') return Promise.resolve(redirect(ctx, f));
+        if (f.type === 'URLRewrite') applyRewrite(ctx, f);
+      }
+      applyHeaderFilters(ctx, ref.filters);
+    }
     return next(ctx);
   });

@@ -16,7 +16,8 @@ export const redirectLayer: Layer = (next) => sync((ctx) => {
   return Promise.resolve(redirect(ctx, f));
 });
 
-function redirect(ctx: RequestContext, f: Extract<RouteFilter, { type: 'RequestRedirect' }>): WaypointResponse {
+/** The redirect reply of a `RequestRedirect` filter (a rule's here, a backend's in `backend.ts`). */
+export function redirect(ctx: RequestContext, f: Extract<RouteFilter, { type: 'RequestRedirect' }>): WaypointResponse {
   const colon = ctx.authority.lastIndexOf(':');
   const hasPort = colon > 0 && !ctx.authority.endsWith(']');
   const reqHost = hasPort ? ctx.authority.slice(0, colon) : ctx.authority;

@@ -1,5 +1,5 @@
-import type { PathRewrite, RequestMatch } from '../../core/model/routes.js';
-import { sync, type Layer } from '../context.js';
+import type { PathRewrite, RequestMatch, RouteFilter } from '../../core/model/routes.js';
+import { sync, type Layer, type RequestContext } from '../context.js';
 
 /**
  * The path after a Gateway API path modifier. `ReplacePrefixMatch` swaps the matched prefix
@@ -22,14 +22,16 @@ export function rewritePath(pathAndQuery: string, rewrite: PathRewrite, match: R
   return (out === '' ? '/' : out) + query;
 }
 
+/** Applies one URLRewrite (a rule's here, a backend's in `backend.ts`) to the request. */
+export function applyRewrite(ctx: RequestContext, f: Extract<RouteFilter, { type: 'URLRewrite' }>): void {
+  if (f.hostname) ctx.authority = f.hostname;
+  if (f.path) ctx.path = rewritePath(ctx.path, f.path, ctx.route?.match);
+}
+
 /** URLRewrite: hostname and path, before the request goes upstream. */
 export const rewriteLayer: Layer = (next) => sync((ctx) => {
   const filters = ctx.rule?.filters;
   if (!filters || filters.length === 0) return next(ctx);
-  for (const f of filters) {
-    if (f.type !== 'URLRewrite') continue;
-    if (f.hostname) ctx.authority = f.hostname;
-    if (f.path) ctx.path = rewritePath(ctx.path, f.path, ctx.route?.match);
-  }
+  for (const f of filters) if (f.type === 'URLRewrite') applyRewrite(ctx, f);
   return next(ctx);
 });

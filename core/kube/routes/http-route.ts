@@ -91,12 +91,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
     const filters =
       field(this.p, path, m, 'filters', (x, q) => list(this.p, q, x, (e, eq) => this.gwFilter(e, eq, namespace, matches))) ?? [];
     const kinds = filters.map((f) => f.type);
-    for (const t of ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']) {
-      if (kinds.filter((k) => k === t).length > 1) this.p.add(keyPath(path, 'filters'), `${t} may appear once per rule`);
-    }
-    if (kinds.includes('RequestRedirect') && kinds.includes('URLRewrite')) {
-      this.p.add(keyPath(path, 'filters'), 'RequestRedirect and URLRewrite cannot be combined (Gateway API)');
-    }
+    this.filterCombinations(filters, keyPath(path, 'filters'));
     const backends =
       field(this.p, path, m, 'backendRefs', (x, q) => list(this.p, q, x, (e, eq) => this.gwBackend(e, eq, namespace, matches))) ?? [];
     if (kinds.includes('RequestRedirect') && backends.length > 0) {
@@ -207,19 +202,25 @@ export class HttpRouteConverter extends RouteSpecChecks {
     const before = this.p.size;
     const ref = this.backendRef(m, path, namespace, true);
     const weight = (m.weight as number | null | undefined) ?? 1; // 0-1000000 (the schema's)
+    // Every filter type a rule takes works on a backend too, applied only to the requests the
+    // weighted choice sends to it (upstream: HTTPRouteBackendRequestHeaderModifier,
+    // HTTPRouteBackendURLRewrite, HTTPRouteBackendPathRedirect); the per-rule limits hold per backend.
     const filters =
-      field(this.p, path, m, 'filters', (x, q) =>
-        list(this.p, q, x, (e, eq) => {
-          const f = this.gwFilter(e, eq, namespace, matches);
-          if (f && f.type !== 'RequestHeaderModifier' && f.type !== 'ResponseHeaderModifier') {
-            this.p.add(keyPath(eq, 'type'), `${f.type} is not supported on a backend; put it on the rule`);
-            return undefined;
-          }
-          return f;
-        }),
-      ) ?? [];
+      field(this.p, path, m, 'filters', (x, q) => list(this.p, q, x, (e, eq) => this.gwFilter(e, eq, namespace, matches))) ?? [];
+    this.filterCombinations(filters, keyPath(path, 'filters'), 'backend');
     if (this.p.size > before || !ref) return undefined;
     return { ...ref, weight, filters };
+  }
+
+  /** Gateway API's limits on the filters of one rule, or of one backend (`what`). */
+  private filterCombinations(filters: readonly RouteFilter[], path: string, what = 'rule'): void {
+    const kinds = filters.map((f) => f.type);
+    for (const t of ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']) {
+      if (kinds.filter((k) => k === t).length > 1) this.p.add(path, `${t} may appear once per ${what}`);
+    }
+    if (kinds.includes('RequestRedirect') && kinds.includes('URLRewrite')) {
+      this.p.add(path, 'RequestRedirect and URLRewrite cannot be combined (Gateway API)');
+    }
   }
 
   private gwFilter(v: unknown, path: string, namespace: string, matches: readonly RequestMatch[]): RouteFilter | undefined {
