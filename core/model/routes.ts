@@ -83,6 +83,12 @@ export interface BackendRef {
   readonly filters: readonly RouteFilter[];
   /** VirtualService `destination.subset`: a subset of a DestinationRule for the same host. */
   readonly subset?: string;
+  /**
+   * `group/kind` of an HTTPRoute backendRef that is not a Service (e.g. `example.com/Bucket`).
+   * Gateway API keeps such a route: it is accepted, its status says `ResolvedRefs=False, reason
+   * InvalidKind`, and the requests the weighted choice sends to this backend get 500.
+   */
+  readonly invalidKind?: string;
 }
 
 export interface RetryPolicy {
@@ -404,13 +410,14 @@ export interface ServiceLookup {
 }
 
 function describeBackend(b: BackendRef): string {
-  return b.hostname ?? `${b.namespace}/${b.name}`;
+  return b.invalidKind !== undefined ? `${b.invalidKind} ${b.namespace}/${b.name}` : (b.hostname ?? `${b.namespace}/${b.name}`);
 }
 
 /**
  * Status conditions of a route, as Gateway API reports them: `Accepted` (its parents exist, and
  * for a VirtualService, no HTTPRoute owns the same service: `conflictedBy`), and `ResolvedRefs`
- * (every backend exists with the named port; no rule whose weights all are 0).
+ * (every backend is a Service, `InvalidKind` otherwise, that exists with the named port,
+ * `BackendNotFound` otherwise; no rule whose weights all are 0).
  */
 export function routeStatus(
   route: HttpRoute | VirtualService,
@@ -446,8 +453,14 @@ export function routeStatus(
     out.push({ type: 'Accepted', status: 'True', reason: 'Accepted' });
   }
   const problems: string[] = [];
+  let invalidKind = false;
   route.rules.forEach((rule, i) => {
     for (const b of rule.backends) {
+      if (b.invalidKind !== undefined) {
+        invalidKind = true;
+        problems.push(`rules[${i}]: backend ${describeBackend(b)} is not a Service (the only kind a waypoint forwards to), so requests sent to it answer 500`);
+        continue;
+      }
       const s = find(b);
       if (!s) problems.push(`rules[${i}]: backend ${describeBackend(b)} not found`);
       else if (b.port !== undefined && !s.ports.some((sp) => sp.port === b.port)) {
@@ -463,7 +476,9 @@ export function routeStatus(
   out.push(
     problems.length === 0
       ? { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs' }
-      : { type: 'ResolvedRefs', status: 'False', reason: 'BackendNotFound', message: problems.join('; ') },
+      : // One reason per condition: an unknown kind is named first, as upstream's conformance
+        // suite (HTTPRouteInvalidBackendRefUnknownKind) expects InvalidKind whatever else is wrong.
+        { type: 'ResolvedRefs', status: 'False', reason: invalidKind ? 'InvalidKind' : 'BackendNotFound', message: problems.join('; ') },
   );
   return out;
 }

@@ -15,7 +15,8 @@ import { applyRewrite } from './rewrite.js';
  * A backend's filters apply only to the requests sent to it, after the rule's (Gateway API
  * `backendRefs[].filters`): header modifiers and `URLRewrite` change the request, a
  * `RequestRedirect` answers it here (nothing is forwarded), and its `RequestMirror`s are read by
- * the mirror layer below.
+ * the mirror layer below. A backend of a kind that is not a Service answers 500, as does a
+ * Service that does not exist (its share of a split: HTTPRouteInvalidBackendRefUnknownKind).
  */
 export const backendLayer =
   (random: () => number = Math.random): Layer =>
@@ -28,6 +29,10 @@ export const backendLayer =
     const ref = rule.backends[i]!;
     const state = ctx.stream.state;
     const port = ref.port ?? ctx.stream.dstPort;
+    if (ref.invalidKind !== undefined) {
+      ctx.log['backend'] = `${ref.invalidKind} ${ref.namespace}/${ref.name}`;
+      throw backendNotFound(`${ref.invalidKind} ${ref.namespace}/${ref.name} (not a Service)`);
+    }
     const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
     const label = `${ref.hostname ?? `${ref.namespace}/${ref.name}:${port}`}${ref.subset !== undefined ? `#${ref.subset}` : ''}`;
     if (!service || !state.servicePort(service, port)) throw backendNotFound(label);

@@ -173,27 +173,36 @@ export class HttpRouteConverter extends RouteSpecChecks {
     return { path: pm ?? { type: 'PathPrefix', value: '/' }, headers, queryParams, ...(method ? { method } : {}) };
   }
 
+  /**
+   * A Service reference. With `otherKinds` (a rule's backendRefs), a reference of another group or
+   * kind is kept as `invalidKind` instead of refused: Gateway API accepts the route, reports
+   * `ResolvedRefs=False, reason InvalidKind` and answers the requests sent to it with 500
+   * (upstream conformance: HTTPRouteInvalidBackendRefUnknownKind). A mirror's backendRef has no
+   * such rule: another kind is refused there.
+   */
   private backendRef(
     m: Record<string, unknown>,
     path: string,
     namespace: string,
-    portRequired: boolean,
-  ): { name: string; namespace: string; port?: number } | undefined {
+    otherKinds: boolean,
+  ): { name: string; namespace: string; port?: number; invalidKind?: string } | undefined {
     const before = this.p.size;
     const kind = field(this.p, path, m, 'kind', (x, q) => string(this.p, q, x, 'a kind')) ?? 'Service';
     const group = m.group as string | null | undefined;
-    if (kind !== 'Service' || (group !== undefined && group !== null && group !== '' && group !== 'core')) {
-      this.p.add(keyPath(path, 'kind'), `backend ${group ? `${group}/` : ''}${kind} is not supported; a backend is a Service (kind: Service, group: "")`);
+    const isService = kind === 'Service' && (group === undefined || group === null || group === '' || group === 'core');
+    const invalidKind = isService ? undefined : `${group ? `${group}/` : ''}${kind}`;
+    if (invalidKind !== undefined && !otherKinds) {
+      this.p.add(keyPath(path, 'kind'), `backend ${invalidKind} is not supported; a backend is a Service (kind: Service, group: "")`);
     }
     const name = field(this.p, path, m, 'name', (x, q) => this.name(x, q));
     const ns = field(this.p, path, m, 'namespace', (x, q) => this.name(x, q)) ?? namespace;
     // The schema types the port (1-65535); that a Service backend needs one is a CEL rule, so ours.
     const p = field(this.p, path, m, 'port', (x) => x as number, {
-      required: portRequired,
+      required: isService,
       expected: 'the Service port (required for Service backends)',
     });
     if (this.p.size > before || name === undefined) return undefined;
-    return { name, namespace: ns, ...(p !== undefined ? { port: p } : {}) };
+    return { name, namespace: ns, ...(p !== undefined ? { port: p } : {}), ...(invalidKind !== undefined ? { invalidKind } : {}) };
   }
 
   private gwBackend(v: unknown, path: string, namespace: string, matches: readonly RequestMatch[]): BackendRef | undefined {
@@ -277,7 +286,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
           const before = this.p.size;
           const ref = field(this.p, q, mm, 'backendRef', (y, r) => {
             const bm = mapping(this.p, r, y, ['group', 'kind', 'name', 'namespace', 'port'], 'a mapping {name, namespace, port}');
-            return bm ? this.backendRef(bm, r, namespace, true) : undefined;
+            return bm ? this.backendRef(bm, r, namespace, false) : undefined;
           }, { required: true, expected: 'the Service to mirror to' });
           let percent = (mm.percent as number | null | undefined) ?? undefined; // 0-100 (the schema's)
           const fraction = field(this.p, q, mm, 'fraction', (y, r) => {

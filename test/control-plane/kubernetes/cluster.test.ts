@@ -254,6 +254,30 @@ t.test('HTTPRoute status: one parent entry per parentRef with Accepted and Resol
   ]);
 });
 
+t.test('HTTPRoute status: a backendRef of an unknown kind is accepted with ResolvedRefs=False InvalidKind (upstream HTTPRouteInvalidBackendRefUnknownKind)', async (t) => {
+  const ref: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', namespace: 'apps', name: 'unknown-kind' };
+  api.apply({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'unknown-kind', namespace: 'apps' },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
+      rules: [{ backendRefs: [{ group: 'unknownkind.example.com', kind: 'NonExistent', name: 'web-backend', port: 8080 }] }],
+    },
+  });
+  type Parents = { status?: { parents?: Array<{ conditions: Array<{ type: string; status: string; reason: string; message: string }> }> } };
+  const parents = () => (api.get(ref) as Parents | undefined)?.status?.parents;
+  await until('the route status', () => parents()?.[0]?.conditions.some((c) => c.type === 'ResolvedRefs') === true);
+  t.match(parents(), [
+    {
+      conditions: [
+        { type: 'Accepted', status: 'True', reason: 'Accepted' },
+        { type: 'ResolvedRefs', status: 'False', reason: 'InvalidKind', message: /unknownkind\.example\.com\/NonExistent apps\/web-backend is not a Service/ },
+      ],
+    },
+  ]);
+});
+
 t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root ConfigMap; Programmed follows readiness', async (t) => {
   const gwRef: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', namespace: 'apps', name: 'waypoint' };
   api.apply({
