@@ -78,7 +78,9 @@ export async function runPlugin(inputs: PluginInputs): Promise<PluginOutput> {
         return await check(env, conf, inputs);
     }
   } catch (err) {
-    const e = err instanceof CniError ? err : new CniError('ERR_CNI_AGENT_PROTOCOL', `unexpected failure: ${(err as Error).message}`, (err as Error).stack ?? '');
+    // invariant: the parsers and the agent client throw CniError or are wrapped above; anything
+    // else is a bug, still answered in the spec's shape (whatever was thrown, even a non-Error).
+    const e = err instanceof CniError ? err : new CniError('ERR_CNI_AGENT_PROTOCOL', `unexpected failure: ${err instanceof Error ? err.message : String(err)}`, err instanceof Error ? (err.stack ?? '') : '');
     return { stdout: errorJson(e, version), exitCode: 1, log: `ambient-cni: ${e.code}: ${e.message}` };
   }
 }

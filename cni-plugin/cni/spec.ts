@@ -7,7 +7,8 @@
  */
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
-import { Problems, describe, field, isMapping, list, mapping, string } from '../../core/validation/check.js';
+import { LABEL_RE, SUBDOMAIN_RE, UID_RE } from '../../core/kube/names.js';
+import { Problems, describe, field, isMapping, keyPath, list, mapping, quote, string } from '../../core/validation/check.js';
 import { CniError } from './errors.js';
 
 /** The version this plugin writes (VERSION output, errors without a parsed config). */
@@ -30,6 +31,11 @@ export const MAX_SOCKET_PATH = 107;
 export const DEFAULT_AGENT_CONNECT_TIMEOUT_MS = 1000;
 /** Enrolment runs a few bpftool processes and may queue behind a resync: seconds, not minutes. */
 export const DEFAULT_AGENT_REQUEST_TIMEOUT_MS = 20_000;
+/**
+ * The longest delay a Node timer takes (2^31-1 ms, about 24.8 days); a longer one fires after 1 ms,
+ * so `agentConnectTimeoutMs: 1e308` would have failed every ADD with "try again" at once.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
 
 export const ENV = Object.freeze({
   command: 'CNI_COMMAND',
@@ -74,6 +80,28 @@ export interface CniEnv {
 const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 /** The spec's network name rule (same alphabet). */
 const NETWORK_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/**
+ * C0 and C1 controls and DEL. Paths, names and ids the plugin reads end up in the agent's pod
+ * table, its state file and log lines; none a runtime makes holds one, so one there is an attack on
+ * a log line (ANSI escapes, a forged newline) or a bug, and is refused.
+ */
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+/** Longest path the kernel takes (PATH_MAX 4096 with the terminating NUL): CNI_NETNS, cgroup paths. */
+export const MAX_PATH_BYTES = 4095;
+/**
+ * Deepest nesting read from stdin, as the YAML loader's limit (core/validation/yaml.ts): a network
+ * config nests about 5 deep (prevResult.ips[0].address); JSON.stringify, which prints prevResult
+ * back, recurses once per level and overflows the stack at a few thousand.
+ */
+export const MAX_CONFIG_DEPTH = 100;
+
+/** Why `path` is not a path the plugin takes (absolute, at most PATH_MAX, no control characters), or undefined. */
+function pathProblem(path: string): string | undefined {
+  if (!isAbsolute(path)) return 'is not an absolute path';
+  if (CONTROL_RE.test(path)) return 'holds a control character';
+  if (Buffer.byteLength(path) > MAX_PATH_BYTES) return `is longer than ${MAX_PATH_BYTES} bytes (PATH_MAX)`;
+  return undefined;
+}
 
 /**
  * Reads the `CNI_*` variables for one invocation.
@@ -86,7 +114,7 @@ export function parseEnv(env: Readonly<Record<string, string | undefined>>): Cni
     throw new CniError('ERR_CNI_INVALID_ENV', `${ENV.command} is required; expected one of ${COMMANDS.join(', ')}`);
   }
   if (!(COMMANDS as readonly string[]).includes(raw)) {
-    throw new CniError('ERR_CNI_INVALID_ENV', `${ENV.command}=${JSON.stringify(raw)} is not supported; expected one of ${COMMANDS.join(', ')}`);
+    throw new CniError('ERR_CNI_INVALID_ENV', `${ENV.command}=${quote(raw)} is not supported; expected one of ${COMMANDS.join(', ')}`);
   }
   const command = raw as CniCommand;
   const problems: string[] = [];
@@ -94,23 +122,26 @@ export function parseEnv(env: Readonly<Record<string, string | undefined>>): Cni
   if (missing.length > 0) problems.push(`${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} required for ${command}`);
   const containerId = env[ENV.containerId] ?? '';
   if (containerId !== '' && !CONTAINER_ID_RE.test(containerId)) {
-    problems.push(`${ENV.containerId}=${JSON.stringify(containerId)} is not a valid container id (letters, digits, _ . -; starting with a letter or digit)`);
+    problems.push(`${ENV.containerId}=${quote(containerId)} is not a valid container id (letters, digits, _ . -; starting with a letter or digit)`);
   }
   const ifname = env[ENV.ifname] ?? '';
   if (ifname !== '') {
     const bad = interfaceNameProblem(ifname);
-    if (bad) problems.push(`${ENV.ifname}=${JSON.stringify(ifname)} ${bad}`);
+    if (bad) problems.push(`${ENV.ifname}=${quote(ifname)} ${bad}`);
   }
   const netns = env[ENV.netns] ?? '';
-  if (netns !== '' && !isAbsolute(netns)) problems.push(`${ENV.netns}=${JSON.stringify(netns)} is not an absolute path`);
+  const badNetns = netns === '' ? undefined : pathProblem(netns);
+  if (badNetns) problems.push(`${ENV.netns}=${quote(netns)} ${badNetns}`);
   let args: Record<string, string> = {};
   try {
     args = parseArgs(env[ENV.args] ?? '');
+    problems.push(...argsProblems(args));
   } catch (err) {
-    problems.push((err as Error).message);
+    if (!(err instanceof CniError)) throw err;
+    problems.push(err.message);
   }
   if (problems.length > 0) {
-    throw new CniError('ERR_CNI_INVALID_ENV', problems[0]!, problems.length > 1 ? problems.join('; ') : '');
+    throw new CniError('ERR_CNI_INVALID_ENV', problems[0]!, problems.length > 1 ? detailsOf(problems) : '');
   }
   return Object.freeze({
     command,
@@ -122,10 +153,47 @@ export function parseEnv(env: Readonly<Record<string, string | undefined>>): Cni
   });
 }
 
+/**
+ * The kernel's rule for interface names (`dev_valid_name`: fewer than IFNAMSIZ = 16 bytes, not "."
+ * or "..", no "/", ":" or whitespace), which libcni's `ValidateInterfaceName` repeats; counted in
+ * bytes, as both count. Control characters too (see CONTROL_RE).
+ */
 function interfaceNameProblem(name: string): string | undefined {
-  if (name.length > 15) return 'is longer than 15 characters';
+  if (Buffer.byteLength(name) > 15) return 'is longer than 15 bytes';
   if (name === '.' || name === '..') return 'is not a valid interface name';
   if (/[/:\s]/.test(name)) return 'must not contain "/", ":" or whitespace';
+  if (CONTROL_RE.test(name)) return 'holds a control character';
+  return undefined;
+}
+
+/**
+ * The `CNI_ARGS` values the plugin reads, held to what kubelet can send: the namespace is a
+ * DNS-1123 label and the name a DNS-1123 subdomain (the API server's rules for a Pod), the uid as
+ * the manifest parser holds `metadata.uid` (core/kube/names.ts), the cgroup a path. They travel to
+ * the agent, which keys its pod table and its log lines by them. Empty means absent (not a pod).
+ * Keys the plugin does not read are not looked at.
+ */
+function argsProblems(args: Readonly<Record<string, string>>): string[] {
+  const out: string[] = [];
+  const check = (key: string, ok: (v: string) => boolean, expected: string) => {
+    const v = args[key];
+    if (v !== undefined && v !== '' && !ok(v)) out.push(`${ENV.args}: ${key}=${quote(v)} is not ${expected}`);
+  };
+  check(ARGS.podNamespace, (v) => LABEL_RE.test(v), 'a namespace name (a DNS-1123 label: lowercase letters, digits and "-", at most 63)');
+  check(ARGS.podName, (v) => SUBDOMAIN_RE.test(v), 'a pod name (a DNS-1123 subdomain: lowercase letters, digits, "-" and ".", at most 253)');
+  check(ARGS.podUid, (v) => UID_RE.test(v), 'a pod uid (letters, digits, "-", "_" and ".", at most 128, e.g. a UUID)');
+  const cgroup = args[ARGS.cgroup];
+  if (cgroup !== undefined && cgroup !== '') {
+    const bad = cgroupPathProblem(cgroup);
+    if (bad) out.push(`${ENV.args}: ${ARGS.cgroup}=${quote(cgroup)} ${bad}`);
+  }
+  return out;
+}
+
+/** A cgroup path may be relative to the agent's cgroup root; otherwise as {@link pathProblem}. */
+function cgroupPathProblem(path: string): string | undefined {
+  if (CONTROL_RE.test(path)) return 'holds a control character';
+  if (Buffer.byteLength(path) > MAX_PATH_BYTES) return `is longer than ${MAX_PATH_BYTES} bytes (PATH_MAX)`;
   return undefined;
 }
 
@@ -134,12 +202,13 @@ function interfaceNameProblem(name: string): string | undefined {
  * not read are kept and ignored: runtimes add their own.
  */
 export function parseArgs(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
+  // No prototype: a key such as __proto__ or constructor is a key like any other.
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
   if (text === '') return out;
   for (const pair of text.split(';')) {
     if (pair === '') continue;
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new CniError('ERR_CNI_INVALID_ENV', `${ENV.args}: ${JSON.stringify(pair)} is not KEY=VALUE (pairs are separated by ";")`);
+    if (eq <= 0) throw new CniError('ERR_CNI_INVALID_ENV', `${ENV.args}: ${quote(pair)} is not KEY=VALUE (pairs are separated by ";")`);
     out[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return out;
@@ -181,10 +250,15 @@ export function parseNetConf(stdin: string): NetConf {
   try {
     raw = JSON.parse(stdin);
   } catch (err) {
-    const what = stdin.trim() === '' ? 'stdin is empty' : `stdin is not JSON (${(err as Error).message})`;
+    // The parser's message repeats a piece of the input: quoted, so it cannot hold a raw control character.
+    const what = stdin.trim() === '' ? 'stdin is empty' : `stdin is not JSON (${quote((err as Error).message)})`;
     throw new CniError('ERR_CNI_DECODE', `cannot decode the network config: ${what}`);
   }
   if (!isMapping(raw)) throw new CniError('ERR_CNI_DECODE', `cannot decode the network config: expected a JSON object, got ${describe(raw)}`);
+  const deep = tooDeep(raw, MAX_CONFIG_DEPTH);
+  if (deep !== undefined) {
+    throw new CniError('ERR_CNI_DECODE', `cannot decode the network config: the value at ${deep} nests deeper than ${MAX_CONFIG_DEPTH} levels (a network config nests a few)`);
+  }
 
   const unknown = new Problems();
   mapping(unknown, '', raw, [...WELL_KNOWN_KEYS, ...PLUGIN_KEYS]);
@@ -193,11 +267,11 @@ export function parseNetConf(stdin: string): NetConf {
   if (cniVersion !== undefined && !SUPPORTED_VERSIONS.includes(cniVersion)) {
     throw new CniError(
       'ERR_CNI_INCOMPATIBLE_VERSION',
-      `cniVersion ${JSON.stringify(cniVersion)} is not supported; this plugin supports ${SUPPORTED_VERSIONS.join(', ')}`,
+      `cniVersion ${quote(cniVersion)} is not supported; this plugin supports ${SUPPORTED_VERSIONS.join(', ')}`,
     );
   }
   const name = field(p, '', raw, 'name', (v, path) =>
-    string(p, path, v, 'the network name', (s) => (NETWORK_NAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a valid network name (letters, digits, _ . -)`)),
+    string(p, path, v, 'the network name', (s) => (NETWORK_NAME_RE.test(s) ? undefined : `${quote(s)} is not a valid network name (letters, digits, _ . -)`)),
     { required: true },
   );
   const type = field(p, '', raw, 'type', (v, path) => string(p, path, v, 'the plugin name'), { required: true });
@@ -211,36 +285,47 @@ export function parseNetConf(stdin: string): NetConf {
   const agentSocket = field(p, '', raw, 'agentSocket', (v, path) =>
     string(p, path, v, 'the path of the node agent socket', (s) =>
       !isAbsolute(s)
-        ? `${JSON.stringify(s)} is not an absolute path`
-        : Buffer.byteLength(s) > MAX_SOCKET_PATH
-          ? `${JSON.stringify(s)} is longer than ${MAX_SOCKET_PATH} bytes, the limit of a Unix socket path`
-          : undefined,
+        ? `${quote(s)} is not an absolute path`
+        : CONTROL_RE.test(s)
+          ? `${quote(s)} holds a control character`
+          : Buffer.byteLength(s) > MAX_SOCKET_PATH
+            ? `${quote(s)} is longer than ${MAX_SOCKET_PATH} bytes, the limit of a Unix socket path`
+            : undefined,
     ),
   );
   const ms = (k: string) =>
     field(p, '', raw, k, (v, path) => {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-        p.add(path, `expected a positive number of milliseconds, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > MAX_TIMER_MS) {
+        p.add(path, `expected a positive number of milliseconds (at most ${MAX_TIMER_MS}), got ${describe(v)}`);
         return undefined;
       }
       return v;
     });
   const connectMs = ms('agentConnectTimeoutMs');
   const requestMs = ms('agentRequestTimeoutMs');
-  const exemptNamespaces = field(p, '', raw, 'exemptNamespaces', (v, path) => list(p, path, v, (x, ip) => string(p, ip, x, 'a namespace name')));
+  const exemptNamespaces = field(p, '', raw, 'exemptNamespaces', (v, path) =>
+    list(p, path, v, (x, ip) => string(p, ip, x, 'a namespace name', (s) => (LABEL_RE.test(s) ? undefined : `${quote(s)} is not a namespace name (a DNS-1123 label: lowercase letters, digits and "-", at most 63)`))),
+  );
   const cgroupPath = field(p, '', raw, 'cgroupPath', (v, path) =>
     string(p, path, v, 'a cgroup path template', (s) => {
-      const bad = [...s.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]!).filter((n) => !TEMPLATE_VARS.includes(n));
-      return bad.length > 0 ? `unknown placeholder {${bad[0]}}; use ${TEMPLATE_VARS.map((n) => `{${n}}`).join(', ')}` : undefined;
+      const bad = cgroupPathProblem(s);
+      if (bad) return `${quote(s)} ${bad}`;
+      // The first unknown placeholder only: the scan stops there, so it is linear in the template.
+      const unknown = /\{([^}]*)\}/g;
+      for (let m = unknown.exec(s); m !== null; m = unknown.exec(s)) {
+        const name = m[1]!;
+        if (!TEMPLATE_VARS.includes(name)) return `unknown placeholder ${/^\w{0,64}$/.test(name) ? `{${name}}` : quote(`{${name}}`)}; use ${TEMPLATE_VARS.map((n) => `{${n}}`).join(', ')}`;
+      }
+      return undefined;
     }),
   );
 
   if (p.size > 0) {
     const all = [...p.list, ...unknown.list];
-    throw new CniError('ERR_CNI_INVALID_CONFIG', `invalid network config: ${all[0]}`, all.join('; '));
+    throw new CniError('ERR_CNI_INVALID_CONFIG', `invalid network config: ${all[0]}`, detailsOf(all));
   }
   if (unknown.size > 0) {
-    throw new CniError('ERR_CNI_UNSUPPORTED_FIELD', `unsupported field in network config: ${unknown.list[0]}`, unknown.list.join('; '));
+    throw new CniError('ERR_CNI_UNSUPPORTED_FIELD', `unsupported field in network config: ${unknown.list[0]}`, detailsOf(unknown.list));
   }
   return Object.freeze({
     cniVersion: cniVersion!,
@@ -255,6 +340,34 @@ export function parseNetConf(stdin: string): NetConf {
       ...(cgroupPath !== undefined ? { cgroupPath } : {}),
     }),
   });
+}
+
+/**
+ * The path of the first value of `root` nested deeper than `max` levels, or undefined. An explicit
+ * stack, no recursion: the input may nest as deep as JSON.parse allows (millions of levels).
+ */
+function tooDeep(root: unknown, max: number): string | undefined {
+  const stack: Array<{ v: unknown; depth: number; path: string }> = [{ v: root, depth: 0, path: '' }];
+  while (stack.length > 0) {
+    const { v, depth, path } = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return path === '' ? 'the config' : path;
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, depth: depth + 1, path: depth < 3 ? `${path}[${i}]` : path }));
+    // Only the first levels are named: enough to find the key, and the message stays short.
+    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, depth: depth + 1, path: depth < 3 ? keyPath(path, k) : path });
+  }
+  return undefined;
+}
+
+/**
+ * Problems an error's `details` lists. A runtime logs the error whole; a config with 100,000 wrong
+ * keys would otherwise print tens of MiB.
+ */
+export const MAX_DETAILS = 20;
+
+function detailsOf(problems: readonly string[]): string {
+  if (problems.length <= MAX_DETAILS) return problems.join('; ');
+  return `${problems.slice(0, MAX_DETAILS).join('; ')}; … and ${problems.length - MAX_DETAILS} more`;
 }
 
 /** Whether `version` (x.y.z) is at least `min`. */
