@@ -3,7 +3,7 @@
  * route is accepted, its `ResolvedRefs` says why it is not resolved, and the requests the weighted
  * choice sends to such a backend get 500 while the rest are served (upstream Gateway API
  * conformance: HTTPRouteInvalidBackendRefUnknownKind, conformance/tests/
- * httproute-invalid-backendref-unknown-kind.go; HTTPRouteInvalidBackendRefNonexistent,
+ * httproute-invalid-backendref-unknown-kind.go; HTTPRouteInvalidNonExistentBackendRef,
  * httproute-invalid-backendref-nonexistent.go; and the API's rule for a split: "the proportion
  * of requests that would otherwise have been routed to an invalid backend MUST receive a 500").
  */
@@ -69,7 +69,7 @@ t.test('HTTPRouteInvalidBackendRefUnknownKind: accepted, ResolvedRefs=False Inva
   t.equal(v1.hits(), before, 'nothing was forwarded');
 });
 
-t.test('HTTPRouteInvalidBackendRefNonexistent: accepted, ResolvedRefs=False BackendNotFound, requests get 500', async (t) => {
+t.test('HTTPRouteInvalidNonExistentBackendRef: accepted, ResolvedRefs=False BackendNotFound, requests get 500', async (t) => {
   t.match(conditions('invalid-backend-ref-nonexistent'), [
     { type: 'Accepted', status: 'True', reason: 'Accepted' },
     { type: 'ResolvedRefs', status: 'False', reason: 'BackendNotFound', message: /backend default\/nonexistent not found/ },
