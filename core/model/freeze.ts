@@ -41,20 +41,21 @@ export class ImmutableMap<K, V> extends Map<K, V> {
  * Object.isFrozen(cfg.nodes[0]); // => true
  */
 export function deepFreeze<T>(value: T): T {
+  // An explicit stack, not recursion: `value` may be JSON an API server sent, nested as deep as its
+  // decoder allows (10,000 levels), and a call per level overflows the stack near 5,000. A value is
+  // frozen before its children are; freezing is shallow, so the order changes nothing.
   const seen = new Set<unknown>();
-  const visit = (v: unknown): void => {
-    if (v === null || typeof v !== 'object' || seen.has(v)) return;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
     seen.add(v);
     if (v instanceof Map) {
-      for (const [k, val] of v) {
-        visit(k);
-        visit(val);
-      }
+      for (const [k, val] of v) stack.push(k, val);
     } else {
-      for (const key of Object.keys(v)) visit((v as Record<string, unknown>)[key]);
+      for (const key of Object.keys(v)) stack.push((v as Record<string, unknown>)[key]);
     }
     Object.freeze(v);
-  };
-  visit(value);
+  }
   return value;
 }

@@ -23,3 +23,19 @@ t.test('deepFreeze freezes nested objects, arrays and map contents', async (t) =
   cyclic.self = cyclic;
   t.doesNotThrow(() => deepFreeze(cyclic), 'cycles are fine');
 });
+
+t.test('issue 19: deepFreeze freezes an object 1,000,000 levels deep (JSON an API server may send), every level, without a call per level', async (t) => {
+  // Built by JSON.parse, as a response body is: it has no depth limit.
+  const deep = JSON.parse(`${'{"a":'.repeat(1_000_000)}{"leaf":[1]}${'}'.repeat(1_000_000)}`) as { a?: unknown };
+  t.doesNotThrow(() => deepFreeze(deep), 'no RangeError: Maximum call stack size exceeded');
+  let level: { a?: unknown; leaf?: unknown } = deep;
+  let levels = 0;
+  let allFrozen = true;
+  while (level.a !== undefined) {
+    allFrozen &&= Object.isFrozen(level);
+    level = level.a as typeof level;
+    levels++;
+  }
+  t.equal(levels, 1_000_000);
+  t.ok(allFrozen && Object.isFrozen(level) && Object.isFrozen(level.leaf), 'every level is frozen, down to the innermost list');
+});
