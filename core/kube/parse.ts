@@ -8,12 +8,12 @@
  * own converters (`authorization-policy.ts`, `waypoint-policy.ts`, `routes/`).
  */
 import { YAMLException } from 'js-yaml';
-import { loadYamlDocuments } from '../validation/yaml.js';
+import { YAML_LIMITS, loadYamlDocuments } from '../validation/yaml.js';
 import { WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../labels.js';
 import { canonicalIp } from '../model/ip.js';
 import { deepFreeze } from '../model/freeze.js';
 import { DEFAULT_ROOT_NAMESPACE, labelsMatch } from '../model/scope.js';
-import { Problems, describe, field, isMapping, keyPath, list, mapping, port, quote, string } from '../validation/check.js';
+import { Problems, describe, field, indexPath, isMapping, keyPath, list, mapping, port, quote, string } from '../validation/check.js';
 import { PolicySpecParser, httpAttributesWarning } from './authorization-policy.js';
 import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
@@ -154,6 +154,15 @@ export function parseObject(
       name: shown(rawName, SUBDOMAIN_RE),
       ...(kind !== 'Namespace' ? { namespace: rawNs === undefined ? DEFAULT_NAMESPACE : shown(rawNs, LABEL_RE) } : {}),
     });
+  }
+  // A file's nesting is bounded by the YAML loader; JSON from an API server is not: a custom
+  // resource keeps any nesting its decoder allows (10,000 levels), and the schema check,
+  // JSON.stringify and deepFreeze below recurse once per level (RangeError near 5,000). Refused
+  // whole, before any of them, at the loader's limit.
+  const deep = deeperThan(doc, YAML_LIMITS.maxDepth);
+  if (deep !== undefined) {
+    p.add(deep, `nests deeper than ${YAML_LIMITS.maxDepth} levels, the most the mesh reads (a Kubernetes object nests about 15)`);
+    return finish(undefined);
   }
   if (kind === undefined || apiVersion === undefined || !metaMap) return finish(undefined);
   if (!Object.hasOwn(SUPPORTED_KINDS, kind)) {
@@ -511,4 +520,36 @@ function parseGateway(p: Problems, base: BaseFields, spec: Record<string, unknow
   }
   if (p.size > before || !waypointFor) return undefined;
   return { kind: 'Gateway', ...base, gatewayClassName, waypointFor, ...(hbonePort !== undefined ? { hbonePort } : {}), addresses };
+}
+
+/** Levels of a too-deep field's path a problem names: enough to find it, and the message stays short. */
+const NAMED_LEVELS = 4;
+
+/**
+ * The field of the first value of `doc` nested deeper than `max` levels (`doc` itself is level 1),
+ * named by its first `NAMED_LEVELS` keys; undefined when there is none. An explicit stack, no
+ * recursion, and a path is built only for what it finds: the walk is linear in the object's size.
+ */
+function deeperThan(doc: unknown, max: number): string | undefined {
+  interface Entry {
+    readonly v: unknown;
+    readonly depth: number;
+    readonly parent: Entry | undefined;
+    readonly key: string | number;
+  }
+  const stack: Entry[] = [{ v: doc, depth: 1, parent: undefined, key: '' }];
+  while (stack.length > 0) {
+    const e = stack.pop()!;
+    if (e.v === null || typeof e.v !== 'object') continue;
+    if (e.depth > max) {
+      const keys: Array<string | number> = [];
+      for (let x: Entry | undefined = e; x?.parent !== undefined; x = x.parent) keys.push(x.key);
+      keys.reverse();
+      const named = keys.slice(0, NAMED_LEVELS).reduce<string>((path, k) => (typeof k === 'number' ? indexPath(path, k) : keyPath(path, k)), '');
+      return keys.length > NAMED_LEVELS ? `${named}…` : named;
+    }
+    if (Array.isArray(e.v)) e.v.forEach((x, i) => stack.push({ v: x, depth: e.depth + 1, parent: e, key: i }));
+    else for (const [k, x] of Object.entries(e.v)) stack.push({ v: x, depth: e.depth + 1, parent: e, key: k });
+  }
+  return undefined;
 }

@@ -3,6 +3,15 @@ import * as yaml from 'js-yaml';
 import { formatProblem } from '../../../core/kube/objects.js';
 import { parseManifests } from '../../../core/kube/parse.js';
 import { docs, ns, pod, svc } from './documents.js';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfigApi } from '../../../core/kube/api.js';
+import { ManifestStore } from '../../../core/kube/store.js';
+import { silentLogger } from '../../../core/telemetry/log.js';
+import { resourceOf } from '../../../control-plane/kubernetes/kinds.js';
+import { KubernetesSource } from '../../../control-plane/kubernetes/source.js';
 
 t.test('a bad object is rejected with its kind, name and field; the others apply', async (t) => {
   const { objects, problems } = parseManifests(
@@ -182,3 +191,38 @@ t.test('issue 19: one object with 150,000 problems is reported without a call pe
   t.ok(problems.length > 0 && problems.every((p) => p.object === 'AuthorizationPolicy apps/p' && p.severity === 'error'), 'every problem is on the policy');
   t.match(problems[0]!.field, /^spec\.rules\[0\]\.from\[0\]\.source\.principals/);
 });
+
+t.test('issue 19: an object nested 10,000 levels deep from the API server is refused on its field, through the Kubernetes source; the others apply', async (t) => {
+  // The kube-api-fixture runs in a worker with a large stack (fixtures/deep-api-worker.ts): it
+  // copies objects with JSON.stringify. This process is the control plane: default stack, the
+  // real client, informer, toManifestDocument, parseObject and store. Address 127.0.19.30.
+  const kubeconfig = join(t.testdir(), 'kubeconfig');
+  const worker = new Worker(new URL('./fixtures/deep-api-worker.ts', import.meta.url), {
+    workerData: { host: '127.0.19.30', depth: 10_000, kubeconfig },
+    resourceLimits: { stackSizeMb: 256 },
+  });
+  t.teardown(async () => {
+    worker.postMessage('close');
+    await once(worker, 'exit');
+  });
+  await once(worker, 'message');
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const source = new KubernetesSource({
+    api: new KubeConfigApi(kc),
+    rootNamespace: 'istio-system',
+    logger: silentLogger,
+    ztunnel: { namespace: 'istio-system', serviceAccount: 'ztunnel' },
+    resources: [resourceOf('AuthorizationPolicy')!],
+  });
+  t.teardown(() => source.close());
+  const store = new ManifestStore();
+  await source.start(store);
+  t.same(
+    source.problems().map((p) => formatProblem(p)),
+    ['kubernetes: AuthorizationPolicy apps/deep: spec.deep.a.a…: nests deeper than 100 levels, the most the mesh reads (a Kubernetes object nests about 15)'],
+    'one problem, on the deep object, naming the field (before: "cannot be read as JSON", or a RangeError out of deepFreeze)',
+  );
+  t.same(store.sortedObjects().map((o) => `${o.kind} ${o.meta.namespace}/${o.meta.name}`), ['AuthorizationPolicy apps/fine'], 'the other object of the same kind is in the store');
+});
+
