@@ -28,6 +28,8 @@ export const ENV = {
   drainSeconds: 'DRAIN_TIMEOUT_SECONDS',
   certTtlSeconds: 'WORKLOAD_CERT_TTL_SECONDS',
   logLevel: 'LOG_LEVEL',
+  jwksRefreshSeconds: 'JWKS_REFRESH_SECONDS',
+  jwksFetchTimeoutSeconds: 'JWKS_FETCH_TIMEOUT_SECONDS',
 } as const;
 
 export interface WaypointConfig {
@@ -68,6 +70,10 @@ export interface WaypointConfig {
   readonly drainTimeoutMs: number;
   readonly certTtlSeconds: number;
   readonly logLevel: LogLevel;
+  /** How often a RequestAuthentication's `jwksUri` is fetched again (waypoint/jwt.ts). */
+  readonly jwksRefreshMs: number;
+  /** How long one JWKS fetch may take, unless the rule's `timeout` says otherwise. */
+  readonly jwksFetchTimeoutMs: number;
 }
 
 const DEFAULTS = {
@@ -81,6 +87,10 @@ const DEFAULTS = {
   // Istio's default workload certificate lifetime.
   certTtlSeconds: 24 * 3600,
   logLevel: 'info',
+  // istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL: key rotations reach the waypoint within 20 minutes.
+  jwksRefreshSeconds: 20 * 60,
+  // Istio's default JWTRule timeout: a request waits at most this long for keys it does not have.
+  jwksFetchTimeoutSeconds: 5,
 } as const;
 
 
@@ -137,6 +147,8 @@ export function loadConfig(envRecord: Readonly<Record<string, string | undefined
     drainTimeoutMs: positive(ENV.drainSeconds, DEFAULTS.drainSeconds) * 1000,
     certTtlSeconds: positive(ENV.certTtlSeconds, DEFAULTS.certTtlSeconds),
     logLevel,
+    jwksRefreshMs: positive(ENV.jwksRefreshSeconds, DEFAULTS.jwksRefreshSeconds) * 1000,
+    jwksFetchTimeoutMs: positive(ENV.jwksFetchTimeoutSeconds, DEFAULTS.jwksFetchTimeoutSeconds) * 1000,
   };
   if (cfg.address !== '' && cfg.statsAddress === cfg.address) {
     const bound = [cfg.hbonePort, cfg.metricsPort, cfg.readinessPort].filter((p) => p !== 0);

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { MeshState } from '../core/model/state.js';
 import type { Service, Workload } from '../core/model/types.js';
+import type { RequestAuth } from '../core/authz/evaluate.js';
 import type { BackendRef, OrderedMatch, RouteRule } from '../core/model/routes.js';
 import type { WaypointError, WaypointFlag } from './status.js';
 import type { SubsetEndpoints } from './subsets.js';
@@ -68,6 +69,8 @@ export interface RequestContext {
   body: RequestBody;
   /** Response header edits to apply on the way back (ResponseHeaderModifier). */
   readonly responseEdits: Array<(h: OutgoingHttpHeaders) => void>;
+  /** Set by the jwt layer: the request's verified JWT (RequestAuthentication); absent without one. */
+  auth?: RequestAuth;
   /** Set by the route layer. */
   route?: OrderedMatch;
   rule?: RouteRule;

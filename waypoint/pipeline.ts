@@ -3,6 +3,7 @@
  *   telemetry   metrics + access log once the response is written
  *   errors      the one place a failure becomes a local reply (status, body, flag)
  *   refusal     a request the downstream refused (request-check.ts): 400/431 before any work
+ *   jwt         RequestAuthentication: 401 for a token that does not verify; sets the request's identity
  *   authz       L7 AuthorizationPolicy: 403 before any routing work
  *   route       picks the rule (404 NR when none); everything below reads it
  *   fault       delay / abort of the rule (Envoy reads faults from the matched route too)
@@ -25,6 +26,8 @@ import { telemetryLayer } from './filters/telemetry.js';
 import { errorsLayer } from './filters/errors.js';
 import { refusalLayer } from './request-check.js';
 import { authzLayer } from './filters/authz.js';
+import { jwtLayer } from './filters/jwt.js';
+import { JwksFetcher } from './jwt.js';
 import { routeLayer } from './filters/route.js';
 import { faultLayer } from './filters/fault.js';
 import { redirectLayer } from './filters/redirect.js';
@@ -44,6 +47,8 @@ export interface PipelineInputs {
   readonly retryMetrics?: RetryMetrics;
   /** Randomness for splits, faults, mirrors and back-off; injectable for tests. */
   readonly random?: () => number;
+  /** The key sets of `jwksUri` rules (waypoint/jwt.ts); absent in bare stacks: such rules then refuse every token. */
+  readonly jwks?: JwksFetcher;
 }
 
 export function buildPipeline(inputs: PipelineInputs): Handler {
@@ -56,6 +61,7 @@ export function buildPipeline(inputs: PipelineInputs): Handler {
       telemetryLayer(inputs.metrics, inputs.logger),
       errorsLayer,
       refusalLayer,
+      jwtLayer(gateway, inputs.jwks ?? new JwksFetcher({ refreshMs: 60_000, fetchTimeoutMs: 1000, logger: inputs.logger })),
       authzLayer(gateway),
       routeLayer,
       faultLayer(random),

@@ -37,12 +37,14 @@ export class WaypointError extends MeshError {
   readonly safeToResend: boolean;
   /** Body of the local reply (Envoy's texts, which clients and tests know). */
   readonly body: string;
+  /** Extra headers of the local reply (`www-authenticate` on a 401). */
+  readonly headers: Readonly<Record<string, string>>;
   constructor(
     code: string,
     status: number,
     flag: WaypointFlag,
     message: string,
-    opts: { body?: string; retryOn?: WaypointError['retryOn']; safeToResend?: boolean; cause?: unknown } = {},
+    opts: { body?: string; retryOn?: WaypointError['retryOn']; safeToResend?: boolean; cause?: unknown; headers?: Record<string, string> } = {},
   ) {
     super(code, message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.status = status;
@@ -50,6 +52,7 @@ export class WaypointError extends MeshError {
     this.retryOn = opts.retryOn;
     this.safeToResend = opts.safeToResend ?? (opts.retryOn === 'connect-failure' || opts.retryOn === 'refused-stream');
     this.body = opts.body ?? message;
+    this.headers = opts.headers ?? {};
   }
 }
 
@@ -128,6 +131,16 @@ export const upstreamTimeout = (ms: number, what: 'request' | 'per-try') =>
 
 export const denied = (why: string) =>
   new WaypointError('ERR_WAYPOINT_DENIED', 403, 'RBAC', `request denied: ${why}`, { body: 'RBAC: access denied' });
+
+/**
+ * A JWT that does not verify (RequestAuthentication, waypoint/jwt.ts): 401 with Envoy's reason as
+ * the body and its `www-authenticate` challenge (RFC 6750 §3), no response flag (Envoy sets none).
+ */
+export const jwtRejected = (message: string, reason: string) =>
+  new WaypointError('ERR_WAYPOINT_JWT', 401, '-', message, {
+    body: reason,
+    headers: { 'www-authenticate': 'Bearer realm="waypoint", error="invalid_token"' },
+  });
 
 export const badRequest = (why: string) =>
   new WaypointError('ERR_WAYPOINT_BAD_REQUEST', 400, 'DPE', `bad request: ${why}`, { body: 'bad request' });

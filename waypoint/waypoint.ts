@@ -21,6 +21,7 @@ import { routeStatuses } from '../core/model/route-status.js';
 import { GATEWAY_NAME_LABEL } from '../core/labels.js';
 import { handleUpgrade } from './upgrade.js';
 import type { GatewayRef } from './authz.js';
+import { JwksFetcher } from './jwt.js';
 
 export interface WaypointInputs {
   readonly config: WaypointConfig;
@@ -58,6 +59,7 @@ export class Waypoint {
   readonly #downstream: Downstream;
   readonly #stateRef: { current: MeshState };
   readonly #whoami: () => { identity: string; gateway: GatewayRef };
+  readonly #jwks: JwksFetcher;
   #ready = false;
   #stopping: Promise<void> | undefined;
   #stoppedResolve!: () => void;
@@ -76,6 +78,7 @@ export class Waypoint {
     downstream: Downstream;
     stateRef: { current: MeshState };
     whoami: () => { identity: string; gateway: GatewayRef };
+    jwks: JwksFetcher;
   }) {
     this.#in = inputs;
     this.addresses = parts.addresses;
@@ -89,6 +92,7 @@ export class Waypoint {
     this.#downstream = parts.downstream;
     this.#stateRef = parts.stateRef;
     this.#whoami = parts.whoami;
+    this.#jwks = parts.jwks;
   }
 
   /** Loads config, binds the listeners, resolves once ready to serve. */
@@ -99,8 +103,10 @@ export class Waypoint {
     const drain = new DrainTracker();
     const stateRef = { current: MeshState.empty() };
     const self = (): Workload | undefined => stateRef.current.workloadByIp(config.address);
+    const jwks = new JwksFetcher({ refreshMs: config.jwksRefreshMs, fetchTimeoutMs: config.jwksFetchTimeoutMs, logger: logger.child({ scope: 'jwks' }) });
     await inputs.configSource.start((cfg) => {
       stateRef.current = new MeshState(cfg);
+      jwks.sync(cfg.requestAuthentications ?? []);
       const me = self();
       if (!me) logger.error({ address: config.address }, 'no workload in the config has the waypoint address; the waypoint has no identity and refuses every connection');
       logger.info(
@@ -133,6 +139,7 @@ export class Waypoint {
       pool,
       metrics: httpMetrics,
       retryMetrics: createRetryMetrics(metrics.registry),
+      jwks,
       logger: logger.child({ scope: 'access' }),
       ...(inputs.random ? { random: inputs.random } : {}),
     });
@@ -176,6 +183,7 @@ export class Waypoint {
       servers.push(...ops.servers);
       Object.assign(addresses, ops.addresses);
     } catch (err) {
+      jwks.close();
       hboneServer.close();
       for (const s of servers) s.close();
       await inputs.configSource.close();
@@ -193,6 +201,7 @@ export class Waypoint {
       downstream,
       stateRef,
       whoami: () => ({ identity: identity(), gateway: gateway() }),
+      jwks,
     });
     wp.#ready = true;
     logger.info({ identity: identity(), gateway: gateway(), listeners: addresses }, 'waypoint ready');
@@ -222,6 +231,7 @@ export class Waypoint {
       hbonePool: this.hbone.dump(),
       upstreams: this.#pool.dump(),
       routeStatus: routeStatuses(state),
+      jwks: this.#jwks.dump(),
       ...(state.toJSON() as object),
     };
   }
@@ -241,6 +251,7 @@ export class Waypoint {
       const { forced } = await this.#drain.drain(this.#in.config.drainTimeoutMs);
       if (forced > 0) log.warn({ forced }, 'drain deadline reached; closed the remaining connections');
       this.#pool.close();
+      this.#jwks.close();
       this.hbone.close();
       this.#hboneServer.close();
       this.#downstream.http1.closeAllConnections();

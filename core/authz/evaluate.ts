@@ -67,6 +67,21 @@ export interface ConnectionAttrs {
   readonly destinationPort: number;
 }
 
+/**
+ * What a verified JWT says about a request (the waypoint's RequestAuthentication layer,
+ * waypoint/filters/jwt.ts): Istio's `request.auth.*` attributes.
+ */
+export interface RequestAuth {
+  /** `<iss>/<sub>`: what `requestPrincipals` and `request.auth.principal` match. */
+  readonly principal: string;
+  /** The `aud` claim as a list. */
+  readonly audiences: readonly string[];
+  /** The `azp` claim. */
+  readonly presenter?: string;
+  /** The payload, space-delimited claims already split into lists (`request.auth.claims[...]`). */
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
 /** The HTTP part of a request at the waypoint. */
 export interface HttpAttrs {
   readonly host: string;
@@ -74,6 +89,8 @@ export interface HttpAttrs {
   /** Path without the query string. */
   readonly path: string;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The verified JWT; absent when the request carried none (its `request.auth.*` match nothing). */
+  readonly auth?: RequestAuth;
 }
 
 /** What the waypoint knows when it authorizes (its peers are always authenticated). */
@@ -112,6 +129,13 @@ export const WAYPOINT_CONDITION_KEYS: ReadonlySet<string> = new Set([
   'source.ip', 'source.namespace', 'source.principal', 'remote.ip', 'destination.ip', 'destination.port',
   'request.auth.principal', 'request.auth.audiences', 'request.auth.presenter', 'connection.sni',
 ]);
+/** A `request.auth.claims[<name>]...` condition key: one or more `[name]`, each without brackets or controls. */
+export const CLAIM_KEY_RE = /^request\.auth\.claims(\[[^\[\]\u0000-\u001f\u007f]+\])+$/;
+/** The claim path of a `request.auth.claims[a][b]` key (`['a', 'b']`), or undefined. */
+export function conditionClaim(key: string): string[] | undefined {
+  if (!CLAIM_KEY_RE.test(key)) return undefined;
+  return key.slice('request.auth.claims['.length, -1).split('][');
+}
 /** A `request.headers[<name>]` condition key; group 1 is the header name. */
 export const HEADER_KEY_RE = /^request\.headers\[([A-Za-z0-9!#$%&'*+\-.^_`|~]+)\]$/;
 /** The header name of a `request.headers[<name>]` condition key (lowercase), or undefined. */
@@ -122,7 +146,7 @@ export function conditionHeader(key: string): string | undefined {
 /**
  * What the proxy can see: `l4` ztunnel (no HTTP, no `remote.ip`: istiod treats remoteIpBlocks as
  * HTTP for ztunnel); `l7-tcp` the waypoint on TCP passthrough (L4 plus `remote.ip`); `l7-http`
- * everything (request principals and `request.auth.*` are known to be absent: no JWT validation).
+ * everything (request principals and `request.auth.*` from the verified JWT, absent without one).
  */
 type Layer = 'l4' | 'l7-tcp' | 'l7-http';
 
@@ -172,8 +196,23 @@ const cidrs = (l: readonly string[] | undefined) => l?.map((s) => parseCidr(s));
 const ports = (l: readonly (string | number)[] | undefined) => l?.map((p) => parsePolicyPort(p));
 const inCidr = (b: Cidr | undefined, ip: IpAddress | undefined) => b !== undefined && ip !== undefined && cidrContains(b, ip);
 const samePort = (p: number | undefined, a: Attrs) => p !== undefined && p === a.port;
-/** A request attribute the waypoint knows to be absent (no JWT, no SNI): no value matches it. */
+/** A request attribute the waypoint knows to be absent (no SNI): no value matches it. */
 const absent = () => false;
+
+/**
+ * The values of a claim at `path` in the payload, as Envoy's metadata matcher sees them: a string,
+ * or the strings of a list; anything else (numbers, objects, an absent claim) matches no value.
+ */
+function claimValues(claims: Readonly<Record<string, unknown>> | undefined, path: readonly string[]): readonly string[] {
+  let v: unknown = claims;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, k)) return [];
+    v = (v as Record<string, unknown>)[k];
+  }
+  if (typeof v === 'string') return [v];
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+const anyMatches = (pattern: string, values: readonly string[]) => values.some((v) => matchesPattern(pattern, v));
 
 function compileSource(s: PolicySource, layer: Layer): Part {
   const l4 = [
@@ -189,7 +228,8 @@ function compileSource(s: PolicySource, layer: Layer): Part {
   if (layer === 'l4') return { ...known(...l4), unknown: s.hasL7Fields || remote || requestPrincipals };
   const remoteTest = pair(cidrs(s.remoteIpBlocks), cidrs(s.notRemoteIpBlocks), (b, a) => inCidr(b, a.src));
   if (layer === 'l7-tcp') return { ...known(...l4, remoteTest), unknown: stripped || requestPrincipals };
-  return { ...known(...l4, remoteTest, pair(s.requestPrincipals, s.notRequestPrincipals, absent)), unknown: stripped };
+  const principalTest = pair(s.requestPrincipals, s.notRequestPrincipals, (p, a) => matchesPattern(p, a.http?.auth?.principal));
+  return { ...known(...l4, remoteTest, principalTest), unknown: stripped };
 }
 
 function compileOperation(o: PolicyOperation, layer: Layer): Part {
@@ -235,7 +275,20 @@ function compileCondition(w: PolicyCondition, layer: Layer): Part {
       return matchesPattern(v, Array.isArray(raw) ? raw.join(',') : raw);
     });
   }
-  if (w.key.startsWith('request.auth.')) return layer === 'l7-http' ? strings(absent) : UNKNOWN;
+  if (w.key.startsWith('request.auth.')) {
+    if (layer !== 'l7-http') return UNKNOWN;
+    switch (w.key) {
+      case 'request.auth.principal':
+        return strings((v, a) => matchesPattern(v, a.http?.auth?.principal));
+      case 'request.auth.audiences':
+        return strings((v, a) => anyMatches(v, a.http?.auth?.audiences ?? []));
+      case 'request.auth.presenter':
+        return strings((v, a) => matchesPattern(v, a.http?.auth?.presenter));
+    }
+    const claim = conditionClaim(w.key);
+    // Any other request.auth key (the parsers refuse them) matches no value.
+    return claim === undefined ? strings(absent) : strings((v, a) => anyMatches(v, claimValues(a.http?.auth?.claims, claim)));
+  }
   // Any other key (the parsers refuse them) cannot be evaluated: unknown, i.e. stricter.
   return UNKNOWN;
 }

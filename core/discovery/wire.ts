@@ -18,6 +18,7 @@ import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
+import { RequestAuthenticationConverter } from '../kube/request-authentication.js';
 import { specProblems, type SpecKind } from '../kube/schema.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
 import type {
@@ -31,6 +32,7 @@ import type {
   PolicyOperation,
   PolicyRule,
   PolicySource,
+  RequestAuthentication,
   Service,
   ServicePort,
   WaypointPolicy,
@@ -98,6 +100,7 @@ export const RESOURCE_KINDS = [
   'authorizationPolicies',
   'peerAuthentications',
   'waypointPolicies',
+  'requestAuthentications',
   'httpRoutes',
   'virtualServices',
   'destinationRules',
@@ -112,7 +115,7 @@ export type ResourceKind = (typeof RESOURCE_KINDS)[number];
  * (`core/kube/routes/`, `core/kube/waypoint-policy.ts`): their model is large, and the
  * Kubernetes spec is the stable contract.
  */
-export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'httpRoutes', 'virtualServices', 'destinationRules']);
+export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'requestAuthentications', 'httpRoutes', 'virtualServices', 'destinationRules']);
 
 /** The internal type of each kind. */
 export interface ResourceTypes {
@@ -122,6 +125,7 @@ export interface ResourceTypes {
   authorizationPolicies: AuthorizationPolicy;
   peerAuthentications: PeerAuthentication;
   waypointPolicies: WaypointPolicy;
+  requestAuthentications: RequestAuthentication;
   httpRoutes: HttpRoute;
   virtualServices: VirtualService;
   destinationRules: DestinationRule;
@@ -587,6 +591,10 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
   peerAuthentications: decodePeerAuthentication,
   waypointPolicies: (o, path, ctx) =>
     viaConverter(o, path, 'AuthorizationPolicy', (p, name, ns, spec) => new WaypointPolicyConverter(p, ctx.rootNamespace).policy(name, ns, spec, `${path}.spec`)),
+  requestAuthentications: (o, path, ctx) =>
+    viaConverter(o, path, 'RequestAuthentication', (p, name, ns, spec) =>
+      new RequestAuthenticationConverter(p, ctx.rootNamespace).requestAuthentication(name, ns, spec, `${path}.spec`),
+    ),
   httpRoutes: (o, path) => viaConverter(o, path, 'HTTPRoute', (p, name, ns, spec) => new HttpRouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
   virtualServices: (o, path) => viaConverter(o, path, 'VirtualService', (p, name, ns, spec) => new VirtualServiceConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
   destinationRules: (o, path) => viaConverter(o, path, 'DestinationRule', (p, name, ns, spec) => new DestinationRuleConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),

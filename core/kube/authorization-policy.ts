@@ -104,9 +104,51 @@ export function namespacePatternProblem(s: string): string | undefined {
  * control, bidi or zero-width characters, `*`, or one `*` at the start or the end.
  */
 export function requestPrincipalProblem(s: string): string | undefined {
+  if (s.length > REQUEST_PRINCIPAL_MAX) return `${quote(s)} is too long for a request principal; at most ${REQUEST_PRINCIPAL_MAX} characters`;
   if (starShape(s) === 'bad') return `${quote(s)} is not a request principal; expected <issuer>/<subject>, optionally with one * at the start or the end`;
   if (INVISIBLE_RE.test(s)) return `${quote(s)} is not a request principal: control, bidi and zero-width characters are not allowed`;
   return undefined;
+}
+
+// Limits of the HTTP fields of a policy, where Istio sets none (issue 19); docs/waypoint.md lists
+// them. Each check is one linear pass, made before a value reaches a matcher.
+/** Longest `hosts` entry: a DNS name (253, as Gateway API's Hostname) plus `:` and a 5-digit port. */
+export const POLICY_HOST_MAX = 259;
+/** Longest `methods` entry: ours (the longest registered HTTP method, UPDATEREDIRECTREF, has 17). */
+export const POLICY_METHOD_MAX = 64;
+/** Longest `when` value: Gateway API's header value limit (4096), for every key. */
+export const CONDITION_VALUE_MAX = 4096;
+/** Longest `when` key: `request.headers[` + a 256-character header name (Gateway API) + `]`; claims alike. */
+export const CONDITION_KEY_MAX = 512;
+/** Longest request principal: ours, `<issuer>/<subject>` with each up to 2048 characters. */
+export const REQUEST_PRINCIPAL_MAX = 4097;
+
+/** C0 controls and DEL: no host, method or value of a request carries one. */
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/** Why `s` is not a policy host (`hosts`, `notHosts`), or undefined: no controls or spaces, at most `POLICY_HOST_MAX`. */
+export function policyHostProblem(s: string): string | undefined {
+  if (s.length > POLICY_HOST_MAX) return `${quote(s)} is too long for a host; at most ${POLICY_HOST_MAX} characters (253 and a :port)`;
+  if (/[\u0000-\u0020\u007f]/.test(s) || INVISIBLE_RE.test(s)) return `${quote(s)} is not a host: control, space, bidi and zero-width characters are not allowed`;
+  return undefined;
+}
+
+/** Why `s` is not a policy method, or undefined: an RFC 9110 token (or `*` at an edge), at most `POLICY_METHOD_MAX`. */
+export function policyMethodProblem(s: string): string | undefined {
+  if (s.length > POLICY_METHOD_MAX) return `${quote(s)} is too long for a method; at most ${POLICY_METHOD_MAX} characters`;
+  return /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/.test(s) ? undefined : `${quote(s)} is not an HTTP method; expected a token such as GET`;
+}
+
+/** Why `s` is not a `when` value, or undefined: at most `CONDITION_VALUE_MAX`, no control character but HTAB. */
+export function conditionValueProblem(s: string): string | undefined {
+  if (s.length > CONDITION_VALUE_MAX) return `${quote(s)} is too long for a condition value; at most ${CONDITION_VALUE_MAX} characters`;
+  return /[\u0000-\u0008\u000a-\u001f\u007f]/.test(s) ? `${quote(s)} is not a condition value: control characters are not allowed` : undefined;
+}
+
+/** Why `s` is not a `when` key of an acceptable size, or undefined (which keys exist is the parsers' business). */
+export function conditionKeyProblem(s: string): string | undefined {
+  if (s.length > CONDITION_KEY_MAX) return `${quote(s)} is too long for a condition key; at most ${CONDITION_KEY_MAX} characters`;
+  return CONTROL_RE.test(s) ? `${quote(s)} is not a condition key: control characters are not allowed` : undefined;
 }
 
 /** Name and namespace of the resource whose spec is parsed; undefined when they were invalid (already reported). */
@@ -309,7 +351,7 @@ export class PolicySpecParser {
     // HTTP fields ztunnel cannot enforce (httpAttributesWarning) are still checked as the waypoint
     // checks them, so a policy moved between the layers meets the same rules.
     for (const k of OPERATION_L7_KEYS) {
-      const check = k === 'paths' || k === 'notPaths' ? policyPathProblem : undefined;
+      const check = k === 'paths' || k === 'notPaths' ? policyPathProblem : k === 'hosts' || k === 'notHosts' ? policyHostProblem : policyMethodProblem;
       this.values(m, path, k, (x, q) => string(this.p, q, x, 'a non-empty string', check));
     }
     if (this.p.size > before) return undefined;
@@ -325,6 +367,11 @@ export class PolicySpecParser {
     if (!m) return undefined;
     const before = this.p.size;
     const allowedKeys = `${[...L4_CONDITION_KEYS].join(', ')} (enforced at L4), or ${L7_CONDITION_KEYS.join(', ')}, request.* (HTTP)`;
+    const keyTooLong = typeof m.key === 'string' ? conditionKeyProblem(m.key) : undefined;
+    if (keyTooLong) {
+      this.p.add(keyPath(path, 'key'), keyTooLong);
+      return undefined;
+    }
     const key = conditionKeyField(
       this.p,
       path,
@@ -348,7 +395,7 @@ export class PolicySpecParser {
         case 'request.auth.principal':
           return string(this.p, q, x, 'a request principal', requestPrincipalProblem);
         default:
-          return string(this.p, q, x, 'a non-empty string');
+          return string(this.p, q, x, 'a non-empty string', conditionValueProblem);
       }
     };
     const values = this.values(m, path, 'values', item);

@@ -29,6 +29,7 @@ import {
   type NamespaceObject,
   type ObjectProblem,
   type PodObject,
+  type RequestAuthenticationObject,
   type ServiceObject,
   type Severity,
   type VirtualServiceObject,
@@ -58,6 +59,7 @@ interface WaypointKinds {
   virtualServices: VirtualServiceObject;
   destinationRules: DestinationRuleObject;
   authorizationPolicies: AuthorizationPolicyObject;
+  requestAuthentications: RequestAuthenticationObject;
 }
 
 /** The waypoint list of each route kind. */
@@ -109,7 +111,7 @@ interface ServiceSlot {
 }
 
 /** Kinds whose namespace must exist (checked after the namespaces, pods and services are known). */
-const POLICY_KINDS: ReadonlySet<ManifestObject['kind']> = new Set(['HTTPRoute', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy', 'PeerAuthentication']);
+const POLICY_KINDS: ReadonlySet<ManifestObject['kind']> = new Set(['HTTPRoute', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication']);
 
 /**
  * The conversion, kept between calls so that the frequent change (pods coming, going, changing
@@ -181,7 +183,7 @@ export class ManifestConverter {
     const sorted = inputs.sorted ? inputs.objects : sortObjects([...inputs.objects]);
     const pods: PodObject[] = [];
     const services: ServiceObject[] = [];
-    const waypoint: { [K in keyof WaypointKinds]: WaypointKinds[K][] } = { gateways: [], httpRoutes: [], virtualServices: [], destinationRules: [], authorizationPolicies: [] };
+    const waypoint: { [K in keyof WaypointKinds]: WaypointKinds[K][] } = { gateways: [], httpRoutes: [], virtualServices: [], destinationRules: [], authorizationPolicies: [], requestAuthentications: [] };
     const authz: AuthorizationPolicy[] = [];
     const peer: PeerAuthentication[] = [];
     for (const o of sorted) {
@@ -215,6 +217,10 @@ export class ManifestConverter {
           break;
         case 'PeerAuthentication':
           peer.push(o.policy);
+          break;
+        case 'RequestAuthentication':
+          // Only waypoints validate JWTs, and only for policies attached with targetRefs.
+          if (o.requestAuthentication.targetRefs.length > 0) waypoint.requestAuthentications.push(o);
           break;
         case 'Deployment':
           break; // its pods are created by the lab (or the cluster) and arrive as Pod objects
@@ -265,6 +271,7 @@ export class ManifestConverter {
     for (const o of sorted) if (POLICY_KINDS.has(o.kind)) this.#isolated(o, () => this.#checkNamespace(o));
 
     const waypointPolicies = waypoint.authorizationPolicies.map((o) => o.waypointPolicy as WaypointPolicy);
+    const requestAuthentications = waypoint.requestAuthentications.map((o) => o.requestAuthentication);
     const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
     const virtualServices = waypoint.virtualServices.map((o) => o.virtualService);
     const destinationRules = waypoint.destinationRules.map((o) => o.destinationRule);
@@ -282,7 +289,7 @@ export class ManifestConverter {
       services: [...this.#services],
       authorizationPolicies: authz,
       peerAuthentications: peer,
-      ...presentLists({ waypointPolicies, httpRoutes, virtualServices, destinationRules, pendingPods, namespaces }),
+      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, virtualServices, destinationRules, pendingPods, namespaces }),
     };
     // Every element is frozen already (parsed objects, cached conversions); freezing the lists and
     // the top is enough, and far cheaper than walking 10,000 workloads again.

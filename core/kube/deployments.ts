@@ -15,9 +15,19 @@ import type { DeploymentObject } from './objects.js';
 export const LAB_MAX_REPLICAS = 100;
 
 /**
+ * The longest pod name the lab makes, as Kubernetes makes them: the ReplicaSet controller gives its
+ * pods `generateName: <replicaset>-` (pkg/controller/controller_utils.go, getPodsPrefix), and the
+ * API server cuts that base to 58 characters before adding 5 random ones (apiserver
+ * pkg/storage/names/generate.go: maxNameLength 63 - randomLength 5). A Deployment name may be 253
+ * characters; its pods' names are never more than 63.
+ */
+export const MAX_POD_NAME = 63;
+
+/**
  * The pods a Deployment asks for, as Pod documents without node or IP (the lab schedules them
  * and fills `spec.nodeName` and `status.podIPs`). Names are `<deployment>-<template hash>-<i>`,
- * so a changed template gives new pod names, as a rollout does.
+ * so a changed template gives new pod names, as a rollout does; see {@link podName} for a long
+ * Deployment name.
  */
 export function podsForDeployment(d: DeploymentObject): Record<string, unknown>[] {
   const spec = d.raw.spec as Record<string, unknown>;
@@ -31,13 +41,32 @@ export function podsForDeployment(d: DeploymentObject): Record<string, unknown>[
     kind: 'Pod',
     metadata: {
       ...tmeta,
-      name: `${d.meta.name}-${hash}-${i}`,
+      name: podName(d.meta.name, hash, i),
       namespace: d.meta.namespace,
       labels: { ...d.templateLabels },
       ownerReferences: [ownerReference(d.raw)],
     },
     spec: JSON.parse(JSON.stringify(template.spec)) as unknown,
   }));
+}
+
+/**
+ * `<deployment>-<hash>-<i>`, at most {@link MAX_POD_NAME} characters. When it would be longer, the
+ * `<deployment>-` base is cut to fit, as Kubernetes cuts a generateName base, and the hash also
+ * covers the whole Deployment name: two Deployments whose names share the kept part still get
+ * different pods (Kubernetes gets that from its random characters; the lab's names stay
+ * deterministic). The cut base is a prefix of a DNS-1123 subdomain followed by a hash that starts
+ * alphanumeric, so the name is a valid pod name.
+ *
+ * @example
+ * podName('web', 'd7cef3ce', 0) // => 'web-d7cef3ce-0'
+ * podName('a'.repeat(253), 'd7cef3ce', 0).length // => 63
+ */
+export function podName(deployment: string, hash: string, i: number): string {
+  const whole = `${deployment}-${hash}-${i}`;
+  if (whole.length <= MAX_POD_NAME) return whole;
+  const suffix = `${createHash('sha256').update(`${deployment}\n${hash}`).digest('hex').slice(0, hash.length)}-${i}`;
+  return `${deployment}-`.slice(0, MAX_POD_NAME - suffix.length) + suffix;
 }
 
 /**

@@ -13,7 +13,7 @@
  */
 import { PORTS } from '../hbone/constants.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
-import type { AuthorizationPolicy, PeerAuthentication, WaypointPolicy } from '../model/types.js';
+import type { AuthorizationPolicy, PeerAuthentication, RequestAuthentication, WaypointPolicy } from '../model/types.js';
 
 // ---- kinds -------------------------------------------------------------------------------------
 
@@ -31,6 +31,7 @@ export const SUPPORTED_KINDS = Object.freeze({
   Deployment: { apiVersions: ['apps/v1'], namespaced: true },
   AuthorizationPolicy: { apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1'], namespaced: true },
   PeerAuthentication: { apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1'], namespaced: true },
+  RequestAuthentication: { apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1'], namespaced: true },
   Gateway: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   HTTPRoute: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   VirtualService: {
@@ -165,6 +166,10 @@ export interface PeerAuthenticationObject extends Base<'PeerAuthentication'> {
   readonly policy: PeerAuthentication;
 }
 
+export interface RequestAuthenticationObject extends Base<'RequestAuthentication'> {
+  readonly requestAuthentication: RequestAuthentication;
+}
+
 export interface GatewayObject extends Base<'Gateway'> {
   readonly gatewayClassName: string;
   /** `istio.io/waypoint-for`; only meaningful for waypoints. */
@@ -193,6 +198,7 @@ export type ManifestObject =
   | ServiceObject
   | AuthorizationPolicyObject
   | PeerAuthenticationObject
+  | RequestAuthenticationObject
   | GatewayObject
   | HTTPRouteObject
   | VirtualServiceObject

@@ -19,6 +19,7 @@ import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
+import { RequestAuthenticationConverter } from './request-authentication.js';
 import { schemaProblems } from './schema.js';
 import { LAB_MAX_REPLICAS } from './deployments.js';
 import { LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, PORT_NAME_EXPECTED, PORT_NAME_RE, SUBDOMAIN_RE, UID_EXPECTED, UID_RE, checkedAnnotations, checkedLabels } from './names.js';
@@ -251,6 +252,16 @@ export function parseObject(
       const policy = new PolicySpecParser(p, rootNamespace).peerAuthentication({ name: meta.name, namespace: ns }, s, 'spec');
       if (!policy) return finish(undefined);
       return finish({ kind: k, ...base, policy });
+    }
+    case 'RequestAuthentication': {
+      const s = spec(false);
+      if (!s) return finish(undefined);
+      const requestAuthentication = new RequestAuthenticationConverter(p, rootNamespace).requestAuthentication(meta.name, ns, s, 'spec');
+      if (!requestAuthentication) return finish(undefined);
+      // Only waypoints validate JWTs in ambient mode; ztunnel sees no HTTP.
+      if (requestAuthentication.targetRefs.length === 0) warn('spec', 'validated by no proxy: in ambient mode only a waypoint validates JWTs; attach the policy with targetRefs to the waypoint Gateway or a Service');
+      else warn('spec.targetRefs', 'enforced by the waypoint it targets, not by ztunnel', 'info');
+      return finish({ kind: k, ...base, requestAuthentication });
     }
     case 'Gateway':
       return finish(withSpec((s) => parseGateway(p, base, s, status)));

@@ -12,8 +12,16 @@
 import { WAYPOINT_CLASS } from '../labels.js';
 import { parseCidr } from '../model/ip.js';
 import { Problems, conditionKeyField, describe, field, keyPath, list, listField, mapping, port, quote, string, wrappedListField } from '../validation/check.js';
-import { namespacePatternProblem, principalProblem, requestPrincipalProblem } from './authorization-policy.js';
-import { HEADER_KEY_RE, WAYPOINT_CONDITION_KEYS } from '../authz/evaluate.js';
+import {
+  conditionKeyProblem,
+  conditionValueProblem,
+  namespacePatternProblem,
+  policyHostProblem,
+  policyMethodProblem,
+  principalProblem,
+  requestPrincipalProblem,
+} from './authorization-policy.js';
+import { CLAIM_KEY_RE, HEADER_KEY_RE, WAYPOINT_CONDITION_KEYS } from '../authz/evaluate.js';
 import { policyPathProblem } from '../authz/match.js';
 import type { PolicyCondition, PolicyOperation, PolicyRule, PolicySource, PolicyTargetRef, WaypointPolicy } from '../model/types.js';
 
@@ -57,7 +65,7 @@ export class WaypointPolicyConverter {
     if (Object.hasOwn(spec, 'provider')) this.p.add(keyPath(specPath, 'provider'), 'belongs to the CUSTOM action, which waypoints do not support yet');
     const rest = Object.fromEntries(Object.entries(spec).filter(([k]) => !['selector', 'targetRef', 'provider'].includes(k)));
     mapping(this.p, specPath, rest, SPEC_KEYS);
-    const targetRefs = listField(this.p, specPath, spec, 'targetRefs', (e, eq) => this.target(e, eq, namespace), {
+    const targetRefs = listField(this.p, specPath, spec, 'targetRefs', (e, eq) => policyTargetRef(this.p, e, eq, namespace, this.rootNamespace), {
       required: true,
       expected: 'a list of {kind, group, name}',
       nonEmpty: 'name the waypoint Gateway or the Service',
@@ -71,30 +79,6 @@ export class WaypointPolicyConverter {
     const rules = field(this.p, specPath, spec, 'rules', (x, q) => list(this.p, q, x, (r, rq) => this.rule(r, rq, namespace))) ?? [];
     if (this.p.size > before || !targetRefs || action === 'CUSTOM') return undefined;
     return { name, namespace, targetRefs, action, rules };
-  }
-
-  private target(v: unknown, path: string, namespace: string): PolicyTargetRef | undefined {
-    const m = mapping(this.p, path, v, TARGET_KEYS, 'a mapping {kind, group, name}');
-    if (!m) return undefined;
-    const kind = field(this.p, path, m, 'kind', (x, q) =>
-      (TARGET_KINDS as readonly unknown[]).includes(x)
-        ? (x as (typeof TARGET_KINDS)[number])
-        : (this.p.add(q, `${describe(x)} is not supported by the mesh; expected one of ${TARGET_KINDS.join(', ')}`), undefined),
-    );
-    const group = (m.group as string | null | undefined) ?? '';
-    const name = field(this.p, path, m, 'name', (x, q) => string(this.p, q, x, 'a name'));
-    if (kind === 'Service' && group !== '' && group !== 'core') this.p.add(keyPath(path, 'group'), 'a Service target has group ""');
-    if ((kind === 'Gateway' || kind === 'GatewayClass') && group !== GATEWAY_GROUP) {
-      this.p.add(keyPath(path, 'group'), `a ${kind} target has group ${GATEWAY_GROUP}`);
-    }
-    if (kind === 'GatewayClass') {
-      if (name !== undefined && name !== WAYPOINT_GATEWAY_CLASS) this.p.add(keyPath(path, 'name'), `only GatewayClass ${WAYPOINT_GATEWAY_CLASS} is served`);
-      if (namespace !== this.rootNamespace) {
-        this.p.add(path, `a GatewayClass target is only honoured in the root namespace ${this.rootNamespace} (as in Istio)`);
-      }
-    }
-    if (kind === undefined || name === undefined) return undefined;
-    return { kind, name };
   }
 
   private rule(v: unknown, path: string, namespace: string): PolicyRule | undefined {
@@ -152,7 +136,8 @@ export class WaypointPolicyConverter {
       out[k] = field(this.p, path, m, k, (x, q) => list(this.p, q, x, (e, eq) => port(this.p, eq, e, true), { nonEmpty: `omit ${k} instead` }));
     }
     for (const k of ['paths', 'notPaths']) out[k] = this.strings(m, path, k, policyPathProblem);
-    for (const k of ['hosts', 'notHosts', 'methods', 'notMethods']) out[k] = this.strings(m, path, k);
+    for (const k of ['hosts', 'notHosts']) out[k] = this.strings(m, path, k, policyHostProblem);
+    for (const k of ['methods', 'notMethods']) out[k] = this.strings(m, path, k, policyMethodProblem);
     if (this.p.size > before) return undefined;
     const present = Object.fromEntries(Object.entries(out).filter(([, val]) => val !== undefined));
     return { ...present, hasL7Fields: OPERATION_L7.some((k) => k in present) } as PolicyOperation;
@@ -162,12 +147,17 @@ export class WaypointPolicyConverter {
     const m = mapping(this.p, path, v, CONDITION_KEYS, 'a mapping {key, values, notValues}');
     if (!m) return undefined;
     const before = this.p.size;
+    const keyTooLong = typeof m.key === 'string' ? conditionKeyProblem(m.key) : undefined;
+    if (keyTooLong) {
+      this.p.add(keyPath(path, 'key'), keyTooLong);
+      return undefined;
+    }
     const key = conditionKeyField(
       this.p,
       path,
       m,
-      (s) => WAYPOINT_CONDITION_KEYS.has(s) || HEADER_KEY_RE.test(s) || s.startsWith('request.auth.claims['),
-      `request.headers[<name>], ${[...WAYPOINT_CONDITION_KEYS].join(', ')}`,
+      (s) => WAYPOINT_CONDITION_KEYS.has(s) || HEADER_KEY_RE.test(s) || CLAIM_KEY_RE.test(s),
+      `request.headers[<name>], request.auth.claims[<name>] (nested: [<a>][<b>]), ${[...WAYPOINT_CONDITION_KEYS].join(', ')}`,
     );
     // Values of identity and address keys are checked as the same fields of a source are.
     const check =
@@ -179,11 +169,40 @@ export class WaypointPolicyConverter {
             ? requestPrincipalProblem
             : key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip'
               ? (s: string) => (parseCidr(s) ? undefined : `${quote(s)} is not an IP address or CIDR block`)
-              : undefined;
+              : conditionValueProblem;
     const values = this.strings(m, path, 'values', check);
     const notValues = this.strings(m, path, 'notValues', check);
     if (key !== undefined && !values && !notValues) this.p.add(path, `set values or notValues for key ${key}`);
     if (this.p.size > before || key === undefined) return undefined;
     return { key, ...(values ? { values } : {}), ...(notValues ? { notValues } : {}) };
   }
+}
+
+/**
+ * One `targetRefs` entry of a policy that attaches to waypoints (AuthorizationPolicy,
+ * RequestAuthentication): the waypoint's Gateway, a Service, or the `istio-waypoint` GatewayClass
+ * from the root namespace; undefined (with problems in `p`) otherwise.
+ */
+export function policyTargetRef(p: Problems, v: unknown, path: string, namespace: string, rootNamespace: string): PolicyTargetRef | undefined {
+  const m = mapping(p, path, v, TARGET_KEYS, 'a mapping {kind, group, name}');
+  if (!m) return undefined;
+  const kind = field(p, path, m, 'kind', (x, q) =>
+    (TARGET_KINDS as readonly unknown[]).includes(x)
+      ? (x as (typeof TARGET_KINDS)[number])
+      : (p.add(q, `${describe(x)} is not supported by the mesh; expected one of ${TARGET_KINDS.join(', ')}`), undefined),
+  );
+  const group = (m.group as string | null | undefined) ?? '';
+  const name = field(p, path, m, 'name', (x, q) => string(p, q, x, 'a name'));
+  if (kind === 'Service' && group !== '' && group !== 'core') p.add(keyPath(path, 'group'), 'a Service target has group ""');
+  if ((kind === 'Gateway' || kind === 'GatewayClass') && group !== GATEWAY_GROUP) {
+    p.add(keyPath(path, 'group'), `a ${kind} target has group ${GATEWAY_GROUP}`);
+  }
+  if (kind === 'GatewayClass') {
+    if (name !== undefined && name !== WAYPOINT_GATEWAY_CLASS) p.add(keyPath(path, 'name'), `only GatewayClass ${WAYPOINT_GATEWAY_CLASS} is served`);
+    if (namespace !== rootNamespace) {
+      p.add(path, `a GatewayClass target is only honoured in the root namespace ${rootNamespace} (as in Istio)`);
+    }
+  }
+  if (kind === undefined || name === undefined) return undefined;
+  return { kind, name };
 }

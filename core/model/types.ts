@@ -180,6 +180,52 @@ export interface WaypointPolicy {
   readonly rules: readonly PolicyRule[];
 }
 
+/** Where a JWT is read from: a request header, its value after `prefix` (Istio's `fromHeaders`). */
+export interface JwtHeaderLocation {
+  /** Lowercase header name. */
+  readonly name: string;
+  /** Stripped before the token; a header value without it holds no token for this location. */
+  readonly prefix: string;
+}
+
+/** One `jwtRules` entry of a RequestAuthentication: which tokens of one issuer are valid, and where they are. */
+export interface JwtRule {
+  readonly issuer: string;
+  /** Accepted `aud` values; empty: the audience is not checked (Istio). */
+  readonly audiences: readonly string[];
+  /** Inline JWKS, the JSON text as written (checked when converted). */
+  readonly jwks?: string;
+  /** Where the waypoint fetches the JWKS (http or https). Exactly one of `jwks`, `jwksUri`. */
+  readonly jwksUri?: string;
+  /** Header locations; with `fromParams` both empty, Istio's defaults (`Authorization: Bearer`, `?access_token=`). */
+  readonly fromHeaders: readonly JwtHeaderLocation[];
+  readonly fromParams: readonly string[];
+  /** Keep the token's header on the forwarded request (default false: removed, as Istio). */
+  readonly forwardOriginalToken: boolean;
+  /** Lowercase header that gets the verified payload (base64url JSON). */
+  readonly outputPayloadToHeader?: string;
+  /** Claims copied to (lowercase) headers; `claim` may be nested with `.`. */
+  readonly outputClaimToHeaders: readonly { readonly header: string; readonly claim: string }[];
+  /** Claims matched as space-separated lists, besides `scope` and `permission` (Istio's defaults). */
+  readonly spaceDelimitedClaims: readonly string[];
+  /** How long a JWKS fetch may take (Istio's `timeout`); absent: the waypoint's default. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * An Istio RequestAuthentication. With `targetRefs` a waypoint validates the JWTs of requests
+ * through it (as AuthorizationPolicy `targetRefs`); with a selector (or neither) it names workloads,
+ * whose sidecars would validate them: ztunnel cannot (no HTTP), so such a policy is kept and not enforced.
+ */
+export interface RequestAuthentication {
+  readonly name: string;
+  readonly namespace: string;
+  /** Empty: the policy uses a selector (or applies to the namespace) and no waypoint enforces it. */
+  readonly targetRefs: readonly PolicyTargetRef[];
+  readonly selector: Readonly<Record<string, string>>;
+  readonly jwtRules: readonly JwtRule[];
+}
+
 /** A complete, consistent configuration snapshot. */
 export interface MeshConfig {
   /**
@@ -195,6 +241,8 @@ export interface MeshConfig {
   readonly peerAuthentications: readonly PeerAuthentication[];
   /** AuthorizationPolicies with `targetRefs`, enforced by waypoints (absent: none). */
   readonly waypointPolicies?: readonly WaypointPolicy[];
+  /** Istio RequestAuthentications (JWT rules) waypoints enforce when they have `targetRefs` (absent: none). */
+  readonly requestAuthentications?: readonly RequestAuthentication[];
   /** Gateway API HTTPRoutes attached to Services, served by waypoints (absent: none). */
   readonly httpRoutes?: readonly HttpRoute[];
   /** Istio VirtualServices (mesh), served by waypoints (absent: none). */

@@ -22,6 +22,7 @@ import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { presentLists } from '../model/source.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
+import { RequestAuthenticationConverter } from '../kube/request-authentication.js';
 import {
   HOSTNAME_RE,
   LABEL_RE,
@@ -89,6 +90,7 @@ const TOP_KEYS = [
   'services',
   'authorizationPolicies',
   'peerAuthentications',
+  'requestAuthentications',
   'httpRoutes',
   'virtualServices',
   'destinationRules',
@@ -141,6 +143,9 @@ class FileParser {
     // Policies with targetRefs belong to waypoints (L7), the others to ztunnel (L4).
     const authz = allAuthz.filter((x): x is AuthorizationPolicy => !('targetRefs' in x));
     const waypointPolicies = allAuthz.filter((x): x is WaypointPolicy => 'targetRefs' in x);
+    const requestAuthentications = this.routeSection(top, 'requestAuthentications', 'RequestAuthentication', (r) =>
+      new RequestAuthenticationConverter(this.p, this.rootNamespace).requestAuthentication(r.name, r.namespace, r.spec, r.specPath),
+    ).filter((ra) => ra.targetRefs.length > 0);
     const httpRoutes = this.routeSection(top, 'httpRoutes', 'HTTPRoute', (r) => new HttpRouteConverter(this.p).httpRoute(r.name, r.namespace, r.spec, r.specPath));
     const virtualServices = this.routeSection(top, 'virtualServices', 'VirtualService', (r) =>
       new VirtualServiceConverter(this.p).virtualService(r.name, r.namespace, r.spec, r.specPath),
@@ -156,7 +161,7 @@ class FileParser {
       services,
       authorizationPolicies: authz,
       peerAuthentications: peer,
-      ...presentLists({ waypointPolicies, httpRoutes, virtualServices, destinationRules }),
+      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, virtualServices, destinationRules }),
     };
   }
 

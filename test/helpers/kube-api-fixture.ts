@@ -151,6 +151,7 @@ const KNOWN: readonly Resource[] = [
   { group: 'gateway.networking.k8s.io', plural: 'httproutes', kind: 'HTTPRoute', namespaced: true },
   { group: 'security.istio.io', plural: 'authorizationpolicies', kind: 'AuthorizationPolicy', namespaced: true },
   { group: 'security.istio.io', plural: 'peerauthentications', kind: 'PeerAuthentication', namespaced: true },
+  { group: 'security.istio.io', plural: 'requestauthentications', kind: 'RequestAuthentication', namespaced: true },
   { group: 'networking.istio.io', plural: 'virtualservices', kind: 'VirtualService', namespaced: true },
 ];
 

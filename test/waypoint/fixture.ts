@@ -61,6 +61,8 @@ export async function startWaypointMesh(opts: {
   wrapSource?: (inner: ConfigSource) => ConfigSource;
   /** The waypoint's logger (access-log lines go to its `access` child); silent by default. */
   logger?: Logger;
+  /** Extra waypoint environment (e.g. `JWKS_REFRESH_SECONDS`), read by `loadConfig`. */
+  waypointEnv?: Record<string, string>;
 }): Promise<WaypointMesh> {
   const mesh = await startMesh({ dir: opts.dir, base: opts.base, config: meshConfig(opts.base, opts.workloads, opts.config), ...(opts.env ? { env: opts.env } : {}) });
   let waypoint: Waypoint;
@@ -74,6 +76,7 @@ export async function startWaypointMesh(opts: {
         ADMIN_ADDRESS: `${opts.base}.30`,
         DRAIN_TIMEOUT_SECONDS: '2',
         LOG_LEVEL: 'silent',
+        ...opts.waypointEnv,
       }),
       logger: opts.logger ?? silentLogger,
       configSource: (opts.wrapSource ?? ((s) => s))(new FileConfigSource({ path: mesh.configPath, logger: silentLogger })),

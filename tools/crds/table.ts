@@ -103,7 +103,7 @@ export const CRD_KINDS: readonly CrdKind[] = Object.freeze([
     group: 'security.istio.io', kind: 'RequestAuthentication', plural: 'requestauthentications', singular: 'requestauthentication', listKind: 'RequestAuthenticationList',
     shortNames: ['ra'], categories: ['istio-io', 'security-istio-io'], scope: 'Namespaced', versions: ['v1', 'v1beta1'], storage: 'v1',
     printerColumns: [],
-    why: 'Istio\'s security API, beside AuthorizationPolicy and PeerAuthentication, so that such objects can be stored (not yet watched by the control plane)',
+    why: 'JWT rules waypoints enforce (targetRefs); watched by the control plane, which writes no status for them',
   },
   {
     group: 'networking.istio.io', kind: 'VirtualService', plural: 'virtualservices', singular: 'virtualservice', listKind: 'VirtualServiceList',

@@ -20,7 +20,7 @@ export const authzLayer =
       sourceIp: s.srcIp,
       destinationIp: s.dstIp,
       destinationPort: s.dstPort,
-      http: { host: ctx.authority, method: ctx.method, path: q === -1 ? ctx.path : ctx.path.slice(0, q), headers: ctx.headers },
+      http: { host: ctx.authority, method: ctx.method, path: q === -1 ? ctx.path : ctx.path.slice(0, q), headers: ctx.headers, ...(ctx.auth ? { auth: ctx.auth } : {}) },
     });
     if (d.audit.length > 0) ctx.log['audit'] = d.audit;
     if (d.policy) ctx.log['policy'] = d.policy;

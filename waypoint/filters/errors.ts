@@ -49,6 +49,6 @@ export const errorsLayer: Layer = (next) => (ctx) => {
         'x-envoy-local-status': String(e.status),
       });
     }
-    return localReply(e.status, e.body);
+    return localReply(e.status, e.body, e.headers);
   });
 };

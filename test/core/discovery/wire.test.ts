@@ -24,6 +24,7 @@ const parsed = parseManifests(
     { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'a', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/apps/sa/x'], ipBlocks: ['10.0.0.0/8'] } }], to: [{ operation: { ports: ['80'], methods: ['GET'] } }], when: [{ key: 'source.ip', values: ['10.0.0.0/8'] }] }] } },
     { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'p', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'PERMISSIVE' } } } },
     { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'l7', namespace: 'apps' }, spec: { targetRefs: [{ kind: 'Service', group: '', name: 'web' }], action: 'DENY', rules: [{ to: [{ operation: { methods: ['POST'] } }] }] } },
+    { apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'jwt', namespace: 'apps' }, spec: { targetRefs: [{ kind: 'Service', group: '', name: 'web' }], jwtRules: [{ issuer: 'https://issuer.example', audiences: ['web'], jwksUri: 'https://issuer.example/jwks.json', fromHeaders: [{ name: 'x-jwt' }], outputClaimToHeaders: [{ header: 'x-sub', claim: 'sub' }] }] } },
     { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'apps' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } },
     { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'vs', namespace: 'apps' }, spec: { hosts: ['web'], http: [{ fault: { abort: { httpStatus: 503, percentage: { value: 50 } } }, route: [{ destination: { host: 'web', subset: 'v1' } }] }] } },
     {
@@ -42,6 +43,7 @@ const specOf = (kind: string, name: string) => (objects.get(`${kind}/${name}`)!.
 t.test('every kind survives encode → JSON → decode unchanged', async (t) => {
   const specs: Record<string, (name: string) => unknown> = {
     waypointPolicies: (n) => specOf('AuthorizationPolicy', n),
+    requestAuthentications: (n) => specOf('RequestAuthentication', n),
     httpRoutes: (n) => specOf('HTTPRoute', n),
     virtualServices: (n) => specOf('VirtualService', n),
     destinationRules: (n) => specOf('DestinationRule', n),

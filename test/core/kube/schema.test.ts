@@ -74,6 +74,12 @@ const VALID: Obj[] = [
       spec: { action: 'ALLOW', selector: { matchLabels: { app: 'x' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/a/sa/b'] } }], to: [{ operation: { ports: ['80'] } }] }] },
     },
     { apiVersion, kind: 'PeerAuthentication', metadata: meta, spec: { mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'PERMISSIVE' } } } },
+    {
+      apiVersion,
+      kind: 'RequestAuthentication',
+      metadata: meta,
+      spec: { targetRefs: [{ kind: 'Service', group: '', name: 'x' }], jwtRules: [{ issuer: 'https://issuer.example', jwksUri: 'https://issuer.example/jwks.json', fromHeaders: [{ name: 'x-jwt', prefix: 'Bearer ' }] }] },
+    },
   ]),
   ...['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'].flatMap((apiVersion) => [
     {
