@@ -9,18 +9,27 @@ import type { Handler, RequestContext, WaypointResponse } from './context.js';
 import { forwardable } from './hop.js';
 import { noHealthyUpstream, unknownDestination, upstreamReset, upstreamRefused, WaypointError, upstreamConnectFailed } from './status.js';
 import type { Endpoint, UpstreamPool } from './upstream.js';
+import type { Workload } from '../core/model/types.js';
+import type { ConnectionPool } from '../core/model/traffic-policy.js';
+import type { TrafficPolicies } from './traffic-policy/cluster.js';
 
 const REFUSED_STREAM = http2.constants.NGHTTP2_REFUSED_STREAM;
+
+/** The endpoint `w` of the request's backend (service port → target port). */
+function backendEndpoint(ctx: RequestContext, w: Workload): Endpoint {
+  const { service, port } = ctx.backend!;
+  const sp = ctx.stream.state.servicePort(service, port);
+  return { workload: w, ip: w.ips[0]!, port: sp?.targetPort ?? port, service };
+}
 
 /** Chooses the endpoint of this try. */
 export function endpointFor(ctx: RequestContext, pool: UpstreamPool): Endpoint {
   const state = ctx.stream.state;
   if (ctx.backend) {
-    const { service, port, subset } = ctx.backend;
+    const { service, subset } = ctx.backend;
     const w = pool.pick(state, service, subset);
     if (!w) throw noHealthyUpstream(subset ? `${service.hostname} (subset ${subset.name})` : service.hostname);
-    const sp = state.servicePort(service, port);
-    return { workload: w, ip: w.ips[0]!, port: sp?.targetPort ?? port, service };
+    return backendEndpoint(ctx, w);
   }
   const w = ctx.stream.dstWorkload;
   if (!w) throw unknownDestination(ctx.stream.authority);
@@ -103,7 +112,32 @@ function failure(ctx: RequestContext, target: string, err: unknown, reused: bool
   return upstreamReset(target, err, reused && idempotent(ctx));
 }
 
-function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target: string): Promise<WaypointResponse> {
+/** Requests each pooled HTTP/1.1 stream has carried (`maxRequestsPerConnection`). */
+const requestsOnStream = new WeakMap<object, number>();
+
+/**
+ * A DestinationRule's `connectionPool` on one HTTP/1.1 try: `connectTimeout` until the request
+ * has its stream (503 `UF` after it), `maxRequestsPerConnection` (the stream is closed after its
+ * last response instead of going back to the pool), `idleTimeout` (a shorter idle time once the
+ * stream is back in the pool).
+ */
+function applyPoolToRequest(req: http.ClientRequest, limits: ConnectionPool, target: string): void {
+  const connectMs = limits.connectTimeoutMs;
+  const timer = connectMs !== undefined ? setTimeout(() => req.destroy(upstreamConnectFailed(target, new Error(`no connection within the connectTimeout of ${connectMs} ms`))), Math.min(connectMs, 2_147_483_647)) : undefined;
+  req.once('socket', (socket) => {
+    if (timer) clearTimeout(timer);
+    const max = limits.maxRequestsPerConnection;
+    const n = (requestsOnStream.get(socket) ?? 0) + 1;
+    requestsOnStream.set(socket, n);
+    // Node's client closes the stream after the response instead of pooling it (as for `Connection: close`).
+    if (max !== undefined && n >= max) req.once('response', () => (req.shouldKeepAlive = false));
+    const idle = limits.idleTimeoutMs;
+    if (idle !== undefined) req.once('response', () => socket.once('free', () => socket.timeout !== undefined && socket.timeout <= idle ? undefined : socket.setTimeout(idle)));
+  });
+  if (timer) req.once('close', () => clearTimeout(timer));
+}
+
+function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target: string, limits?: ConnectionPool): Promise<WaypointResponse> {
   return new Promise((resolve, reject) => {
     const req = http.request({
       agent: pool.agent(ctx.stream.state, ep),
@@ -113,6 +147,7 @@ function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target
       path: ctx.path,
       headers: upstreamHeaderList(ctx) as unknown as http.OutgoingHttpHeaders,
     });
+    if (limits) applyPoolToRequest(req, limits, target);
     let settled = false;
     const onAbort = () => req.destroy(ctx.signal.reason as Error);
     ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -140,12 +175,24 @@ function forwardH1(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target
   });
 }
 
-async function forwardH2(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target: string): Promise<WaypointResponse> {
+async function forwardH2(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, target: string, limits?: ConnectionPool): Promise<WaypointResponse> {
   let session: http2.ClientHttp2Session;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    session = await pool.h2Session(ctx.stream.state, ep);
+    const connectMs = limits?.connectTimeoutMs;
+    const opening = pool.h2Session(ctx.stream.state, ep);
+    session = await (connectMs === undefined
+      ? opening
+      : Promise.race([
+          opening,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(upstreamConnectFailed(target, new Error(`no connection within the connectTimeout of ${connectMs} ms`))), Math.min(connectMs, 2_147_483_647));
+          }),
+        ]));
   } catch (err) {
     throw err instanceof WaypointError ? err : upstreamConnectFailed(target, err);
+  } finally {
+    clearTimeout(timer);
   }
   return new Promise((resolve, reject) => {
     let stream: http2.ClientHttp2Stream;
@@ -192,12 +239,24 @@ async function forwardH2(ctx: RequestContext, pool: UpstreamPool, ep: Endpoint, 
   });
 }
 
-/** The handler at the bottom of the stack. */
-export function forwarder(pool: UpstreamPool): Handler {
-  return async (ctx) => {
-    const ep = endpointFor(ctx, pool);
+/**
+ * The handler at the bottom of the stack. A backend whose DestinationRule sets a
+ * `trafficPolicy` goes through its cluster (`traffic-policy/cluster.ts`: load balancer,
+ * connection-pool limits, outlier detection); any other keeps round-robin in the pool.
+ */
+export function forwarder(pool: UpstreamPool, traffic?: TrafficPolicies): Handler {
+  const send = (ctx: RequestContext, ep: Endpoint, limits?: ConnectionPool) => {
     ctx.endpoint = ep.workload;
     const target = ep.ip.includes(':') ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;
-    return ctx.httpVersion === '2.0' ? forwardH2(ctx, pool, ep, target) : forwardH1(ctx, pool, ep, target);
+    return ctx.httpVersion === '2.0' ? forwardH2(ctx, pool, ep, target, limits) : forwardH1(ctx, pool, ep, target, limits);
+  };
+  return async (ctx) => {
+    const b = ctx.backend;
+    if (traffic && b) {
+      const eps = b.subset ? b.subset.endpoints : ctx.stream.state.endpointsOf(b.service);
+      const cluster = traffic.cluster(ctx, eps);
+      if (cluster) return cluster.forward(ctx, eps, (w) => send(ctx, backendEndpoint(ctx, w), cluster.settings.connectionPool));
+    }
+    return send(ctx, endpointFor(ctx, pool));
   };
 }

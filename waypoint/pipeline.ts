@@ -37,6 +37,7 @@ import { backendLayer } from './filters/backend.js';
 import { mirrorLayer } from './filters/mirror.js';
 import { timeoutLayer } from './filters/timeout.js';
 import { retryLayer, type RetryMetrics } from './filters/retry.js';
+import { TrafficPolicies } from './traffic-policy/cluster.js';
 
 export interface PipelineInputs {
   readonly gateway: GatewayRef | (() => GatewayRef);
@@ -49,11 +50,13 @@ export interface PipelineInputs {
   readonly random?: () => number;
   /** The key sets of `jwksUri` rules (waypoint/jwt.ts); absent in bare stacks: such rules then refuse every token. */
   readonly jwks?: JwksFetcher;
+  /** DestinationRule traffic policies' cluster state (load balancing, limits, ejections); one per waypoint. */
+  readonly traffic?: TrafficPolicies;
 }
 
 export function buildPipeline(inputs: PipelineInputs): Handler {
   const random = inputs.random ?? Math.random;
-  const forward = forwarder(inputs.pool);
+  const forward = forwarder(inputs.pool, inputs.traffic ?? new TrafficPolicies({ random }));
   const gw = inputs.gateway;
   const gateway = typeof gw === 'function' ? gw : () => gw;
   return compose(

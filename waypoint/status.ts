@@ -7,7 +7,9 @@ import { MeshError } from '../core/errors.js';
  *   NR    no route: no rule matched, or the destination is not a known service/workload (404)
  *   NC    no cluster: the backend names a subset no DestinationRule defines (503, empty body, as
  *         Envoy's `cluster_not_found`)
- *   UH    no healthy endpoint behind the backend service, or in its subset (503)
+ *   UH    no healthy endpoint behind the backend service, or in its subset, or every one ejected
+ *         by outlier detection (503)
+ *   UO    upstream overflow: a DestinationRule connectionPool limit is full (503, never retried)
  *   UF    upstream connection failure: HBONE to the endpoint's ztunnel failed or was refused (503)
  *   UC    upstream connection terminated before a response (503)
  *   UT    upstream request timeout: `timeout` / `timeouts.request` / per-try timeout (504)
@@ -18,7 +20,7 @@ import { MeshError } from '../core/errors.js';
  *   DPE   downstream protocol error: malformed request (400)
  *   DC    downstream closed before the response was complete
  */
-export type WaypointFlag = '-' | 'NR' | 'NC' | 'UH' | 'UF' | 'UC' | 'UT' | 'URX' | 'FI' | 'DI' | 'RBAC' | 'DPE' | 'DC';
+export type WaypointFlag = '-' | 'NR' | 'NC' | 'UH' | 'UO' | 'UF' | 'UC' | 'UT' | 'URX' | 'FI' | 'DI' | 'RBAC' | 'DPE' | 'DC';
 
 export class WaypointError extends MeshError {
   /** The HTTP status the client gets. */
@@ -97,6 +99,28 @@ export const subsetNotFound = (backend: string, subset: string) =>
 export const noHealthyUpstream = (service: string) =>
   new WaypointError('ERR_WAYPOINT_NO_HEALTHY_UPSTREAM', 503, 'UH', `service ${service} has no healthy endpoint`, {
     body: 'no healthy upstream',
+  });
+
+/**
+ * Every endpoint of the backend (or its subset) is ejected by outlier detection: Envoy's
+ * `no healthy upstream`, 503 `UH`, as when none is healthy at all.
+ */
+export const allEjected = (cluster: string, ejected: number) =>
+  new WaypointError(
+    'ERR_WAYPOINT_ALL_EJECTED',
+    503,
+    'UH',
+    `all ${ejected} endpoints of ${cluster} are ejected by outlier detection; check the backends' 5xx answers and the DestinationRule's outlierDetection`,
+    { body: 'no healthy upstream' },
+  );
+
+/**
+ * A DestinationRule `connectionPool` limit is full (Envoy's circuit breaking): 503 `UO` with
+ * Envoy's reset-reason text. Not retriable: Envoy never retries an overflow.
+ */
+export const upstreamOverflow = (cluster: string, what: string) =>
+  new WaypointError('ERR_WAYPOINT_UPSTREAM_OVERFLOW', 503, 'UO', `${cluster}: ${what}; check the DestinationRule's connectionPool limits`, {
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow',
   });
 
 export const upstreamConnectFailed = (target: string, cause: unknown) =>

@@ -12,6 +12,7 @@
  * `RegularExpression` matches are RE2, matched against the whole value (`core/model/regex.ts`).
  */
 import { regexFullMatch } from './regex.js';
+import type { TrafficPolicy } from './traffic-policy.js';
 
 /**
  * Path match: Gateway API's three types, plus `Prefix`, VirtualService's plain string prefix
@@ -159,11 +160,13 @@ export interface Subset {
   readonly name: string;
   /** The endpoints whose workload has every one of these labels (in addition to the service's selector). */
   readonly labels: Readonly<Record<string, string>>;
+  /** Overrides the DestinationRule's `trafficPolicy` field by field (`mergeTrafficPolicy`). */
+  readonly trafficPolicy?: TrafficPolicy;
 }
 
 /**
  * Istio `DestinationRule` (`networking.istio.io/v1`), as far as waypoints use it: the subsets
- * a VirtualService destination may name. `trafficPolicy` is accepted and not applied.
+ * a VirtualService destination may name, and the `trafficPolicy` of the host and of each subset.
  */
 export interface DestinationRule {
   readonly kind: 'DestinationRule';
@@ -172,9 +175,12 @@ export interface DestinationRule {
   /** As written; resolved against services like a VirtualService host. */
   readonly host: string;
   readonly subsets: readonly Subset[];
+  /** Load balancing, connection pool and outlier detection for the host (core/model/traffic-policy.ts). */
+  readonly trafficPolicy?: TrafficPolicy;
   /**
-   * Fields given but not applied by waypoints (`trafficPolicy`, `subsets[i].trafficPolicy`,
-   * `exportTo`, `workloadSelector`), as spec paths; shown in the status in `/config_dump`.
+   * Fields given but not applied by waypoints (`exportTo`, `workloadSelector`, and the parts of
+   * `trafficPolicy` not applied: `trafficPolicy.tls`, `subsets[0].trafficPolicy.loadBalancer.localityLbSetting`,
+   * ...), as spec paths; shown in the status in `/config_dump`.
    */
   readonly ignored?: readonly string[];
 }
@@ -372,16 +378,29 @@ export function subsetsFor(
   routeNamespace: string,
   rootNamespace: string,
 ): ReadonlyMap<string, Subset> | undefined {
+  const inNs = destinationRulesFor(rules, service, routeNamespace, rootNamespace);
+  if (inNs.length === 0) return undefined;
+  const out = new Map<string, Subset>();
+  for (const dr of inNs) for (const s of dr.subsets) if (!out.has(s.name)) out.set(s.name, s);
+  return out;
+}
+
+/**
+ * The DestinationRules that apply to `service` for a route in `routeNamespace`, in config order:
+ * those of the first namespace (route's, service's, root) holding one for the host (`subsetsFor`).
+ */
+export function destinationRulesFor(
+  rules: readonly DestinationRule[],
+  service: { name: string; namespace: string; hostname: string },
+  routeNamespace: string,
+  rootNamespace: string,
+): readonly DestinationRule[] {
   const forHost = rules.filter((dr) => drNamesService(dr, service));
-  if (forHost.length === 0) return undefined;
   for (const ns of [routeNamespace, service.namespace, rootNamespace]) {
     const inNs = forHost.filter((dr) => dr.namespace === ns);
-    if (inNs.length === 0) continue;
-    const out = new Map<string, Subset>();
-    for (const dr of inNs) for (const s of dr.subsets) if (!out.has(s.name)) out.set(s.name, s);
-    return out;
+    if (inNs.length > 0) return inNs;
   }
-  return undefined;
+  return [];
 }
 
 /** Whether a workload with `labels` belongs to `subset`: it carries every label of the subset. */

@@ -5,6 +5,7 @@ import { ISTIO_DEFAULT_RETRY } from '../../core/kube/routes/shared.js';
 import type { Handler, Layer, RequestContext, WaypointResponse } from '../context.js';
 import { WaypointError, asWaypointError } from '../status.js';
 import { withDeadline } from './timeout.js';
+import { admitRetry } from '../traffic-policy/cluster.js';
 
 /**
  * Largest request body buffered so that a retry can send it again (Envoy's default buffer
@@ -108,6 +109,12 @@ export const retryLayer =
           ctx.flags.push('URX');
           metrics?.limitExceeded.inc({ cluster_name: clusterName(ctx) });
         }
+        if (outcome instanceof WaypointError) throw outcome;
+        return outcome;
+      }
+      // A DestinationRule's maxRetries is full: no retry, the last outcome with UO (Envoy's retry overflow).
+      if (!admitRetry(ctx)) {
+        ctx.flags.push('UO');
         if (outcome instanceof WaypointError) throw outcome;
         return outcome;
       }

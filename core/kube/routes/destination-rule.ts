@@ -6,6 +6,7 @@ import { field, list, mapping, string, stringField } from '../../validation/chec
 import type { DestinationRule } from '../../model/routes.js';
 import { checkedLabels } from '../names.js';
 import { RouteSpecChecks, SUBSET_NAME_RE, checkHost } from './shared.js';
+import { TrafficPolicyConverter } from './traffic-policy.js';
 
 const DR_SPEC_KEYS = ['host', 'subsets', 'trafficPolicy', 'exportTo', 'workloadSelector'];
 const DR_SUBSET_KEYS = ['name', 'labels', 'trafficPolicy'];
@@ -14,10 +15,11 @@ const DR_SUBSET_KEYS = ['name', 'labels', 'trafficPolicy'];
 export class DestinationRuleConverter extends RouteSpecChecks {
   /**
    * Converts a DestinationRule (`networking.istio.io/v1`) spec: `host` and `subsets` (name +
-   * labels), what VirtualService destinations name with `subset`. `trafficPolicy` (top level and
-   * per subset), `exportTo` and `workloadSelector` are accepted and not applied: they are listed
-   * in `ignored` (paths relative to the spec), which the waypoint shows in the route status of `/config_dump`
-   * (docs/waypoint.md, "Not supported").
+   * labels), what VirtualService destinations name with `subset`, and `trafficPolicy` (top level
+   * and per subset: `traffic-policy.ts`). `exportTo`, `workloadSelector` and the parts of
+   * `trafficPolicy` the waypoint does not apply (TLS, locality, warm-up ...) are accepted and
+   * listed in `ignored` (paths relative to the spec), which the waypoint shows in the route status
+   * of `/config_dump` (docs/waypoint.md, "Not supported").
    *
    * @example
    * new DestinationRuleConverter(p).destinationRule('reviews', 'default',
@@ -39,13 +41,15 @@ export class DestinationRuleConverter extends RouteSpecChecks {
           : checkHost(s),
     );
     // Relative to the spec, so the model does not depend on where the spec came from (file, manifest, wire).
-    for (const k of ['trafficPolicy', 'exportTo', 'workloadSelector']) if (Object.hasOwn(spec, k)) ignored.push(k);
+    for (const k of ['exportTo', 'workloadSelector']) if (Object.hasOwn(spec, k)) ignored.push(k);
+    const policies = new TrafficPolicyConverter(this.p, path, ignored);
+    const trafficPolicy = field(this.p, path, spec, 'trafficPolicy', (x, q) => policies.trafficPolicy(x, q));
     const subsets =
       field(this.p, path, spec, 'subsets', (x, q) =>
         list(this.p, q, x, (e, eq) => {
           const m = mapping(this.p, eq, e, DR_SUBSET_KEYS, 'a mapping {name, labels}');
           if (!m) return undefined;
-          if (Object.hasOwn(m, 'trafficPolicy')) ignored.push(`${eq.slice(path.length + 1)}.trafficPolicy`);
+          const subsetPolicy = field(this.p, eq, m, 'trafficPolicy', (y, r) => policies.trafficPolicy(y, r));
           const subsetName = field(
             this.p,
             eq,
@@ -55,7 +59,7 @@ export class DestinationRuleConverter extends RouteSpecChecks {
           );
           // No labels: the subset is every endpoint of the service (as in Istio).
           const labels = Object.freeze(field(this.p, eq, m, 'labels', (y, r) => checkedLabels(this.p, r, y)) ?? {});
-          return subsetName === undefined ? undefined : Object.freeze({ name: subsetName, labels });
+          return subsetName === undefined ? undefined : Object.freeze({ name: subsetName, labels, ...(subsetPolicy ? { trafficPolicy: subsetPolicy } : {}) });
         }),
       ) ?? [];
     const seen = new Map<string, number>();
@@ -71,6 +75,7 @@ export class DestinationRuleConverter extends RouteSpecChecks {
       namespace,
       host,
       subsets: Object.freeze(subsets),
+      ...(trafficPolicy ? { trafficPolicy } : {}),
       ...(ignored.length > 0 ? { ignored: Object.freeze(ignored) } : {}),
     });
   }

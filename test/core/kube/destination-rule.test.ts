@@ -20,7 +20,7 @@ function dr(spec: Record<string, unknown>, namespace = 'default', name = 'review
   return { ...(rule ? { rule } : {}), problems: p.list };
 }
 
-t.test('a good DestinationRule converts to host, subsets and the fields it does not apply', async (t) => {
+t.test('a good DestinationRule converts to host, subsets, traffic policies and the fields it does not apply', async (t) => {
   const { rule, problems } = dr({
     host: 'reviews.default.svc.cluster.local',
     trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } },
@@ -39,10 +39,11 @@ t.test('a good DestinationRule converts to host, subsets and the fields it does 
     host: 'reviews.default.svc.cluster.local',
     subsets: [
       { name: 'v1', labels: { version: 'v1' } },
-      { name: 'v2', labels: { version: 'v2', 'app.kubernetes.io/name': 'reviews' } },
+      { name: 'v2', labels: { version: 'v2', 'app.kubernetes.io/name': 'reviews' }, trafficPolicy: { connectionPool: { maxConnections: 1 } } },
       { name: 'all', labels: {} },
     ],
-    ignored: ['trafficPolicy', 'exportTo', 'subsets[1].trafficPolicy'],
+    trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } },
+    ignored: ['exportTo'],
   });
   t.ok(Object.isFrozen(rule) && Object.isFrozen(rule!.subsets) && Object.isFrozen(rule!.subsets[0]!.labels), 'frozen all the way down');
   t.notOk('ignored' in dr({ host: 'reviews', subsets: [] }).rule!, 'nothing ignored: no ignored field');
