@@ -30,7 +30,11 @@ session.on('Debugger.scriptParsed', (m: { params: { scriptId: string; url: strin
 let watching = 0;
 let since = 0;
 let taken = 0;
+// The parent kills a worker that overruns; if the parent itself is gone (killed, crashed), nobody
+// will, and a worker paused here or spinning on an input would outlive the run: it ends itself.
+const parent = process.ppid;
 setInterval(() => {
+  if (process.ppid !== parent) process.kill(process.pid, 'SIGKILL');
   const id = Atomics.load(shared, 0);
   if (id !== watching) {
     watching = id;
