@@ -10,6 +10,7 @@ import {
   DEFAULT_HBONE_PORT,
   DEFAULT_TRUST_DOMAIN,
 } from '../../../core/node-config/file.js';
+import { NAME_EXPECTED, UID_EXPECTED } from '../../../core/kube/names.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const docs = readFileSync(join(here, '../../../docs/config-file.md'), 'utf8');
@@ -470,5 +471,51 @@ t.test('destinationRules: subsets for VirtualService destinations, refused with 
     spec: {host: reviews, subsets: [{name: v1}, {name: v1}]}
 `)),
     [/^destinationRules\[0\]\.spec\.host: required field is missing$/, /^destinationRules\[0\]\.spec\.subsets\[0\]\.labels\.version: expected a string/, /^destinationRules\[1\]\.spec\.subsets\[1\]\.name: subset "v1" is already defined/],
+  );
+});
+
+t.test('issue 19: user strings in messages are quoted and cut, uids are held to the uid syntax, and no message lists every node', async (t) => {
+  t.same(
+    problemsOf(t, withNode(`workloads: [{name: ${'w'.repeat(300_000)}, namespace: d, node: node-a, ips: [10.0.0.1]}]\n`)),
+    [`workloads[0].name: "${'w'.repeat(100)}"… (300000 characters) is not ${NAME_EXPECTED}`],
+    'a 300,000-character name is shown cut, with its length',
+  );
+  t.same(
+    problemsOf(t, withNode('workloads: [{name: a, uid: "u\\u001b[31m", namespace: d, node: node-a, ips: [10.0.0.1]}, {name: b, uid: "a b", namespace: d, node: node-a, ips: [10.0.0.2]}]\n')),
+    [`workloads[0].uid: "u\\u001b[31m" is not ${UID_EXPECTED}`, `workloads[1].uid: "a b" is not ${UID_EXPECTED}`],
+    'a uid with an ANSI escape or a space is refused, as the discovery decoder refuses it',
+  );
+  t.same(
+    problemsOf(t, withNode('workloads: [{name: a, namespace: d, node: node-a, ips: ["10.0.0.1\\u202e"]}]\n')),
+    ['workloads[0].ips[0]: "10.0.0.1\\u202e" is not an IPv4 or IPv6 address'],
+    'a bidi override is shown escaped',
+  );
+  const nodes = Array.from({ length: 3000 }, (_, i) => `{name: n${i}, ztunnelAddress: 127.0.${i >> 8}.${i & 255}, hbonePort: ${i + 1}}`).join(', ');
+  const workloads = Array.from({ length: 3000 }, (_, i) => `{name: w${i}, namespace: d, node: elsewhere, ips: [10.1.${i >> 8}.${i & 255}]}`).join(', ');
+  const problems = problemsOf(t, `nodes: [${nodes}]\nworkloads: [${workloads}]\n`);
+  t.equal(problems.length, 3000, 'each workload on an undeclared node is reported');
+  t.equal(problems[0], 'workloads[0].node: node "elsewhere" is not declared under nodes; declared: n0, n1, n2, n3, n4, n5, n6, n7, n8, n9 and 2990 more', 'ten declared nodes are named, the rest counted (3,000 messages of 3,000 names each were 50 MB)');
+});
+
+t.test('issue 19: service endpoints through an index of workloads by namespace and label: same endpoints, same order', async (t) => {
+  const config = parseMeshConfig(
+    withNode(`workloads:
+  - {name: a1, namespace: a, node: node-a, ips: [10.0.0.1], labels: {app: web, tier: x}}
+  - {name: b1, namespace: b, node: node-a, ips: [10.0.0.2], labels: {app: web, tier: x}}
+  - {name: a2, namespace: a, node: node-a, ips: [10.0.0.3], labels: {app: web}}
+  - {name: a3, namespace: a, node: node-a, ips: [10.0.0.4], labels: {app: web, tier: x, extra: "1"}}
+  - {name: a4, namespace: a, node: node-a, ips: [10.0.0.5], labels: {app: db, tier: x}}
+services:
+  - {name: web, namespace: a, vips: [10.9.0.1], ports: [{port: 80}], selector: {app: web}}
+  - {name: webx, namespace: a, vips: [10.9.0.2], ports: [{port: 80}], selector: {tier: x, app: web}}
+  - {name: none, namespace: a, vips: [10.9.0.3], ports: [{port: 80}], selector: {app: web, tier: y}}
+  - {name: web, namespace: b, vips: [10.9.0.4], ports: [{port: 80}], selector: {app: web}}
+`),
+    'test.yaml',
+  );
+  t.same(
+    config.services.map((s) => `${s.namespace}/${s.name}: ${s.endpoints.join(' ')}`),
+    ['a/web: a/a1 a/a2 a/a3', 'a/webx: a/a1 a/a3', 'a/none: ', 'b/web: b/b1'],
+    'every label of the selector must match, within the namespace, in file order',
   );
 });
