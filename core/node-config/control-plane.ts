@@ -6,6 +6,7 @@
  */
 import { controlPlaneIdentity, parseHostPort } from '../discovery/wire.js';
 import type { EnvReader } from './env.js';
+import { quote } from '../validation/check.js';
 
 /** Environment variable names shared by every proxy that can use the control plane. */
 export const CONTROL_PLANE_ENV = {
@@ -47,7 +48,7 @@ export function readSourceMode(env: EnvReader, envRecord: Readonly<Record<string
   if (set(CONTROL_PLANE_ENV.address)) {
     const raw = envRecord[CONTROL_PLANE_ENV.address]!;
     const parsed = parseHostPort(raw);
-    if (!parsed) env.problems.push(`${CONTROL_PLANE_ENV.address}=${JSON.stringify(raw)} is not host:port (e.g. 10.0.0.1:15012)`);
+    if (!parsed) env.problems.push(`${CONTROL_PLANE_ENV.address}=${quote(raw)} is not host:port (e.g. 10.0.0.1:15012)`);
     const mixed = standalone.filter(set);
     if (mixed.length > 0) {
       env.problems.push(`${mixed.join(', ')} ${mixed.length === 1 ? 'is' : 'are'} for standalone mode; with ${CONTROL_PLANE_ENV.address} certificates and configuration come from the control plane (unset one or the other)`);

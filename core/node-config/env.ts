@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
+import { quote } from '../validation/check.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -7,7 +8,9 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 /**
  * Reads typed values from an environment record and collects every problem instead of stopping
  * at the first: a process reports all of its bad variables at once, then `finish()` throws one
- * ConfigError. The only sanctioned way components read their environment.
+ * ConfigError. The only sanctioned way components read their environment. A bad value is shown
+ * as `quote()` shows user strings: escaped (a bidi override or control character cannot disguise
+ * the log line) and cut at 100 characters (a variable may hold 128 KiB).
  *
  * @example
  * const env = new EnvReader(process.env);
@@ -38,7 +41,7 @@ export class EnvReader {
     if (v === undefined || v === '') return fallback;
     const n = Number(v);
     if (!/^\d+$/.test(v) || n > 65535 || (!allowZero && n === 0)) {
-      this.problems.push(`${name}=${JSON.stringify(v)} is not a port (${allowZero ? '0 to disable, or ' : ''}1-65535)`);
+      this.problems.push(`${name}=${quote(v)} is not a port (${allowZero ? '0 to disable, or ' : ''}1-65535)`);
       return fallback;
     }
     return n;
@@ -47,7 +50,7 @@ export class EnvReader {
   /** An IPv4 or IPv6 address; required when there is no fallback. */
   ip(name: string, fallback?: string): string {
     const v = this.str(name, fallback);
-    if (v !== '' && isIP(v) === 0) this.problems.push(`${name}=${JSON.stringify(v)} is not an IPv4 or IPv6 address`);
+    if (v !== '' && isIP(v) === 0) this.problems.push(`${name}=${quote(v)} is not an IPv4 or IPv6 address`);
     return v;
   }
 
@@ -57,7 +60,7 @@ export class EnvReader {
     if (v === undefined || v === '') return fallback;
     const n = Number(v);
     if (!Number.isFinite(n) || n <= 0) {
-      this.problems.push(`${name}=${JSON.stringify(v)} is not a positive number`);
+      this.problems.push(`${name}=${quote(v)} is not a positive number`);
       return fallback;
     }
     return n;
@@ -67,7 +70,7 @@ export class EnvReader {
   oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
     const v = this.str(name, fallback);
     if (!(allowed as readonly string[]).includes(v)) {
-      this.problems.push(`${name}=${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
+      this.problems.push(`${name}=${quote(v)} is not one of ${allowed.join(', ')}`);
       return fallback;
     }
     return v as T;

@@ -33,3 +33,18 @@ t.test('every problem is collected, then reported once', async (t) => {
     ],
   });
 });
+
+t.test('issue 19: a bad value is shown escaped and cut, whatever the variable holds', async (t) => {
+  const env = new EnvReader({ P: `8\u202e0`, I: 'x'.repeat(128 * 1024), L: 'info\u001b[2J' });
+  env.port('P', 1);
+  env.ip('I');
+  env.oneOf('L', LOG_LEVELS, 'info');
+  t.throws(() => env.finish(), {
+    problems: [
+      'P="8\\u202e0" is not a port (0 to disable, or 1-65535)',
+      `I="${'x'.repeat(100)}"… (131072 characters) is not an IPv4 or IPv6 address`,
+      'L="info\\u001b[2J" is not one of trace, debug, info, warn, error, silent',
+    ],
+  });
+});
+
