@@ -433,7 +433,10 @@ function parseDeployment(p: Problems, base: BaseFields, spec: Record<string, unk
     else if ((template.spec.containers as unknown[]).length === 0) p.add('spec.template.spec.containers', 'must not be empty; a pod needs a container');
   }
   if (selector && !labelsMatch(selector, templateLabels)) {
-    p.add('spec.selector.matchLabels', `does not match spec.template.metadata.labels (${JSON.stringify(templateLabels)}); the deployment would own none of its pods`);
+    // The labels are checked (no control character), but may be thousands: shown cut.
+    const shown = JSON.stringify(templateLabels);
+    const labels = shown.length <= 200 ? shown : `${shown.slice(0, 200)}… (${Object.keys(templateLabels).length} labels)`;
+    p.add('spec.selector.matchLabels', `does not match spec.template.metadata.labels (${labels}); the deployment would own none of its pods`);
   }
   if (p.size > before || !selector) return undefined;
   return { kind: 'Deployment', ...base, replicas, selector, templateLabels };

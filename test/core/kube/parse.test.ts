@@ -226,3 +226,14 @@ t.test('issue 19: an object nested 10,000 levels deep from the API server is ref
   t.same(store.sortedObjects().map((o) => `${o.kind} ${o.meta.namespace}/${o.meta.name}`), ['AuthorizationPolicy apps/fine'], 'the other object of the same kind is in the store');
 });
 
+
+t.test('issue 19: a Deployment whose 10,000 template labels miss its selector gets a short message', async (t) => {
+  const labels = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`l${i}`, 'v']));
+  const { problems } = parseManifests(
+    yaml.dump({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'apps' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels }, spec: { containers: [{ name: 'c', image: 'x' }] } } } }),
+    'd.yaml',
+  );
+  t.equal(problems.length, 1);
+  t.match(problems[0]!.message, /^does not match spec\.template\.metadata\.labels \(\{"l0":"v","l1":"v",.*… \(10000 labels\)\); the deployment would own none of its pods$/);
+  t.ok(problems[0]!.message.length < 400, `${problems[0]!.message.length} characters, not the 100 KB of every label`);
+});
