@@ -36,6 +36,40 @@ interface FileEntry {
 
 const MANIFEST_RE = /\.(ya?ml|json)$/i;
 
+/** Problems kept (listed, logged, written to a status) per object; the rest are counted in one more. */
+export const MAX_PROBLEMS_PER_OBJECT = 50;
+
+/**
+ * The first `MAX_PROBLEMS_PER_OBJECT` problems of each object (by source and object), then, for
+ * each object that had more, one error saying how many more there were. What a source keeps of
+ * an object must not be many times the object: one 1.4 MiB AuthorizationPolicy of 240,000 bad
+ * principals (24 rules of 10,000, within every list bound) is 240,000 problems, about 120 MB held
+ * for as long as the object exists, a 146 MB `/debug/status` and as many log lines; four of them
+ * outgrew the chart's 512 MiB limit. The object is refused either way; the first problems say why.
+ */
+export function limitProblems(problems: readonly ObjectProblem[]): ObjectProblem[] {
+  const kept: ObjectProblem[] = [];
+  const count = new Map<string, { first: ObjectProblem; n: number }>();
+  for (const p of problems) {
+    const key = `${p.source ?? ''}\u0000${p.object}`;
+    const c = count.get(key);
+    if (!c) count.set(key, { first: p, n: 1 });
+    else c.n++;
+    if ((c?.n ?? 1) <= MAX_PROBLEMS_PER_OBJECT) kept.push(p);
+  }
+  for (const { first, n } of count.values()) {
+    if (n <= MAX_PROBLEMS_PER_OBJECT) continue;
+    kept.push({
+      object: first.object,
+      field: '',
+      message: `${n - MAX_PROBLEMS_PER_OBJECT} more problems of this object are not listed (the first ${MAX_PROBLEMS_PER_OBJECT} are); fix those and check it again`,
+      severity: 'error',
+      ...(first.source !== undefined ? { source: first.source } : {}),
+    });
+  }
+  return kept;
+}
+
 /** Inputs of `ManifestDirSource`. */
 export interface ManifestDirSourceInputs {
   /** A file or a directory (read recursively; names starting with "." are skipped). */
@@ -126,19 +160,22 @@ export class ManifestDirSource implements ObjectSource {
       }
       const source = relative(this.#isDir ? this.#root : resolve(this.#root, '..'), p) || p;
       const parsed = parseManifests(text, source, { rootNamespace: this.#in.rootNamespace });
-      this.#files.set(p, { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, text, objects: parsed.objects, problems: parsed.problems });
+      this.#files.set(p, { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, text, objects: parsed.objects, problems: limitProblems(parsed.problems) });
     }
     for (const p of [...this.#files.keys()]) if (!seen.has(p)) this.#files.delete(p);
     const ordered = [...this.#files.keys()].sort();
     const objects: ManifestObject[] = [];
     const problems: ObjectProblem[] = [];
+    // Loops, not push(...list): a file may hold more objects or problems than a call takes
+    // arguments (RangeError: Maximum call stack size exceeded), which failed the whole reload, so
+    // one such file kept every other file's changes out.
     for (const p of ordered) {
       const f = this.#files.get(p)!;
-      objects.push(...f.objects);
-      problems.push(...f.problems);
+      for (const o of f.objects) objects.push(o);
+      for (const x of f.problems) problems.push(x);
     }
     const change = store.replaceAll(objects);
-    problems.push(...change.problems);
+    for (const x of change.problems) problems.push(x);
     this.#problems = problems;
     this.#logNew(problems);
     if (change.upserted > 0 || change.deleted > 0) {

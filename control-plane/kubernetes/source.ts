@@ -16,7 +16,7 @@ import type { NodeInfo } from '../../core/model/types.js';
 import { objectRef, type ManifestObject, type ObjectProblem, type ObjectRef } from '../../core/kube/objects.js';
 import { parseObject } from '../../core/kube/parse.js';
 import type { ManifestStore } from '../../core/kube/store.js';
-import type { ObjectSource } from '../manifest-source.js';
+import { limitProblems, type ObjectSource } from '../manifest-source.js';
 import type { NodeList } from '../nodes.js';
 import type { KubeApi, KubeObject } from '../../core/kube/api.js';
 import { PORTS } from '../../core/hbone/constants.js';
@@ -119,7 +119,7 @@ export class KubernetesSource implements ObjectSource {
 
   problems(): readonly ObjectProblem[] {
     const out: ObjectProblem[] = [];
-    for (const l of this.#problems.values()) out.push(...l);
+    for (const l of this.#problems.values()) for (const p of l) out.push(p);
     return out;
   }
 
@@ -205,7 +205,7 @@ export class KubernetesSource implements ObjectSource {
     if (r.kind === 'Node') return {};
     const id = `${r.kind}/${key}`;
     const { object, problems } = parseObject(toManifestDocument(r, o), KUBERNETES_SOURCE, this.#in.rootNamespace);
-    if (problems.length > 0) this.#problems.set(id, problems);
+    if (problems.length > 0) this.#problems.set(id, limitProblems(problems));
     else this.#problems.delete(id);
     const prev = this.#parsed.get(id);
     if (object) {
