@@ -40,6 +40,7 @@ t.test('issue 19: a bad value is shown escaped and cut, whatever the variable ho
   env.ip('I');
   env.oneOf('L', LOG_LEVELS, 'info');
   t.throws(() => env.finish(), {
+    code: 'ERR_CONFIG_INVALID',
     problems: [
       'P="8\\u202e0" is not a port (0 to disable, or 1-65535)',
       `I="${'x'.repeat(100)}"… (131072 characters) is not an IPv4 or IPv6 address`,
