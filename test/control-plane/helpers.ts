@@ -162,3 +162,70 @@ export type CpProcess = Proc;
 export function startControlPlaneProcess(env: Record<string, string>): CpProcess {
   return startNodeProcess(CONTROL_PLANE_MAIN, env);
 }
+
+// ---- memory ----
+
+import { readFileSync } from 'node:fs';
+
+/** VmRSS (resident now) and VmHWM (the peak resident) of a process, in KiB, from `/proc/<pid>/status`. */
+export function processMemory(pid: number): { rssKiB: number; hwmKiB: number } {
+  return parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
+}
+
+/** VmRSS and VmHWM of a `/proc/<pid>/status` text (read here or in a pod); throws when either is missing. */
+export function parseProcStatus(text: string): { rssKiB: number; hwmKiB: number } {
+  const kib = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text);
+    if (!m) throw new Error(`no ${key} in /proc/<pid>/status (is it a kernel thread or a zombie?)`);
+    return Number(m[1]);
+  };
+  return { rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM') };
+}
+
+/**
+ * The control plane's memory target as docs/control-plane.md states it ("RSS stays under N MiB"),
+ * so that the tests hold the process to the documented figure and not to a copy of it.
+ */
+export function documentedMemoryTarget(): { mib: number; sentence: string } {
+  const doc = readFileSync(fileURLToPath(new URL('../../docs/control-plane.md', import.meta.url)), 'utf8');
+  const m = /\*\*Memory target\*\*[^.]*?RSS stays under (\d[\d,]*) MiB[^.]*\./.exec(doc.replace(/\s+/g, ' '));
+  if (!m) throw new Error('docs/control-plane.md states no memory target ("**Memory target** ... RSS stays under N MiB ...")');
+  return { mib: Number(m[1]!.replace(/,/g, '')), sentence: m[0] };
+}
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+
+/**
+ * Starts `node dist/control-plane/main.js` as `startControlPlaneProcess` does, but as operators
+ * run it: tap's process-info hook (which tap puts in every child's NODE_OPTIONS, and which keeps
+ * the source of every module loaded) is left out through `env -u NODE_OPTIONS`, so that the
+ * process's memory is the control plane's own (the hook alone adds about 230 MiB). `env` execs
+ * node, so the pid is node's. `nodeArgs` go to node (e.g. `--max-old-space-size`).
+ */
+export function startBareControlPlaneProcess(env: Record<string, string>, nodeArgs: readonly string[] = []): CpProcess {
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...nodeArgs, CONTROL_PLANE_MAIN], {
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    process.off('exit', reap);
+    return (code ?? signal) as number | string;
+  });
+  return {
+    child,
+    output: () => out,
+    exited,
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        await exited;
+      }
+    },
+  };
+}
