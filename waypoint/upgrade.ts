@@ -11,7 +11,9 @@ import { splice } from '../core/net/splice.js';
 import type { Logger } from '../core/telemetry/log.js';
 import type { StreamInfo } from './context.js';
 import { authorizeRequest } from '../core/authz/evaluate.js';
-import { policiesFor, type GatewayRef } from './authz.js';
+import { policiesFor, requestAuthenticationsFor, type GatewayRef } from './authz.js';
+import { JwtRejectedError, authenticate, type JwksFetcher } from './jwt.js';
+import type { RequestAuth } from '../core/authz/evaluate.js';
 import { identityNamespace, routeTable } from './routes.js';
 import { subsetEndpoints } from './subsets.js';
 import type { Endpoint, UpstreamPool } from './upstream.js';
@@ -20,10 +22,12 @@ export interface UpgradeInputs {
   readonly pool: UpstreamPool;
   readonly gateway: () => GatewayRef;
   readonly logger: Logger;
+  /** The key sets of RequestAuthentication `jwksUri` rules (waypoint/jwt.ts), shared with the request pipeline. */
+  readonly jwks: JwksFetcher;
 }
 
-function reply(socket: Duplex, status: string, body: string): void {
-  socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+function reply(socket: Duplex, status: string, body: string, extra = ''): void {
+  socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n${extra}\r\n${body}`);
 }
 
 /** The endpoint an upgrade request goes to, or a reply explaining why none. */
@@ -61,12 +65,31 @@ export async function handleUpgrade(inputs: UpgradeInputs, info: StreamInfo, req
   const log = inputs.logger;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
+  // RequestAuthentication as for any request (filters/jwt.ts): 401 for a token that does not
+  // verify; the token and output headers are edited on a copy, which is then what goes upstream.
+  const authn = requestAuthenticationsFor(info.state, inputs.gateway(), info.dstService);
+  let headers: Record<string, string | string[] | undefined> = req.headers;
+  let auth: RequestAuth | undefined;
+  if (authn.length > 0) {
+    headers = { ...req.headers };
+    try {
+      auth = await authenticate(authn, { headers, path: url }, inputs.jwks);
+    } catch (err) {
+      // Invariant: authenticate rejects only with JwtRejectedError; anything else is a bug, answered, never thrown out of this void-called handler.
+      if (!(err instanceof JwtRejectedError)) {
+        log.error({ err }, 'upgrade: jwt check failed unexpectedly (a bug in the mesh)');
+        return reply(socket, '500 Internal Server Error', 'internal error');
+      }
+      log.info({ method: req.method, path: url, src: info.srcIdentity, code: err.code, error: err.message }, 'upgrade refused: jwt');
+      return reply(socket, '401 Unauthorized', err.reason, 'www-authenticate: Bearer realm="waypoint", error="invalid_token"\r\n');
+    }
+  }
   const d = authorizeRequest(policiesFor(info.state, inputs.gateway(), info.dstService), {
     sourcePrincipal: info.srcIdentity,
     sourceIp: info.srcIp,
     destinationIp: info.dstIp,
     destinationPort: info.dstPort,
-    http: { host: req.headers.host ?? info.authority, method: req.method ?? 'GET', path: q === -1 ? url : url.slice(0, q), headers: req.headers },
+    http: { host: req.headers.host ?? info.authority, method: req.method ?? 'GET', path: q === -1 ? url : url.slice(0, q), headers, ...(auth ? { auth } : {}) },
   });
   if (!d.allowed) return reply(socket, '403 Forbidden', 'RBAC: access denied');
   const ep = choose(info, req, inputs.pool);
@@ -79,7 +102,12 @@ export async function handleUpgrade(inputs: UpgradeInputs, info: StreamInfo, req
     return reply(socket, '503 Service Unavailable', 'upstream connect error or disconnect/reset before headers. reset reason: connection failure');
   }
   let headText = `${req.method} ${url} HTTP/1.1\r\n`;
-  for (let i = 0; i < req.rawHeaders.length; i += 2) headText += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+  if (authn.length === 0) {
+    for (let i = 0; i < req.rawHeaders.length; i += 2) headText += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+  } else {
+    // The edited copy (lowercase names; Node joined repeated fields as RFC 9110 allows).
+    for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : v === undefined ? [] : [v]) headText += `${k}: ${x}\r\n`;
+  }
   headText += `x-forwarded-for: ${info.srcIp}\r\n\r\n`;
   up.write(Buffer.from(headText, 'latin1'));
   if (head.length > 0) up.write(head);

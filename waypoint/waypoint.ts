@@ -143,7 +143,7 @@ export class Waypoint {
       logger: logger.child({ scope: 'access' }),
       ...(inputs.random ? { random: inputs.random } : {}),
     });
-    const upgradeInputs = { pool, gateway, logger: logger.child({ scope: 'access' }) };
+    const upgradeInputs = { pool, gateway, logger: logger.child({ scope: 'access' }), jwks };
     const downstream = new Downstream(handler, (info, req, socket, head) => void handleUpgrade(upgradeInputs, info, req, socket, head));
     const inbound = new Inbound({
       state: () => stateRef.current,

@@ -8,6 +8,7 @@
  */
 import t from 'tap';
 import http from 'node:http';
+import { once } from 'node:events';
 import net from 'node:net';
 import { SignJWT, UnsecuredJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { closeServer } from '../helpers/net.js';
@@ -99,6 +100,11 @@ const config = {
 };
 
 const echo = await backend(`${base}.21`, 8080, 'echo');
+// Upgrade: answers 101 with the authorization header it got (none when the waypoint removed it), then echoes.
+echo.server.on('upgrade', (req: http.IncomingMessage, socket: import('node:stream').Duplex) => {
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${req.headers.upgrade}\r\nconnection: Upgrade\r\nx-saw-authorization: ${req.headers.authorization ?? 'none'}\r\nx-saw-sub: ${req.headers['x-jwt-sub'] ?? 'none'}\r\n\r\n`);
+  socket.pipe(socket);
+});
 const wm = await startWaypointMesh({ dir: t.testdir(), base, workloads, config, waypointEnv: { JWKS_REFRESH_SECONDS: '1', JWKS_FETCH_TIMEOUT_SECONDS: '1' } });
 const agent = meshAgent({ host: wm.mesh.addr.a, port: 15080 }, CLIENT);
 t.teardown(async () => {
@@ -235,4 +241,33 @@ t.test('hostile jwksUri: not JSON, an unsupported key, no answer: a status, 401 
   }
   t.equal((await get('/private/x', bearer(await rsToken()))).status, 200, 'other issuers are served');
   t.ok(wm.waypoint.ready, 'the waypoint is still ready');
+});
+
+t.test('an HTTP/1.1 Upgrade (WebSocket) is checked as any request', async (t) => {
+  const upgrade = (headers: Record<string, string>) =>
+    new Promise<{ status: number; headers: http.IncomingHttpHeaders; socket?: import('node:stream').Duplex; body: string }>((resolve, reject) => {
+      const req = http.request(`http://${VIP}/private/ws`, { agent, headers: { connection: 'Upgrade', upgrade: 'echo', ...headers } });
+      req.on('upgrade', (res, socket) => resolve({ status: res.statusCode ?? 0, headers: res.headers, socket, body: '' }));
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const bad = await upgrade(bearer(await rsToken({}, { exp: now() - 3600 })));
+  t.equal(bad.status, 401, 'an expired token: 401, not upgraded');
+  t.equal(bad.body, 'Jwt is expired');
+  t.match(bad.headers['www-authenticate'], /error="invalid_token"/);
+  t.equal((await upgrade({})).status, 403, 'no token: left to the policy, which wants a principal');
+  const ok = await upgrade(bearer(await rsToken()));
+  t.equal(ok.status, 101, 'a verified token: upgraded');
+  t.equal(ok.headers['x-saw-authorization'], 'none', 'the token header was removed on the way');
+  t.equal(ok.headers['x-saw-sub'], 'alice', 'the claim header was added');
+  ok.socket!.write('ping');
+  const [d] = (await once(ok.socket!, 'data')) as [Buffer];
+  t.equal(d.toString(), 'ping', 'bytes flow over the upgraded connection');
+  ok.socket!.destroy();
 });
