@@ -22,6 +22,7 @@ import { GATEWAY_NAME_LABEL } from '../core/labels.js';
 import { handleUpgrade } from './upgrade.js';
 import type { GatewayRef } from './authz.js';
 import { JwksFetcher } from './jwt.js';
+import { TrafficPolicies } from './traffic-policy/cluster.js';
 
 export interface WaypointInputs {
   readonly config: WaypointConfig;
@@ -60,6 +61,7 @@ export class Waypoint {
   readonly #stateRef: { current: MeshState };
   readonly #whoami: () => { identity: string; gateway: GatewayRef };
   readonly #jwks: JwksFetcher;
+  readonly #traffic: TrafficPolicies;
   #ready = false;
   #stopping: Promise<void> | undefined;
   #stoppedResolve!: () => void;
@@ -79,6 +81,7 @@ export class Waypoint {
     stateRef: { current: MeshState };
     whoami: () => { identity: string; gateway: GatewayRef };
     jwks: JwksFetcher;
+    traffic: TrafficPolicies;
   }) {
     this.#in = inputs;
     this.addresses = parts.addresses;
@@ -93,6 +96,7 @@ export class Waypoint {
     this.#stateRef = parts.stateRef;
     this.#whoami = parts.whoami;
     this.#jwks = parts.jwks;
+    this.#traffic = parts.traffic;
   }
 
   /** Loads config, binds the listeners, resolves once ready to serve. */
@@ -134,9 +138,12 @@ export class Waypoint {
         return me ? `k8s.namespace.name=${me.namespace},k8s.workload.name=${me.name},k8s.node.name=${me.node}` : '';
       },
     });
+    // DestinationRule traffic policies: per-cluster state (balancers, limits, ejections), shown in /config_dump.
+    const traffic = new TrafficPolicies(inputs.random ? { random: inputs.random } : {});
     const handler = buildPipeline({
       gateway,
       pool,
+      traffic,
       metrics: httpMetrics,
       retryMetrics: createRetryMetrics(metrics.registry),
       jwks,
@@ -202,6 +209,7 @@ export class Waypoint {
       stateRef,
       whoami: () => ({ identity: identity(), gateway: gateway() }),
       jwks,
+      traffic,
     });
     wp.#ready = true;
     logger.info({ identity: identity(), gateway: gateway(), listeners: addresses }, 'waypoint ready');
@@ -230,6 +238,7 @@ export class Waypoint {
       openStreams: this.#drain.size,
       hbonePool: this.hbone.dump(),
       upstreams: this.#pool.dump(),
+      trafficPolicy: this.#traffic.dump(),
       routeStatus: routeStatuses(state),
       jwks: this.#jwks.dump(),
       ...(state.toJSON() as object),

@@ -16,11 +16,11 @@ import { until } from '../helpers/until.js';
 import { backend, meshAgent, request, startWaypointMesh, type Reply } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.113.2 = ztunnel node-a, .3 = node-b, .10 = client,
-// .21/.22/.23 = the web pods, .30 = the waypoint, .100-.105 = service VIPs.
+// .21/.22/.23 = the web pods, .30 = the waypoint, .100-.106 = service VIPs.
 const base = '127.0.113';
 const CLIENT = `${base}.10`;
 const PODS = ['web-a', 'web-b', 'web-c'] as const;
-const VIP = { rr: `${base}.100`, hash: `${base}.101`, lr: `${base}.102`, cb: `${base}.103`, od: `${base}.104`, cookie: `${base}.105` };
+const VIP = { rr: `${base}.100`, hash: `${base}.101`, lr: `${base}.102`, cb: `${base}.103`, od: `${base}.104`, cookie: `${base}.105`, back: `${base}.106` };
 
 const workloads = PODS.map((name, i) => ({
   name,
@@ -41,12 +41,12 @@ const service = (name: string, vip: string) => ({
 });
 const destinationRule = (name: string, spec: Record<string, unknown>) => ({ name, namespace: 'default', spec: { host: name, ...spec } });
 const config = {
-  services: [service('web-rr', VIP.rr), service('web-hash', VIP.hash), service('web-lr', VIP.lr), service('web-cb', VIP.cb), service('web-od', VIP.od), service('web-cookie', VIP.cookie)],
+  services: [service('web-rr', VIP.rr), service('web-hash', VIP.hash), service('web-lr', VIP.lr), service('web-cb', VIP.cb), service('web-od', VIP.od), service('web-cookie', VIP.cookie), service('web-back', VIP.back)],
   virtualServices: [
     {
-      name: 'web-od',
+      name: 'web-back',
       namespace: 'default',
-      spec: { hosts: ['web-od'], http: [{ match: [{ uri: { prefix: '/sub' } }], route: [{ destination: { host: 'web-od', subset: 'c' } }] }, { route: [{ destination: { host: 'web-od' } }] }] },
+      spec: { hosts: ['web-back'], http: [{ match: [{ uri: { prefix: '/sub' } }], route: [{ destination: { host: 'web-back', subset: 'c' } }] }, { route: [{ destination: { host: 'web-back' } }] }] },
     },
   ],
   destinationRules: [
@@ -54,9 +54,11 @@ const config = {
     destinationRule('web-hash', { trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } } }),
     destinationRule('web-lr', { trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } } }),
     destinationRule('web-cb', { trafficPolicy: { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } } }),
-    destinationRule('web-od', {
-      // Round-robin for the service; outlier detection with short times (the test waits on state, never on time).
-      trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 2, interval: '100ms', baseEjectionTime: '300ms', maxEjectionPercent: 100 } },
+    // Ejected for an hour: what an ejected pod gets does not depend on how fast the test runs.
+    destinationRule('web-od', { trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 2, baseEjectionTime: '1h', maxEjectionPercent: 100 } } }),
+    destinationRule('web-back', {
+      // A short ejection (the test waits on the state in /config_dump, never on time); the subset's own, an hour.
+      trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 2, interval: '100ms', baseEjectionTime: '200ms', maxEjectionPercent: 100 } },
       subsets: [{ name: 'c', labels: { version: 'v3' }, trafficPolicy: { outlierDetection: { consecutive5xxErrors: 2, baseEjectionTime: '1h', maxEjectionPercent: 100 } } }],
     }),
     destinationRule('web-cookie', { trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: 'sticky', ttl: '60s', path: '/' } } } } }),
@@ -200,34 +202,50 @@ t.test('maxConnections 1 + http1MaxPendingRequests 1: of 3 concurrent slow reque
   t.equal(line['code'], 'ERR_WAYPOINT_UPSTREAM_OVERFLOW');
 });
 
-t.test('outlier detection: 2 consecutive 5xx eject a pod; it comes back after baseEjectionTime', async (t) => {
+/** web-c's outlier state in a cluster, from /config_dump. */
+function ejection(cluster: string): { ejected: boolean; ejections: number } | undefined {
+  const dump = wm.waypoint.configDump() as { trafficPolicy: Array<{ name: string; outlier?: Record<string, { ejected: boolean; ejections: number }> }> };
+  const outlier = dump.trafficPolicy.find((c) => c.name === cluster)?.outlier ?? {};
+  return Object.entries(outlier).find(([uid]) => uid.includes('web-c'))?.[1];
+}
+
+t.test('outlier detection: 2 consecutive 5xx eject a pod, which then gets nothing', async (t) => {
   failing.add('web-c');
   // Round-robin: web-c answers every third request with 500 until its second one ejects it.
-  await until('web-c to be ejected', async () => {
-    await spread(VIP.od, '/fail', 3);
-    const got = await spread(VIP.od, '/fail', 6);
-    return got['status 500'] === undefined && got['web-a'] === 3 && got['web-b'] === 3;
-  });
+  const before = await spread(VIP.od, '/fail', 6);
+  t.same(before, { 'web-a': 2, 'web-b': 2, 'status 500': 2 }, 'two 500s from web-c');
+  t.same(ejection('outbound|80||web-od.default.svc.cluster.local'), { ejected: true, ejections: 1, consecutive5xx: 0 });
   const c = hits('web-c');
   t.same(await spread(VIP.od, '/fail', 12), { 'web-a': 6, 'web-b': 6 }, 'an ejected pod gets nothing');
   t.equal(hits('web-c'), c);
   failing.delete('web-c');
-  // Back after its ejection time (300 ms here): wait on it serving again, not on the clock.
-  await until('web-c to serve again', async () => (await spread(VIP.od, '/fail', 3))['web-c'] === 1, { timeoutMs: 15_000 });
-  t.same(await spread(VIP.od, '/fail', 9), { 'web-a': 3, 'web-b': 3, 'web-c': 3 }, 'round-robin over all three again');
+});
+
+t.test('outlier detection: an ejected pod comes back after baseEjectionTime', async (t) => {
+  const cluster = 'outbound|80||web-back.default.svc.cluster.local';
+  failing.add('web-c');
+  await until('web-c to be ejected', async () => {
+    await spread(VIP.back, '/fail', 3);
+    return ejection(cluster)?.ejected === true;
+  });
+  failing.delete('web-c');
+  // Back after its ejection time (200 ms): wait on the state and on web-c serving again, never on the clock.
+  await until('web-c to be back in', () => ejection(cluster)?.ejected === false, { timeoutMs: 15_000 });
+  t.same(await spread(VIP.back, '/fail', 9), { 'web-a': 3, 'web-b': 3, 'web-c': 3 }, 'round-robin over all three again');
+  t.ok(ejection(cluster)!.ejections >= 1);
 });
 
 t.test('per subset: the subset\'s only pod ejected → 503 UH; the service-wide cluster still reaches it', async (t) => {
   failing.add('web-c');
-  const first = await spread(VIP.od, '/sub', 2);
+  const first = await spread(VIP.back, '/sub', 2);
   t.same(first, { 'status 500': 2 }, 'two 500s from the subset\'s only pod');
-  const r = await request(agent, `http://${VIP.od}/sub`);
+  const r = await request(agent, `http://${VIP.back}/sub`);
   t.equal(r.status, 503);
   t.equal(r.body, 'no healthy upstream');
-  t.ok((await count({ response_code: '503', response_flags: 'UH', destination_service_name: 'web-od' })) >= 1, 'counted with UH');
+  t.ok((await count({ response_code: '503', response_flags: 'UH', destination_service_name: 'web-back' })) >= 1, 'counted with UH');
   const line = await until('the access-log line', () => lines.find((l) => l['code'] === 'ERR_WAYPOINT_ALL_EJECTED'));
   t.equal(line['response_flags'], 'UH');
   failing.delete('web-c');
   // The service-wide cluster keeps its own state: web-c still serves there.
-  t.same(await spread(VIP.od, '/', 3), { 'web-a': 1, 'web-b': 1, 'web-c': 1 });
+  t.same(await spread(VIP.back, '/', 3), { 'web-a': 1, 'web-b': 1, 'web-c': 1 });
 });
