@@ -221,6 +221,17 @@ function write(ctx: RequestContext, res: Res, r: WaypointResponse, version: '1.1
     }
     if (!r.body) {
       const text = r.text ?? '';
+      if (version === '2.0' && grpcHeader !== undefined && text === '') {
+        // gRPC's Trailers-Only answer: one HEADERS frame with END_STREAM carrying grpc-status.
+        // writeHead first would send the headers without END_STREAM and end the stream with no
+        // trailers, which gRPC clients take for a call without a status (grpc-js: INTERNAL,
+        // "Call ended without gRPC status"); end() before any head sends both as one frame.
+        res.statusCode = r.status;
+        for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) res.setHeader(k, v as string | string[]);
+        res.end();
+        resolve({ status: r.status, responseBytes: 0, grpcStatus: String(grpcHeader) });
+        return;
+      }
       const h = { ...r.headers, 'content-length': Buffer.byteLength(text) };
       res.writeHead(r.status, h as http.OutgoingHttpHeaders);
       res.end(text);

@@ -16,6 +16,7 @@ import { HOSTNAME_RE, LABEL_RE, NAMESPACE_EXPECTED, NAME_EXPECTED, SUBDOMAIN_RE,
 import { DATAPLANE_MODE_LABEL } from '../labels.js';
 import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
+import { GrpcRouteConverter } from '../kube/routes/grpc-route.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
 import { RequestAuthenticationConverter } from '../kube/request-authentication.js';
@@ -102,6 +103,7 @@ export const RESOURCE_KINDS = [
   'waypointPolicies',
   'requestAuthentications',
   'httpRoutes',
+  'grpcRoutes',
   'virtualServices',
   'destinationRules',
   'pendingPods',
@@ -115,7 +117,7 @@ export type ResourceKind = (typeof RESOURCE_KINDS)[number];
  * (`core/kube/routes/`, `core/kube/waypoint-policy.ts`): their model is large, and the
  * Kubernetes spec is the stable contract.
  */
-export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'requestAuthentications', 'httpRoutes', 'virtualServices', 'destinationRules']);
+export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'requestAuthentications', 'httpRoutes', 'grpcRoutes', 'virtualServices', 'destinationRules']);
 
 /** The internal type of each kind. */
 export interface ResourceTypes {
@@ -127,6 +129,7 @@ export interface ResourceTypes {
   waypointPolicies: WaypointPolicy;
   requestAuthentications: RequestAuthentication;
   httpRoutes: HttpRoute;
+  grpcRoutes: HttpRoute;
   virtualServices: VirtualService;
   destinationRules: DestinationRule;
   pendingPods: PendingPod;
@@ -596,6 +599,7 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
       new RequestAuthenticationConverter(p, ctx.rootNamespace).requestAuthentication(name, ns, spec, `${path}.spec`),
     ),
   httpRoutes: (o, path) => viaConverter(o, path, 'HTTPRoute', (p, name, ns, spec) => new HttpRouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
+  grpcRoutes: (o, path) => viaConverter(o, path, 'GRPCRoute', (p, name, ns, spec) => new GrpcRouteConverter(p).grpcRoute(name, ns, spec, `${path}.spec`)),
   virtualServices: (o, path) => viaConverter(o, path, 'VirtualService', (p, name, ns, spec) => new VirtualServiceConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
   destinationRules: (o, path) => viaConverter(o, path, 'DestinationRule', (p, name, ns, spec) => new DestinationRuleConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
   pendingPods: decodePendingPod,

@@ -34,6 +34,8 @@ export const SUPPORTED_KINDS = Object.freeze({
   RequestAuthentication: { apiVersions: ['security.istio.io/v1', 'security.istio.io/v1beta1'], namespaced: true },
   Gateway: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   HTTPRoute: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
+  // v1 only: the upstream CRD (v1.6.1) serves no other version of GRPCRoute.
+  GRPCRoute: { apiVersions: ['gateway.networking.k8s.io/v1'], namespaced: true },
   VirtualService: {
     apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
     namespaced: true,
@@ -183,6 +185,10 @@ export interface GatewayObject extends Base<'Gateway'> {
 export interface HTTPRouteObject extends Base<'HTTPRoute'> {
   readonly route: HttpRoute;
 }
+/** A GRPCRoute, converted to HTTP route rules (`core/kube/routes/grpc-route.ts`). */
+export interface GRPCRouteObject extends Base<'GRPCRoute'> {
+  readonly route: HttpRoute;
+}
 export interface VirtualServiceObject extends Base<'VirtualService'> {
   readonly virtualService: VirtualService;
 }
@@ -201,6 +207,7 @@ export type ManifestObject =
   | RequestAuthenticationObject
   | GatewayObject
   | HTTPRouteObject
+  | GRPCRouteObject
   | VirtualServiceObject
   | DestinationRuleObject;
 

@@ -17,6 +17,7 @@ import { Problems, describe, field, indexPath, isMapping, keyPath, list, mapping
 import { PolicySpecParser, httpAttributesWarning } from './authorization-policy.js';
 import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
+import { GrpcRouteConverter } from './routes/grpc-route.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import { RequestAuthenticationConverter } from './request-authentication.js';
@@ -267,6 +268,10 @@ export function parseObject(
       return finish(withSpec((s) => parseGateway(p, base, s, status)));
     case 'HTTPRoute': {
       const route = withSpec((s) => new HttpRouteConverter(p).httpRoute(meta.name, ns, s, 'spec'));
+      return finish(route ? { kind: k, ...base, route } : undefined);
+    }
+    case 'GRPCRoute': {
+      const route = withSpec((s) => new GrpcRouteConverter(p).grpcRoute(meta.name, ns, s, 'spec'));
       return finish(route ? { kind: k, ...base, route } : undefined);
     }
     case 'VirtualService': {

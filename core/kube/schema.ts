@@ -44,6 +44,7 @@ import { Gateway as GatewayV1 } from '@kubernetes-models/gateway-api/gateway.net
 import { Gateway as GatewayV1beta1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1beta1/Gateway';
 import { HTTPRoute as HTTPRouteV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { HTTPRoute as HTTPRouteV1beta1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1beta1/HTTPRoute';
+import { GRPCRoute as GRPCRouteV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/GRPCRoute';
 import { describe, indexPath, isMapping, keyPath } from '../validation/check.js';
 
 /** One structural error: the field (`spec.rules[0].matches`; empty for the object itself) and what is wrong. */
@@ -96,6 +97,7 @@ const MODELS: readonly ModelClass[] = [
   GatewayV1beta1,
   HTTPRouteV1,
   HTTPRouteV1beta1,
+  GRPCRouteV1,
 ] as readonly ModelClass[];
 
 const BY_TYPE = new Map<string, ModelClass>(MODELS.map((m) => [`${m.apiVersion} ${m.kind}`, m]));
@@ -154,6 +156,7 @@ const SPEC_VERSIONS = {
   PeerAuthentication: 'security.istio.io/v1',
   RequestAuthentication: 'security.istio.io/v1',
   HTTPRoute: 'gateway.networking.k8s.io/v1',
+  GRPCRoute: 'gateway.networking.k8s.io/v1',
   VirtualService: 'networking.istio.io/v1',
   DestinationRule: 'networking.istio.io/v1',
 } as const;

@@ -1,13 +1,13 @@
 /**
  * The status of every route of a snapshot, as Gateway API reports it: what a waypoint shows in
- * `/config_dump` and what the control plane writes back to HTTPRoute, VirtualService and
- * DestinationRule objects in a cluster. One function, so both say the same.
+ * `/config_dump` and what the control plane writes back to HTTPRoute, GRPCRoute, VirtualService
+ * and DestinationRule objects in a cluster. One function, so both say the same.
  */
 import { inSubset, resolveHost, routeStatus, subsetsFor, type BackendRef, type DestinationRule, type RouteCondition, type VirtualService } from './routes.js';
 import type { MeshState } from './state.js';
 
 export interface RouteStatusEntry {
-  readonly kind: 'HTTPRoute' | 'VirtualService' | 'DestinationRule';
+  readonly kind: 'HTTPRoute' | 'GRPCRoute' | 'VirtualService' | 'DestinationRule';
   readonly namespace: string;
   readonly name: string;
   readonly conditions: RouteCondition[];
@@ -26,8 +26,8 @@ export function routeStatuses(state: MeshState): RouteStatusEntry[] {
     },
   };
   const out: RouteStatusEntry[] = [];
-  for (const r of state.config.httpRoutes ?? []) {
-    out.push({ kind: 'HTTPRoute', namespace: r.namespace, name: r.name, conditions: routeStatus(r, lookup) });
+  for (const r of [...(state.config.httpRoutes ?? []), ...(state.config.grpcRoutes ?? [])]) {
+    out.push({ kind: r.kind, namespace: r.namespace, name: r.name, conditions: routeStatus(r, lookup) });
   }
   for (const vs of state.config.virtualServices ?? []) {
     // A VirtualService is shadowed when a producer HTTPRoute (in the service's namespace) routes

@@ -40,6 +40,18 @@ export interface RequestMatch {
   readonly queryParams: readonly ValueMatch[];
   /** Uppercase method. */
   readonly method?: string;
+  /**
+   * The GRPCRoute method match this match was converted from (its path match says what it
+   * matches; this says how it ranks: GRPCRoute precedence, `orderHttpRouteMatches`).
+   */
+  readonly grpcMethod?: GrpcMethodMatch;
+}
+
+/** A GRPCRoute method match (`/<service>/<method>`), at least one of the two present. */
+export interface GrpcMethodMatch {
+  readonly type: 'Exact' | 'RegularExpression';
+  readonly service?: string;
+  readonly method?: string;
 }
 
 export interface HeaderModifier {
@@ -144,7 +156,11 @@ interface RouteResource<K extends string> {
   readonly rules: readonly RouteRule[];
 }
 
-export interface HttpRoute extends RouteResource<'HTTPRoute'> {
+/**
+ * An HTTPRoute, or a GRPCRoute converted to the same rules (`core/kube/routes/grpc-route.ts`):
+ * both attach to Services the same way and are ordered together.
+ */
+export interface HttpRoute extends RouteResource<'HTTPRoute' | 'GRPCRoute'> {
   readonly parents: readonly ParentRef[];
   /** Lowercase; empty matches every host. */
   readonly hostnames: readonly string[];
@@ -270,6 +286,9 @@ export interface OrderedMatch {
  * to implementations, ranks after every prefix), then a method match, then more header matches,
  * then more query matches; ties go to the route earlier in config order (the oldest, as
  * creation time would say), then `namespace/name` alphabetically, then rule and match order.
+ * A GRPCRoute's matches rank by GRPCRoute's rule instead of their path: the most characters of
+ * a matching service, then of a matching method, then more header matches (ranked as PathPrefix
+ * matches of that many characters next to an HTTPRoute's on the same Service).
  */
 export function orderHttpRouteMatches(routes: readonly HttpRoute[]): OrderedMatch[] {
   const out: (OrderedMatch & { routeIndex: number; matchIndex: number })[] = [];
@@ -278,18 +297,23 @@ export function orderHttpRouteMatches(routes: readonly HttpRoute[]): OrderedMatc
       rule.matches.forEach((match, matchIndex) => out.push({ match, rule, route, ruleIndex, routeIndex, matchIndex })),
     ),
   );
-  const pathRank = (m: RequestMatch): [number, number] => {
+  const pathRank = (x: OrderedMatch): [number, number, number] => {
+    const m = x.match;
+    // GRPCRoute: the most characters of a matching service, then of a matching method (its path
+    // match, converted, would rank a method-only match, a regex, after a match on no method).
+    if (x.route.kind === 'GRPCRoute') return [1, -(m.grpcMethod?.service?.length ?? 0), -(m.grpcMethod?.method?.length ?? 0)];
     const p = m.path;
-    if (!p) return [1, -1]; // no path match means PathPrefix "/"
-    if (p.type === 'Exact') return [0, -p.value.length];
-    if (p.type === 'PathPrefix' || p.type === 'Prefix') return [1, -p.value.length];
-    return [2, 0];
+    if (!p) return [1, -1, 0]; // no path match means PathPrefix "/"
+    if (p.type === 'Exact') return [0, -p.value.length, 0];
+    if (p.type === 'PathPrefix' || p.type === 'Prefix') return [1, -p.value.length, 0];
+    return [2, 0, 0];
   };
   out.sort((a, b) => {
-    const [ak, al] = pathRank(a.match);
-    const [bk, bl] = pathRank(b.match);
+    const [ak, al, as] = pathRank(a);
+    const [bk, bl, bs] = pathRank(b);
     if (ak !== bk) return ak - bk;
     if (al !== bl) return al - bl;
+    if (as !== bs) return as - bs;
     const am = a.match.method ? 0 : 1;
     const bm = b.match.method ? 0 : 1;
     if (am !== bm) return am - bm;
@@ -446,7 +470,7 @@ export function routeStatus(
   const out: RouteCondition[] = [];
   const find = (b: { name?: string; namespace?: string; hostname?: string }) =>
     b.hostname !== undefined ? services.byHostname(b.hostname) : services.byName(b.namespace ?? '', b.name ?? '');
-  if (route.kind === 'HTTPRoute') {
+  if (route.kind !== 'VirtualService') {
     const missing = route.parents.filter((p) => {
       const s = services.byName(p.namespace, p.name);
       return !s || (p.port !== undefined && !s.ports.some((sp) => sp.port === p.port));

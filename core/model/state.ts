@@ -220,14 +220,15 @@ export class MeshState {
   }
 
   /**
-   * The HTTPRoutes with a parentRef to `service` (any port), in config order (the order Gateway
-   * API precedence breaks ties with). Computed on first use per service, then cached.
+   * The HTTPRoutes, then the GRPCRoutes, with a parentRef to `service` (any port), in config
+   * order (the order Gateway API precedence breaks ties with). Computed on first use per
+   * service, then cached.
    */
   httpRoutesFor(service: Service): readonly HttpRoute[] {
     let list = this.httpRouteCache.get(service);
     if (!list) {
       list = Object.freeze(
-        (this.config.httpRoutes ?? []).filter((r) =>
+        [...(this.config.httpRoutes ?? []), ...(this.config.grpcRoutes ?? [])].filter((r) =>
           r.parents.some((p) => p.name === service.name && p.namespace === service.namespace),
         ),
       );
@@ -271,6 +272,7 @@ export class MeshState {
       // Listed only when present, so dumps of configs without them keep their shape.
       ...(this.config.waypointPolicies ? { waypointPolicies: toPlainJson(this.config.waypointPolicies) } : {}),
       ...(this.config.httpRoutes ? { httpRoutes: toPlainJson(this.config.httpRoutes) } : {}),
+      ...(this.config.grpcRoutes ? { grpcRoutes: toPlainJson(this.config.grpcRoutes) } : {}),
       ...(this.config.virtualServices ? { virtualServices: toPlainJson(this.config.virtualServices) } : {}),
       ...(this.config.destinationRules ? { destinationRules: toPlainJson(this.config.destinationRules) } : {}),
     };

@@ -245,6 +245,11 @@ export interface MeshConfig {
   readonly requestAuthentications?: readonly RequestAuthentication[];
   /** Gateway API HTTPRoutes attached to Services, served by waypoints (absent: none). */
   readonly httpRoutes?: readonly HttpRoute[];
+  /**
+   * Gateway API GRPCRoutes attached to Services, converted to HTTP route rules (`kind: GRPCRoute`),
+   * served by waypoints together with the HTTPRoutes of the same Service (absent: none).
+   */
+  readonly grpcRoutes?: readonly HttpRoute[];
   /** Istio VirtualServices (mesh), served by waypoints (absent: none). */
   readonly virtualServices?: readonly VirtualService[];
   /** Istio DestinationRules: the subsets VirtualService destinations name (absent: none). */

@@ -19,6 +19,7 @@ import { PolicySpecParser, httpAttributesWarning } from '../kube/authorization-p
 import { specProblems, type SpecKind } from '../kube/schema.js';
 import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
+import { GrpcRouteConverter } from '../kube/routes/grpc-route.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { presentLists } from '../model/source.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
@@ -95,6 +96,7 @@ const TOP_KEYS = [
   'peerAuthentications',
   'requestAuthentications',
   'httpRoutes',
+  'grpcRoutes',
   'virtualServices',
   'destinationRules',
 ];
@@ -150,6 +152,7 @@ class FileParser {
       new RequestAuthenticationConverter(this.p, this.rootNamespace).requestAuthentication(r.name, r.namespace, r.spec, r.specPath),
     ).filter((ra) => ra.targetRefs.length > 0);
     const httpRoutes = this.routeSection(top, 'httpRoutes', 'HTTPRoute', (r) => new HttpRouteConverter(this.p).httpRoute(r.name, r.namespace, r.spec, r.specPath));
+    const grpcRoutes = this.routeSection(top, 'grpcRoutes', 'GRPCRoute', (r) => new GrpcRouteConverter(this.p).grpcRoute(r.name, r.namespace, r.spec, r.specPath));
     const virtualServices = this.routeSection(top, 'virtualServices', 'VirtualService', (r) =>
       new VirtualServiceConverter(this.p).virtualService(r.name, r.namespace, r.spec, r.specPath),
     );
@@ -164,11 +167,11 @@ class FileParser {
       services,
       authorizationPolicies: authz,
       peerAuthentications: peer,
-      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, virtualServices, destinationRules }),
+      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, grpcRoutes, virtualServices, destinationRules }),
     };
   }
 
-  /** `httpRoutes:` / `virtualServices:` / `destinationRules:`: lists of {name, namespace, spec}, unique per kind. */
+  /** `httpRoutes:` / `grpcRoutes:` / `virtualServices:` / `destinationRules:`: lists of {name, namespace, spec}, unique per kind. */
   private routeSection<T>(
     top: Record<string, unknown>,
     key: string,

@@ -88,6 +88,12 @@ export const CRD_KINDS: readonly CrdKind[] = Object.freeze([
     why: 'L7 routing in waypoints; watched by the control plane, which writes their status',
   },
   {
+    group: GATEWAY_GROUP, kind: 'GRPCRoute', plural: 'grpcroutes', singular: 'grpcroute', listKind: 'GRPCRouteList',
+    shortNames: [], categories: ['gateway-api'], scope: 'Namespaced', versions: ['v1'], storage: 'v1', apiApproval: GATEWAY_API_APPROVAL,
+    printerColumns: [{ name: 'Hostnames', type: 'string', jsonPath: '.spec.hostnames' }, GW_AGE],
+    why: 'gRPC routing in waypoints (converted to HTTP routes); watched by the control plane, which writes their status',
+  },
+  {
     group: 'security.istio.io', kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', singular: 'authorizationpolicy', listKind: 'AuthorizationPolicyList',
     shortNames: ['ap'], categories: ['istio-io', 'security-istio-io'], scope: 'Namespaced', versions: ['v1', 'v1beta1'], storage: 'v1',
     printerColumns: [{ name: 'Action', type: 'string', jsonPath: '.spec.action', description: 'The operation to take.' }, ISTIO_AGE],

@@ -278,6 +278,48 @@ t.test('HTTPRoute status: a backendRef of an unknown kind is accepted with Resol
   ]);
 });
 
+t.test('GRPCRoute status: written as an HTTPRoute\'s, one parent entry per parentRef; a bad method match is named', async (t) => {
+  const ref = (name: string): FixtureRef => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', namespace: 'apps', name });
+  const route = (name: string, method: Record<string, string>, backend: Record<string, unknown>) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'GRPCRoute',
+    metadata: { name, namespace: 'apps' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [{ matches: [{ method }], backendRefs: [backend] }] },
+  });
+  api.apply(route('grpc-unknown-kind', { service: 'echo.Echo' }, { group: 'example.com', kind: 'Bucket', name: 'b' }));
+  api.apply(route('grpc-ok', { service: 'echo.Echo', method: 'Say' }, { name: 'web', port: 80 }));
+  api.apply(route('grpc-bad', { service: 'echo Echo' }, { name: 'web', port: 80 }));
+  type Parents = { status?: { parents?: Array<{ controllerName: string; parentRef: { name: string }; conditions: Array<{ type: string; status: string; reason: string; message: string }> }> } };
+  const parents = (name: string) => (api.get(ref(name)) as Parents | undefined)?.status?.parents;
+  await until('the GRPCRoute statuses', () => ['grpc-unknown-kind', 'grpc-ok', 'grpc-bad'].every((n) => parents(n)?.[0]?.conditions.some((c) => c.type === 'ResolvedRefs') === true));
+  t.match(parents('grpc-ok'), [
+    {
+      controllerName: 'istio.io/mesh-controller',
+      parentRef: { name: 'web' },
+      conditions: [
+        { type: 'Accepted', status: 'True', reason: 'Accepted' },
+        { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs' },
+      ],
+    },
+  ]);
+  t.match(parents('grpc-unknown-kind'), [
+    {
+      conditions: [
+        { type: 'Accepted', status: 'True', reason: 'Accepted' },
+        { type: 'ResolvedRefs', status: 'False', reason: 'InvalidKind', message: /example\.com\/Bucket apps\/b is not a Service/ },
+      ],
+    },
+  ]);
+  t.match(parents('grpc-bad'), [
+    {
+      conditions: [
+        { type: 'Accepted', status: 'False', reason: 'UnsupportedValue', message: /spec\.rules\[0\]\.matches\[0\]\.method\.service: "echo Echo" is not a gRPC service name/ },
+        { type: 'ResolvedRefs' },
+      ],
+    },
+  ]);
+});
+
 t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root ConfigMap; Programmed follows readiness', async (t) => {
   const gwRef: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', namespace: 'apps', name: 'waypoint' };
   api.apply({

@@ -104,6 +104,12 @@ const VALID: Obj[] = [
       spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 80 }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/' } }], backendRefs: [{ name: 'x', port: 80, weight: 1 }] }] },
     },
   ]),
+  {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'GRPCRoute',
+    metadata: meta,
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 50051 }], rules: [{ matches: [{ method: { service: 'x.X', method: 'Get' } }], backendRefs: [{ name: 'x', port: 50051, weight: 1 }] }] },
+  },
 ];
 
 t.test('every apiVersion of every kind the mesh reads has a schema, and no other', async (t) => {
