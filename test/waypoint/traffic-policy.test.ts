@@ -16,11 +16,11 @@ import { until } from '../helpers/until.js';
 import { backend, meshAgent, request, startWaypointMesh, type Reply } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.113.2 = ztunnel node-a, .3 = node-b, .10 = client,
-// .21/.22/.23 = the web pods, .30 = the waypoint, .100-.106 = service VIPs.
+// .21/.22/.23 = the web pods, .30 = the waypoint, .100-.107 = service VIPs.
 const base = '127.0.113';
 const CLIENT = `${base}.10`;
 const PODS = ['web-a', 'web-b', 'web-c'] as const;
-const VIP = { rr: `${base}.100`, hash: `${base}.101`, lr: `${base}.102`, cb: `${base}.103`, od: `${base}.104`, cookie: `${base}.105`, back: `${base}.106` };
+const VIP = { rr: `${base}.100`, hash: `${base}.101`, lr: `${base}.102`, cb: `${base}.103`, od: `${base}.104`, cookie: `${base}.105`, back: `${base}.106`, retry: `${base}.107` };
 
 const workloads = PODS.map((name, i) => ({
   name,
@@ -41,8 +41,9 @@ const service = (name: string, vip: string) => ({
 });
 const destinationRule = (name: string, spec: Record<string, unknown>) => ({ name, namespace: 'default', spec: { host: name, ...spec } });
 const config = {
-  services: [service('web-rr', VIP.rr), service('web-hash', VIP.hash), service('web-lr', VIP.lr), service('web-cb', VIP.cb), service('web-od', VIP.od), service('web-cookie', VIP.cookie), service('web-back', VIP.back)],
+  services: [service('web-rr', VIP.rr), service('web-hash', VIP.hash), service('web-lr', VIP.lr), service('web-cb', VIP.cb), service('web-od', VIP.od), service('web-cookie', VIP.cookie), service('web-back', VIP.back), service('web-retry', VIP.retry)],
   virtualServices: [
+    { name: 'web-retry', namespace: 'default', spec: { hosts: ['web-retry'], http: [{ route: [{ destination: { host: 'web-retry' } }], retries: { attempts: 2, retryOn: '5xx' } }] } },
     {
       name: 'web-back',
       namespace: 'default',
@@ -61,6 +62,7 @@ const config = {
       trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 2, interval: '100ms', baseEjectionTime: '200ms', maxEjectionPercent: 100 } },
       subsets: [{ name: 'c', labels: { version: 'v3' }, trafficPolicy: { outlierDetection: { consecutive5xxErrors: 2, baseEjectionTime: '1h', maxEjectionPercent: 100 } } }],
     }),
+    destinationRule('web-retry', { trafficPolicy: { connectionPool: { http: { maxRetries: 1 } } } }),
     destinationRule('web-cookie', { trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: 'sticky', ttl: '60s', path: '/' } } } } }),
   ],
 };
@@ -70,6 +72,8 @@ const held: http.ServerResponse[] = [];
 let holding = true;
 const failing = new Set<string>();
 const holdHits = new Map<string, number>();
+/** Requests per path, over all pods (`/rhold-*`: the first gets 500, the next ones are held). */
+const pathHits = new Map<string, number>();
 function releaseAll(): void {
   holding = false;
   for (const res of held.splice(0)) {
@@ -82,6 +86,23 @@ const backends = await Promise.all(
   PODS.map((name, i) =>
     backend(`${base}.${21 + i}`, 8080, name, (req, res) => {
       const path = req.url ?? '/';
+      if (path.startsWith('/rfail')) {
+        res.writeHead(500, { 'x-backend': name });
+        res.end('failing');
+        return true;
+      }
+      if (path.startsWith('/rhold')) {
+        const n = (pathHits.get(path) ?? 0) + 1;
+        pathHits.set(path, n);
+        if (n === 1 || !holding) {
+          res.writeHead(n === 1 ? 500 : 200, { 'x-backend': name });
+          res.end(n === 1 ? 'failing' : 'ok');
+        } else {
+          res.setHeader('x-backend-name', name);
+          held.push(res);
+        }
+        return true;
+      }
       if (path.startsWith('/hold')) {
         holdHits.set(name, (holdHits.get(name) ?? 0) + 1);
         if (!holding) return false;
@@ -248,4 +269,24 @@ t.test('per subset: the subset\'s only pod ejected → 503 UH; the service-wide 
   failing.delete('web-c');
   // The service-wide cluster keeps its own state: web-c still serves there.
   t.same(await spread(VIP.back, '/', 3), { 'web-a': 1, 'web-b': 1, 'web-c': 1 });
+});
+
+t.test('maxRetries 1: one request retries again and again; a second retry in flight overflows (UO, the last answer)', async (t) => {
+  const before = backends.reduce((n, b) => n + b.hits(), 0);
+  const r = await request(agent, `http://${VIP.retry}/rfail`);
+  t.equal(r.status, 500);
+  t.equal(backends.reduce((n, b) => n + b.hits(), 0) - before, 3, 'attempts 2: three tries, one retry in flight at a time');
+  const exhausted = await until('the access-log line', () => lines.find((l) => l['path'] === '/rfail'));
+  t.equal(exhausted['response_flags'], 'URX');
+
+  holding = true;
+  const a = request(agent, `http://${VIP.retry}/rhold-a`);
+  await until("a's retry to be in flight (held by a pod)", () => pathHits.get('/rhold-a') === 2);
+  const b = await request(agent, `http://${VIP.retry}/rhold-b`);
+  t.equal(b.status, 500, "b's retry overflows: the client gets b's last answer");
+  t.equal(pathHits.get('/rhold-b'), 1, 'b was not sent again');
+  const line = await until("b's access-log line", () => lines.find((l) => l['path'] === '/rhold-b'));
+  t.equal(line['response_flags'], 'UO');
+  releaseAll();
+  t.equal((await a).status, 200, "a's retry answers");
 });

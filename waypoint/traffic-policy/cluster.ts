@@ -18,7 +18,7 @@ import { allEjected, noHealthyUpstream, WaypointError } from '../status.js';
 import { trafficPolicyOf } from '../subsets.js';
 import { createBalancer, type Balancer, type BalancerRequest } from './balancer.js';
 import { OutlierDetector } from './outlier.js';
-import { PoolLimits } from './pool.js';
+import { PoolLimits, type Release } from './pool.js';
 
 export class Cluster {
   #settings: PolicySettings;
@@ -68,12 +68,21 @@ export class Cluster {
    */
   async forward(ctx: RequestContext, eps: readonly Workload[], send: (w: Workload) => Promise<WaypointResponse>): Promise<WaypointResponse> {
     clusterOf.set(ctx, this);
-    const release = await this.limits.admit(ctx.httpVersion === '1.1', ctx.signal);
+    const retry = retrySlot.get(ctx);
+    retrySlot.delete(ctx);
+    let release: Release;
+    try {
+      release = await this.limits.admit(ctx.httpVersion === '1.1', ctx.signal);
+    } catch (err) {
+      retry?.();
+      throw err;
+    }
     let w: Workload;
     try {
       w = this.pick(ctx, eps);
     } catch (err) {
       release();
+      retry?.();
       throw err;
     }
     const balancer = this.#balancer;
@@ -91,11 +100,14 @@ export class Cluster {
       res = await send(w);
     } catch (err) {
       finish();
+      retry?.();
       // A cancelled request (the client left) says nothing about the endpoint; a timeout does.
       const e = err instanceof WaypointError ? err : undefined;
       if (outlier && e && (e.flag === 'UT' || e.flag === 'UF' || e.flag === 'UC')) outlier.record(w, e.status, eps);
       throw err;
     }
+    // The retry this try was is over once its answer is in (the retry layer judges it now).
+    retry?.();
     outlier?.record(w, res.status, eps);
     const body = res.body as Readable | undefined;
     if (!body || body.destroyed || body.readableEnded) finish();
@@ -134,18 +146,22 @@ export class Cluster {
 
 /** The cluster each request's last try went through (what `admitRetry` asks). */
 const clusterOf = new WeakMap<RequestContext, Cluster>();
+/** A retry admitted and not yet sent: its slot, which the retry's try gives back when it is over. */
+const retrySlot = new WeakMap<RequestContext, Release>();
 
 /**
  * Whether the retry layer may send one more try of `ctx` (`connectionPool.http.maxRetries`:
  * retries in flight across the cluster, Envoy's retry circuit breaker). False: the retry
  * overflows, and the client gets the last try's outcome with flag `UO`, as Envoy answers. The
- * slot is held until the request is over. Requests without a cluster always may.
+ * slot is held until that retry's try has its answer (or the request is over, if it never goes
+ * out), so one request may retry again after it. Requests without a cluster always may.
  */
 export function admitRetry(ctx: RequestContext): boolean {
   const c = clusterOf.get(ctx);
   if (!c) return true;
   const release = c.limits.admitRetry();
   if (!release) return false;
+  retrySlot.set(ctx, release);
   void ctx.done.then(release, release);
   return true;
 }
