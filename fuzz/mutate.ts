@@ -220,10 +220,18 @@ export function render(r: Rand, v: unknown, format: 'yaml' | 'json' | 'any'): st
       text = JSON.stringify(v);
     }
   }
+  // YAML can be longer than the JSON checked above (indentation, escapes), and every placeholder
+  // below expands: both are held to MAX_INPUT too (a meshConfig input once passed V8's largest string).
+  if (text.length > MAX_INPUT) return asJson ? 'null' : '';
   let n = 0;
-  return text.replace(/"?__FUZZ_(DEEP|BOMB)_(\d+)__"?/g, (_, what: string, k: string) =>
-    what === 'DEEP' || asJson ? deep(Number(k), r) : bomb(Number(k), n++),
-  );
+  let size = text.length;
+  const out = text.replace(/"?__FUZZ_(DEEP|BOMB)_(\d+)__"?/g, (_, what: string, k: string) => {
+    if (size > MAX_INPUT) return '';
+    const piece = what === 'DEEP' || asJson ? deep(Number(k), r) : bomb(Number(k), n++);
+    size += piece.length;
+    return piece;
+  });
+  return size > MAX_INPUT ? (asJson ? 'null' : '') : out;
 }
 
 /** Byte mutations of a binary seed (the SOCKS5 handshake). */
