@@ -6,6 +6,7 @@
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { backendPermitted } from '../core/model/reference-grant.js';
 import { firstMatch, pickWeighted } from '../core/model/routes.js';
 import { splice } from '../core/net/splice.js';
 import type { Logger } from '../core/telemetry/log.js';
@@ -49,7 +50,7 @@ function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool)
   const i = pickWeighted(m.rule.backends.map((b) => b.weight));
   const ref = m.rule.backends[i];
   if (!ref) return ['500 Internal Server Error', 'no backend for this route'];
-  if (ref.invalidKind !== undefined) return ['500 Internal Server Error', 'backend not found'];
+  if (ref.invalidKind !== undefined || !backendPermitted(state.config.referenceGrants, m.route, ref)) return ['500 Internal Server Error', 'backend not found'];
   const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
   const sp = service ? state.servicePort(service, ref.port ?? info.dstPort) : undefined;
   if (!service || !sp) return ['500 Internal Server Error', 'backend not found'];

@@ -17,6 +17,8 @@ import { DATAPLANE_MODE_LABEL } from '../labels.js';
 import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { GrpcRouteConverter } from '../kube/routes/grpc-route.js';
+import { ReferenceGrantConverter } from '../kube/routes/reference-grant.js';
+import type { ReferenceGrant } from '../model/reference-grant.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
 import { RequestAuthenticationConverter } from '../kube/request-authentication.js';
@@ -104,6 +106,7 @@ export const RESOURCE_KINDS = [
   'requestAuthentications',
   'httpRoutes',
   'grpcRoutes',
+  'referenceGrants',
   'virtualServices',
   'destinationRules',
   'pendingPods',
@@ -117,7 +120,7 @@ export type ResourceKind = (typeof RESOURCE_KINDS)[number];
  * (`core/kube/routes/`, `core/kube/waypoint-policy.ts`): their model is large, and the
  * Kubernetes spec is the stable contract.
  */
-export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'requestAuthentications', 'httpRoutes', 'grpcRoutes', 'virtualServices', 'destinationRules']);
+export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'requestAuthentications', 'httpRoutes', 'grpcRoutes', 'referenceGrants', 'virtualServices', 'destinationRules']);
 
 /** The internal type of each kind. */
 export interface ResourceTypes {
@@ -130,6 +133,7 @@ export interface ResourceTypes {
   requestAuthentications: RequestAuthentication;
   httpRoutes: HttpRoute;
   grpcRoutes: HttpRoute;
+  referenceGrants: ReferenceGrant;
   virtualServices: VirtualService;
   destinationRules: DestinationRule;
   pendingPods: PendingPod;
@@ -600,6 +604,8 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
     ),
   httpRoutes: (o, path) => viaConverter(o, path, 'HTTPRoute', (p, name, ns, spec) => new HttpRouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
   grpcRoutes: (o, path) => viaConverter(o, path, 'GRPCRoute', (p, name, ns, spec) => new GrpcRouteConverter(p).grpcRoute(name, ns, spec, `${path}.spec`)),
+  referenceGrants: (o, path) =>
+    viaConverter(o, path, 'ReferenceGrant', (p, name, ns, spec) => new ReferenceGrantConverter(p).referenceGrant(name, ns, spec, `${path}.spec`)),
   virtualServices: (o, path) => viaConverter(o, path, 'VirtualService', (p, name, ns, spec) => new VirtualServiceConverter(p).virtualService(name, ns, spec, `${path}.spec`)),
   destinationRules: (o, path) => viaConverter(o, path, 'DestinationRule', (p, name, ns, spec) => new DestinationRuleConverter(p).destinationRule(name, ns, spec, `${path}.spec`)),
   pendingPods: decodePendingPod,

@@ -13,6 +13,7 @@
  */
 import { PORTS } from '../hbone/constants.js';
 import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
+import type { ReferenceGrant } from '../model/reference-grant.js';
 import type { AuthorizationPolicy, PeerAuthentication, RequestAuthentication, WaypointPolicy } from '../model/types.js';
 
 // ---- kinds -------------------------------------------------------------------------------------
@@ -36,6 +37,9 @@ export const SUPPORTED_KINDS = Object.freeze({
   HTTPRoute: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   // v1 only: the upstream CRD (v1.6.1) serves no other version of GRPCRoute.
   GRPCRoute: { apiVersions: ['gateway.networking.k8s.io/v1'], namespaced: true },
+  // v1beta1 is served by every Gateway API release since 0.6 (the storage version still in
+  // v1.6.1); v1 since 1.5.
+  ReferenceGrant: { apiVersions: ['gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1'], namespaced: true },
   VirtualService: {
     apiVersions: ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'],
     namespaced: true,
@@ -185,6 +189,10 @@ export interface GatewayObject extends Base<'Gateway'> {
 export interface HTTPRouteObject extends Base<'HTTPRoute'> {
   readonly route: HttpRoute;
 }
+/** A ReferenceGrant: which routes of other namespaces may use Services of its namespace. */
+export interface ReferenceGrantObject extends Base<'ReferenceGrant'> {
+  readonly grant: ReferenceGrant;
+}
 /** A GRPCRoute, converted to HTTP route rules (`core/kube/routes/grpc-route.ts`). */
 export interface GRPCRouteObject extends Base<'GRPCRoute'> {
   readonly route: HttpRoute;
@@ -208,6 +216,7 @@ export type ManifestObject =
   | GatewayObject
   | HTTPRouteObject
   | GRPCRouteObject
+  | ReferenceGrantObject
   | VirtualServiceObject
   | DestinationRuleObject;
 

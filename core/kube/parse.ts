@@ -18,6 +18,7 @@ import { PolicySpecParser, httpAttributesWarning } from './authorization-policy.
 import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
 import { GrpcRouteConverter } from './routes/grpc-route.js';
+import { ReferenceGrantConverter } from './routes/reference-grant.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import { RequestAuthenticationConverter } from './request-authentication.js';
@@ -273,6 +274,10 @@ export function parseObject(
     case 'GRPCRoute': {
       const route = withSpec((s) => new GrpcRouteConverter(p).grpcRoute(meta.name, ns, s, 'spec'));
       return finish(route ? { kind: k, ...base, route } : undefined);
+    }
+    case 'ReferenceGrant': {
+      const grant = withSpec((s) => new ReferenceGrantConverter(p).referenceGrant(meta.name, ns, s, 'spec'));
+      return finish(grant ? { kind: k, ...base, grant } : undefined);
     }
     case 'VirtualService': {
       const virtualService = withSpec((s) => new VirtualServiceConverter(p).virtualService(meta.name, ns, s, 'spec'));

@@ -45,6 +45,8 @@ import { Gateway as GatewayV1beta1 } from '@kubernetes-models/gateway-api/gatewa
 import { HTTPRoute as HTTPRouteV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { HTTPRoute as HTTPRouteV1beta1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1beta1/HTTPRoute';
 import { GRPCRoute as GRPCRouteV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/GRPCRoute';
+import { ReferenceGrant as ReferenceGrantV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/ReferenceGrant';
+import { ReferenceGrant as ReferenceGrantV1beta1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1beta1/ReferenceGrant';
 import { describe, indexPath, isMapping, keyPath } from '../validation/check.js';
 
 /** One structural error: the field (`spec.rules[0].matches`; empty for the object itself) and what is wrong. */
@@ -98,6 +100,8 @@ const MODELS: readonly ModelClass[] = [
   HTTPRouteV1,
   HTTPRouteV1beta1,
   GRPCRouteV1,
+  ReferenceGrantV1,
+  ReferenceGrantV1beta1,
 ] as readonly ModelClass[];
 
 const BY_TYPE = new Map<string, ModelClass>(MODELS.map((m) => [`${m.apiVersion} ${m.kind}`, m]));
@@ -157,6 +161,8 @@ const SPEC_VERSIONS = {
   RequestAuthentication: 'security.istio.io/v1',
   HTTPRoute: 'gateway.networking.k8s.io/v1',
   GRPCRoute: 'gateway.networking.k8s.io/v1',
+  // v1beta1: the version every Gateway API release since 0.6 serves (v1 only since 1.5).
+  ReferenceGrant: 'gateway.networking.k8s.io/v1beta1',
   VirtualService: 'networking.istio.io/v1',
   DestinationRule: 'networking.istio.io/v1',
 } as const;

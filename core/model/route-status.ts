@@ -4,6 +4,7 @@
  * and DestinationRule objects in a cluster. One function, so both say the same.
  */
 import { inSubset, resolveHost, routeStatus, subsetsFor, type BackendRef, type DestinationRule, type RouteCondition, type VirtualService } from './routes.js';
+import { backendPermitted } from './reference-grant.js';
 import type { MeshState } from './state.js';
 
 export interface RouteStatusEntry {
@@ -24,6 +25,7 @@ export function routeStatuses(state: MeshState): RouteStatusEntry[] {
       const s = service(b);
       return s !== undefined && b.subset !== undefined && subsetsFor(state.config.destinationRules ?? [], s, routeNamespace, state.rootNamespace)?.has(b.subset) === true;
     },
+    permitted: (r: { kind: string; namespace: string }, b: BackendRef) => backendPermitted(state.config.referenceGrants, r, b),
   };
   const out: RouteStatusEntry[] = [];
   for (const r of [...(state.config.httpRoutes ?? []), ...(state.config.grpcRoutes ?? [])]) {

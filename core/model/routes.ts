@@ -450,6 +450,11 @@ export interface ServiceLookup {
    * Absent: subsets are not checked.
    */
   hasSubset?(backend: BackendRef, routeNamespace: string): boolean;
+  /**
+   * Whether the route may use the backend: a Service in another namespace needs a ReferenceGrant
+   * (`backendPermitted`, core/model/reference-grant.ts). Absent: every reference is permitted.
+   */
+  permitted?(route: HttpRoute | VirtualService, backend: BackendRef): boolean;
 }
 
 function describeBackend(b: BackendRef): string {
@@ -460,7 +465,8 @@ function describeBackend(b: BackendRef): string {
  * Status conditions of a route, as Gateway API reports them: `Accepted` (its parents exist, and
  * for a VirtualService, no HTTPRoute owns the same service: `conflictedBy`), and `ResolvedRefs`
  * (every backend is a Service, `InvalidKind` otherwise, that exists with the named port,
- * `BackendNotFound` otherwise; no rule whose weights all are 0).
+ * `BackendNotFound` otherwise; in another namespace only with a ReferenceGrant, `RefNotPermitted`
+ * otherwise; no rule whose weights all are 0).
  */
 export function routeStatus(
   route: HttpRoute | VirtualService,
@@ -497,11 +503,22 @@ export function routeStatus(
   }
   const problems: string[] = [];
   let invalidKind = false;
+  let refNotPermitted = false;
+  const notPermitted = (b: BackendRef) => services.permitted !== undefined && !services.permitted(route, b);
   route.rules.forEach((rule, i) => {
     for (const b of rule.backends) {
       if (b.invalidKind !== undefined) {
         invalidKind = true;
         problems.push(`rules[${i}]: backend ${describeBackend(b)} is not a Service (the only kind a waypoint forwards to), so requests sent to it answer 500`);
+        continue;
+      }
+      // Before the existence check: without a grant, whether the Service exists in the other
+      // namespace is not the route's business (nor said in its status).
+      if (notPermitted(b)) {
+        refNotPermitted = true;
+        problems.push(
+          `rules[${i}]: backend ${describeBackend(b)} is in another namespace and no ReferenceGrant in ${b.namespace} lets ${route.kind}s of ${route.namespace} refer to it, so requests sent to it answer 500`,
+        );
         continue;
       }
       const s = find(b);
@@ -510,6 +527,12 @@ export function routeStatus(
         problems.push(`rules[${i}]: backend ${describeBackend(b)} has no port ${b.port}`);
       } else if (b.subset !== undefined && services.hasSubset && !services.hasSubset(b, route.namespace)) {
         problems.push(`rules[${i}]: backend ${describeBackend(b)} subset ${JSON.stringify(b.subset)} is not defined by a DestinationRule for that host, so the rule answers 503 NC`);
+      }
+    }
+    for (const f of [...rule.filters, ...rule.backends.flatMap((b) => b.filters)]) {
+      if (f.type === 'RequestMirror' && notPermitted(f.backend)) {
+        refNotPermitted = true;
+        problems.push(`rules[${i}]: mirror backend ${describeBackend(f.backend)} is in another namespace and no ReferenceGrant in ${f.backend.namespace} permits it, so nothing is mirrored to it`);
       }
     }
     if (rule.backends.length > 0 && rule.backends.every((b) => b.weight === 0)) {
@@ -521,7 +544,13 @@ export function routeStatus(
       ? { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs' }
       : // One reason per condition: an unknown kind is named first, as upstream's conformance
         // suite (HTTPRouteInvalidBackendRefUnknownKind) expects InvalidKind whatever else is wrong.
-        { type: 'ResolvedRefs', status: 'False', reason: invalidKind ? 'InvalidKind' : 'BackendNotFound', message: problems.join('; ') },
+        // RefNotPermitted next (upstream HTTPRouteInvalidCrossNamespaceBackendRef, HTTPRoutePartiallyInvalidViaInvalidReferenceGrant).
+        {
+          type: 'ResolvedRefs',
+          status: 'False',
+          reason: invalidKind ? 'InvalidKind' : refNotPermitted ? 'RefNotPermitted' : 'BackendNotFound',
+          message: problems.join('; '),
+        },
   );
   return out;
 }

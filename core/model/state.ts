@@ -273,6 +273,7 @@ export class MeshState {
       ...(this.config.waypointPolicies ? { waypointPolicies: toPlainJson(this.config.waypointPolicies) } : {}),
       ...(this.config.httpRoutes ? { httpRoutes: toPlainJson(this.config.httpRoutes) } : {}),
       ...(this.config.grpcRoutes ? { grpcRoutes: toPlainJson(this.config.grpcRoutes) } : {}),
+      ...(this.config.referenceGrants ? { referenceGrants: toPlainJson(this.config.referenceGrants) } : {}),
       ...(this.config.virtualServices ? { virtualServices: toPlainJson(this.config.virtualServices) } : {}),
       ...(this.config.destinationRules ? { destinationRules: toPlainJson(this.config.destinationRules) } : {}),
     };

@@ -7,6 +7,7 @@
  */
 
 import type { DestinationRule, HttpRoute, VirtualService } from './routes.js';
+import type { ReferenceGrant } from './reference-grant.js';
 
 export type Protocol = 'HBONE' | 'TCP';
 
@@ -250,6 +251,11 @@ export interface MeshConfig {
    * served by waypoints together with the HTTPRoutes of the same Service (absent: none).
    */
   readonly grpcRoutes?: readonly HttpRoute[];
+  /**
+   * Gateway API ReferenceGrants: which routes may use a Service in another namespace
+   * (core/model/reference-grant.ts; absent: none, so no cross-namespace backend is permitted).
+   */
+  readonly referenceGrants?: readonly ReferenceGrant[];
   /** Istio VirtualServices (mesh), served by waypoints (absent: none). */
   readonly virtualServices?: readonly VirtualService[];
   /** Istio DestinationRules: the subsets VirtualService destinations name (absent: none). */

@@ -40,6 +40,11 @@ const config = {
     svc('mixed', VIP.mixed, { app: 'echo', version: 'v1' }),
     svc('echo-v2', `${base}.110`, { app: 'echo', version: 'v2' }, false),
   ],
+  // The consumer routes' backendRefs are in shop: a reference into another namespace needs a
+  // ReferenceGrant there, parentRefs of a consumer route do not (Gateway API's ReferenceGrant).
+  referenceGrants: [
+    { name: 'front-routes', namespace: 'shop', spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'front' }], to: [{ group: '', kind: 'Service' }] } },
+  ],
   httpRoutes: [
     // The producer route of shop/echo: every client but front's.
     {

@@ -35,6 +35,10 @@ const config = {
     { name: 'mirror-a', namespace: 'default', vips: [VIP.a], ports: port80, selector: { app: 'mirror-a' } },
     { name: 'mirror-b', namespace: 'another', vips: [VIP.b], ports: port80, selector: { app: 'mirror-b' } },
   ],
+  // A mirror into another namespace needs a ReferenceGrant there, as a backend does.
+  referenceGrants: [
+    { name: 'default-routes', namespace: 'another', spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'default' }], to: [{ group: '', kind: 'Service', name: 'mirror-b' }] } },
+  ],
   httpRoutes: [
     {
       name: 'request-multiple-mirrors',

@@ -48,7 +48,7 @@ export function crdObject(k: CrdKind) {
       type: 'object',
       properties: {
         spec: preserved(`The desired state of the ${k.kind}, as ${k.group} defines it.`),
-        status: preserved(`The state the mesh observed; written by the control plane through the status subresource.`),
+        ...(k.noStatus ? {} : { status: preserved(`The state the mesh observed; written by the control plane through the status subresource.`) }),
       },
     },
   };
@@ -80,7 +80,8 @@ export function crdObject(k: CrdKind) {
         storage: v === k.storage,
         ...(k.printerColumns.length > 0 ? { additionalPrinterColumns: k.printerColumns.map((c) => ({ ...c })) } : {}),
         schema,
-        subresources: { status: {} },
+        // Upstream's subresources: a status one, except for a kind without status (ReferenceGrant).
+        subresources: k.noStatus ? {} : { status: {} },
       })),
     },
   };

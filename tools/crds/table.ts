@@ -40,6 +40,8 @@ export interface CrdKind {
   readonly apiApproval?: string;
   /** Why the mesh needs the kind (what reads or writes it). */
   readonly why: string;
+  /** Upstream's kind has no status (ReferenceGrant): no `status` in the schema, no status subresource. */
+  readonly noStatus?: boolean;
 }
 
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
@@ -92,6 +94,13 @@ export const CRD_KINDS: readonly CrdKind[] = Object.freeze([
     shortNames: [], categories: ['gateway-api'], scope: 'Namespaced', versions: ['v1'], storage: 'v1', apiApproval: GATEWAY_API_APPROVAL,
     printerColumns: [{ name: 'Hostnames', type: 'string', jsonPath: '.spec.hostnames' }, GW_AGE],
     why: 'gRPC routing in waypoints (converted to HTTP routes); watched by the control plane, which writes their status',
+  },
+  {
+    group: GATEWAY_GROUP, kind: 'ReferenceGrant', plural: 'referencegrants', singular: 'referencegrant', listKind: 'ReferenceGrantList',
+    shortNames: ['refgrant'], categories: ['gateway-api'], scope: 'Namespaced', versions: ['v1', 'v1beta1'], storage: 'v1beta1', apiApproval: GATEWAY_API_APPROVAL,
+    printerColumns: [GW_AGE],
+    why: 'which routes may use a Service of another namespace (backendRefs); watched by the control plane (v1beta1), which writes no status for it',
+    noStatus: true,
   },
   {
     group: 'security.istio.io', kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', singular: 'authorizationpolicy', listKind: 'AuthorizationPolicyList',

@@ -1,3 +1,4 @@
+import { backendPermitted } from '../../core/model/reference-grant.js';
 import { pickWeighted } from '../../core/model/routes.js';
 import { sync, type Layer } from '../context.js';
 import { backendNotFound, noBackend, subsetNotFound } from '../status.js';
@@ -16,7 +17,8 @@ import { applyRewrite } from './rewrite.js';
  * `backendRefs[].filters`): header modifiers and `URLRewrite` change the request, a
  * `RequestRedirect` answers it here (nothing is forwarded), and its `RequestMirror`s are read by
  * the mirror layer below. A backend of a kind that is not a Service answers 500, as does a
- * Service that does not exist (its share of a split: HTTPRouteInvalidBackendRefUnknownKind).
+ * Service that does not exist (its share of a split: HTTPRouteInvalidBackendRefUnknownKind) and a
+ * Service in another namespace that no ReferenceGrant lets the route use.
  */
 export const backendLayer =
   (random: () => number = Math.random): Layer =>
@@ -32,6 +34,12 @@ export const backendLayer =
     if (ref.invalidKind !== undefined) {
       ctx.log['backend'] = `${ref.invalidKind} ${ref.namespace}/${ref.name}`;
       throw backendNotFound(`${ref.invalidKind} ${ref.namespace}/${ref.name} (not a Service)`);
+    }
+    // A Service in another namespace without a ReferenceGrant (RefNotPermitted): 500, whether
+    // it exists or not (upstream HTTPRouteInvalidCrossNamespaceBackendRef).
+    if (ctx.route && !backendPermitted(state.config.referenceGrants, ctx.route.route, ref)) {
+      ctx.log['backend'] = `${ref.namespace}/${ref.name}`;
+      throw backendNotFound(`${ref.namespace}/${ref.name} (not permitted: no ReferenceGrant in ${ref.namespace})`);
     }
     const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
     const label = `${ref.hostname ?? `${ref.namespace}/${ref.name}:${port}`}${ref.subset !== undefined ? `#${ref.subset}` : ''}`;

@@ -1,3 +1,4 @@
+import { backendPermitted } from '../../core/model/reference-grant.js';
 import type { RouteFilter } from '../../core/model/routes.js';
 import { sync, type Handler, type Layer, type RequestContext } from '../context.js';
 import { subsetEndpoints } from '../subsets.js';
@@ -10,7 +11,8 @@ type Mirror = Extract<RouteFilter, { type: 'RequestMirror' }>;
  * (its response and failures are ignored; `Host` gets Envoy's `-shadow` suffix). Several
  * mirrors in one rule each get a copy (upstream conformance: HTTPRouteRequestMultipleMirrors;
  * Envoy's `request_mirror_policies` is a list too). Only requests whose body is empty or
- * buffered are mirrored: a streaming body can be read once.
+ * buffered are mirrored: a streaming body can be read once. A mirror to a Service in another
+ * namespace needs a ReferenceGrant, as a backend does.
  */
 export const mirrorLayer =
   (send: Handler, random: () => number = Math.random): Layer =>
@@ -30,6 +32,9 @@ export const mirrorLayer =
 function mirror(ctx: RequestContext, f: Mirror, send: Handler): void {
   const state = ctx.stream.state;
   const ref = f.backend;
+  // A mirror to a Service in another namespace needs a ReferenceGrant as a backend does; without
+  // one nothing is mirrored (Gateway API: the backend is not configured; the status says RefNotPermitted).
+  if (ctx.route && !backendPermitted(state.config.referenceGrants, ctx.route.route, ref)) return;
   const service = ref.hostname !== undefined ? state.serviceByHostname(ref.hostname) : state.serviceByName(ref.namespace ?? '', ref.name ?? '');
   const port = ref.port ?? ctx.stream.dstPort;
   // A mirror to a subset no DestinationRule defines is dropped, as a failed mirror is.

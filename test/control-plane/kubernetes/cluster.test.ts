@@ -278,6 +278,35 @@ t.test('HTTPRoute status: a backendRef of an unknown kind is accepted with Resol
   ]);
 });
 
+t.test('HTTPRoute status: a backend in another namespace is RefNotPermitted until a ReferenceGrant there allows it, and again once the grant is gone', async (t) => {
+  api.apply(ns('shop'));
+  api.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'shop' }, spec: { clusterIP: '10.96.0.20', selector: { app: 'api' }, ports: [{ name: 'http', port: 80 }] } });
+  const ref: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', namespace: 'apps', name: 'cross-namespace' };
+  api.apply({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'cross-namespace', namespace: 'apps' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [{ backendRefs: [{ name: 'api', namespace: 'shop', port: 80 }] }] },
+  });
+  type Parents = { status?: { parents?: Array<{ conditions: Array<{ type: string; status: string; reason: string; message?: string }> }> } };
+  const resolved = () => (api.get(ref) as Parents | undefined)?.status?.parents?.[0]?.conditions.find((c) => c.type === 'ResolvedRefs');
+  await until('RefNotPermitted', () => resolved()?.reason === 'RefNotPermitted');
+  t.match(resolved(), { status: 'False', reason: 'RefNotPermitted', message: /backend shop\/api is in another namespace and no ReferenceGrant in shop/ });
+  // The source watches ReferenceGrants (v1beta1): a grant arriving recomputes the status.
+  const grant: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', namespace: 'shop', name: 'apps-routes' };
+  api.apply({
+    apiVersion: 'gateway.networking.k8s.io/v1beta1',
+    kind: 'ReferenceGrant',
+    metadata: { name: 'apps-routes', namespace: 'shop' },
+    spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'apps' }], to: [{ group: '', kind: 'Service', name: 'api' }] },
+  });
+  await until('ResolvedRefs=True once granted', () => resolved()?.status === 'True');
+  t.match(resolved(), { status: 'True', reason: 'ResolvedRefs' });
+  api.remove(grant);
+  await until('RefNotPermitted once the grant is deleted', () => resolved()?.reason === 'RefNotPermitted');
+  t.pass('revoked');
+});
+
 t.test('GRPCRoute status: written as an HTTPRoute\'s, one parent entry per parentRef; a bad method match is named', async (t) => {
   const ref = (name: string): FixtureRef => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', namespace: 'apps', name });
   const route = (name: string, method: Record<string, string>, backend: Record<string, unknown>) => ({

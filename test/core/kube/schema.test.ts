@@ -110,6 +110,18 @@ const VALID: Obj[] = [
     metadata: meta,
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 50051 }], rules: [{ matches: [{ method: { service: 'x.X', method: 'Get' } }], backendRefs: [{ name: 'x', port: 50051, weight: 1 }] }] },
   },
+  {
+    apiVersion: 'gateway.networking.k8s.io/v1alpha2',
+    kind: 'TCPRoute',
+    metadata: meta,
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 5432 }], rules: [{ backendRefs: [{ name: 'x', port: 5432, weight: 1 }] }] },
+  },
+  ...['gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1'].map((apiVersion) => ({
+    apiVersion,
+    kind: 'ReferenceGrant',
+    metadata: meta,
+    spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'apps' }], to: [{ group: '', kind: 'Service', name: 'x' }] },
+  })),
 ];
 
 t.test('every apiVersion of every kind the mesh reads has a schema, and no other', async (t) => {
