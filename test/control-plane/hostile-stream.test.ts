@@ -33,7 +33,7 @@ import { cpEnv, documentedMemoryTarget, makeFiles, manifestYaml, namespace, pod,
 
 const base = '127.0.219';
 const CP = `${base}.1`;
-const ROUNDS = Number(process.env['DBG_ROUNDS'] ?? 12);
+const ROUNDS = 12;
 /** Generated (mutated) inputs per round, on top of the corpus and the hand-made cases. */
 const GENERATED_PER_ROUND = 5;
 const FUZZ_SEED = 1919;
