@@ -420,6 +420,7 @@ export class ControlPlane {
     for (const o of w.requestAuthentications) specs.set(`requestAuthentications/${o.meta.namespace}/${o.meta.name}`, o.raw.spec ?? {});
     for (const o of w.httpRoutes) specs.set(`httpRoutes/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
     for (const o of w.grpcRoutes) specs.set(`grpcRoutes/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
+    for (const o of w.tcpRoutes) specs.set(`tcpRoutes/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
     for (const o of w.referenceGrants) specs.set(`referenceGrants/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
     for (const o of w.virtualServices) specs.set(`virtualServices/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);
     for (const o of w.destinationRules) specs.set(`destinationRules/${o.meta.namespace}/${o.meta.name}`, o.raw.spec);

@@ -20,6 +20,7 @@ import type { Downstream, StreamState } from './downstream.js';
 import { authorizeRequest } from '../core/authz/evaluate.js';
 import { policiesFor, type GatewayRef } from './authz.js';
 import type { UpstreamPool } from './upstream.js';
+import { tcpRouteTarget } from './tcp-route.js';
 
 /** Port name prefixes (Istio's protocol selection) that mean "not HTTP": passed through as TCP. */
 export const TCP_PORT_PREFIXES = ['tcp', 'tls', 'https', 'mongo', 'mysql', 'redis', 'postgres'];
@@ -138,12 +139,18 @@ export class Inbound {
     this.#in.downstream.serve(stream, st, version);
   }
 
-  /** Non-HTTP: L4 policy of the waypoint, then bytes to one endpoint of the service (or the workload). */
+  /**
+   * Non-HTTP: L4 policy of the waypoint, then bytes to one endpoint of the service (or the
+   * workload), or of the backend a TCPRoute on the service picks for this connection.
+   */
   async #tcp(stream: ServerHttp2Stream, info: StreamInfo): Promise<void> {
     const state = info.state;
     const log = this.#in.logger;
-    const svc = info.dstService;
-    const decision = authorizeRequest(policiesFor(state, this.#in.gateway(), svc), {
+    const routed = info.dstService ? tcpRouteTarget(state, info.dstService, info.dstPort) : undefined;
+    const svc = routed && 'service' in routed ? routed.service : info.dstService;
+    const svcPort = routed && 'service' in routed ? routed.port : info.dstPort;
+    // Policies are those of the Service the client addressed, whichever backend a TCPRoute picks.
+    const decision = authorizeRequest(policiesFor(state, this.#in.gateway(), info.dstService), {
       sourcePrincipal: info.srcIdentity,
       sourceIp: info.srcIp,
       destinationIp: info.dstIp,
@@ -175,8 +182,9 @@ export class Inbound {
       stream.destroy();
     };
     if (!decision.allowed) return refuse('RBAC', `connection denied: ${decision.reason}`);
+    if (routed && 'error' in routed) return refuse('NR', `${routed.error}; see the route's ResolvedRefs status`);
     if (!dstW) return refuse('UH', `no healthy endpoint for ${info.authority}`);
-    const port = svc ? (state.servicePort(svc, info.dstPort)?.targetPort ?? info.dstPort) : info.dstPort;
+    const port = svc ? (state.servicePort(svc, svcPort)?.targetPort ?? svcPort) : info.dstPort;
     let upstream: Duplex;
     try {
       upstream = await this.#in.pool.open(state, { workload: dstW, ip: svc ? dstW.ips[0]! : info.dstIp, port, ...(svc ? { service: svc } : {}) });
@@ -204,6 +212,7 @@ export class Inbound {
           src: info.srcIdentity,
           authority: info.authority,
           upstream: `${dstW.ips[0]}:${port}`,
+          ...(routed ? { route: `TCPRoute/${routed.route.namespace}/${routed.route.name}`, backend: svc ? `${svc.namespace}/${svc.name}:${svcPort}` : undefined } : {}),
           bytes_sent: sent,
           bytes_received: received,
           duration_ms: Date.now() - start,

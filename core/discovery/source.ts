@@ -382,7 +382,7 @@ export class DiscoverySource implements ConfigSource {
       return l as readonly ResourceTypes[K][];
     };
     // Route kinds only when present, as the file source does (configs without them keep their shape).
-    const optional = <K extends 'waypointPolicies' | 'requestAuthentications' | 'httpRoutes' | 'grpcRoutes' | 'referenceGrants' | 'virtualServices' | 'destinationRules' | 'pendingPods' | 'namespaces'>(k: K) =>
+    const optional = <K extends 'waypointPolicies' | 'requestAuthentications' | 'httpRoutes' | 'grpcRoutes' | 'tcpRoutes' | 'referenceGrants' | 'virtualServices' | 'destinationRules' | 'pendingPods' | 'namespaces'>(k: K) =>
       this.#resources.get(k)!.size > 0 ? { [k]: list(k) } : {};
     const cfg: MeshConfig = Object.freeze({
       ...(this.#rootNamespace !== undefined ? { rootNamespace: this.#rootNamespace } : {}),
@@ -395,6 +395,7 @@ export class DiscoverySource implements ConfigSource {
       ...optional('requestAuthentications'),
       ...optional('httpRoutes'),
       ...optional('grpcRoutes'),
+      ...optional('tcpRoutes'),
       ...optional('referenceGrants'),
       ...optional('virtualServices'),
       ...optional('destinationRules'),

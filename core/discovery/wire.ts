@@ -17,13 +17,14 @@ import { DATAPLANE_MODE_LABEL } from '../labels.js';
 import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { GrpcRouteConverter } from '../kube/routes/grpc-route.js';
+import { TcpRouteConverter } from '../kube/routes/tcp-route.js';
 import { ReferenceGrantConverter } from '../kube/routes/reference-grant.js';
 import type { ReferenceGrant } from '../model/reference-grant.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
 import { RequestAuthenticationConverter } from '../kube/request-authentication.js';
 import { specProblems, type SpecKind } from '../kube/schema.js';
-import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
+import type { DestinationRule, HttpRoute, TcpRoute, VirtualService } from '../model/routes.js';
 import type {
   AuthorizationPolicy,
   MeshNamespace,
@@ -106,6 +107,7 @@ export const RESOURCE_KINDS = [
   'requestAuthentications',
   'httpRoutes',
   'grpcRoutes',
+  'tcpRoutes',
   'referenceGrants',
   'virtualServices',
   'destinationRules',
@@ -120,7 +122,7 @@ export type ResourceKind = (typeof RESOURCE_KINDS)[number];
  * (`core/kube/routes/`, `core/kube/waypoint-policy.ts`): their model is large, and the
  * Kubernetes spec is the stable contract.
  */
-export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'requestAuthentications', 'httpRoutes', 'grpcRoutes', 'referenceGrants', 'virtualServices', 'destinationRules']);
+export const SPEC_KINDS: ReadonlySet<ResourceKind> = new Set(['waypointPolicies', 'requestAuthentications', 'httpRoutes', 'grpcRoutes', 'tcpRoutes', 'referenceGrants', 'virtualServices', 'destinationRules']);
 
 /** The internal type of each kind. */
 export interface ResourceTypes {
@@ -133,6 +135,7 @@ export interface ResourceTypes {
   requestAuthentications: RequestAuthentication;
   httpRoutes: HttpRoute;
   grpcRoutes: HttpRoute;
+  tcpRoutes: TcpRoute;
   referenceGrants: ReferenceGrant;
   virtualServices: VirtualService;
   destinationRules: DestinationRule;
@@ -603,6 +606,7 @@ const DECODERS: { [K in ResourceKind]: (o: Json, path: string, ctx: DecodeContex
       new RequestAuthenticationConverter(p, ctx.rootNamespace).requestAuthentication(name, ns, spec, `${path}.spec`),
     ),
   httpRoutes: (o, path) => viaConverter(o, path, 'HTTPRoute', (p, name, ns, spec) => new HttpRouteConverter(p).httpRoute(name, ns, spec, `${path}.spec`)),
+  tcpRoutes: (o, path) => viaConverter(o, path, 'TCPRoute', (p, name, ns, spec) => new TcpRouteConverter(p).tcpRoute(name, ns, spec, `${path}.spec`)),
   grpcRoutes: (o, path) => viaConverter(o, path, 'GRPCRoute', (p, name, ns, spec) => new GrpcRouteConverter(p).grpcRoute(name, ns, spec, `${path}.spec`)),
   referenceGrants: (o, path) =>
     viaConverter(o, path, 'ReferenceGrant', (p, name, ns, spec) => new ReferenceGrantConverter(p).referenceGrant(name, ns, spec, `${path}.spec`)),

@@ -26,6 +26,7 @@ import {
   type GatewayObject,
   type HTTPRouteObject,
   type GRPCRouteObject,
+  type TCPRouteObject,
   type ReferenceGrantObject,
   type ManifestObject,
   type NamespaceObject,
@@ -59,6 +60,7 @@ interface WaypointKinds {
   gateways: GatewayObject;
   httpRoutes: HTTPRouteObject;
   grpcRoutes: GRPCRouteObject;
+  tcpRoutes: TCPRouteObject;
   referenceGrants: ReferenceGrantObject;
   virtualServices: VirtualServiceObject;
   destinationRules: DestinationRuleObject;
@@ -67,7 +69,7 @@ interface WaypointKinds {
 }
 
 /** The waypoint list of each route kind. */
-const ROUTE_LIST = { HTTPRoute: 'httpRoutes', GRPCRoute: 'grpcRoutes', ReferenceGrant: 'referenceGrants', VirtualService: 'virtualServices', DestinationRule: 'destinationRules' } as const satisfies Record<string, keyof WaypointKinds>;
+const ROUTE_LIST = { HTTPRoute: 'httpRoutes', GRPCRoute: 'grpcRoutes', TCPRoute: 'tcpRoutes', ReferenceGrant: 'referenceGrants', VirtualService: 'virtualServices', DestinationRule: 'destinationRules' } as const satisfies Record<string, keyof WaypointKinds>;
 
 /** The objects behind the waypoint kinds of the configuration (their specs travel as written). */
 export type WaypointResources = { readonly [K in keyof WaypointKinds]: readonly WaypointKinds[K][] };
@@ -115,7 +117,7 @@ interface ServiceSlot {
 }
 
 /** Kinds whose namespace must exist (checked after the namespaces, pods and services are known). */
-const POLICY_KINDS: ReadonlySet<ManifestObject['kind']> = new Set(['HTTPRoute', 'GRPCRoute', 'ReferenceGrant', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication']);
+const POLICY_KINDS: ReadonlySet<ManifestObject['kind']> = new Set(['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'ReferenceGrant', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication']);
 
 /**
  * The conversion, kept between calls so that the frequent change (pods coming, going, changing
@@ -187,7 +189,7 @@ export class ManifestConverter {
     const sorted = inputs.sorted ? inputs.objects : sortObjects([...inputs.objects]);
     const pods: PodObject[] = [];
     const services: ServiceObject[] = [];
-    const waypoint: { [K in keyof WaypointKinds]: WaypointKinds[K][] } = { gateways: [], httpRoutes: [], grpcRoutes: [], referenceGrants: [], virtualServices: [], destinationRules: [], authorizationPolicies: [], requestAuthentications: [] };
+    const waypoint: { [K in keyof WaypointKinds]: WaypointKinds[K][] } = { gateways: [], httpRoutes: [], grpcRoutes: [], tcpRoutes: [], referenceGrants: [], virtualServices: [], destinationRules: [], authorizationPolicies: [], requestAuthentications: [] };
     const authz: AuthorizationPolicy[] = [];
     const peer: PeerAuthentication[] = [];
     for (const o of sorted) {
@@ -211,6 +213,7 @@ export class ManifestConverter {
           break;
         case 'HTTPRoute':
         case 'GRPCRoute':
+        case 'TCPRoute':
         case 'ReferenceGrant':
         case 'VirtualService':
         case 'DestinationRule':
@@ -280,6 +283,7 @@ export class ManifestConverter {
     const requestAuthentications = waypoint.requestAuthentications.map((o) => o.requestAuthentication);
     const httpRoutes = waypoint.httpRoutes.map((o) => o.route);
     const grpcRoutes = waypoint.grpcRoutes.map((o) => o.route);
+    const tcpRoutes = waypoint.tcpRoutes.map((o) => o.route);
     const referenceGrants = waypoint.referenceGrants.map((o) => o.grant);
     const virtualServices = waypoint.virtualServices.map((o) => o.virtualService);
     const destinationRules = waypoint.destinationRules.map((o) => o.destinationRule);
@@ -297,7 +301,7 @@ export class ManifestConverter {
       services: [...this.#services],
       authorizationPolicies: authz,
       peerAuthentications: peer,
-      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, grpcRoutes, referenceGrants, virtualServices, destinationRules, pendingPods, namespaces }),
+      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, grpcRoutes, tcpRoutes, referenceGrants, virtualServices, destinationRules, pendingPods, namespaces }),
     };
     // Every element is frozen already (parsed objects, cached conversions); freezing the lists and
     // the top is enough, and far cheaper than walking 10,000 workloads again.

@@ -12,7 +12,7 @@
  * set of objects always gives the same configuration, whatever order the files were read in.
  */
 import { PORTS } from '../hbone/constants.js';
-import type { DestinationRule, HttpRoute, VirtualService } from '../model/routes.js';
+import type { DestinationRule, HttpRoute, TcpRoute, VirtualService } from '../model/routes.js';
 import type { ReferenceGrant } from '../model/reference-grant.js';
 import type { AuthorizationPolicy, PeerAuthentication, RequestAuthentication, WaypointPolicy } from '../model/types.js';
 
@@ -37,6 +37,8 @@ export const SUPPORTED_KINDS = Object.freeze({
   HTTPRoute: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   // v1 only: the upstream CRD (v1.6.1) serves no other version of GRPCRoute.
   GRPCRoute: { apiVersions: ['gateway.networking.k8s.io/v1'], namespaced: true },
+  // v1alpha2, the version Istio 1.26 reads for waypoints.
+  TCPRoute: { apiVersions: ['gateway.networking.k8s.io/v1alpha2'], namespaced: true },
   // v1beta1 is served by every Gateway API release since 0.6 (the storage version still in
   // v1.6.1); v1 since 1.5.
   ReferenceGrant: { apiVersions: ['gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1'], namespaced: true },
@@ -197,6 +199,10 @@ export interface ReferenceGrantObject extends Base<'ReferenceGrant'> {
 export interface GRPCRouteObject extends Base<'GRPCRoute'> {
   readonly route: HttpRoute;
 }
+/** A TCPRoute on Service parents (`core/kube/routes/tcp-route.ts`). */
+export interface TCPRouteObject extends Base<'TCPRoute'> {
+  readonly route: TcpRoute;
+}
 export interface VirtualServiceObject extends Base<'VirtualService'> {
   readonly virtualService: VirtualService;
 }
@@ -216,6 +222,7 @@ export type ManifestObject =
   | GatewayObject
   | HTTPRouteObject
   | GRPCRouteObject
+  | TCPRouteObject
   | ReferenceGrantObject
   | VirtualServiceObject
   | DestinationRuleObject;

@@ -18,6 +18,7 @@ import { PolicySpecParser, httpAttributesWarning } from './authorization-policy.
 import { DestinationRuleConverter } from './routes/destination-rule.js';
 import { HttpRouteConverter } from './routes/http-route.js';
 import { GrpcRouteConverter } from './routes/grpc-route.js';
+import { TcpRouteConverter } from './routes/tcp-route.js';
 import { ReferenceGrantConverter } from './routes/reference-grant.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
@@ -273,6 +274,10 @@ export function parseObject(
     }
     case 'GRPCRoute': {
       const route = withSpec((s) => new GrpcRouteConverter(p).grpcRoute(meta.name, ns, s, 'spec'));
+      return finish(route ? { kind: k, ...base, route } : undefined);
+    }
+    case 'TCPRoute': {
+      const route = withSpec((s) => new TcpRouteConverter(p).tcpRoute(meta.name, ns, s, 'spec'));
       return finish(route ? { kind: k, ...base, route } : undefined);
     }
     case 'ReferenceGrant': {

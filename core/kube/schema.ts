@@ -45,6 +45,7 @@ import { Gateway as GatewayV1beta1 } from '@kubernetes-models/gateway-api/gatewa
 import { HTTPRoute as HTTPRouteV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { HTTPRoute as HTTPRouteV1beta1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1beta1/HTTPRoute';
 import { GRPCRoute as GRPCRouteV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/GRPCRoute';
+import { TCPRoute as TCPRouteV1alpha2 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1alpha2/TCPRoute';
 import { ReferenceGrant as ReferenceGrantV1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/ReferenceGrant';
 import { ReferenceGrant as ReferenceGrantV1beta1 } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1beta1/ReferenceGrant';
 import { describe, indexPath, isMapping, keyPath } from '../validation/check.js';
@@ -100,6 +101,7 @@ const MODELS: readonly ModelClass[] = [
   HTTPRouteV1,
   HTTPRouteV1beta1,
   GRPCRouteV1,
+  TCPRouteV1alpha2,
   ReferenceGrantV1,
   ReferenceGrantV1beta1,
 ] as readonly ModelClass[];
@@ -161,6 +163,7 @@ const SPEC_VERSIONS = {
   RequestAuthentication: 'security.istio.io/v1',
   HTTPRoute: 'gateway.networking.k8s.io/v1',
   GRPCRoute: 'gateway.networking.k8s.io/v1',
+  TCPRoute: 'gateway.networking.k8s.io/v1alpha2',
   // v1beta1: the version every Gateway API release since 0.6 serves (v1 only since 1.5).
   ReferenceGrant: 'gateway.networking.k8s.io/v1beta1',
   VirtualService: 'networking.istio.io/v1',

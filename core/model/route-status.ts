@@ -8,7 +8,7 @@ import { backendPermitted } from './reference-grant.js';
 import type { MeshState } from './state.js';
 
 export interface RouteStatusEntry {
-  readonly kind: 'HTTPRoute' | 'GRPCRoute' | 'VirtualService' | 'DestinationRule';
+  readonly kind: 'HTTPRoute' | 'GRPCRoute' | 'TCPRoute' | 'VirtualService' | 'DestinationRule';
   readonly namespace: string;
   readonly name: string;
   readonly conditions: RouteCondition[];
@@ -30,6 +30,11 @@ export function routeStatuses(state: MeshState): RouteStatusEntry[] {
   const out: RouteStatusEntry[] = [];
   for (const r of [...(state.config.httpRoutes ?? []), ...(state.config.grpcRoutes ?? [])]) {
     out.push({ kind: r.kind, namespace: r.namespace, name: r.name, conditions: routeStatus(r, lookup) });
+  }
+  for (const r of state.config.tcpRoutes ?? []) {
+    // Judged as the one-rule route it is: parents, then backends (kind, existence, port, weights).
+    const asRoute = { kind: 'HTTPRoute' as const, name: r.name, namespace: r.namespace, parents: r.parents, hostnames: [], rules: [{ matches: [], filters: [], backends: r.backends }] };
+    out.push({ kind: 'TCPRoute', namespace: r.namespace, name: r.name, conditions: routeStatus(asRoute, lookup) });
   }
   for (const vs of state.config.virtualServices ?? []) {
     // A VirtualService is shadowed when a producer HTTPRoute (in the service's namespace) routes

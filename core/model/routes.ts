@@ -166,6 +166,19 @@ export interface HttpRoute extends RouteResource<'HTTPRoute' | 'GRPCRoute'> {
   readonly hostnames: readonly string[];
 }
 
+/**
+ * A TCPRoute (Gateway API `v1alpha2`) on Service parents: the connections to the Service, through
+ * its waypoint, are split between `backends` by weight, one choice per connection.
+ */
+export interface TcpRoute {
+  readonly kind: 'TCPRoute';
+  readonly name: string;
+  readonly namespace: string;
+  readonly parents: readonly ParentRef[];
+  /** Weighted Services (`port` required); `invalidKind` as for HTTPRoute: its connections are closed. */
+  readonly backends: readonly BackendRef[];
+}
+
 export interface VirtualService extends RouteResource<'VirtualService'> {
   /** As written; resolved against services with `resolveHost`. */
   readonly hosts: readonly string[];

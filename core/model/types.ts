@@ -6,7 +6,7 @@
  * All objects are frozen once built; an update replaces them.
  */
 
-import type { DestinationRule, HttpRoute, VirtualService } from './routes.js';
+import type { DestinationRule, HttpRoute, TcpRoute, VirtualService } from './routes.js';
 import type { ReferenceGrant } from './reference-grant.js';
 
 export type Protocol = 'HBONE' | 'TCP';
@@ -251,6 +251,8 @@ export interface MeshConfig {
    * served by waypoints together with the HTTPRoutes of the same Service (absent: none).
    */
   readonly grpcRoutes?: readonly HttpRoute[];
+  /** Gateway API TCPRoutes attached to Services: weighted splits of TCP connections in waypoints (absent: none). */
+  readonly tcpRoutes?: readonly TcpRoute[];
   /**
    * Gateway API ReferenceGrants: which routes may use a Service in another namespace
    * (core/model/reference-grant.ts; absent: none, so no cross-namespace backend is permitted).

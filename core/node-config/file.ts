@@ -20,6 +20,7 @@ import { specProblems, type SpecKind } from '../kube/schema.js';
 import { DestinationRuleConverter } from '../kube/routes/destination-rule.js';
 import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { GrpcRouteConverter } from '../kube/routes/grpc-route.js';
+import { TcpRouteConverter } from '../kube/routes/tcp-route.js';
 import { ReferenceGrantConverter } from '../kube/routes/reference-grant.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { presentLists } from '../model/source.js';
@@ -98,6 +99,7 @@ const TOP_KEYS = [
   'requestAuthentications',
   'httpRoutes',
   'grpcRoutes',
+  'tcpRoutes',
   'referenceGrants',
   'virtualServices',
   'destinationRules',
@@ -154,6 +156,7 @@ class FileParser {
       new RequestAuthenticationConverter(this.p, this.rootNamespace).requestAuthentication(r.name, r.namespace, r.spec, r.specPath),
     ).filter((ra) => ra.targetRefs.length > 0);
     const httpRoutes = this.routeSection(top, 'httpRoutes', 'HTTPRoute', (r) => new HttpRouteConverter(this.p).httpRoute(r.name, r.namespace, r.spec, r.specPath));
+    const tcpRoutes = this.routeSection(top, 'tcpRoutes', 'TCPRoute', (r) => new TcpRouteConverter(this.p).tcpRoute(r.name, r.namespace, r.spec, r.specPath));
     const grpcRoutes = this.routeSection(top, 'grpcRoutes', 'GRPCRoute', (r) => new GrpcRouteConverter(this.p).grpcRoute(r.name, r.namespace, r.spec, r.specPath));
     const referenceGrants = this.routeSection(top, 'referenceGrants', 'ReferenceGrant', (r) => new ReferenceGrantConverter(this.p).referenceGrant(r.name, r.namespace, r.spec, r.specPath));
     const virtualServices = this.routeSection(top, 'virtualServices', 'VirtualService', (r) =>
@@ -170,7 +173,7 @@ class FileParser {
       services,
       authorizationPolicies: authz,
       peerAuthentications: peer,
-      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, grpcRoutes, referenceGrants, virtualServices, destinationRules }),
+      ...presentLists({ waypointPolicies, requestAuthentications, httpRoutes, grpcRoutes, tcpRoutes, referenceGrants, virtualServices, destinationRules }),
     };
   }
 

@@ -27,6 +27,7 @@ const parsed = parseManifests(
     { apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'jwt', namespace: 'apps' }, spec: { targetRefs: [{ kind: 'Service', group: '', name: 'web' }], jwtRules: [{ issuer: 'https://issuer.example', audiences: ['web'], jwksUri: 'https://issuer.example/jwks.json', fromHeaders: [{ name: 'x-jwt' }], outputClaimToHeaders: [{ header: 'x-sub', claim: 'sub' }] }] } },
     { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'apps' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } },
     { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'g', namespace: 'apps' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ matches: [{ method: { service: 'web.Web', method: 'Get' } }], backendRefs: [{ name: 'web', port: 80 }] }] } },
+    { apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TCPRoute', metadata: { name: 't', namespace: 'apps' }, spec: { parentRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ backendRefs: [{ name: 'web', port: 80, weight: 3 }] }] } },
     { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'vs', namespace: 'apps' }, spec: { hosts: ['web'], http: [{ fault: { abort: { httpStatus: 503, percentage: { value: 50 } } }, route: [{ destination: { host: 'web', subset: 'v1' } }] }] } },
     {
       apiVersion: 'gateway.networking.k8s.io/v1beta1',
@@ -53,6 +54,7 @@ t.test('every kind survives encode → JSON → decode unchanged', async (t) => 
     requestAuthentications: (n) => specOf('RequestAuthentication', n),
     httpRoutes: (n) => specOf('HTTPRoute', n),
     grpcRoutes: (n) => specOf('GRPCRoute', n),
+    tcpRoutes: (n) => specOf('TCPRoute', n),
     referenceGrants: (n) => specOf('ReferenceGrant', n),
     virtualServices: (n) => specOf('VirtualService', n),
     destinationRules: (n) => specOf('DestinationRule', n),

@@ -110,6 +110,12 @@ const VALID: Obj[] = [
     metadata: meta,
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 50051 }], rules: [{ matches: [{ method: { service: 'x.X', method: 'Get' } }], backendRefs: [{ name: 'x', port: 50051, weight: 1 }] }] },
   },
+  {
+    apiVersion: 'gateway.networking.k8s.io/v1alpha2',
+    kind: 'TCPRoute',
+    metadata: meta,
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 5432 }], rules: [{ backendRefs: [{ name: 'x', port: 5432, weight: 1 }] }] },
+  },
   ...['gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1'].map((apiVersion) => ({
     apiVersion,
     kind: 'ReferenceGrant',
@@ -718,7 +724,10 @@ t.test('the upstream CRDs and schemaProblems take the same decisions', { skip: n
     }
     return v;
   };
-  const crdTypes = SCHEMA_TYPES.filter((s) => s.apiVersion.includes('.')).map((s) => `${s.apiVersion} ${s.kind}`);
+  // TCPRoute v1alpha2: what Istio 1.26 reads and its users write (Gateway API before 1.5 served
+  // only v1alpha2); upstream v1.6.1 keeps its schema but serves v1 only, so it is not compared.
+  const NOT_SERVED_UPSTREAM = new Set(['gateway.networking.k8s.io/v1alpha2 TCPRoute']);
+  const crdTypes = SCHEMA_TYPES.filter((s) => s.apiVersion.includes('.')).map((s) => `${s.apiVersion} ${s.kind}`).filter((ty) => !NOT_SERVED_UPSTREAM.has(ty));
   const groupKinds = new Set(crdTypes.map((ty) => `${ty.split('/')[0]!} ${ty.split(' ')[1]!}`));
   const servedOfOurKinds = [...crds.keys()].filter((ty) => groupKinds.has(`${ty.split('/')[0]!} ${ty.split(' ')[1]!}`));
   t.strictSame(servedOfOurKinds.sort(), [...crdTypes].sort(), 'every served version of the kinds the mesh reads has a schema here, and no other');

@@ -249,7 +249,7 @@ extra: true
 `;
   const got = problemsOf(t, yaml);
   const want = [
-    'extra: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, referenceGrants, virtualServices, destinationRules',
+    'extra: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, tcpRoutes, referenceGrants, virtualServices, destinationRules',
     'trustDomain: "Bad_Domain" is not a trust domain; expected lowercase letters, digits, ".", "-" and "_"',
     'nodes[0].ztunnelAddress: "127.0.0.300" is not an IPv4 or IPv6 address',
     'nodes[0].hbonePort: 70000 is not a port; expected an integer from 1 to 65535',
@@ -344,16 +344,16 @@ t.test('YAML-level problems', async (t) => {
   t.same(problemsOf(t, 'a: [1,\n b: 2'), ['yaml syntax error at line 2, column 6: unexpected end of the stream within a flow collection']);
   t.same(problemsOf(t, 'nodes: []\nnodes: []\n'), ['yaml syntax error at line 2, column 1: duplicated mapping key']);
   t.same(problemsOf(t, ''), [
-    'the file is empty; expected a mapping with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, referenceGrants, virtualServices, destinationRules',
+    'the file is empty; expected a mapping with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, tcpRoutes, referenceGrants, virtualServices, destinationRules',
   ]);
   t.same(problemsOf(t, '# only a comment\n'), problemsOf(t, ''));
   t.same(problemsOf(t, 'nodes: []\n---\nnodes: []\n'), ['expected one YAML document, found 2 (separated by ---)']);
   t.same(problemsOf(t, '- 1\n'), [
-    'expected a mapping at the top of the file with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, referenceGrants, virtualServices, destinationRules, got a list',
+    'expected a mapping at the top of the file with the keys trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, tcpRoutes, referenceGrants, virtualServices, destinationRules, got a list',
   ]);
   t.same(problemsOf(t, 'nodes: {name: a}\n'), ['nodes: expected a list, got a mapping']);
   t.same(problemsOf(t, '__proto__: {}\n'), [
-    '__proto__: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, referenceGrants, virtualServices, destinationRules',
+    '__proto__: unknown key; allowed keys here: trustDomain, nodes, workloads, services, authorizationPolicies, peerAuthentications, requestAuthentications, httpRoutes, grpcRoutes, tcpRoutes, referenceGrants, virtualServices, destinationRules',
   ]);
 });
 

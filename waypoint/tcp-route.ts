@@ -1,0 +1,31 @@
+/**
+ * TCPRoute on waypoints (Istio 1.26): which Service a TCP connection through the waypoint goes
+ * to. A connection to a Service that a TCPRoute has as parent (with its port, when the parentRef
+ * names one) goes to one of the route's backends, chosen by weight once per connection; others go
+ * to the Service they were sent to, as before. Several TCPRoutes on one Service: the first in
+ * config order (the oldest) applies, as Gateway API breaks ties between routes.
+ */
+import { pickWeighted, type TcpRoute } from '../core/model/routes.js';
+import type { MeshState } from '../core/model/state.js';
+import type { Service } from '../core/model/types.js';
+
+/** Where a connection goes, or why it cannot go anywhere (the connection is closed, flag `NR`). */
+export type TcpTarget =
+  | { readonly route: TcpRoute; readonly service: Service; readonly port: number }
+  | { readonly route: TcpRoute; readonly error: string };
+
+/** The TCPRoute of `service:port` and the backend it picks, or undefined when no TCPRoute applies. */
+export function tcpRouteTarget(state: MeshState, service: Service, port: number, random: () => number = Math.random): TcpTarget | undefined {
+  const route = (state.config.tcpRoutes ?? []).find((r) =>
+    r.parents.some((p) => p.name === service.name && p.namespace === service.namespace && (p.port === undefined || p.port === port)),
+  );
+  if (!route) return undefined;
+  const i = pickWeighted(route.backends.map((b) => b.weight), random);
+  if (i < 0) return { route, error: `TCPRoute ${route.namespace}/${route.name}: every backend has weight 0` };
+  const b = route.backends[i]!;
+  if (b.invalidKind !== undefined) return { route, error: `TCPRoute ${route.namespace}/${route.name}: backend ${b.invalidKind} ${b.namespace}/${b.name} is not a Service` };
+  const target = state.serviceByName(b.namespace ?? '', b.name ?? '');
+  const p = b.port ?? port;
+  if (!target || !state.servicePort(target, p)) return { route, error: `TCPRoute ${route.namespace}/${route.name}: backend ${b.namespace}/${b.name}:${p} is not a known service port` };
+  return { route, service: target, port: p };
+}
