@@ -1,7 +1,8 @@
 /**
  * The terminal handler: sends the request to one endpoint of the chosen backend (or to the
  * workload the client addressed) and resolves with the response headers; the body streams on.
- * HTTP/1.1 clients are forwarded over HTTP/1.1 keep-alive streams, HTTP/2 (gRPC) over HTTP/2.
+ * HTTP/1.1 clients are forwarded over HTTP/1.1 keep-alive streams, HTTP/2 (gRPC) over HTTP/2, and
+ * any request to a Service port whose `appProtocol` says HTTP/2 (`kubernetes.io/h2c`) over HTTP/2.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -10,6 +11,7 @@ import { forwardable } from './hop.js';
 import { noHealthyUpstream, unknownDestination, upstreamReset, upstreamRefused, WaypointError, upstreamConnectFailed } from './status.js';
 import type { Endpoint, UpstreamPool } from './upstream.js';
 import type { Workload } from '../core/model/types.js';
+import { http2Upstream } from '../core/model/app-protocol.js';
 import type { ConnectionPool } from '../core/model/traffic-policy.js';
 import type { TrafficPolicies } from './traffic-policy/cluster.js';
 
@@ -20,6 +22,17 @@ function backendEndpoint(ctx: RequestContext, w: Workload): Endpoint {
   const { service, port } = ctx.backend!;
   const sp = ctx.stream.state.servicePort(service, port);
   return { workload: w, ip: w.ips[0]!, port: sp?.targetPort ?? port, service };
+}
+
+/**
+ * Whether the backend's Service port says HTTP/2 (`appProtocol: kubernetes.io/h2c`, `http2`,
+ * `grpc`: core/model/app-protocol.ts): then an HTTP/1.1 request goes upstream as HTTP/2 with
+ * prior knowledge (Gateway API GEP-1911, upstream HTTPRouteBackendProtocolH2C), its headers
+ * already free of hop-by-hop ones (`forwardable`), `Host` as `:authority`.
+ */
+function backendSpeaksH2(ctx: RequestContext): boolean {
+  const b = ctx.backend;
+  return b !== undefined && http2Upstream(ctx.stream.state.servicePort(b.service, b.port));
 }
 
 /** Chooses the endpoint of this try. */
@@ -248,7 +261,7 @@ export function forwarder(pool: UpstreamPool, traffic?: TrafficPolicies): Handle
   const send = (ctx: RequestContext, ep: Endpoint, limits?: ConnectionPool) => {
     ctx.endpoint = ep.workload;
     const target = ep.ip.includes(':') ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;
-    return ctx.httpVersion === '2.0' ? forwardH2(ctx, pool, ep, target, limits) : forwardH1(ctx, pool, ep, target, limits);
+    return ctx.httpVersion === '2.0' || backendSpeaksH2(ctx) ? forwardH2(ctx, pool, ep, target, limits) : forwardH1(ctx, pool, ep, target, limits);
   };
   return async (ctx) => {
     const b = ctx.backend;

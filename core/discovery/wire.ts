@@ -19,6 +19,7 @@ import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { GrpcRouteConverter } from '../kube/routes/grpc-route.js';
 import { TcpRouteConverter } from '../kube/routes/tcp-route.js';
 import { ReferenceGrantConverter } from '../kube/routes/reference-grant.js';
+import { appProtocolProblem } from '../model/app-protocol.js';
 import type { ReferenceGrant } from '../model/reference-grant.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
@@ -437,7 +438,15 @@ function decodeService(o: Json, path: string): Service {
       const q = `${path}.ports[${i}]`;
       const p = obj(x, q);
       const name = optStr(p, 'name', q);
-      return { port: int(p, 'port', q, 1, 65535), targetPort: int(p, 'targetPort', q, 1, 65535), ...(name !== undefined ? { name } : {}) };
+      const appProtocol = optStr(p, 'appProtocol', q);
+      const bad = appProtocol !== undefined ? appProtocolProblem(appProtocol) : undefined;
+      if (bad !== undefined) throw new WireFormatError(`${q}.appProtocol`, bad);
+      return {
+        port: int(p, 'port', q, 1, 65535),
+        targetPort: int(p, 'targetPort', q, 1, 65535),
+        ...(name !== undefined ? { name } : {}),
+        ...(appProtocol !== undefined ? { appProtocol } : {}),
+      };
     }),
     endpoints: arr(o, 'endpoints', path).map((x, i) => uid(x, `${path}.endpoints[${i}]`)),
     subjectAltNames: strings(o, 'subjectAltNames', path).map((s, i) => spiffeId(s, `${path}.subjectAltNames[${i}]`)),

@@ -626,7 +626,7 @@ export class ManifestConverter {
     const ports: ServicePort[] = [];
     svc.ports.forEach((sp, i) => {
       if (typeof sp.targetPort === 'number') {
-        ports.push({ port: sp.port, targetPort: sp.targetPort, ...(sp.name !== undefined ? { name: sp.name } : {}) });
+        ports.push({ port: sp.port, targetPort: sp.targetPort, ...(sp.name !== undefined ? { name: sp.name } : {}), ...(sp.appProtocol !== undefined ? { appProtocol: sp.appProtocol } : {}) });
         return;
       }
       // A named target port: the pods' container port of that name. The model has one target
@@ -643,7 +643,7 @@ export class ManifestConverter {
         return;
       }
       if (all.length > 1) this.#note(svc, `spec.ports[${i}].targetPort`, `pods disagree on the port named ${quote(sp.targetPort)} (${all.join(', ')}); using ${first}`);
-      ports.push({ port: sp.port, targetPort: first, ...(sp.name !== undefined ? { name: sp.name } : {}) });
+      ports.push({ port: sp.port, targetPort: first, ...(sp.name !== undefined ? { name: sp.name } : {}), ...(sp.appProtocol !== undefined ? { appProtocol: sp.appProtocol } : {}) });
     });
     const wp = this.#resolveWaypoint(svc, 'service');
     // Sorted, so that the same pods give the same service whatever order they arrived in.
@@ -675,5 +675,5 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
 }
 
 function samePorts(a: readonly ServicePort[], b: readonly ServicePort[]): boolean {
-  return a.length === b.length && a.every((x, i) => x.port === b[i]!.port && x.targetPort === b[i]!.targetPort && x.name === b[i]!.name);
+  return a.length === b.length && a.every((x, i) => x.port === b[i]!.port && x.targetPort === b[i]!.targetPort && x.name === b[i]!.name && x.appProtocol === b[i]!.appProtocol);
 }

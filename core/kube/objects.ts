@@ -152,6 +152,8 @@ export interface ServiceSpecPort {
   /** A number, or a container port name resolved per endpoint at conversion. */
   readonly targetPort: number | string;
   readonly name?: string;
+  /** Kubernetes `appProtocol` (core/model/app-protocol.ts). */
+  readonly appProtocol?: string;
 }
 
 export interface ServiceObject extends Base<'Service'> {

@@ -20,6 +20,7 @@ import { HttpRouteConverter } from './routes/http-route.js';
 import { GrpcRouteConverter } from './routes/grpc-route.js';
 import { TcpRouteConverter } from './routes/tcp-route.js';
 import { ReferenceGrantConverter } from './routes/reference-grant.js';
+import { appProtocolProblem } from '../model/app-protocol.js';
 import { VirtualServiceConverter } from './routes/virtual-service.js';
 import { WaypointPolicyConverter } from './waypoint-policy.js';
 import { RequestAuthenticationConverter } from './request-authentication.js';
@@ -504,8 +505,10 @@ function parseService(p: Problems, base: BaseFields, spec: Record<string, unknow
           if (seenPorts.has(num)) p.add(keyPath(xq, 'port'), `duplicate port ${num}`);
           seenPorts.add(num);
         }
+        // A qualified name (the API server's check); what the waypoint speaks to the endpoints.
+        const appProtocol = field(p, xq, m, 'appProtocol', (y, r) => string(p, r, y, 'an appProtocol', appProtocolProblem));
         if (p.size > b || num === undefined || targetPort === undefined) return undefined;
-        return { port: num, targetPort, ...(name !== undefined ? { name } : {}) };
+        return { port: num, targetPort, ...(name !== undefined ? { name } : {}), ...(appProtocol !== undefined ? { appProtocol } : {}) };
       }),
     { required: true, expected: 'a list of ports' }) ?? [];
   let headless = false;

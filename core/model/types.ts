@@ -75,6 +75,11 @@ export interface ServicePort {
   /** The port on the endpoints; equal to `port` when the service does not remap it. */
   readonly targetPort: number;
   readonly name?: string;
+  /**
+   * Kubernetes `appProtocol` (a qualified name): `kubernetes.io/h2c`, `http2` or `grpc` make the
+   * waypoint speak HTTP/2 with prior knowledge to the endpoints (core/model/app-protocol.ts).
+   */
+  readonly appProtocol?: string;
 }
 
 export interface Service {

@@ -22,6 +22,7 @@ import { HttpRouteConverter } from '../kube/routes/http-route.js';
 import { GrpcRouteConverter } from '../kube/routes/grpc-route.js';
 import { TcpRouteConverter } from '../kube/routes/tcp-route.js';
 import { ReferenceGrantConverter } from '../kube/routes/reference-grant.js';
+import { appProtocolProblem } from '../model/app-protocol.js';
 import { VirtualServiceConverter } from '../kube/routes/virtual-service.js';
 import { presentLists } from '../model/source.js';
 import { WaypointPolicyConverter } from '../kube/waypoint-policy.js';
@@ -108,7 +109,7 @@ const NODE_KEYS = ['name', 'ztunnelAddress', 'hbonePort'];
 const WORKLOAD_KEYS = ['name', 'uid', 'namespace', 'serviceAccount', 'node', 'ips', 'protocol', 'labels', 'healthy', 'waypoint'];
 const WAYPOINT_KEYS = ['address', 'hbonePort'];
 const SERVICE_KEYS = ['name', 'namespace', 'hostname', 'vips', 'ports', 'selector', 'subjectAltNames', 'waypoint'];
-const SERVICE_PORT_KEYS = ['port', 'targetPort', 'name'];
+const SERVICE_PORT_KEYS = ['port', 'targetPort', 'name', 'appProtocol'];
 const RESOURCE_KEYS = ['name', 'namespace', 'spec'];
 const PROTOCOLS: readonly Protocol[] = ['HBONE', 'TCP'];
 
@@ -493,8 +494,9 @@ class FileParser {
           string(this.p, r, y, 'a port name', (s) => (LABEL_RE.test(s) ? undefined : `${quote(s)} is not ${NAMESPACE_EXPECTED}`)),
         );
         if (name !== undefined) names.check(name, keyPath(q, 'name'));
+        const appProtocol = field(this.p, q, m, 'appProtocol', (y, r) => string(this.p, r, y, 'an appProtocol', appProtocolProblem));
         if (this.p.size > b) return undefined;
-        return { port: p as number, targetPort: targetPort as number, ...(name !== undefined ? { name } : {}) };
+        return { port: p as number, targetPort: targetPort as number, ...(name !== undefined ? { name } : {}), ...(appProtocol !== undefined ? { appProtocol } : {}) };
       },
       { nonEmpty: 'a service needs at least one port', expected: 'a list of {port, targetPort, name}' },
     );
