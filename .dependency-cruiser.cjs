@@ -1,7 +1,7 @@
 /**
  * The import boundaries of ARCHITECTURE.md ("Import boundaries"), checked by dependency-cruiser on
  * the .ts sources (test/boundaries.test.ts runs it under `npm test`; by hand:
- * `npx depcruise --config .dependency-cruiser.cjs core bpf ztunnel waypoint control-plane cni-plugin lab cli bench tools fuzz`).
+ * `npx depcruise --config .dependency-cruiser.cjs core bpf ztunnel waypoint control-plane cni-plugin lab cli bench tools fuzz dashboard`).
  *
  * Every rule is a `forbidden` one: its name is what a violation prints, its comment says why. A
  * folder may always import its own files, npm packages and node's built-ins; tests (test/) may
@@ -10,7 +10,7 @@
 'use strict';
 
 /** Every top-level source folder; anything else an import resolves to is a package or a built-in. */
-const OURS = '^(core|bpf|ztunnel|waypoint|control-plane|cni-plugin|lab|cli|bench|tools|fuzz)/';
+const OURS = '^(core|bpf|ztunnel|waypoint|control-plane|cni-plugin|lab|cli|bench|tools|fuzz|dashboard)/';
 
 /**
  * What the lab may take from cni-plugin: the agent's Unix-socket API (wire types and the client the
@@ -91,11 +91,20 @@ module.exports = {
     {
       name: 'cli-imports-core-lab-index-bpf-kernel',
       comment:
-        "ambientctl may import core/, the lab's public surface lab/index.ts (it drives the lab), and bpf/kernel.ts + bpf/command.ts " +
-        '(precheck); it talks to components over their APIs, never by importing them',
+        "ambientctl may import core/, the lab's public surface lab/index.ts (it drives the lab), bpf/kernel.ts + bpf/command.ts " +
+        '(precheck) and dashboard/ (it serves the page); it talks to components over their APIs, never by importing them',
       severity: 'error',
       from: { path: '^cli/' },
-      to: { path: OURS, pathNot: `^(core|cli)/|^lab/index[.]ts$|${CLI_FROM_BPF}` },
+      to: { path: OURS, pathNot: `^(core|cli|dashboard)/|^lab/index[.]ts$|${CLI_FROM_BPF}` },
+    },
+    {
+      name: 'dashboard-imports-core-and-lab-index',
+      comment:
+        "the dashboard server reads components over their HTTP endpoints (metrics, admin) and the lab through its public surface lab/index.ts; " +
+        'it imports no component and not the cli (the cli imports it)',
+      severity: 'error',
+      from: { path: '^dashboard/' },
+      to: { path: OURS, pathNot: '^(core|dashboard)/|^lab/index[.]ts$' },
     },
     {
       name: 'bench-imports-core-and-the-control-plane',

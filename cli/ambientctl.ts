@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
  * ambientctl: the operator's command line (docs/ambientctl.md): `waypoint`, `ztunnel-config`,
- * `precheck`, `version` against a cluster or the lab (target.ts), `ca init`, and `lab ...` (docs/lab.md).
+ * `precheck`, `version`, `dashboard` against a cluster or the lab (target.ts), `ca init`, and `lab ...` (docs/lab.md).
  */
 import { Command } from 'commander';
 import { PORTS } from '../core/hbone/constants.js';
 import { CertificateAuthority } from '../core/identity/ca.js';
 import { processContext } from './context.js';
+import { addDashboardCommand } from './dashboard.js';
 import { addLabCommands } from './lab.js';
 import { addPrecheckCommand } from './precheck.js';
 import { addVersionCommand, clientVersion } from './version.js';
@@ -47,6 +48,7 @@ addWaypointCommands(program, ctx);
 addZtunnelConfigCommands(program, ctx);
 addPrecheckCommand(program, ctx);
 addVersionCommand(program, ctx);
+addDashboardCommand(program, ctx);
 
 // One line on stderr and exit 1 for every failure, including unexpected ones: no stack traces.
 program.parseAsync(process.argv).catch((err: Error) => {

@@ -13,7 +13,7 @@ const REPO = fileURLToPath(new URL('..', import.meta.url));
 const DEPCRUISE = join(REPO, 'node_modules', '.bin', 'depcruise');
 const CONFIG = '.dependency-cruiser.cjs';
 /** The folders with product code; test/ is the only top-level source folder not checked. */
-const SOURCES = ['core', 'bpf', 'ztunnel', 'waypoint', 'control-plane', 'cni-plugin', 'lab', 'cli', 'bench', 'tools', 'fuzz'];
+const SOURCES = ['core', 'bpf', 'ztunnel', 'waypoint', 'control-plane', 'cni-plugin', 'lab', 'cli', 'bench', 'tools', 'fuzz', 'dashboard'];
 
 interface Violation {
   readonly from: string;
@@ -94,6 +94,12 @@ const CASES: ReadonlyArray<{ from: string; to: string; rule?: string; typeOnly?:
   { from: 'core/discovery', to: 'core/kube/routes/http-route.ts' },
   { from: 'core/node-config', to: 'core/discovery/wire.ts' },
   { from: 'core/kube', to: 'core/errors.ts' },
+  { from: 'cli', to: 'dashboard/server.ts' },
+  { from: 'dashboard', to: 'lab/index.ts' },
+  { from: 'dashboard', to: 'core/labels.ts' },
+  { from: 'dashboard', to: 'lab/cluster.ts', rule: 'dashboard-imports-core-and-lab-index' },
+  { from: 'dashboard', to: 'cli/output.ts', rule: 'dashboard-imports-core-and-lab-index' },
+  { from: 'dashboard', to: 'ztunnel/proxy.ts', rule: 'dashboard-imports-core-and-lab-index' },
 ];
 
 t.test('the check fails on planted imports, naming rule and edge, and allows the allowed ones', async (t) => {
