@@ -38,6 +38,7 @@ export const WATCHED_RESOURCES: readonly KubeResource[] = Object.freeze([
   { kind: 'Gateway', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', namespaced: true, status: true },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', namespaced: true, status: true },
   { kind: 'GRPCRoute', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'grpcroutes', namespaced: true, status: true },
+  { kind: 'TCPRoute', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'tcproutes', namespaced: true, status: true },
   // v1beta1: served by every Gateway API release since 0.6 (v1 only since 1.5); no status upstream.
   { kind: 'ReferenceGrant', group: 'gateway.networking.k8s.io', version: 'v1beta1', plural: 'referencegrants', namespaced: true, status: false },
   { kind: 'AuthorizationPolicy', group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', namespaced: true, status: true },

@@ -8,7 +8,7 @@
  * | PeerAuthentication | `status.conditions` | `Accepted` |
  * | VirtualService | `status.conditions` | `Accepted` (False, `Conflicted`, when an HTTPRoute routes the same service), `ResolvedRefs` (backends, subsets) |
  * | DestinationRule | `status.conditions` | `Accepted` (fields waypoints do not apply), `ResolvedRefs` (unknown host, subsets with no healthy endpoint) |
- * | HTTPRoute, GRPCRoute | `status.parents[]`, one per parentRef, `controllerName` ours | `Accepted`, `ResolvedRefs` |
+ * | HTTPRoute, GRPCRoute, TCPRoute | `status.parents[]`, one per parentRef, `controllerName` ours | `Accepted`, `ResolvedRefs` |
  * | Gateway (`istio-waypoint` class) | `status.conditions` | `Accepted` |
  *
  * An object with errors is `status: "False"`, reason `Invalid` (Gateway API kinds: their spec's
@@ -225,7 +225,8 @@ export class StatusWriter {
         return { conditions: next, addresses };
       }
       case 'HTTPRoute':
-      case 'GRPCRoute': {
+      case 'GRPCRoute':
+      case 'TCPRoute': {
         const spec = isMap(o.spec) ? o.spec : {};
         const refs = Array.isArray(spec.parentRefs) ? spec.parentRefs.filter(isMap) : [];
         const prevParents = (Array.isArray(current.parents) ? current.parents.filter(isMap) : []) as Array<Record<string, unknown>>;

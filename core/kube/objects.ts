@@ -37,8 +37,9 @@ export const SUPPORTED_KINDS = Object.freeze({
   HTTPRoute: { apiVersions: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], namespaced: true },
   // v1 only: the upstream CRD (v1.6.1) serves no other version of GRPCRoute.
   GRPCRoute: { apiVersions: ['gateway.networking.k8s.io/v1'], namespaced: true },
-  // v1alpha2, the version Istio 1.26 reads for waypoints.
-  TCPRoute: { apiVersions: ['gateway.networking.k8s.io/v1alpha2'], namespaced: true },
+  // v1alpha2, the version Istio 1.26 reads for waypoints; v1 since Gateway API 1.5 (the one
+  // v1.6.1's CRD serves, and the one the Kubernetes source watches), the same schema.
+  TCPRoute: { apiVersions: ['gateway.networking.k8s.io/v1alpha2', 'gateway.networking.k8s.io/v1'], namespaced: true },
   // v1beta1 is served by every Gateway API release since 0.6 (the storage version still in
   // v1.6.1); v1 since 1.5.
   ReferenceGrant: { apiVersions: ['gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1'], namespaced: true },

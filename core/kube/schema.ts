@@ -106,12 +106,25 @@ const MODELS: readonly ModelClass[] = [
   ReferenceGrantV1beta1,
 ] as readonly ModelClass[];
 
-const BY_TYPE = new Map<string, ModelClass>(MODELS.map((m) => [`${m.apiVersion} ${m.kind}`, m]));
+/**
+ * Versions the models lack, judged by the model of a version with the same schema (the object's
+ * apiVersion is the model's while it is judged): TCPRoute `v1` (Gateway API 1.5+) has the schema
+ * of `v1alpha2`, the only TCPRoute model @kubernetes-models/gateway-api 2.0.0 has.
+ */
+const ALIASES: readonly { readonly apiVersion: string; readonly model: ModelClass }[] = [
+  { apiVersion: 'gateway.networking.k8s.io/v1', model: TCPRouteV1alpha2 as unknown as ModelClass },
+];
+
+const BY_TYPE = new Map<string, ModelClass>([
+  ...MODELS.map((m): [string, ModelClass] => [`${m.apiVersion} ${m.kind}`, m]),
+  ...ALIASES.map((a): [string, ModelClass] => [`${a.apiVersion} ${a.model.kind}`, a.model]),
+]);
 
 /** The (apiVersion, kind) pairs `schemaProblems` has a schema for. */
-export const SCHEMA_TYPES: readonly { readonly apiVersion: string; readonly kind: string }[] = Object.freeze(
-  MODELS.map((m) => Object.freeze({ apiVersion: m.apiVersion, kind: m.kind })),
-);
+export const SCHEMA_TYPES: readonly { readonly apiVersion: string; readonly kind: string }[] = Object.freeze([
+  ...MODELS.map((m) => Object.freeze({ apiVersion: m.apiVersion, kind: m.kind })),
+  ...ALIASES.map((a) => Object.freeze({ apiVersion: a.apiVersion, kind: a.model.kind })),
+]);
 
 /** Whether `schemaProblems` knows the schema of this apiVersion and kind. */
 export function hasSchema(apiVersion: string, kind: string): boolean {
@@ -146,7 +159,9 @@ export function schemaProblems(obj: unknown): SchemaProblem[] | undefined {
   const { data, longLists } = submitted;
   if (longLists.length > 0) return longLists;
   try {
-    new model(data as never).validate();
+    // An alias (ALIASES) is judged as its model's version.
+    const judged = model.apiVersion === obj.apiVersion ? data : { ...(data as Record<string, unknown>), apiVersion: model.apiVersion };
+    new model(judged as never).validate();
     return [];
   } catch (e) {
     const errors = (e as { errors?: unknown }).errors;

@@ -32,7 +32,7 @@ const renderedByName = new Map(rendered.crds.map((m) => [nameOf(m), m.object as 
 
 /** The CRDs the brief and the control plane name: every kind the control plane watches outside the core group, and these. */
 const REQUIRED = [
-  'gatewayclasses.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io', 'httproutes.gateway.networking.k8s.io', 'grpcroutes.gateway.networking.k8s.io',
+  'gatewayclasses.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io', 'httproutes.gateway.networking.k8s.io', 'grpcroutes.gateway.networking.k8s.io', 'tcproutes.gateway.networking.k8s.io',
   'referencegrants.gateway.networking.k8s.io',
   'authorizationpolicies.security.istio.io', 'peerauthentications.security.istio.io', 'requestauthentications.security.istio.io',
   'virtualservices.networking.istio.io', 'destinationrules.networking.istio.io',

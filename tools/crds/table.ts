@@ -96,6 +96,12 @@ export const CRD_KINDS: readonly CrdKind[] = Object.freeze([
     why: 'gRPC routing in waypoints (converted to HTTP routes); watched by the control plane, which writes their status',
   },
   {
+    group: GATEWAY_GROUP, kind: 'TCPRoute', plural: 'tcproutes', singular: 'tcproute', listKind: 'TCPRouteList',
+    shortNames: [], categories: ['gateway-api'], scope: 'Namespaced', versions: ['v1'], storage: 'v1', apiApproval: GATEWAY_API_APPROVAL,
+    printerColumns: [GW_AGE],
+    why: 'weighted splits of TCP connections in waypoints; watched by the control plane (v1), which writes their status',
+  },
+  {
     group: GATEWAY_GROUP, kind: 'ReferenceGrant', plural: 'referencegrants', singular: 'referencegrant', listKind: 'ReferenceGrantList',
     shortNames: ['refgrant'], categories: ['gateway-api'], scope: 'Namespaced', versions: ['v1', 'v1beta1'], storage: 'v1beta1', apiApproval: GATEWAY_API_APPROVAL,
     printerColumns: [GW_AGE],

@@ -349,6 +349,25 @@ t.test('GRPCRoute status: written as an HTTPRoute\'s, one parent entry per paren
   ]);
 });
 
+t.test('TCPRoute status (v1, as the v1.6.1 CRD serves it): one parent entry per parentRef; InvalidKind for a backend that is not a Service', async (t) => {
+  const ref = (name: string): FixtureRef => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'TCPRoute', namespace: 'apps', name });
+  const route = (name: string, backend: Record<string, unknown>) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'TCPRoute',
+    metadata: { name, namespace: 'apps' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [{ backendRefs: [backend] }] },
+  });
+  api.apply(route('tcp-ok', { name: 'web', port: 80 }));
+  api.apply(route('tcp-unknown-kind', { group: 'example.com', kind: 'Bucket', name: 'b' }));
+  type Parents = { status?: { parents?: Array<{ controllerName: string; parentRef: { name: string }; conditions: Array<{ type: string; status: string; reason: string; message: string }> }> } };
+  const parents = (name: string) => (api.get(ref(name)) as Parents | undefined)?.status?.parents;
+  await until('the TCPRoute statuses', () => ['tcp-ok', 'tcp-unknown-kind'].every((n) => parents(n)?.[0]?.conditions.some((c) => c.type === 'ResolvedRefs') === true));
+  t.match(parents('tcp-ok'), [
+    { controllerName: 'istio.io/mesh-controller', parentRef: { name: 'web' }, conditions: [{ type: 'Accepted', status: 'True' }, { type: 'ResolvedRefs', status: 'True' }] },
+  ]);
+  t.match(parents('tcp-unknown-kind'), [{ conditions: [{ type: 'Accepted', status: 'True' }, { type: 'ResolvedRefs', status: 'False', reason: 'InvalidKind' }] }]);
+});
+
 t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root ConfigMap; Programmed follows readiness', async (t) => {
   const gwRef: FixtureRef = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', namespace: 'apps', name: 'waypoint' };
   api.apply({

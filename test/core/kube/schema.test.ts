@@ -110,12 +110,12 @@ const VALID: Obj[] = [
     metadata: meta,
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 50051 }], rules: [{ matches: [{ method: { service: 'x.X', method: 'Get' } }], backendRefs: [{ name: 'x', port: 50051, weight: 1 }] }] },
   },
-  {
-    apiVersion: 'gateway.networking.k8s.io/v1alpha2',
+  ...['gateway.networking.k8s.io/v1alpha2', 'gateway.networking.k8s.io/v1'].map((apiVersion) => ({
+    apiVersion,
     kind: 'TCPRoute',
     metadata: meta,
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'x', port: 5432 }], rules: [{ backendRefs: [{ name: 'x', port: 5432, weight: 1 }] }] },
-  },
+  })),
   ...['gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1'].map((apiVersion) => ({
     apiVersion,
     kind: 'ReferenceGrant',

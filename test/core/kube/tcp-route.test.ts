@@ -40,11 +40,16 @@ t.test('bad input: a problem naming the object and the field, the route refused'
       tcpRoute('no-port', { ...parent, rules: [{ backendRefs: [{ name: 'db-v1' }] }] }),
       tcpRoute('gateway-parent', { parentRefs: [{ name: 'gw' }], rules: spec.rules }),
       { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'TCPRoute', metadata: { name: 'v1', namespace: 'apps' }, spec },
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'TCPRoute', metadata: { name: 'v1-bad', namespace: 'apps' }, spec: { ...parent, rules: [{ backendRefs: [{ name: 'x', port: 'five' }] }] } },
       tcpRoute('unknown-kind', { ...parent, rules: [{ backendRefs: [{ group: 'example.com', kind: 'Bucket', name: 'b' }] }] }),
     ),
     'tcp.yaml',
   );
-  t.same(objects.map((o) => `${o.kind}/${o.meta.name}`), ['Namespace/apps', 'TCPRoute/unknown-kind'], 'an unknown backend kind is kept (InvalidKind), the rest refused');
+  t.same(
+    objects.map((o) => `${o.kind}/${o.meta.name}`),
+    ['Namespace/apps', 'TCPRoute/v1', 'TCPRoute/unknown-kind'],
+    'an unknown backend kind is kept (InvalidKind), v1 (the same schema) is read as v1alpha2, the rest refused',
+  );
   const errors = problems.filter((p) => p.severity === 'error').map(formatProblem);
   const expect: [string, RegExp][] = [
     ['two-rules', /TCPRoute apps\/two-rules: spec\.rules: a TCPRoute on a waypoint has exactly one rule/],
@@ -52,7 +57,7 @@ t.test('bad input: a problem naming the object and the field, the route refused'
     ['bad-backend', /TCPRoute apps\/bad-backend: spec\.rules\[0\]\.backendRefs\[0\]\.name: "Bad_Name" is not a DNS-1123 name/],
     ['no-port', /TCPRoute apps\/no-port: spec\.rules\[0\]\.backendRefs\[0\]\.port: required field is missing/],
     ['gateway-parent', /TCPRoute apps\/gateway-parent: spec\.parentRefs\[0\]\.kind: parent Gateway is not supported/],
-    ['v1', /TCPRoute apps\/v1: apiVersion: .*expected gateway\.networking\.k8s\.io\/v1alpha2/],
+    ['v1-bad', /TCPRoute apps\/v1-bad: spec\.rules\[0\]\.backendRefs\[0\]\.port: /],
   ];
   for (const [name, re] of expect) t.ok(errors.some((e) => re.test(e)), `${name}: ${errors.find((e) => e.includes(`/${name}:`)) ?? 'no problem'}`);
   t.equal(errors.length, expect.length, `one problem each: ${errors.join(' | ')}`);
