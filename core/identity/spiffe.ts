@@ -1,4 +1,5 @@
 import { InvalidSpiffeIdError } from '../errors.js';
+import { quote } from '../validation/check.js';
 
 /** A workload identity: spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>. */
 export interface SpiffeId {
@@ -15,6 +16,18 @@ const SA_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 // Trust domains per the SPIFFE spec: lowercase letters, digits, dots, dashes and underscores.
 const TRUST_DOMAIN_RE = /^[a-z0-9._-]{1,255}$/;
 
+/** The parts of a SPIFFE ID in Istio's form, or why `input` is not one. Never throws. */
+function readSpiffeId(input: string): SpiffeId | string {
+  if (!input.startsWith(SCHEME)) return 'expected the scheme spiffe://';
+  const parts = input.slice(SCHEME.length).split('/');
+  if (parts.length !== 5 || parts[1] !== 'ns' || parts[3] !== 'sa') return 'expected spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>';
+  const [trustDomain, , namespace, , serviceAccount] = parts as [string, string, string, string, string];
+  if (!TRUST_DOMAIN_RE.test(trustDomain)) return `trust domain ${quote(trustDomain)} may only hold lowercase letters, digits, '.', '-' and '_'`;
+  if (!NAMESPACE_RE.test(namespace)) return `namespace ${quote(namespace)} is not a DNS-1123 label`;
+  if (!SA_RE.test(serviceAccount)) return `service account ${quote(serviceAccount)} is not a DNS-1123 subdomain`;
+  return { trustDomain, namespace, serviceAccount };
+}
+
 /**
  * Parses a SPIFFE ID in Istio's form.
  *
@@ -23,23 +36,18 @@ const TRUST_DOMAIN_RE = /^[a-z0-9._-]{1,255}$/;
  * // => { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'sleep' }
  */
 export function parseSpiffeId(input: string): SpiffeId {
-  if (!input.startsWith(SCHEME)) throw new InvalidSpiffeIdError(input, 'expected the scheme spiffe://');
-  const rest = input.slice(SCHEME.length);
-  const parts = rest.split('/');
-  if (parts.length !== 5 || parts[1] !== 'ns' || parts[3] !== 'sa') {
-    throw new InvalidSpiffeIdError(input, 'expected spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>');
-  }
-  const [trustDomain, , namespace, , serviceAccount] = parts as [string, string, string, string, string];
-  if (!TRUST_DOMAIN_RE.test(trustDomain)) {
-    throw new InvalidSpiffeIdError(input, `trust domain ${JSON.stringify(trustDomain)} may only hold lowercase letters, digits, '.', '-' and '_'`);
-  }
-  if (!NAMESPACE_RE.test(namespace)) {
-    throw new InvalidSpiffeIdError(input, `namespace ${JSON.stringify(namespace)} is not a DNS-1123 label`);
-  }
-  if (!SA_RE.test(serviceAccount)) {
-    throw new InvalidSpiffeIdError(input, `service account ${JSON.stringify(serviceAccount)} is not a DNS-1123 subdomain`);
-  }
-  return { trustDomain, namespace, serviceAccount };
+  const id = readSpiffeId(input);
+  if (typeof id === 'string') throw new InvalidSpiffeIdError(input, id);
+  return id;
+}
+
+/**
+ * Why `input` is not a SPIFFE ID in Istio's form (the reason `parseSpiffeId` would throw with), or
+ * undefined. For checking many user strings: no error (and no stack) is built for a bad one.
+ */
+export function spiffeIdProblem(input: string): string | undefined {
+  const id = readSpiffeId(input);
+  return typeof id === 'string' ? id : undefined;
 }
 
 /** Formats a SPIFFE ID; validates its parts the same way `parseSpiffeId` does. */
@@ -51,9 +59,6 @@ export function formatSpiffeId(id: SpiffeId): string {
 
 /** Like `parseSpiffeId` but returns undefined instead of throwing. */
 export function tryParseSpiffeId(input: string): SpiffeId | undefined {
-  try {
-    return parseSpiffeId(input);
-  } catch {
-    return undefined;
-  }
+  const id = readSpiffeId(input);
+  return typeof id === 'string' ? undefined : id;
 }

@@ -11,7 +11,7 @@
  * again here; what is checked is what the schema cannot say (principals, CIDRs, namespaces, ports
  * as numbers, empty lists and entries, what ztunnel enforces) and keys the mesh does not know.
  */
-import { parseSpiffeId } from '../identity/spiffe.js';
+import { spiffeIdProblem } from '../identity/spiffe.js';
 import { parseCidr } from '../model/ip.js';
 import { ImmutableMap } from '../model/freeze.js';
 import { L4_CONDITION_KEYS } from '../authz/evaluate.js';
@@ -79,13 +79,10 @@ export function principalProblem(s: string): string | undefined {
   if (shape === 'any') return undefined;
   if (shape === 'bad') return bad;
   if (shape === 'edge') return SPIFFE_CHARS_RE.test(s.replace('*', '')) ? undefined : bad;
-  try {
-    parseSpiffeId(`spiffe://${s}`);
-    return undefined;
-  } catch (e) {
-    const why = (e as Error).message.replace(/^invalid spiffe id "[^"]*": /, '');
-    return why.startsWith('expected') ? bad : `${bad} (${why})`;
-  }
+  // No error per bad principal: one policy may hold 240,000 of them (building their errors took 2-9 s).
+  const why = spiffeIdProblem(`spiffe://${s}`);
+  if (why === undefined) return undefined;
+  return why.startsWith('expected') ? bad : `${bad} (${why})`;
 }
 
 /** Why `s` is not a policy namespace, or undefined: a DNS-1123 label, `*`, or one `*` at the start or end. */
