@@ -16,11 +16,13 @@ import { SigningCa } from '../core/identity/plugin-ca.js';
 import { SecretManager, type CaClient } from '../core/identity/secret-manager.js';
 import type { WorkloadCertificate } from '../core/identity/certificate.js';
 import { CA_PATH, DISCOVERY_PATH, RESOURCE_KINDS, controlPlaneIdentity } from '../core/discovery/wire.js';
-import { formatProblem, objectRef, refKey, type PodObject, type ObjectProblem } from '../core/kube/objects.js';
+import { formatProblem, objectRef, refKey, type PodObject, type ObjectProblem, type ServiceObject } from '../core/kube/objects.js';
 import { ManifestStore, type ObjectChanges } from '../core/kube/store.js';
 import { ManifestConverter, type WaypointResources } from '../core/kube/convert.js';
 import { WAYPOINT_CLASS } from '../core/labels.js';
 import type { NodeInfo } from '../core/model/types.js';
+import { routeStatuses } from '../core/model/route-status.js';
+import { waypointBound, type WaypointBoundCondition, type WaypointGateway } from '../core/model/waypoint-status.js';
 import { NodeTokenAuthenticator, type Authenticator } from './auth.js';
 import { CaService } from './ca-service.js';
 import type { ControlPlaneConfig } from './config.js';
@@ -449,7 +451,37 @@ export class ControlPlane {
       nodes: this.#nodes.nodes.map((n) => n.name),
       ca: { signer: this.#ca?.signer, roots: this.#ca?.rootsPem.length, notAfter: this.#ca?.notAfter.toISOString() },
       problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
+      // What a cluster's status writer puts on the objects (control-plane/kubernetes/status.ts), for
+      // the lab and the manifests directory, where nothing is written back.
+      routeStatus: this.state.loaded ? routeStatuses(this.state.mesh) : [],
+      waypointBound: this.#waypointBindings(),
     };
+  }
+
+  /** `istio.io/WaypointBound` of every Service that asks for a waypoint, as the status writer computes it. */
+  #waypointBindings(): Array<{ namespace: string; name: string; condition: WaypointBoundCondition }> {
+    const namespaceLabels = new Map<string, Readonly<Record<string, string>>>();
+    const gateways = new Map<string, WaypointGateway>();
+    const services: ServiceObject[] = [];
+    for (const o of this.store.objects()) {
+      if (o.kind === 'Namespace') namespaceLabels.set(o.meta.name, o.meta.labels);
+      else if (o.kind === 'Gateway') gateways.set(`${o.meta.namespace}/${o.meta.name}`, { gatewayClassName: o.gatewayClassName, waypointFor: o.waypointFor });
+      else if (o.kind === 'Service') services.push(o);
+    }
+    const out: Array<{ namespace: string; name: string; condition: WaypointBoundCondition }> = [];
+    for (const s of services) {
+      const ns = s.meta.namespace as string;
+      const condition = waypointBound({
+        namespace: ns,
+        name: s.meta.name,
+        labels: s.meta.labels,
+        namespaceLabels: namespaceLabels.get(ns) ?? {},
+        gateway: (gns, gname) => gateways.get(`${gns}/${gname}`),
+        bound: this.state.loaded && this.state.mesh.serviceByName(ns, s.meta.name)?.waypoint !== undefined,
+      });
+      if (condition) out.push({ namespace: ns, name: s.meta.name, condition });
+    }
+    return out;
   }
 
   /**

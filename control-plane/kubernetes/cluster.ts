@@ -108,6 +108,7 @@ export async function startClusterControlPlane(inputs: ClusterControlPlaneInputs
     problems: () => cp.problems(),
     routes: () => (cp.state.loaded ? routeStatuses(cp.state.mesh) : []),
     gatewayState: (namespace, name) => waypoints.gatewayState(namespace, name),
+    serviceBound: (namespace, name) => cp.state.loaded && cp.state.mesh.serviceByName(namespace, name)?.waypoint !== undefined,
     logger: logger.child({ scope: 'status' }),
     ...(inputs.statusDebounceMs !== undefined ? { debounceMs: inputs.statusDebounceMs } : {}),
   });

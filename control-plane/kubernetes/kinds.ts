@@ -34,7 +34,8 @@ export const WATCHED_RESOURCES: readonly KubeResource[] = Object.freeze([
   { kind: 'Node', group: '', version: 'v1', plural: 'nodes', namespaced: false, status: false },
   { kind: 'ServiceAccount', group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true, status: false },
   { kind: 'Pod', group: '', version: 'v1', plural: 'pods', namespaced: true, status: false },
-  { kind: 'Service', group: '', version: 'v1', plural: 'services', namespaced: true, status: false },
+  // status: the `istio.io/WaypointBound` condition of a Service using a waypoint, as istiod writes it.
+  { kind: 'Service', group: '', version: 'v1', plural: 'services', namespaced: true, status: true },
   { kind: 'Gateway', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', namespaced: true, status: true },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', namespaced: true, status: true },
   { kind: 'GRPCRoute', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'grpcroutes', namespaced: true, status: true },

@@ -9,7 +9,8 @@
  * | VirtualService | `status.conditions` | `Accepted` (False, `Conflicted`, when an HTTPRoute routes the same service), `ResolvedRefs` (backends, subsets) |
  * | DestinationRule | `status.conditions` | `Accepted` (fields waypoints do not apply), `ResolvedRefs` (unknown host, subsets with no healthy endpoint) |
  * | HTTPRoute, GRPCRoute, TCPRoute | `status.parents[]`, one per parentRef, `controllerName` ours | `Accepted`, `ResolvedRefs` |
- * | Gateway (`istio-waypoint` class) | `status.conditions` | `Accepted` |
+ * | Gateway (`istio-waypoint` class) | `status.conditions` | `Accepted`, `Programmed` |
+ * | Service using a waypoint (`istio.io/use-waypoint` on it or its namespace) | `status.conditions` (others' kept) | `istio.io/WaypointBound` (core/model/waypoint-status.ts), as istiod 1.24+ writes it |
  *
  * An object with errors is `status: "False"`, reason `Invalid` (Gateway API kinds: their spec's
  * reasons), the message listing every problem with its field; one that applies but not entirely
@@ -30,6 +31,7 @@ import { KubeApiError, type KubeApi, type KubeObject } from '../../core/kube/api
 import { objectPath, WATCHED_RESOURCES, type KubeResource } from './kinds.js';
 import type { GatewayState } from './waypoints.js';
 import { DebouncedTask } from './debounced.js';
+import { WAYPOINT_BOUND, waypointBound, waypointForOf, type WaypointGateway } from '../../core/model/waypoint-status.js';
 
 /** A status condition as written. */
 export interface Condition {
@@ -49,6 +51,11 @@ export interface StatusWriterInputs {
   readonly problems: () => readonly ObjectProblem[];
   /** Route conditions of the current snapshot (`routeStatuses(state)`). */
   readonly routes: () => readonly RouteStatusEntry[];
+  /**
+   * Whether the mesh's Service `namespace/name` carries a waypoint (the converter resolved it):
+   * the `istio.io/WaypointBound` condition. Absent: Services get no status.
+   */
+  readonly serviceBound?: (namespace: string, name: string) => boolean;
   /** A waypoint Gateway's deployment state (the waypoint controller): `Programmed` and `addresses`. */
   readonly gatewayState?: (namespace: string, name: string) => GatewayState;
   readonly logger: Logger;
@@ -82,6 +89,8 @@ export class StatusWriter {
   readonly #in: StatusWriterInputs;
   readonly #task: DebouncedTask;
   #failures = 0;
+  #labelsByNamespace = new Map<string, Record<string, string>>();
+  #gateways = new Map<string, WaypointGateway>();
   /** Writes done, for tests and /debug. */
   readonly stats = { writes: 0, failures: 0, passes: 0 };
 
@@ -118,6 +127,14 @@ export class StatusWriter {
       l.push(p);
     }
     const routes = new Map(this.#in.routes().map((r) => [`${r.kind} ${r.namespace}/${r.name}`, r.conditions]));
+    // What a Service's WaypointBound needs, indexed once per pass (not per Service).
+    this.#labelsByNamespace = new Map([...this.#in.objects('Namespace')].map((o) => [String(meta(o).name), labelsOf(o)]));
+    this.#gateways = new Map(
+      [...this.#in.objects('Gateway')].map((o) => {
+        const spec = isMap(o.spec) ? o.spec : {};
+        return [`${String(meta(o).namespace)}/${String(meta(o).name)}`, { gatewayClassName: String(spec.gatewayClassName ?? ''), waypointFor: waypointForOf(labelsOf(o)) }];
+      }),
+    );
     let failed = false;
     for (const r of WATCHED_RESOURCES) {
       if (!r.status) continue;
@@ -246,8 +263,35 @@ export class StatusWriter {
         });
         return changed ? { parents: [...others, ...parents] } : undefined;
       }
+      case 'Service': {
+        if (!this.#in.serviceBound) return undefined;
+        const ns = String(m.namespace);
+        const name = String(m.name);
+        const want = waypointBound({
+          namespace: ns,
+          name,
+          labels: labelsOf(o),
+          namespaceLabels: this.#labelsByNamespace.get(ns) ?? {},
+          gateway: (gns, gname) => this.#gateways.get(`${gns}/${gname}`),
+          bound: this.#in.serviceBound(ns, name),
+        });
+        const prev = prevConditions(current.conditions);
+        const mine = prev.filter((c) => c.type === WAYPOINT_BOUND);
+        const next = want ? [condition(prev, want.type, want.status, want.reason, want.message)] : [];
+        if (!differs(mine, next)) return undefined;
+        // Other writers' conditions on the Service are kept; a merge patch replaces the list whole.
+        return { conditions: [...prev.filter((c) => c.type !== WAYPOINT_BOUND), ...next] };
+      }
       default:
         return undefined;
     }
   }
+}
+
+function labelsOf(o: KubeObject): Record<string, string> {
+  const l = meta(o).labels;
+  if (!isMap(l)) return {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(l)) if (typeof v === 'string') out[k] = v;
+  return out;
 }

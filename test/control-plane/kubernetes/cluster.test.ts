@@ -307,6 +307,27 @@ t.test('HTTPRoute status: a backend in another namespace is RefNotPermitted unti
   t.pass('revoked');
 });
 
+type ServiceStatus = { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string; lastTransitionTime?: string }> } };
+const serviceConditions = (name: string) => (api.get({ apiVersion: 'v1', kind: 'Service', namespace: 'apps', name }) as ServiceStatus | undefined)?.status?.conditions;
+
+t.test('Service status: istio.io/WaypointBound False, WaypointIsNotReady, for a waypoint that does not exist; removed with the label', async (t) => {
+  api.apply({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'lonely', namespace: 'apps', labels: { 'istio.io/use-waypoint': 'no-such' } },
+    spec: { clusterIP: '10.96.0.30', selector: { app: 'web-1' }, ports: [{ name: 'http', port: 80 }] },
+    status: { conditions: [{ type: 'example.com/Other', status: 'True', reason: 'Kept', message: 'another writer', lastTransitionTime: '2026-01-01T00:00:00Z' }] },
+  });
+  const bound = () => serviceConditions('lonely')?.find((c) => c.type === 'istio.io/WaypointBound');
+  await until('WaypointBound on apps/lonely', () => bound() !== undefined);
+  t.match(bound(), { status: 'False', reason: 'WaypointIsNotReady', message: 'waypoint "apps/no-such" is not ready' });
+  t.match(serviceConditions('lonely'), [{ type: 'example.com/Other', reason: 'Kept' }, { type: 'istio.io/WaypointBound' }], "another writer's condition is kept");
+  api.patch({ apiVersion: 'v1', kind: 'Service', namespace: 'apps', name: 'lonely' }, { metadata: { labels: { 'istio.io/use-waypoint': 'none' } } });
+  await until('WaypointBound removed', () => bound() === undefined);
+  t.match(serviceConditions('lonely'), [{ type: 'example.com/Other' }], 'only ours is removed');
+  api.remove({ apiVersion: 'v1', kind: 'Service', namespace: 'apps', name: 'lonely' });
+});
+
 t.test('GRPCRoute status: written as an HTTPRoute\'s, one parent entry per parentRef; a bad method match is named', async (t) => {
   const ref = (name: string): FixtureRef => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', namespace: 'apps', name });
   const route = (name: string, method: Record<string, string>, backend: Record<string, unknown>) => ({
@@ -416,6 +437,10 @@ t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root
 
   api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': 'waypoint' } } });
   await until('services of the namespace go through the waypoint', () => mesh1?.services.find((x) => x.name === 'web')?.waypoint?.address === '10.96.0.50');
+  // istiod's istio.io/WaypointBound on each Service the namespace label binds (ServiceInfo.GetConditions).
+  const bound = () => serviceConditions('web')?.find((c) => c.type === 'istio.io/WaypointBound');
+  await until('apps/web WaypointBound', () => bound()?.status === 'True');
+  t.match(bound(), { status: 'True', reason: 'WaypointAccepted', message: 'Successfully attached to waypoint apps/waypoint' });
 
   const writes = cluster.waypoints.stats.writes;
   api.remove(ref('apps/v1', 'Deployment'));
@@ -424,6 +449,8 @@ t.test('a waypoint Gateway gets its ServiceAccount, Service, Deployment and root
   await until('a deleted Deployment is put back', () => deployment() !== undefined && cluster.waypoints.stats.writes > writes);
   t.ok(cluster.waypoints.stats.writes > writes, 'by the waypoint controller');
   api.patch(nsRef('apps'), { metadata: { labels: { 'istio.io/use-waypoint': null } } });
+  await until('WaypointBound removed once the namespace no longer asks for a waypoint', () => bound() === undefined);
+  t.pass('WaypointBound removed');
 });
 
 t.test('waypoint Deployment resources: the settings\' requests and limits, none when empty, and a change re-patches', async (t) => {
