@@ -7,6 +7,7 @@
 import t from 'tap';
 import { Problems } from '../../../core/validation/check.js';
 import { ReferenceGrantConverter } from '../../../core/kube/routes/reference-grant.js';
+import { GrpcRouteConverter } from '../../../core/kube/routes/grpc-route.js';
 import { backendPermitted, referencePermitted, type ReferenceGrant } from '../../../core/model/reference-grant.js';
 import { parseObject } from '../../../core/kube/parse.js';
 import { decodeResource, WireFormatError } from '../../../core/discovery/wire.js';
@@ -110,4 +111,19 @@ t.test('a manifest (v1beta1 and v1), the standalone file and the discovery wire 
   t.throws(() => parseMeshConfig(JSON.stringify({ referenceGrants: [{ name: 'g', namespace: 'backends', spec: spec({ to: [] }) }] }), 'mesh.yaml'), /referenceGrants\[0\]\.spec\.to/);
   t.match(decodeResource('referenceGrants', { name: 'g', namespace: 'backends', spec: spec() }), { kind: 'ReferenceGrant', to: [{ name: 'web' }] });
   t.throws(() => decodeResource('referenceGrants', { name: 'g', namespace: 'backends', spec: spec({ to: [{ group: '', kind: 'Service', name: 'x\u0000' }] }) }), WireFormatError);
+});
+
+t.test('a GRPCRoute goes through the same rule with its own kind (a grant for HTTPRoutes does not let it in)', async (t) => {
+  const p = new Problems();
+  const route = new GrpcRouteConverter(p).grpcRoute('g', 'apps', { parentRefs: [{ kind: 'Service', group: '', name: 'echo', port: 50051 }], rules: [{ backendRefs: [{ name: 'echo', namespace: 'backends', port: 50051 }] }] }, 'spec');
+  t.same(p.list, []);
+  const lookup = (grants: ReferenceGrant[]) => ({
+    byName: () => ({ ports: [{ port: 50051 }] }),
+    byHostname: () => undefined,
+    permitted: (r: { kind: string; namespace: string }, b: { name?: string; namespace?: string }) => backendPermitted(grants, r, b),
+  });
+  const httpOnly: ReferenceGrant = { kind: 'ReferenceGrant', name: 'h', namespace: 'backends', from: [fromApps], to: [{ group: '', kind: 'Service' }] };
+  t.match(routeStatus(route!, lookup([httpOnly]))[1], { status: 'False', reason: 'RefNotPermitted', message: /GRPCRoutes of apps/ });
+  const grpc: ReferenceGrant = { ...httpOnly, from: [{ ...fromApps, kind: 'GRPCRoute' }] };
+  t.match(routeStatus(route!, lookup([grpc]))[1], { status: 'True', reason: 'ResolvedRefs' });
 });
