@@ -347,14 +347,25 @@ export function parseNetConf(stdin: string): NetConf {
  * stack, no recursion: the input may nest as deep as JSON.parse allows (millions of levels).
  */
 function tooDeep(root: unknown, max: number): string | undefined {
-  const stack: Array<{ v: unknown; depth: number; path: string }> = [{ v: root, depth: 0, path: '' }];
+  if (root === null || typeof root !== 'object') return undefined;
+  // Only mappings and lists take a frame (a 150,000-element list of scalars took none), and a
+  // frame names its field only in the first levels: enough to find the key, and the message stays short.
+  const stack: Array<{ v: object; depth: number; path: string }> = [{ v: root, depth: 0, path: '' }];
   while (stack.length > 0) {
     const { v, depth, path } = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
     if (depth >= max) return path === '' ? 'the config' : path;
-    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, depth: depth + 1, path: depth < 3 ? `${path}[${i}]` : path }));
-    // Only the first levels are named: enough to find the key, and the message stays short.
-    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, depth: depth + 1, path: depth < 3 ? keyPath(path, k) : path });
+    const named = depth < 3;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const x: unknown = v[i];
+        if (x !== null && typeof x === 'object') stack.push({ v: x, depth: depth + 1, path: named ? `${path}[${i}]` : path });
+      }
+    } else {
+      for (const k of Object.keys(v)) {
+        const x: unknown = (v as Record<string, unknown>)[k];
+        if (x !== null && typeof x === 'object') stack.push({ v: x, depth: depth + 1, path: named ? keyPath(path, k) : path });
+      }
+    }
   }
   return undefined;
 }
