@@ -5,6 +5,7 @@
  * to the Service they were sent to, as before. Several TCPRoutes on one Service: the first in
  * config order (the oldest) applies, as Gateway API breaks ties between routes.
  */
+import { backendPermitted } from '../core/model/reference-grant.js';
 import { pickWeighted, type TcpRoute } from '../core/model/routes.js';
 import type { MeshState } from '../core/model/state.js';
 import type { Service } from '../core/model/types.js';
@@ -24,6 +25,10 @@ export function tcpRouteTarget(state: MeshState, service: Service, port: number,
   if (i < 0) return { route, error: `TCPRoute ${route.namespace}/${route.name}: every backend has weight 0` };
   const b = route.backends[i]!;
   if (b.invalidKind !== undefined) return { route, error: `TCPRoute ${route.namespace}/${route.name}: backend ${b.invalidKind} ${b.namespace}/${b.name} is not a Service` };
+  // A Service in another namespace needs a ReferenceGrant there, as for HTTPRoute (RefNotPermitted).
+  if (!backendPermitted(state.config.referenceGrants, route, b)) {
+    return { route, error: `TCPRoute ${route.namespace}/${route.name}: backend ${b.namespace}/${b.name} is in another namespace and no ReferenceGrant in ${b.namespace} permits it` };
+  }
   const target = state.serviceByName(b.namespace ?? '', b.name ?? '');
   const p = b.port ?? port;
   if (!target || !state.servicePort(target, p)) return { route, error: `TCPRoute ${route.namespace}/${route.name}: backend ${b.namespace}/${b.name}:${p} is not a known service port` };

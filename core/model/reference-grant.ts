@@ -1,7 +1,7 @@
 /**
  * Gateway API `ReferenceGrant` (GEP-709) and the one rule every route kind asks: may a route in
  * one namespace send traffic to a Service in another? `backendPermitted` is that rule, shared by
- * HTTPRoute and GRPCRoute (both go through it with their own kind), by the route status
+ * HTTPRoute, GRPCRoute and TCPRoute (each with its own kind), by the route status
  * (`routeStatus`: `ResolvedRefs=False, reason RefNotPermitted`) and by the waypoint (a request the
  * weighted choice sends to a backend that is not permitted answers 500, as upstream's conformance
  * test HTTPRouteInvalidCrossNamespaceBackendRef expects).
@@ -106,6 +106,9 @@ export function referencePermitted(grants: readonly ReferenceGrant[], from: Refe
   return false;
 }
 
+/** The Gateway API route kinds the mesh reads: their backendRefs are subject to ReferenceGrant. */
+export const GATEWAY_ROUTE_KINDS: ReadonlySet<string> = new Set(['HTTPRoute', 'GRPCRoute', 'TCPRoute']);
+
 /** What `backendPermitted` needs of a route: its kind and namespace (an HttpRoute, a GRPCRoute, or a VirtualService). */
 export interface RouteIdentity {
   readonly kind: string;
@@ -127,7 +130,7 @@ export interface BackendIdentity {
  * the backend's namespace lets the route's kind and namespace refer to that Service.
  */
 export function backendPermitted(grants: readonly ReferenceGrant[] | undefined, route: RouteIdentity, backend: BackendIdentity): boolean {
-  if (route.kind !== 'HTTPRoute' && route.kind !== 'GRPCRoute') return true;
+  if (!GATEWAY_ROUTE_KINDS.has(route.kind)) return true;
   if (backend.invalidKind !== undefined || backend.hostname !== undefined || backend.namespace === undefined) return true;
   if (backend.namespace === route.namespace) return true;
   return referencePermitted(

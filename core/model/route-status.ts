@@ -33,7 +33,7 @@ export function routeStatuses(state: MeshState): RouteStatusEntry[] {
   }
   for (const r of state.config.tcpRoutes ?? []) {
     // Judged as the one-rule route it is: parents, then backends (kind, existence, port, weights).
-    const asRoute = { kind: 'HTTPRoute' as const, name: r.name, namespace: r.namespace, parents: r.parents, hostnames: [], rules: [{ matches: [], filters: [], backends: r.backends }] };
+    const asRoute = { kind: 'TCPRoute' as const, name: r.name, namespace: r.namespace, parents: r.parents, hostnames: [], rules: [{ matches: [], filters: [], backends: r.backends }] };
     out.push({ kind: 'TCPRoute', namespace: r.namespace, name: r.name, conditions: routeStatus(asRoute, lookup) });
   }
   for (const vs of state.config.virtualServices ?? []) {

@@ -179,6 +179,9 @@ export interface TcpRoute {
   readonly backends: readonly BackendRef[];
 }
 
+/** A TCPRoute as the one-rule route `routeStatus` judges (parents, then backends). */
+export type TcpRouteRules = Omit<HttpRoute, 'kind'> & { readonly kind: 'TCPRoute' };
+
 export interface VirtualService extends RouteResource<'VirtualService'> {
   /** As written; resolved against services with `resolveHost`. */
   readonly hosts: readonly string[];
@@ -467,7 +470,7 @@ export interface ServiceLookup {
    * Whether the route may use the backend: a Service in another namespace needs a ReferenceGrant
    * (`backendPermitted`, core/model/reference-grant.ts). Absent: every reference is permitted.
    */
-  permitted?(route: HttpRoute | VirtualService, backend: BackendRef): boolean;
+  permitted?(route: { readonly kind: string; readonly namespace: string }, backend: BackendRef): boolean;
 }
 
 function describeBackend(b: BackendRef): string {
@@ -482,7 +485,7 @@ function describeBackend(b: BackendRef): string {
  * otherwise; no rule whose weights all are 0).
  */
 export function routeStatus(
-  route: HttpRoute | VirtualService,
+  route: HttpRoute | VirtualService | TcpRouteRules,
   services: ServiceLookup,
   conflictedBy?: string,
 ): RouteCondition[] {

@@ -8,6 +8,11 @@ import t from 'tap';
 import { Problems } from '../../../core/validation/check.js';
 import { ReferenceGrantConverter } from '../../../core/kube/routes/reference-grant.js';
 import { GrpcRouteConverter } from '../../../core/kube/routes/grpc-route.js';
+import { TcpRouteConverter } from '../../../core/kube/routes/tcp-route.js';
+import { MeshState } from '../../../core/model/state.js';
+import { routeStatuses } from '../../../core/model/route-status.js';
+import type { MeshConfig } from '../../../core/model/types.js';
+import { tcpRouteTarget } from '../../../waypoint/tcp-route.js';
 import { backendPermitted, referencePermitted, type ReferenceGrant } from '../../../core/model/reference-grant.js';
 import { parseObject } from '../../../core/kube/parse.js';
 import { decodeResource, WireFormatError } from '../../../core/discovery/wire.js';
@@ -126,4 +131,27 @@ t.test('a GRPCRoute goes through the same rule with its own kind (a grant for HT
   t.match(routeStatus(route!, lookup([httpOnly]))[1], { status: 'False', reason: 'RefNotPermitted', message: /GRPCRoutes of apps/ });
   const grpc: ReferenceGrant = { ...httpOnly, from: [{ ...fromApps, kind: 'GRPCRoute' }] };
   t.match(routeStatus(route!, lookup([grpc]))[1], { status: 'True', reason: 'ResolvedRefs' });
+});
+
+t.test('a TCPRoute too: its backend in another namespace needs a grant for TCPRoutes; the waypoint closes the connection without one', async (t) => {
+  const p = new Problems();
+  const route = new TcpRouteConverter(p).tcpRoute('db', 'apps', { parentRefs: [{ kind: 'Service', group: '', name: 'db', port: 5432 }], rules: [{ backendRefs: [{ name: 'pg', namespace: 'data', port: 5432 }] }] }, 'spec');
+  t.same(p.list, []);
+  const svc = (name: string, namespace: string, vip: string) => ({ name, namespace, hostname: `${name}.${namespace}.svc.cluster.local`, vips: [vip], ports: [{ port: 5432, targetPort: 5432 }], endpoints: [], subjectAltNames: [] });
+  const config = (referenceGrants: ReferenceGrant[]): MeshConfig => ({
+    nodes: [], workloads: [], authorizationPolicies: [], peerAuthentications: [],
+    services: [svc('db', 'apps', '10.0.0.1'), svc('pg', 'data', '10.0.0.2')],
+    tcpRoutes: [route!],
+    referenceGrants,
+  });
+  const none = new MeshState(config([]));
+  const target = tcpRouteTarget(none, none.serviceByName('apps', 'db')!, 5432);
+  t.match(target, { error: /backend data\/pg is in another namespace and no ReferenceGrant in data permits it/ }, 'closed (NR)');
+  t.match(routeStatuses(none).find((r) => r.kind === 'TCPRoute')?.conditions[1], { status: 'False', reason: 'RefNotPermitted', message: /TCPRoutes of apps/ });
+  const grant: ReferenceGrant = { kind: 'ReferenceGrant', name: 'g', namespace: 'data', from: [{ group: GW, kind: 'TCPRoute', namespace: 'apps' }], to: [{ group: '', kind: 'Service' }] };
+  const granted = new MeshState(config([grant]));
+  t.match(tcpRouteTarget(granted, granted.serviceByName('apps', 'db')!, 5432), { service: { name: 'pg', namespace: 'data' }, port: 5432 }, 'granted: forwarded');
+  t.match(routeStatuses(granted).find((r) => r.kind === 'TCPRoute')?.conditions[1], { status: 'True' });
+  const httpOnly = new MeshState(config([{ ...grant, from: [fromApps] }]));
+  t.match(tcpRouteTarget(httpOnly, httpOnly.serviceByName('apps', 'db')!, 5432), { error: /no ReferenceGrant/ }, 'a grant for HTTPRoutes does not let a TCPRoute in');
 });
