@@ -295,11 +295,9 @@ export class Aggregator {
             if (code.startsWith('5') || code === '0' || (flags !== '-' && flags !== 'unknown')) e.errors += d;
             const counted = base ? d : s.value;
             add(e.codes, code, counted);
-            if (flags !== '-') for (const f of flags.split(',')) {
-              add(e.flags, f, counted);
-              if (DENIAL_FLAGS.has(f)) e.denials += d;
-            }
-            if (code === '403') e.denials += d;
+            if (flags !== '-') for (const f of flags.split(',')) add(e.flags, f, counted);
+            // One denial per request, whether the flag (RBAC) or only the status (a 403 from upstream) says so.
+            if (code === '403' || flags.split(',').some((f) => DENIAL_FLAGS.has(f))) e.denials += d;
           }
           continue;
         }

@@ -38,7 +38,7 @@ export interface MeshSource {
   /** The sources to scrape this tick and the topology, read fresh (pods come and go). */
   refresh(): Promise<{ sources: ScrapeSource[]; topology: Topology; controlPlane?: { url: string; fetch(limits: ScrapeLimits): Promise<string> } }>;
   /** Keeps the control plane's problems (from /debug/status) for the policies view. */
-  setProblems?(problems: ReadonlyArray<{ text?: string }>): void;
+  setProblems?(problems: ReadonlyArray<{ text?: string; severity?: string }>): void;
   close(): Promise<void>;
 }
 
@@ -49,7 +49,7 @@ const labelsOf = (o: Obj): Record<string, string> => ((meta(o).labels ?? {}) as 
 const RELAY = join(DIST, 'dashboard/netns-relay.js');
 
 /** Policies and routes from the lab's applied objects, with the control plane's problems for each. */
-export function labPolicies(s: LabState, problems: ReadonlyArray<{ text?: string }>): PolicyRow[] {
+export function labPolicies(s: LabState, problems: ReadonlyArray<{ text?: string; severity?: string }>): PolicyRow[] {
   const rows: PolicyRow[] = [];
   const kinds = new Set(['AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication', 'HTTPRoute', 'GRPCRoute', 'VirtualService', 'DestinationRule']);
   for (const o of Object.values(s.objects)) {
@@ -78,9 +78,10 @@ export function labPolicies(s: LabState, problems: ReadonlyArray<{ text?: string
           : kind === 'HTTPRoute' || kind === 'GRPCRoute'
             ? (spec.rules as Obj[] | undefined ?? []).map((r) => ((r.backendRefs as Obj[] | undefined) ?? []).map((b) => `${String(b.name)}${b.weight !== undefined ? ` ${String(b.weight)}` : ''}`).join(' / ')).join('; ')
             : `${Array.isArray(spec.http) ? spec.http.length : 0} http rule(s)`;
-    const mine = problems.map((p) => p.text ?? '').filter((t) => t.includes(name) && (t.includes(kind) || t.includes(ns)));
+    const mineP = problems.filter((p) => (p.text ?? '').includes(name) && ((p.text ?? '').includes(kind) || (p.text ?? '').includes(ns)));
+    const mine = mineP.map((p) => `${p.severity ?? 'problem'}: ${p.text ?? ''}`);
     const conds = ((((o.status as Obj | undefined)?.parents as Obj[] | undefined)?.[0]?.conditions ?? (o.status as Obj | undefined)?.conditions) ?? []) as Obj[];
-    const status = mine.length > 0 ? 'problems' : conds.length > 0 ? conds.map((c) => `${String(c.type)}=${String(c.status)}`).join(', ') : 'accepted (no problem at /debug/status)';
+    const status = mineP.some((p) => p.severity === 'error') ? 'rejected' : mine.length > 0 ? 'accepted with notes' : conds.length > 0 ? conds.map((c) => `${String(c.type)}=${String(c.status)}`).join(', ') : 'accepted (no problem at /debug/status)';
     rows.push({ kind, namespace: ns, name, summary, selects, status, problems: mine.slice(0, 10) });
   }
   return rows.sort((a, b) => a.kind.localeCompare(b.kind) || a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
@@ -105,7 +106,7 @@ export function labSplits(s: LabState): RouteSplit[] {
 }
 
 /** The topology the lab's state gives. */
-export function labTopology(s: LabState, problems: ReadonlyArray<{ text?: string }>): Topology {
+export function labTopology(s: LabState, problems: ReadonlyArray<{ text?: string; severity?: string }>): Topology {
   const pods = Object.values(s.pods);
   const byKey = new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p]));
   const nsLabels = new Map<string, Record<string, string>>([['default', {}]]);
@@ -150,7 +151,7 @@ export class LabSource implements MeshSource {
   readonly #paths: LabPaths;
   readonly #dir: string;
   readonly #relays = new Map<string, { child: ChildProcess; socket: string; ready: Promise<void> }>();
-  #problems: ReadonlyArray<{ text?: string }> = [];
+  #problems: ReadonlyArray<{ text?: string; severity?: string }> = [];
 
   private constructor(paths: LabPaths, dir: string) {
     this.#paths = paths;
@@ -179,7 +180,7 @@ export class LabSource implements MeshSource {
     return { relaySocket: r.socket };
   }
 
-  setProblems(problems: ReadonlyArray<{ text?: string }>): void {
+  setProblems(problems: ReadonlyArray<{ text?: string; severity?: string }>): void {
     this.#problems = problems;
   }
 

@@ -111,7 +111,7 @@ export class DashboardServer {
       const cp = refreshed?.controlPlane;
       if (cp) {
         try {
-          const status = JSON.parse(await cp.fetch(this.#in.limits)) as { problems?: Array<{ text?: string }> };
+          const status = JSON.parse(await cp.fetch(this.#in.limits)) as { problems?: Array<{ text?: string; severity?: string }> };
           const problems = Array.isArray(status.problems) ? status.problems : [];
           this.#in.source.setProblems?.(problems);
           extra.push({ id: 'control-plane', kind: 'control-plane', url: cp.url, stale: false, lastOk: new Date().toISOString() });

@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { LabError, METRICS_PORT, netnsPath, requireLab, table, type Progress } from './cluster.js';
-import type { LabPaths, LabState, PodRecord } from './state.js';
+import { DEFAULT_PREFIX, type LabPaths, type LabState, type PodRecord } from './state.js';
 import { PORTS } from '../core/hbone/constants.js';
 import { DATAPLANE_MODE, DATAPLANE_MODE_LABEL, GATEWAY_NAME_LABEL, USE_WAYPOINT_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL } from '../core/labels.js';
 import { getInNetns } from './sys.js';
@@ -202,5 +202,6 @@ export async function runDemo(paths: LabPaths, say: Progress, requests = 100): P
   ambientctl lab apply -f lab/examples/outsider.yaml                 # a pod outside the mesh (plain TCP)
   ambientctl lab down                                                # removes everything
   (docs/lab.md has the tour)`);
+  say(`\nsee it live: ambientctl dashboard --lab${paths.prefix === DEFAULT_PREFIX ? '' : ` --lab-prefix ${paths.prefix}`}   # a service-graph page on http://127.0.0.1:20001/ (docs/dashboard.md)`);
   return edges;
 }
