@@ -19,6 +19,7 @@ COPY waypoint waypoint
 COPY cni-plugin cni-plugin
 COPY bpf bpf
 COPY cli cli
+COPY dashboard dashboard
 COPY lab lab
 COPY tools tools
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
