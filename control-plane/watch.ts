@@ -11,7 +11,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Logger } from '../core/telemetry/log.js';
 
 /** Debounce of change events: long enough to coalesce one save, short for interactive use. */
@@ -52,14 +52,32 @@ export async function watchPaths(
   onChange: (changed: ReadonlySet<string> | undefined) => Promise<void> | void,
   opts: { logger: Logger; debounceMs?: number },
 ): Promise<() => void> {
-  const flat = new Set<string>();
+  /** Directory of watched files → the names of those files in it. */
+  const flat = new Map<string, Set<string>>();
   const trees = new Set<string>();
   for (const p of paths) {
     const abs = resolve(p);
     const isDir = await stat(abs).then((s) => s.isDirectory(), () => false);
     if (isDir) trees.add(abs);
-    else flat.add(dirname(abs));
+    else {
+      const dir = dirname(abs);
+      if (!flat.has(dir)) flat.set(dir, new Set());
+      flat.get(dir)!.add(basename(abs));
+    }
   }
+  const inTree = (dir: string) => [...trees].some((root) => dir === root || dir.startsWith(`${root}${sep}`));
+  /**
+   * Whether an event in a directory watched for some of its files is about them: the file's own
+   * name (a write, or an editor's rename over it), or a name starting with `..` (Kubernetes swaps a
+   * mounted ConfigMap's `..data` symlink). Other files there (a log file beside the node list)
+   * made the control plane reload on every write of theirs.
+   */
+  const relevant = (dir: string, filename: string | Buffer | null): boolean => {
+    const names = flat.get(dir);
+    if (!names || filename === null || inTree(dir)) return true;
+    const name = filename.toString();
+    return names.has(name) || name.startsWith('..');
+  };
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let again = false;
@@ -107,13 +125,13 @@ export async function watchPaths(
       });
   };
   const schedule = (dir: string, filename: string | Buffer | null) => {
-    if (stopped) return;
+    if (stopped || !relevant(dir, filename)) return;
     if (filename === null) changed = undefined;
     else changed?.add(resolve(dir, filename.toString()));
     if (timer) clearTimeout(timer);
     timer = setTimeout(run, opts.debounceMs ?? DEFAULT_DEBOUNCE_MS);
   };
-  for (const d of flat) addWatch(d);
+  for (const d of flat.keys()) addWatch(d);
   await refreshTrees();
   return () => {
     stopped = true;
