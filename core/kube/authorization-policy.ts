@@ -71,18 +71,19 @@ function starShape(s: string): 'none' | 'any' | 'edge' | 'bad' {
  * whose other characters are SPIFFE ID characters.
  */
 export function principalProblem(s: string): string | undefined {
-  const bad = `${quote(s)} is not a principal; expected ${PRINCIPAL_EXPECTED}`;
+  // The message is built only for a bad one: a policy holds up to 10,000 principals per list.
+  const bad = () => `${quote(s)} is not a principal; expected ${PRINCIPAL_EXPECTED}`;
   if (s.startsWith('spiffe://')) {
     return `${quote(s)}: write principals without the spiffe:// prefix, e.g. ${quote(s.slice(9))}`;
   }
   const shape = starShape(s);
   if (shape === 'any') return undefined;
-  if (shape === 'bad') return bad;
-  if (shape === 'edge') return SPIFFE_CHARS_RE.test(s.replace('*', '')) ? undefined : bad;
+  if (shape === 'bad') return bad();
+  if (shape === 'edge') return SPIFFE_CHARS_RE.test(s.replace('*', '')) ? undefined : bad();
   // No error per bad principal: one policy may hold 240,000 of them (building their errors took 2-9 s).
   const why = spiffeIdProblem(`spiffe://${s}`);
   if (why === undefined) return undefined;
-  return why.startsWith('expected') ? bad : `${bad} (${why})`;
+  return why.startsWith('expected') ? bad() : `${bad()} (${why})`;
 }
 
 /** Why `s` is not a policy namespace, or undefined: a DNS-1123 label, `*`, or one `*` at the start or end. */
@@ -328,7 +329,7 @@ export class PolicySpecParser {
     const ns = b === undefined ? policyNamespace : a;
     const sa = b === undefined ? a : b;
     if (extra.length > 0 || sa === undefined || !SA_RE.test(sa) || (ns !== undefined && !LABEL_RE.test(ns))) {
-      this.p.add(path, `${JSON.stringify(s)} is not a service account; expected "<namespace>/<name>" or "<name>"`);
+      this.p.add(path, `${quote(s)} is not a service account; expected "<namespace>/<name>" or "<name>"`);
       return undefined;
     }
     return ns === undefined ? undefined : `*/ns/${ns}/sa/${sa}`;
