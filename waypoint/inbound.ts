@@ -21,6 +21,7 @@ import { authorizeRequest } from '../core/authz/evaluate.js';
 import { policiesFor, type GatewayRef } from './authz.js';
 import type { UpstreamPool } from './upstream.js';
 import { tcpRouteTarget } from './tcp-route.js';
+import { identityNamespace } from './routes.js';
 
 /** Port name prefixes (Istio's protocol selection) that mean "not HTTP": passed through as TCP. */
 export const TCP_PORT_PREFIXES = ['tcp', 'tls', 'https', 'mongo', 'mysql', 'redis', 'postgres'];
@@ -146,7 +147,7 @@ export class Inbound {
   async #tcp(stream: ServerHttp2Stream, info: StreamInfo): Promise<void> {
     const state = info.state;
     const log = this.#in.logger;
-    const routed = info.dstService ? tcpRouteTarget(state, info.dstService, info.dstPort) : undefined;
+    const routed = info.dstService ? tcpRouteTarget(state, info.dstService, info.dstPort, Math.random, identityNamespace(info.srcIdentity)) : undefined;
     const svc = routed && 'service' in routed ? routed.service : info.dstService;
     const svcPort = routed && 'service' in routed ? routed.port : info.dstPort;
     // Policies are those of the Service the client addressed, whichever backend a TCPRoute picks.

@@ -3,22 +3,27 @@
  * real ztunnels, real HBONE and the real waypoint, with real TCP echo servers: each connection to
  * the Service goes to one backend chosen by weight (80/20, counted per connection), bytes both
  * ways; a route whose backend is of an unknown kind closes the connection (and says so in its
- * status); a Service without a TCPRoute keeps going to itself.
+ * status); a Service without a TCPRoute keeps going to itself. Consumer TCPRoutes (GAMMA, as
+ * HTTPRoute's upstream MeshConsumerRoute): a route in `front` whose parent is a Service in
+ * `default` applies to clients in `front` only, and wins over the producer route there.
  */
 import t from 'tap';
 import net from 'node:net';
 import { closeServer, readAll, socks5Connect } from '../helpers/net.js';
 import { startWaypointMesh } from './fixture.js';
 
-// Loopback addresses of this file: 127.0.161.2/.3 = ztunnels, .10 = the client (baseConfig's),
-// .21/.22 = echo v1/v2, .30 = the waypoint, .100-.102 = VIPs, .110/.111 = backend Services.
+// Loopback addresses of this file: 127.0.161.2/.3 = ztunnels, .10 = the client (baseConfig's,
+// namespace default), .11 = a client in namespace front, .21/.22 = echo v1/v2, .30 = the
+// waypoint, .100-.103 = VIPs, .110/.111 = backend Services.
 const base = '127.0.161';
 const CLIENT = `${base}.10`;
-const VIP = { db: `${base}.100`, broken: `${base}.101`, plain: `${base}.102` };
+const FRONT_CLIENT = `${base}.11`;
+const VIP = { db: `${base}.100`, broken: `${base}.101`, plain: `${base}.102`, solo: `${base}.103` };
 const PORT = 9000;
 const WAYPOINT = { address: `${base}.30` };
 
 const workloads = [
+  { name: 'front-client', namespace: 'front', serviceAccount: 'front-client', node: 'node-a', ips: [FRONT_CLIENT], labels: { app: 'front-client' } },
   { name: 'echo-v1', namespace: 'default', serviceAccount: 'echo', node: 'node-b', ips: [`${base}.21`], labels: { app: 'echo', version: 'v1' } },
   { name: 'echo-v2', namespace: 'default', serviceAccount: 'echo', node: 'node-a', ips: [`${base}.22`], labels: { app: 'echo', version: 'v2' } },
 ];
@@ -37,8 +42,13 @@ const config = {
     service('db', VIP.db, { app: 'echo' }, true),
     service('broken', VIP.broken, { app: 'echo' }, true),
     service('plain', VIP.plain, { app: 'echo', version: 'v1' }, true),
+    service('solo', VIP.solo, { app: 'echo', version: 'v1' }, true),
     service('db-v1', `${base}.110`, { app: 'echo', version: 'v1' }, false),
     service('db-v2', `${base}.111`, { app: 'echo', version: 'v2' }, false),
+  ],
+  // The consumer routes' backends are in default: TCPRoutes of front need a grant there.
+  referenceGrants: [
+    { name: 'front-tcp', namespace: 'default', spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'TCPRoute', namespace: 'front' }], to: [{ group: '', kind: 'Service' }] } },
   ],
   tcpRoutes: [
     {
@@ -48,6 +58,20 @@ const config = {
         parentRefs: [{ kind: 'Service', group: '', name: 'db', port: PORT }],
         rules: [{ backendRefs: [{ name: 'db-v1', port: PORT, weight: 80 }, { name: 'db-v2', port: PORT, weight: 20 }] }],
       },
+    },
+    // Consumer routes: in front, parents in default. db has a producer route too; solo has none.
+    {
+      name: 'db-consumer',
+      namespace: 'front',
+      spec: {
+        parentRefs: [{ kind: 'Service', group: '', name: 'db', namespace: 'default', port: PORT }],
+        rules: [{ backendRefs: [{ name: 'db-v2', namespace: 'default', port: PORT }] }],
+      },
+    },
+    {
+      name: 'solo-consumer',
+      namespace: 'front',
+      spec: { parentRefs: [{ kind: 'Service', name: 'solo', namespace: 'default' }], rules: [{ backendRefs: [{ name: 'db-v2', namespace: 'default', port: PORT }] }] },
     },
     {
       name: 'broken',
@@ -76,8 +100,8 @@ t.teardown(async () => {
 });
 
 /** One connection through the mesh: what the server says first, and the echo of `payload`. */
-async function connect(vip: string, payload: string): Promise<{ reply: number; text: string }> {
-  const { reply, socket } = await socks5Connect({ proxy: { host: wm.mesh.addr.a, port: 15080 }, localAddress: CLIENT, host: vip, port: PORT });
+async function connect(vip: string, payload: string, from = CLIENT): Promise<{ reply: number; text: string }> {
+  const { reply, socket } = await socks5Connect({ proxy: { host: wm.mesh.addr.a, port: 15080 }, localAddress: from, host: vip, port: PORT });
   if (reply !== 0) {
     socket.destroy();
     return { reply, text: '' };
@@ -125,4 +149,29 @@ t.test('a backend of an unknown kind: the connection is closed, nothing reaches 
 
 t.test('a Service without a TCPRoute goes to itself', async (t) => {
   for (let i = 0; i < 5; i++) t.equal((await connect(VIP.plain, 'x\n')).text, 'echo-v1\nx\n');
+});
+
+t.test('a consumer TCPRoute applies to its own namespace only, and wins over the producer route there', async (t) => {
+  const counts = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ((m[x] = (m[x] ?? 0) + 1), m), {});
+  const N = 20;
+  const front: string[] = [];
+  const dflt: string[] = [];
+  const soloFront: string[] = [];
+  const soloDefault: string[] = [];
+  for (let i = 0; i < N; i++) {
+    front.push((await connect(VIP.db, `f${i}\n`, FRONT_CLIENT)).text);
+    dflt.push((await connect(VIP.db, `d${i}\n`)).text.split('\n')[0]!);
+    soloFront.push((await connect(VIP.solo, `s${i}\n`, FRONT_CLIENT)).text);
+    soloDefault.push((await connect(VIP.solo, 'x\n')).text);
+  }
+  t.same(counts(front), Object.fromEntries(front.map((_, i) => [`echo-v2\nf${i}\n`, 1])), 'front: every connection to db goes to db-v2 (the consumer route), echoed');
+  // The producer route's 80/20 split: P(20 connections all to v2) = 0.2^20, never.
+  t.ok((counts(dflt)['echo-v1'] ?? 0) > 0, `default: the producer route's split, not the consumer route (${JSON.stringify(counts(dflt))})`);
+  t.same(counts(soloFront), Object.fromEntries(soloFront.map((_, i) => [`echo-v2\ns${i}\n`, 1])), 'front: solo goes to db-v2 (its consumer route)');
+  t.same(counts(soloDefault), { 'echo-v1\nx\n': N }, 'default: solo, with no producer route, goes to itself');
+  const dump = wm.waypoint.configDump() as { routeStatus: { kind: string; name: string; conditions: { type: string; status: string }[] }[] };
+  t.match(dump.routeStatus.find((s) => s.kind === 'TCPRoute' && s.name === 'db-consumer')?.conditions, [
+    { type: 'Accepted', status: 'True' },
+    { type: 'ResolvedRefs', status: 'True' },
+  ]);
 });
