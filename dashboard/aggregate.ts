@@ -84,9 +84,11 @@ export const ERROR_RATE_RED = 0.05;
 /** Response flags that mean a policy refused: ztunnel's DENY, the waypoint's RBAC. */
 const DENIAL_FLAGS = new Set(['DENY', 'RBAC']);
 
+/** One scrape of a source: the values by series key; the newest set also keeps its samples (labels). */
 interface SampleSet {
   readonly t: number;
-  readonly samples: Map<string, Sample>;
+  readonly values: Map<string, number>;
+  samples?: Sample[];
 }
 
 interface SourceHistory {
@@ -184,7 +186,10 @@ export class Aggregator {
     h.stale = false;
     delete h.error;
     h.lastOk = t;
-    h.sets.push({ t, samples: new Map(result.map((s) => [`${s.name}${s.key}`, s])) });
+    // Only the newest set keeps its labels; older ones are the bases of rates and need values only.
+    const prev = h.sets[h.sets.length - 1];
+    if (prev) delete prev.samples;
+    h.sets.push({ t, values: new Map(result.map((s) => [s.id, s.value])), samples: result });
     // Keep the newest set and those inside the window (plus one older, the base of the rate).
     while (h.sets.length > 2 && h.sets[1]!.t <= t - this.#in.windowMs) h.sets.shift();
   }
@@ -254,13 +259,13 @@ export class Aggregator {
       if (dt > 0) windowSeconds = Math.max(windowSeconds, dt);
       const delta = (key: string, s: Sample): number => {
         if (!base) return 0;
-        const old = base.samples.get(key);
-        if (!old) return s.value;
-        return s.value >= old.value ? s.value - old.value : s.value;
+        const old = base.values.get(key);
+        if (old === undefined) return s.value;
+        return s.value >= old ? s.value - old : s.value;
       };
       const l = (s: Sample, k: string): string => s.labels[k] ?? 'unknown';
-      for (const [key, s] of cur.samples) {
-        const d = delta(key, s);
+      for (const s of cur.samples ?? []) {
+        const d = delta(s.id, s);
         const reporter = s.labels['reporter'];
         if (h.kind === 'waypoint' && reporter === 'waypoint' && h.waypoint && (s.name === 'istio_requests_total' || s.name === 'istio_request_duration_milliseconds_bucket')) {
           const wp = waypoint(h.waypoint.namespace, h.waypoint.name);

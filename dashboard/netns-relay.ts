@@ -8,6 +8,7 @@
  * Only ports 15000 and 15020 (admin, metrics) are relayed: the socket is the dashboard's, in a
  * 0700 directory, but the relay is still no general-purpose way into a node.
  */
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 
 const ALLOWED_PORTS = new Set([15000, 15020]);
@@ -45,8 +46,15 @@ const server = net.createServer((client) => {
   client.on('data', onData);
   client.on('error', () => client.destroy());
 });
+// A socket file left by a relay that was killed (SIGKILL leaves it) would make listen fail.
+rmSync(socketPath, { force: true });
 server.listen(socketPath, () => process.stdout.write('relay ready\n'));
-// The dashboard is our parent; when it goes, so do we.
-process.stdin.on('end', () => process.exit(0));
+/** Closing the server removes its socket file. */
+const stop = (): void => {
+  server.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 1000).unref();
+};
+// The dashboard is our parent; when it goes (its end of our stdin closes), so do we.
+process.stdin.on('end', stop);
 process.stdin.resume();
-for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => process.exit(0));
+for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, stop);

@@ -18,6 +18,8 @@ export interface Sample {
   readonly labels: Readonly<Record<string, string>>;
   /** The label block as printed (`{a="b",...}`), a stable key of the series within one exporter. */
   readonly key: string;
+  /** `name` + `key`: the series' id within one exporter (one shared string per series when a LabelCache is given). */
+  readonly id: string;
   readonly value: number;
 }
 
@@ -29,6 +31,14 @@ export interface PromTextLimits {
 
 /** Istio's series carry 19-21 labels and lines of ~1 KB; these leave room without letting one body hold the heap. */
 export const DEFAULT_PROM_LIMITS: PromTextLimits = { maxLineLength: 16 * 1024, maxLabels: 64, maxSamples: 100_000 };
+
+/**
+ * Parsed label blocks by `name{...}` text, kept by the caller from one scrape of a source to the
+ * next: an exporter prints the same series the same way each time, so labels are parsed once per
+ * series, not once per scrape, and every scrape's sample shares the same key string and labels
+ * object (what the aggregator's history holds). Cleared when it passes twice `maxSamples`.
+ */
+export type LabelCache = Map<string, { readonly id: string; readonly key: string; readonly labels: Readonly<Record<string, string>> }>;
 
 export interface ParsedMetrics {
   readonly samples: Sample[];
@@ -89,7 +99,7 @@ function parseValue(text: string): number | undefined {
  * @example
  * parsePromText('istio_requests_total{reporter="waypoint"} 3\n', ['istio_']).samples[0].value; // 3
  */
-export function parsePromText(text: string, prefixes: readonly string[], limits: PromTextLimits = DEFAULT_PROM_LIMITS): ParsedMetrics {
+export function parsePromText(text: string, prefixes: readonly string[], limits: PromTextLimits = DEFAULT_PROM_LIMITS, cache?: LabelCache): ParsedMetrics {
   const samples: Sample[] = [];
   let invalid = 0;
   let valid = 0;
@@ -112,20 +122,36 @@ export function parsePromText(text: string, prefixes: readonly string[], limits:
     }
     const name = nm[0];
     let i = name.length;
-    let labels: Record<string, string> = {};
+    let labels: Readonly<Record<string, string>> = {};
     let key = '';
+    let id: string | undefined;
     if (line[i] === '{') {
-      const l = parseLabels(line, i, limits.maxLabels);
-      if (!l) {
-        invalid++;
-        continue;
+      // The label block ends at the line's last '}': neither the value nor a timestamp holds one.
+      const end = line.lastIndexOf('}') + 1;
+      const known = end > i ? cache?.get(`${name}${line.slice(i, end)}`) : undefined;
+      if (known) {
+        key = known.key;
+        id = known.id;
+        labels = known.labels;
+        i = end;
+      } else {
+        const l = parseLabels(line, i, limits.maxLabels);
+        if (!l) {
+          invalid++;
+          continue;
+        }
+        key = line.slice(i, l.end);
+        labels = l.labels;
+        i = l.end;
+        if (cache && l.end === end && prefixes.some((p) => name.startsWith(p))) {
+          if (cache.size >= 2 * limits.maxSamples) cache.clear();
+          id = `${name}${key}`;
+          cache.set(id, { id, key, labels });
+        }
       }
-      key = line.slice(i, l.end);
-      labels = l.labels;
-      i = l.end;
     }
     const rest = line.slice(i).trim().split(/\s+/);
-    const value = rest.length >= 1 && rest.length <= 2 ? parseValue(rest[0]!) : undefined;
+    const value = rest.length === 1 || (rest.length === 2 && /^-?\d+$/.test(rest[1]!)) ? parseValue(rest[0]!) : undefined;
     if (value === undefined) {
       invalid++;
       continue;
@@ -135,7 +161,7 @@ export function parsePromText(text: string, prefixes: readonly string[], limits:
     if (samples.length >= limits.maxSamples) {
       throw new DashboardError(DASHBOARD_ERROR_CODES.BAD_METRICS, `more than ${limits.maxSamples} samples of ${prefixes.join(', ')}; check the exporter's label cardinality`);
     }
-    samples.push({ name, labels, key, value });
+    samples.push({ name, labels, key, id: id ?? `${name}${key}`, value });
   }
   if (valid === 0 && invalid > 0) {
     throw new DashboardError(DASHBOARD_ERROR_CODES.BAD_METRICS, `not prometheus text: none of ${invalid} lines is a sample; check that the address is a /metrics endpoint`);

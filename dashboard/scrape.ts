@@ -17,8 +17,12 @@ export interface ScrapeLimits {
   readonly timeoutMs: number;
 }
 
-/** A ztunnel's /metrics is ~50-500 KB with a few hundred series; 4 MiB leaves room for 200-pod nodes. 1.5 s keeps a 2 s tick. */
-export const DEFAULT_SCRAPE_LIMITS: ScrapeLimits = { maxBytes: 4 * 1024 * 1024, timeoutMs: 1500 };
+/**
+ * A waypoint prints ~25 KB per (source pod, destination) pair (a counter and three histograms), so a
+ * 200-pod namespace with two peers each is ~10 MB; 32 MiB leaves room, and still cuts a runaway
+ * exporter before it holds the heap. 1.5 s keeps a 2 s tick.
+ */
+export const DEFAULT_SCRAPE_LIMITS: ScrapeLimits = { maxBytes: 32 * 1024 * 1024, timeoutMs: 1500 };
 
 /** How a request reaches its address: directly, or through the relay listening on `relaySocket`. */
 export interface Route {

@@ -15,7 +15,7 @@ import type { Logger } from '../core/telemetry/log.js';
 import { Aggregator, type Snapshot, type SourceStatus } from './aggregate.js';
 import { edgeLogLines } from './access-log.js';
 import type { MeshSource } from './lab-source.js';
-import { parsePromText } from './prom-text.js';
+import { DEFAULT_PROM_LIMITS, parsePromText, type LabelCache } from './prom-text.js';
 import type { ScrapeLimits } from './scrape.js';
 import type { Topology } from './topology.js';
 import { NO_TOPOLOGY } from './topology.js';
@@ -52,6 +52,8 @@ export class DashboardServer {
   #topology: Topology = NO_TOPOLOGY;
   #last: Snapshot | undefined;
   #stopped = false;
+  /** Per source: its label blocks parsed once (prom-text.ts LabelCache). */
+  readonly #labelCaches = new Map<string, LabelCache>();
 
   constructor(inputs: DashboardInputs) {
     this.#in = inputs;
@@ -100,14 +102,20 @@ export class DashboardServer {
         sources.map(async (s) => {
           let result;
           try {
-            result = parsePromText(await s.fetch(this.#in.limits), METRIC_PREFIXES).samples;
+            let cache = this.#labelCaches.get(s.id);
+            if (!cache) this.#labelCaches.set(s.id, (cache = new Map()));
+            result = parsePromText(await s.fetch(this.#in.limits), METRIC_PREFIXES, DEFAULT_PROM_LIMITS, cache).samples;
           } catch (err) {
             result = err as Error;
           }
           this.#agg.record(s, Date.now(), result);
         }),
       );
-      if (refreshed) this.#agg.retain(new Set(sources.map((s) => s.id)));
+      if (refreshed) {
+        const ids = new Set(sources.map((s) => s.id));
+        this.#agg.retain(ids);
+        for (const id of [...this.#labelCaches.keys()]) if (!ids.has(id)) this.#labelCaches.delete(id);
+      }
       const cp = refreshed?.controlPlane;
       if (cp) {
         try {

@@ -9,6 +9,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { fetchBounded } from '../../dashboard/scrape.js';
 import { parsePromText } from '../../dashboard/prom-text.js';
@@ -56,6 +58,19 @@ t.test('prometheus text: garbage is refused, a bad line among good ones is count
   t.same(long.samples.map((s) => s.name), ['istio_b'], 'a line over 16 KiB is skipped');
 });
 
+t.test('prometheus text: a label cache parses each series once and shares its key', async (t) => {
+  const cache = new Map();
+  const a = parsePromText(GOOD, ['istio_'], undefined, cache);
+  const b = parsePromText(GOOD.replace(' 42', ' 43'), ['istio_'], undefined, cache);
+  t.equal(cache.size, 2, 'one entry per istio_ series');
+  t.equal(b.samples[0]!.value, 43, 'the value is read each time');
+  t.equal(b.samples[0]!.labels, a.samples[0]!.labels, 'the same labels object');
+  t.equal(b.samples[0]!.id, a.samples[0]!.id);
+  t.same(b.samples[0]!.labels, { reporter: 'waypoint', source_workload: 'a', msg: 'x"y\\z\n' });
+  const tricky = parsePromText('istio_a{x="}"} 1\nistio_a{x="}"} 2 }\n', ['istio_'], undefined, cache);
+  t.same(tricky.samples.map((s) => [s.labels['x'], s.value]), [['}', 1]], 'a brace in a value is read; a line with junk after its value is not a sample');
+});
+
 t.test('fetchBounded: a good exporter', async (t) => {
   const url = await serve(t, (_req, res) => res.end(GOOD));
   t.equal(await fetchBounded(url, {}, LIMITS), GOOD);
@@ -98,7 +113,9 @@ t.test('fetchBounded: a server that never finishes times out; refused and 500 ar
 });
 
 t.test('the netns relay forwards to the metrics and admin ports only', async (t) => {
-  const dir = t.testdir();
+  // A short path: a Unix socket's name is cut at 108 bytes, and t.testdir()'s paths are longer.
+  const dir = await mkdtemp(join(tmpdir(), 'dash-relay-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const socket = join(dir, 'relay.sock');
   const relay = spawn(process.execPath, [join(DIST, 'dashboard/netns-relay.js'), socket], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => void relay.kill('SIGTERM'));
