@@ -97,6 +97,12 @@ function sendBody(ctx: RequestContext, out: NodeJS.WritableStream & { end(data?:
     out.end(b.data);
   } else {
     b.consumed = true;
+    // A body that fails (the client went away, a mirror's copy was dropped: filters/mirror.ts)
+    // fails the upstream request: no backend is left waiting for the rest of a body that will
+    // not come (pipe() passes no error on).
+    const fail = (err: Error) => (out as unknown as { destroy(e: Error): void }).destroy(err);
+    if (b.stream.destroyed) return fail(b.stream.errored ?? new Error('the request body was closed before it was sent'));
+    b.stream.once('error', fail);
     b.stream.on('data', (c: Buffer) => (ctx.requestBytes += c.length));
     b.stream.pipe(out);
   }

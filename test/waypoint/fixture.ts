@@ -159,12 +159,12 @@ export function request(
   });
 }
 
-/** An HTTP backend answering `{name, method, url, headers}` as JSON; `behave` may take over. */
+/** An HTTP backend answering `{name, method, url, headers}` as JSON; `behave` (given the request body read whole) may take over. */
 export async function backend(
   host: string,
   port: number,
   name: string,
-  behave?: (req: http.IncomingMessage, res: http.ServerResponse, n: number) => boolean,
+  behave?: (req: http.IncomingMessage, res: http.ServerResponse, n: number, body: string) => boolean,
 ): Promise<{ server: http.Server; hits: () => number }> {
   let n = 0;
   const server = http.createServer((req, res) => {
@@ -172,7 +172,7 @@ export async function backend(
     let body = '';
     req.on('data', (d: Buffer) => (body += d.toString()));
     req.on('end', () => {
-      if (behave?.(req, res, n)) return;
+      if (behave?.(req, res, n, body)) return;
       const text = JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers, body });
       res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name });
       res.end(text);

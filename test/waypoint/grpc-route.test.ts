@@ -4,7 +4,8 @@
  * JSON messages, no protobuf codegen): a weighted 80/20 split between two versions, an exact
  * method match sending one method to v2, a header match, header modifiers both ways, a backend
  * of an unknown kind (the route accepted, its call answered with a gRPC error, never hanging),
- * and a call no rule matches (UNIMPLEMENTED, as Envoy maps 404).
+ * a call no rule matches (UNIMPLEMENTED, as Envoy maps 404), and RequestMirror (upstream
+ * GRPCRouteRequestMirror): each call, a stream with a body, is copied to the mirror too.
  *
  * The gRPC client cannot dial through SOCKS5, so a local TCP forwarder (real sockets) carries
  * each of its connections through ztunnel A's SOCKS5 listener from the client workload's address
@@ -14,6 +15,7 @@ import t from 'tap';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { closeServer, socks5Connect } from '../helpers/net.js';
+import { until } from '../helpers/until.js';
 import { startWaypointMesh } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.160.2/.3 = ztunnels, .9 = the client's forwarder,
@@ -64,6 +66,12 @@ const config = {
             ],
             backendRefs: [to('echo-v2')],
           },
+          // RequestMirror: echo.Other calls go to v1, each copied to v2.
+          {
+            matches: [{ method: { service: 'echo.Other' } }],
+            filters: [{ type: 'RequestMirror', requestMirror: { backendRef: to('echo-v2') } }],
+            backendRefs: [to('echo-v1')],
+          },
           // A backend of a kind a waypoint cannot forward to.
           { matches: [{ method: { service: 'echo.Broken' } }], backendRefs: [{ group: 'example.com', kind: 'Bucket', name: 'bucket' }] },
           // Everything else: 80/20.
@@ -106,6 +114,9 @@ const DEFINITION: grpc.ServiceDefinition = {
 };
 const Client = grpc.makeGenericClientConstructor(DEFINITION, 'Echo');
 
+/** Every call each server answered (the mirror's copies included): server name, method, metadata. */
+const served: Reply[] = [];
+
 async function echoServer(host: string, name: string): Promise<grpc.Server> {
   const server = new grpc.Server();
   const handler =
@@ -113,6 +124,7 @@ async function echoServer(host: string, name: string): Promise<grpc.Server> {
     (call, cb) => {
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(call.metadata.getMap())) headers[k] = String(v);
+      served.push({ backend: name, method, headers });
       cb(null, { backend: name, method, headers });
     };
   server.addService(DEFINITION, { Say: handler('Say'), Shout: handler('Shout'), Break: handler('Break'), Other: handler('Other') });
@@ -242,4 +254,15 @@ t.test('a call no rule matches gets UNIMPLEMENTED (no route, 404)', async (t) =>
   if (!miss.ok) t.equal(miss.error.code, grpc.status.UNIMPLEMENTED, 'grpc-status 12 for echo.Other/Say');
   const hit = await call(clients.strict, 'Say');
   t.ok(hit.ok && hit.reply.backend === 'echo-v1', 'echo.Echo/Say matches the service-only rule');
+});
+
+t.test('GRPCRouteRequestMirror: each call goes to its backend and a copy to the mirror', async (t) => {
+  const N = 5;
+  for (let i = 0; i < N; i++) {
+    const r = await call(clients.echo, 'Other', { 'x-call': String(i) });
+    t.ok(r.ok && r.reply.backend === 'echo-v1', `call ${i} answered by the rule's backend (${r.ok ? r.reply.backend : r.error.details})`);
+  }
+  const copies = () => served.filter((s) => s.backend === 'echo-v2' && s.method === 'Other').map((s) => s.headers['x-call']);
+  await until('the mirror to have every call', () => copies().length >= N);
+  t.same(copies().sort(), ['0', '1', '2', '3', '4'], 'echo-v2 got a copy of each call, request message included (it decoded it)');
 });

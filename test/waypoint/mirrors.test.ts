@@ -4,18 +4,22 @@
  * conformance/tests/httproute-request-multiple-mirrors.go; a mirror in another namespace as
  * there), the copies carry the rule's header changes (its `/mirror-and-modify-headers` case), and
  * `fraction` / `percent` choose which requests are copied (HTTPRouteRequestPercentageMirror).
+ * A streaming body (chunked, no Content-Length) is teed to the mirrors whole; a mirror that
+ * reads nothing neither blocks nor slows the primary and loses its copy once it falls
+ * MIRROR_BUFFER_BYTES behind (its request is aborted, never held open).
  */
 import t from 'tap';
-import type http from 'node:http';
+import http from 'node:http';
+import { MIRROR_BUFFER_BYTES } from '../../waypoint/filters/mirror.js';
 import { closeServer } from '../helpers/net.js';
 import { until } from '../helpers/until.js';
 import { backend, meshAgent, request, startWaypointMesh } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.151.2 = ztunnel node-a, .3 = node-b, .10 = client,
-// .21-.23 = backends, .30 = the waypoint, .100-.102 = service VIPs.
+// .21-.24 = backends, .30 = the waypoint, .100-.103 = service VIPs.
 const base = '127.0.151';
 const CLIENT = `${base}.10`;
-const VIP = { mirrored: `${base}.100`, a: `${base}.101`, b: `${base}.102` };
+const VIP = { mirrored: `${base}.100`, a: `${base}.101`, b: `${base}.102`, stalled: `${base}.103` };
 const WAYPOINT = { address: `${base}.30` };
 const port80 = [{ port: 80, targetPort: 8080, name: 'http' }];
 
@@ -23,6 +27,7 @@ const workloads = [
   { name: 'echo', namespace: 'default', serviceAccount: 'echo', node: 'node-b', ips: [`${base}.21`], labels: { app: 'echo' } },
   { name: 'mirror-a', namespace: 'default', serviceAccount: 'mirror-a', node: 'node-b', ips: [`${base}.22`], labels: { app: 'mirror-a' } },
   { name: 'mirror-b', namespace: 'another', serviceAccount: 'mirror-b', node: 'node-a', ips: [`${base}.23`], labels: { app: 'mirror-b' } },
+  { name: 'stalled', namespace: 'default', serviceAccount: 'stalled', node: 'node-b', ips: [`${base}.24`], labels: { app: 'stalled' } },
 ];
 const mirrorTo = (name: string, namespace: string, extra: Record<string, unknown> = {}) => ({
   type: 'RequestMirror',
@@ -34,6 +39,7 @@ const config = {
     { name: 'mirrored', namespace: 'default', vips: [VIP.mirrored], ports: port80, selector: { app: 'echo' }, waypoint: WAYPOINT },
     { name: 'mirror-a', namespace: 'default', vips: [VIP.a], ports: port80, selector: { app: 'mirror-a' } },
     { name: 'mirror-b', namespace: 'another', vips: [VIP.b], ports: port80, selector: { app: 'mirror-b' } },
+    { name: 'stalled', namespace: 'default', vips: [VIP.stalled], ports: port80, selector: { app: 'stalled' } },
   ],
   // A mirror into another namespace needs a ReferenceGrant there, as a backend does.
   referenceGrants: [
@@ -46,6 +52,7 @@ const config = {
       spec: {
         parentRefs: [{ kind: 'Service', group: '', name: 'mirrored', port: 80 }],
         rules: [
+          { matches: prefix('/stalled'), filters: [mirrorTo('stalled', 'default')], backendRefs: [{ name: 'mirrored', port: 80 }] },
           { matches: prefix('/mirror'), filters: [mirrorTo('mirror-a', 'default'), mirrorTo('mirror-b', 'another')], backendRefs: [{ name: 'mirrored', port: 80 }] },
           {
             matches: prefix('/mirror-and-modify-headers'),
@@ -67,13 +74,16 @@ const config = {
   ],
 };
 
-/** What a mirror backend saw: path → request headers, in arrival order. */
-function recorder(): { seen: Array<{ url: string; headers: http.IncomingHttpHeaders }>; behave: (req: http.IncomingMessage) => boolean } {
-  const seen: Array<{ url: string; headers: http.IncomingHttpHeaders }> = [];
+/** What a mirror backend saw: path → request headers and body, in arrival order. */
+function recorder(): {
+  seen: Array<{ url: string; headers: http.IncomingHttpHeaders; body: string }>;
+  behave: (req: http.IncomingMessage, res: http.ServerResponse, n: number, body: string) => boolean;
+} {
+  const seen: Array<{ url: string; headers: http.IncomingHttpHeaders; body: string }> = [];
   return {
     seen,
-    behave: (req) => {
-      seen.push({ url: req.url ?? '', headers: req.headers });
+    behave: (req, _res, _n, body) => {
+      seen.push({ url: req.url ?? '', headers: req.headers, body });
       return false;
     },
   };
@@ -83,6 +93,17 @@ const recB = recorder();
 const echo = await backend(`${base}.21`, 8080, 'echo');
 const mirrorA = await backend(`${base}.22`, 8080, 'mirror-a', recA.behave);
 const mirrorB = await backend(`${base}.23`, 8080, 'mirror-b', recB.behave);
+// A mirror that takes the request and reads none of its body until the test says so (`resume`):
+// then what became of it (bytes read, whether the body ended whole or the request was aborted).
+const stalledSeen: Array<{ url: string; bytes: number; complete: boolean; closed: boolean; resume: () => void }> = [];
+const stalled = http.createServer((req) => {
+  const seen = { url: req.url ?? '', bytes: 0, complete: false, closed: false, resume: () => req.on('data', (c: Buffer) => (seen.bytes += c.length)).resume() };
+  stalledSeen.push(seen);
+  req.pause();
+  req.once('end', () => (seen.complete = true));
+  req.once('close', () => (seen.closed = true));
+});
+await new Promise<void>((r) => stalled.listen(8080, `${base}.24`, r));
 // The waypoint's randomness, set per case: it decides which requests a fraction mirrors (the
 // weighted pick of a one-backend rule takes any value). Fixed values make the outcome exact.
 let r = 0.5;
@@ -91,7 +112,8 @@ const agent = meshAgent({ host: wm.mesh.addr.a, port: 15080 }, CLIENT);
 t.teardown(async () => {
   agent.destroy();
   await wm.close();
-  await Promise.all([echo, mirrorA, mirrorB].map((b) => closeServer(b.server as unknown as import('node:net').Server)));
+  stalled.closeAllConnections();
+  await Promise.all([echo, mirrorA, mirrorB, { server: stalled }].map((b) => closeServer(b.server as unknown as import('node:net').Server)));
 });
 
 const urls = (rec: ReturnType<typeof recorder>, start: string) => rec.seen.filter((s) => s.url.startsWith(start)).map((s) => s.url);
@@ -141,4 +163,63 @@ t.test('HTTPRouteRequestPercentageMirror: fraction and percent choose the copied
   await until('the three mirrored requests', () => urls(recB, '/percent/').length >= 3);
   t.same(urls(recB, '/percent/').sort(), ['/percent/take-0', '/percent/take-1', '/percent/take-2'], 'percent: 40');
   r = 0.5;
+});
+
+/** A request whose body goes out in `chunks` pieces, chunked (no Content-Length): a streaming body. */
+function streamingPost(url: string, chunks: Buffer[]): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { agent, method: 'POST', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    let i = 0;
+    const next = (): void => {
+      while (i < chunks.length) if (!req.write(chunks[i++]!)) return void req.once('drain', next);
+      req.end();
+    };
+    next();
+  });
+}
+
+t.test('RequestMirror of a streaming body: each mirror gets the whole body, as the backend does', async (t) => {
+  const chunks = Array.from({ length: 20 }, (_, i) => Buffer.from(`chunk ${i};`.repeat(100)));
+  const whole = Buffer.concat(chunks).toString();
+  const res = await streamingPost(`http://${VIP.mirrored}/mirror/stream`, chunks);
+  t.equal(res.status, 200);
+  const seen = JSON.parse(res.body) as { name: string; headers: Record<string, string>; body: string };
+  t.equal(seen.name, 'echo', "the rule's backend answered");
+  t.equal(seen.headers['transfer-encoding'], 'chunked', 'the request was streamed (chunked, no Content-Length)');
+  t.equal(seen.body, whole, 'the backend got the whole body');
+  for (const [name, rec] of [['mirror-a', recA], ['mirror-b', recB]] as const) {
+    const copy = await until(`${name} to see the streamed request`, () => rec.seen.find((s) => s.url === '/mirror/stream'));
+    t.equal(copy.body, whole, `${name} got the whole body`);
+  }
+});
+
+t.test('RequestMirror of a streaming body: a mirror that reads nothing neither blocks the primary nor keeps its copy', async (t) => {
+  // 32 MiB in 64 KiB chunks: far more than the mirror's bound plus what the path to the stalled
+  // mirror absorbs (HBONE stream windows of 4 MiB, socket buffers: about 8 MiB here), so the
+  // copy must be dropped for the primary to finish.
+  const size = 32 * MIRROR_BUFFER_BYTES;
+  const chunks = Array.from({ length: size / 65536 }, (_, i) => Buffer.alloc(65536, 97 + (i % 26)));
+  const res = await streamingPost(`http://${VIP.mirrored}/stalled/big`, chunks);
+  t.equal(res.status, 200, 'the primary is answered');
+  const seen = JSON.parse(res.body) as { name: string; body: string };
+  t.equal(seen.name, 'echo');
+  t.equal(seen.body.length, size, 'the primary backend got every byte');
+  // Only now does the mirror read: what the path to it held, then the end of its request. A copy
+  // dropped at the bound ends short and aborted; without the bound it would be whole.
+  const copy = await until('the stalled mirror to have its request', () => stalledSeen.find((s) => s.url === '/stalled/big'));
+  copy.resume();
+  await until('the stalled mirror to see its request end', () => copy.closed);
+  t.equal(copy.complete, false, 'the copy did not end as a whole body: its request was aborted');
+  t.ok(copy.bytes < size, `the stalled mirror read ${copy.bytes} of ${size} bytes`);
+  // The waypoint keeps mirroring afterwards.
+  const after = await streamingPost(`http://${VIP.mirrored}/mirror/after`, [Buffer.from('a'), Buffer.from('b')]);
+  t.equal(after.status, 200);
+  await until('mirror-a to see the next streamed request', () => recA.seen.find((s) => s.url === '/mirror/after' && s.body === 'ab'));
 });
