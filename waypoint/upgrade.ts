@@ -1,13 +1,16 @@
 /**
  * HTTP/1.1 `Upgrade` (WebSocket and friends): policy and route selection as for any request,
  * then the request head goes to one endpoint of the chosen backend and the two byte streams are
- * spliced; the backend's `101` and everything after pass through untouched. Retries, timeouts
- * and faults do not apply to an upgraded connection (Envoy does the same).
+ * spliced; the backend's `101` and everything after pass through untouched. The request head gets
+ * the rule's, then the chosen backend's, `URLRewrite` (hostname, path) and `RequestHeaderModifier`,
+ * in the order the request pipeline applies them (rewrite, headers, then the backend's: filters/
+ * rewrite.ts, headers.ts, backend.ts). Retries, timeouts and faults do not apply to an upgraded
+ * connection (Envoy does the same); `ResponseHeaderModifier` does not touch the `101`.
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { backendPermitted } from '../core/model/reference-grant.js';
-import { firstMatch, pickWeighted } from '../core/model/routes.js';
+import { firstMatch, pickWeighted, type RequestMatch, type RouteFilter } from '../core/model/routes.js';
 import { splice } from '../core/net/splice.js';
 import type { Logger } from '../core/telemetry/log.js';
 import type { StreamInfo } from './context.js';
@@ -18,6 +21,8 @@ import type { RequestAuth } from '../core/authz/evaluate.js';
 import { identityNamespace, routeTable } from './routes.js';
 import { subsetEndpoints } from './subsets.js';
 import type { Endpoint, UpstreamPool } from './upstream.js';
+import { applyModifier } from './filters/headers.js';
+import { rewritePath } from './filters/rewrite.js';
 
 export interface UpgradeInputs {
   readonly pool: UpstreamPool;
@@ -31,8 +36,15 @@ function reply(socket: Duplex, status: string, body: string, extra = ''): void {
   socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n${extra}\r\n${body}`);
 }
 
-/** The endpoint an upgrade request goes to, or a reply explaining why none. */
-function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool): Endpoint | [string, string] {
+/** Where an upgrade request goes, and the filters of its rule and of the chosen backend. */
+interface Chosen {
+  readonly ep: Endpoint;
+  readonly match?: RequestMatch;
+  readonly filters: readonly (readonly RouteFilter[])[];
+}
+
+/** The endpoint an upgrade request goes to (with the filters to apply), or a reply explaining why none. */
+function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool): Chosen | [string, string] {
   const state = info.state;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
@@ -45,7 +57,7 @@ function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool)
   if (!m) return ['404 Not Found', 'no route'];
   if (m.rule.backends.length === 0) {
     const w = info.dstWorkload;
-    return w ? { workload: w, ip: info.dstIp, port: info.dstPort } : ['500 Internal Server Error', 'no backend for this route'];
+    return w ? { ep: { workload: w, ip: info.dstIp, port: info.dstPort }, match: m.match, filters: [m.rule.filters] } : ['500 Internal Server Error', 'no backend for this route'];
   }
   const i = pickWeighted(m.rule.backends.map((b) => b.weight));
   const ref = m.rule.backends[i];
@@ -58,7 +70,27 @@ function choose(info: StreamInfo, req: http.IncomingMessage, pool: UpstreamPool)
   if (ref.subset !== undefined && !subset) return ['503 Service Unavailable', ''];
   const w = pool.pick(state, service, subset);
   if (!w) return ['503 Service Unavailable', 'no healthy upstream'];
-  return { workload: w, ip: w.ips[0]!, port: sp.targetPort, service };
+  return { ep: { workload: w, ip: w.ips[0]!, port: sp.targetPort, service }, match: m.match, filters: [m.rule.filters, ref.filters] };
+}
+
+/**
+ * Applies URLRewrite and RequestHeaderModifier of each filter list in turn (the rule's, then the
+ * backend's) to the request target and a copy of its headers (lowercase names). Returns
+ * undefined when no such filter applies: the head then goes out as the client wrote it.
+ */
+function applyFilters(chosen: Chosen, url: string, headers: http.IncomingHttpHeaders): { url: string; headers: http.IncomingHttpHeaders } | undefined {
+  if (!chosen.filters.some((l) => l.some((f) => f.type === 'URLRewrite' || f.type === 'RequestHeaderModifier'))) return undefined;
+  const h: Record<string, string | string[] | number | undefined> = { ...headers };
+  let target = url;
+  for (const list of chosen.filters) {
+    for (const f of list) {
+      if (f.type !== 'URLRewrite') continue;
+      if (f.hostname) h['host'] = f.hostname;
+      if (f.path) target = rewritePath(target, f.path, chosen.match);
+    }
+    for (const f of list) if (f.type === 'RequestHeaderModifier') applyModifier(h, f.modifier);
+  }
+  return { url: target, headers: h as http.IncomingHttpHeaders };
 }
 
 /** Handles one `upgrade` event of the HTTP/1.1 server. */
@@ -93,8 +125,10 @@ export async function handleUpgrade(inputs: UpgradeInputs, info: StreamInfo, req
     http: { host: req.headers.host ?? info.authority, method: req.method ?? 'GET', path: q === -1 ? url : url.slice(0, q), headers, ...(auth ? { auth } : {}) },
   });
   if (!d.allowed) return reply(socket, '403 Forbidden', 'RBAC: access denied');
-  const ep = choose(info, req, inputs.pool);
-  if (Array.isArray(ep)) return reply(socket, ep[0], ep[1]);
+  const chosen = choose(info, req, inputs.pool);
+  if (Array.isArray(chosen)) return reply(socket, chosen[0], chosen[1]);
+  const ep = chosen.ep;
+  const edited = applyFilters(chosen, url, headers);
   let up: Duplex;
   try {
     up = await inputs.pool.open(info.state, ep);
@@ -102,12 +136,12 @@ export async function handleUpgrade(inputs: UpgradeInputs, info: StreamInfo, req
     log.warn({ authority: info.authority, error: (err as Error).message }, 'upgrade: upstream connect failed');
     return reply(socket, '503 Service Unavailable', 'upstream connect error or disconnect/reset before headers. reset reason: connection failure');
   }
-  let headText = `${req.method} ${url} HTTP/1.1\r\n`;
-  if (authn.length === 0) {
+  let headText = `${req.method} ${edited?.url ?? url} HTTP/1.1\r\n`;
+  if (authn.length === 0 && !edited) {
     for (let i = 0; i < req.rawHeaders.length; i += 2) headText += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
   } else {
     // The edited copy (lowercase names; Node joined repeated fields as RFC 9110 allows).
-    for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : v === undefined ? [] : [v]) headText += `${k}: ${x}\r\n`;
+    for (const [k, v] of Object.entries(edited?.headers ?? headers)) for (const x of Array.isArray(v) ? v : v === undefined ? [] : [v]) headText += `${k}: ${x}\r\n`;
   }
   headText += `x-forwarded-for: ${info.srcIp}\r\n\r\n`;
   up.write(Buffer.from(headText, 'latin1'));
