@@ -6,6 +6,7 @@
  *   jwt         RequestAuthentication: 401 for a token that does not verify; sets the request's identity
  *   authz       L7 AuthorizationPolicy: 403 before any routing work
  *   route       picks the rule (404 NR when none); everything below reads it
+ *   cors        CORS: answers an allowed preflight, adds CORS headers to allowed responses
  *   fault       delay / abort of the rule (Envoy reads faults from the matched route too)
  *   redirect    RequestRedirect answers locally
  *   rewrite     URLRewrite (hostname, path)
@@ -29,6 +30,7 @@ import { authzLayer } from './filters/authz.js';
 import { jwtLayer } from './filters/jwt.js';
 import { JwksFetcher } from './jwt.js';
 import { routeLayer } from './filters/route.js';
+import { corsLayer } from './filters/cors.js';
 import { faultLayer } from './filters/fault.js';
 import { redirectLayer } from './filters/redirect.js';
 import { rewriteLayer } from './filters/rewrite.js';
@@ -67,6 +69,7 @@ export function buildPipeline(inputs: PipelineInputs): Handler {
       jwtLayer(gateway, inputs.jwks ?? new JwksFetcher({ refreshMs: 60_000, fetchTimeoutMs: 1000, logger: inputs.logger })),
       authzLayer(gateway),
       routeLayer,
+      corsLayer,
       faultLayer(random),
       redirectLayer,
       rewriteLayer,

@@ -78,7 +78,24 @@ export type RouteFilter =
       readonly statusCode: 301 | 302 | 303 | 307 | 308;
     }
   | { readonly type: 'URLRewrite'; readonly hostname?: string; readonly path?: PathRewrite }
-  | { readonly type: 'RequestMirror'; readonly backend: BackendRef; readonly percent: number };
+  | { readonly type: 'RequestMirror'; readonly backend: BackendRef; readonly percent: number }
+  | { readonly type: 'CORS'; readonly cors: CorsPolicy };
+
+/**
+ * A CORS policy (Gateway API `HTTPCORSFilter`, GEP-1767): origins are `scheme://host[:port]`,
+ * `*` (any), or with one `*` standing for any characters (dots included); methods and headers
+ * may be `*` (any: the request's own are echoed). `maxAge` in seconds.
+ */
+export interface CorsPolicy {
+  readonly allowOrigins: readonly string[];
+  readonly allowMethods: readonly string[];
+  /** Lowercase names. */
+  readonly allowHeaders: readonly string[];
+  /** Lowercase names. */
+  readonly exposeHeaders: readonly string[];
+  readonly allowCredentials: boolean;
+  readonly maxAge: number;
+}
 
 /**
  * A backend: a Service by namespace/name (HTTPRoute; VirtualService short hosts), or by DNS

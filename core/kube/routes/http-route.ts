@@ -25,7 +25,12 @@ const BACKEND_KEYS = ['group', 'kind', 'name', 'namespace', 'port', 'weight', 'f
 const TIMEOUT_KEYS = ['request', 'backendRequest'];
 const GW_RETRY_KEYS = ['codes', 'attempts', 'backoff'];
 
-const FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror'] as const;
+const FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror', 'CORS'] as const;
+const CORS_KEYS = ['allowOrigins', 'allowCredentials', 'allowMethods', 'allowHeaders', 'exposeHeaders', 'maxAge'];
+// RFC 9110 token characters: a method or header name.
+const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// An origin (`scheme://host[:port]`) of which one `*` may stand for any characters, or `*` alone.
+const ORIGIN_RE = /^(\*|[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#\s]+)$/;
 const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /** Converts HTTPRoute specs, recording problems in `p` under each entry's path. */
@@ -215,7 +220,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
     // weighted choice sends to it (upstream: HTTPRouteBackendRequestHeaderModifier,
     // HTTPRouteBackendURLRewrite, HTTPRouteBackendPathRedirect); the per-rule limits hold per backend.
     const filters =
-      field(this.p, path, m, 'filters', (x, q) => list(this.p, q, x, (e, eq) => this.gwFilter(e, eq, namespace, matches))) ?? [];
+      field(this.p, path, m, 'filters', (x, q) => list(this.p, q, x, (e, eq) => this.gwFilter(e, eq, namespace, matches, true))) ?? [];
     this.filterCombinations(filters, keyPath(path, 'filters'), 'backend');
     if (this.p.size > before || !ref) return undefined;
     return { ...ref, weight, filters };
@@ -224,7 +229,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
   /** Gateway API's limits on the filters of one rule, or of one backend (`what`). */
   private filterCombinations(filters: readonly RouteFilter[], path: string, what = 'rule'): void {
     const kinds = filters.map((f) => f.type);
-    for (const t of ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']) {
+    for (const t of ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'CORS']) {
       if (kinds.filter((k) => k === t).length > 1) this.p.add(path, `${t} may appear once per ${what}`);
     }
     if (kinds.includes('RequestRedirect') && kinds.includes('URLRewrite')) {
@@ -232,7 +237,7 @@ export class HttpRouteConverter extends RouteSpecChecks {
     }
   }
 
-  private gwFilter(v: unknown, path: string, namespace: string, matches: readonly RequestMatch[]): RouteFilter | undefined {
+  private gwFilter(v: unknown, path: string, namespace: string, matches: readonly RequestMatch[], onBackend = false): RouteFilter | undefined {
     const m = mapping(this.p, path, v, FILTER_KEYS, 'a mapping {type, ...}');
     if (!m) return undefined;
     const type = m.type as (typeof FILTER_TYPES)[number];
@@ -240,7 +245,12 @@ export class HttpRouteConverter extends RouteSpecChecks {
       this.p.add(keyPath(path, 'type'), `${JSON.stringify(type)} is not supported by the mesh; expected one of ${FILTER_TYPES.join(', ')}`);
       return undefined;
     }
-    const key = type === 'URLRewrite' ? 'urlRewrite' : type[0]!.toLowerCase() + type.slice(1);
+    // CORS answers preflights before any backend is chosen (Envoy's CORS filter is per route).
+    if (type === 'CORS' && onBackend) {
+      this.p.add(keyPath(path, 'type'), '"CORS" is not supported by the mesh on a backend; set it on the rule');
+      return undefined;
+    }
+    const key = type === 'URLRewrite' ? 'urlRewrite' : type === 'CORS' ? 'cors' : type[0]!.toLowerCase() + type.slice(1);
     for (const k of FILTER_KEYS) {
       if (k !== 'type' && k !== key && Object.hasOwn(m, k)) this.p.add(keyPath(path, k), `does not go with type ${type}; set ${key}`);
     }
@@ -279,6 +289,21 @@ export class HttpRouteConverter extends RouteSpecChecks {
           const p = field(this.p, q, rm, 'path', (y, r) => this.pathRewrite(y, r, matches));
           if (this.p.size > before) return undefined;
           return { type, ...(hostname ? { hostname } : {}), ...(p ? { path: p } : {}) };
+        }
+        case 'CORS': {
+          const cm = mapping(this.p, q, x, CORS_KEYS, 'a mapping {allowOrigins, allowMethods, allowHeaders, exposeHeaders, allowCredentials, maxAge}');
+          if (!cm) return undefined;
+          const before = this.p.size;
+          const strings = (k: string, re: RegExp, what: string) =>
+            field(this.p, q, cm, k, (y, r) => list(this.p, r, y, (e, eq) => string(this.p, eq, e, what, (s) => (re.test(s) ? undefined : `${JSON.stringify(s)} is not ${what}`)))) ?? [];
+          const allowOrigins = strings('allowOrigins', ORIGIN_RE, 'an origin (scheme://host[:port], one * wildcard) or *');
+          const allowMethods = strings('allowMethods', TOKEN_RE, 'a method or *');
+          const allowHeaders = strings('allowHeaders', TOKEN_RE, 'a header name or *').map((h) => h.toLowerCase());
+          const exposeHeaders = strings('exposeHeaders', TOKEN_RE, 'a header name or *').map((h) => h.toLowerCase());
+          const allowCredentials = cm.allowCredentials === true;
+          const maxAge = field(this.p, q, cm, 'maxAge', (y, r) => this.integer(y, r, 1, 2_147_483_647)) ?? 5;
+          if (this.p.size > before) return undefined;
+          return { type, cors: { allowOrigins, allowMethods, allowHeaders, exposeHeaders, allowCredentials, maxAge } };
         }
         case 'RequestMirror': {
           const mm = mapping(this.p, q, x, MIRROR_KEYS, 'a mapping {backendRef, percent}');
