@@ -26,13 +26,22 @@ export class CsrRejectedError extends MeshError {
   }
 }
 
-/** A configuration file or record that failed validation; `problems` lists every error found. */
+/** Problems a ConfigError's message lists; `problems` keeps them all. */
+export const CONFIG_ERROR_MESSAGE_PROBLEMS = 50;
+
+/**
+ * A configuration file or record that failed validation; `problems` lists every error found, the
+ * message the first CONFIG_ERROR_MESSAGE_PROBLEMS of them (a file of 18,000 bad entries made a
+ * message of megabytes, logged whole).
+ */
 export class ConfigError extends MeshError {
   readonly problems: readonly string[];
   constructor(source: string, problems: readonly string[]) {
+    const shown = problems.slice(0, CONFIG_ERROR_MESSAGE_PROBLEMS);
+    const more = problems.length - shown.length;
     super(
       'ERR_CONFIG_INVALID',
-      `invalid configuration in ${source}:\n  - ${problems.join('\n  - ')}`,
+      `invalid configuration in ${source}:\n  - ${shown.join('\n  - ')}${more > 0 ? `\n  … and ${more} more problems (${problems.length} in all)` : ''}`,
     );
     this.problems = problems;
   }

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { ConfigError } from '../../../core/errors.js';
 import {
   Problems,
   Uniq,
@@ -80,6 +81,26 @@ t.test('issue 19: mapping suggests a key for the first 20 unknown keys of a mapp
   t.equal(p.list[0], 'm.nmae: unknown key; did you mean "name"? allowed keys here: name, namespace', 'the first unknown keys get their suggestion');
   t.equal(p.list.at(-1), 'm.nmaespace: unknown key; allowed keys here: name, namespace', 'past the 20th, a typo is reported without one');
   t.equal(p.list.filter((x) => x.includes('did you mean')).length, 1, 'no suggestion among the rest');
+});
+
+t.test('issue 19: the 20 suggestions are per collector, so 18,000 mappings with a typo each cost 20 edit distances', async (t) => {
+  const p = new Problems();
+  for (let i = 0; i < 18_000; i++) mapping(p, `m[${i}]`, { nmae: 1 }, ['name', 'namespace']);
+  t.equal(p.size, 18_000, 'every unknown key is still reported');
+  t.equal(p.list.filter((x) => x.includes('did you mean')).length, 20, 'the first 20 get a suggestion');
+  t.equal(p.list.at(-1), 'm[17999].nmae: unknown key; allowed keys here: name, namespace');
+  const other = new Problems();
+  mapping(other, 'x', { nmae: 1 }, ['name', 'namespace']);
+  t.match(other.list[0], /did you mean "name"/, 'another collector has its own 20');
+});
+
+t.test('issue 19: a ConfigError lists 50 problems in its message and keeps them all', async (t) => {
+  const problems = Array.from({ length: 18_000 }, (_, i) => `entries[${i}]: expected a mapping, got a list`);
+  const e = new ConfigError('mesh.yaml', problems);
+  t.equal(e.problems.length, 18_000);
+  t.equal(e.message.split('\n').length, 1 + 50 + 1, 'the heading, 50 problems and the count of the rest');
+  t.match(e.message, /… and 17950 more problems \(18000 in all\)$/);
+  t.equal(new ConfigError('mesh.yaml', ['a: bad']).message, 'invalid configuration in mesh.yaml:\n  - a: bad', 'a short list is shown whole');
 });
 
 t.test('Uniq names the first holder', async (t) => {
