@@ -85,7 +85,7 @@ t.test('waypoint policy validation', async (t) => {
     'spec.targetRefs[1].kind: "Pod" is not supported by the mesh; expected one of Gateway, Service, GatewayClass',
     'spec.action: CUSTOM (external authorization) is not supported by waypoints yet; use ALLOW, DENY or AUDIT',
     'spec.rules[0].to[0].operation.paths[0]: "admin" is not a path; expected /..., optionally with * at the start or end',
-    'spec.rules[0].when[0].key: "request.size" is not a supported condition key; expected request.headers[<name>], source.ip, source.namespace, source.principal, remote.ip, destination.ip, destination.port, request.auth.principal, request.auth.audiences, request.auth.presenter, connection.sni',
+    'spec.rules[0].when[0].key: "request.size" is not a supported condition key; expected request.headers[<name>], request.auth.claims[<name>] (nested: [<a>][<b>]), source.ip, source.namespace, source.principal, remote.ip, destination.ip, destination.port, request.auth.principal, request.auth.audiences, request.auth.presenter, connection.sni',
   ]);
 });
 
