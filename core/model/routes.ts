@@ -88,13 +88,18 @@ export type RouteFilter =
  */
 export interface CorsPolicy {
   readonly allowOrigins: readonly string[];
+  /** VirtualService `corsPolicy.allowOrigins` (exact, prefix, regex StringMatch); an origin matching any is allowed too. */
+  readonly originMatches?: readonly ValueMatch[];
   readonly allowMethods: readonly string[];
   /** Lowercase names. */
   readonly allowHeaders: readonly string[];
   /** Lowercase names. */
   readonly exposeHeaders: readonly string[];
   readonly allowCredentials: boolean;
-  readonly maxAge: number;
+  /** Absent: no `access-control-max-age` (Istio without `maxAge`). */
+  readonly maxAge?: number;
+  /** A preflight from an origin not allowed: forwarded (Envoy's default), or answered 200 without CORS headers (Istio `IGNORE`). */
+  readonly unmatchedPreflights?: 'forward' | 'ignore';
 }
 
 /**
@@ -258,7 +263,7 @@ export interface MatchInput {
   readonly query: URLSearchParams;
 }
 
-function valueMatches(m: ValueMatch, v: string | undefined): boolean {
+export function valueMatches(m: ValueMatch, v: string | undefined): boolean {
   if (v === undefined) return false;
   switch (m.type) {
     case 'Exact':

@@ -6,7 +6,9 @@
  * headers and never reaches the backend; from another origin it passes on without CORS headers;
  * an actual request from an allowed origin gets `access-control-allow-origin` on its response;
  * `*` methods echo the requested one; no `allow-credentials` unless the policy sets it. And what
- * cannot be a CORS policy is refused when the route is converted, naming the field.
+ * cannot be a CORS policy is refused when the route is converted, naming the field. A
+ * VirtualService `corsPolicy` (Istio) works the same way, with StringMatch origins and
+ * `unmatchedPreflights: IGNORE`.
  */
 import t from 'tap';
 import { closeServer } from '../helpers/net.js';
@@ -15,10 +17,11 @@ import { HttpRouteConverter } from '../../core/kube/routes/http-route.js';
 import { backend, meshAgent, request, startWaypointMesh } from './fixture.js';
 
 // Loopback addresses of this file: 127.0.163.2 = ztunnel node-a, .3 = node-b, .10 = client,
-// .21 = the backend, .30 = the waypoint, .100 = the service VIP.
+// .21 = the backend, .30 = the waypoint, .100/.101 = the service VIPs.
 const base = '127.0.163';
 const CLIENT = `${base}.10`;
 const VIP = `${base}.100`;
+const VS_VIP = `${base}.101`;
 const WAYPOINT = { address: `${base}.30` };
 
 const workloads = [{ name: 'echo', namespace: 'default', serviceAccount: 'echo', node: 'node-b', ips: [`${base}.21`], labels: { app: 'echo' } }];
@@ -42,7 +45,32 @@ const rules = [
   { matches: prefix('/cors-wildcard-origin'), filters: cors({ allowOrigins: ['*'], allowMethods: ['PUT'] }), backendRefs: to },
 ];
 const config = {
-  services: [{ name: 'echo', namespace: 'default', vips: [VIP], ports: [{ port: 80, targetPort: 8080, name: 'http' }], selector: { app: 'echo' }, waypoint: WAYPOINT }],
+  services: [
+    { name: 'echo', namespace: 'default', vips: [VIP], ports: [{ port: 80, targetPort: 8080, name: 'http' }], selector: { app: 'echo' }, waypoint: WAYPOINT },
+    { name: 'vs', namespace: 'default', vips: [VS_VIP], ports: [{ port: 80, targetPort: 8080, name: 'http' }], selector: { app: 'echo' }, waypoint: WAYPOINT },
+  ],
+  virtualServices: [
+    {
+      name: 'vs',
+      namespace: 'default',
+      spec: {
+        hosts: ['vs'],
+        http: [
+          {
+            corsPolicy: {
+              allowOrigins: [{ prefix: 'https://app.' }, { regex: 'https://[a-z]+\\.example\\.org' }],
+              allowMethods: ['GET', 'POST'],
+              allowHeaders: ['x-a'],
+              maxAge: '1m',
+              allowCredentials: true,
+              unmatchedPreflights: 'IGNORE',
+            },
+            route: [{ destination: { host: 'vs' } }],
+          },
+        ],
+      },
+    },
+  ],
   httpRoutes: [{ name: 'cors', namespace: 'default', spec: { parentRefs: [{ kind: 'Service', group: '', name: 'echo', port: 80 }], rules } }],
 };
 
@@ -139,4 +167,26 @@ t.test('what is not a CORS policy is refused, naming the field', async (t) => {
   t.match(text, /allowMethods\[0\].*"GET POST" is not a method/);
   t.match(text, /maxAge/);
   t.match(text, /backendRefs\[0\]\.filters\[0\]\.type: "CORS" is not supported by the mesh on a backend/);
+});
+
+t.test('VirtualService corsPolicy: StringMatch origins, maxAge as a duration, unmatchedPreflights IGNORE', async (t) => {
+  for (const origin of ['https://app.example.com', 'https://shop.example.org']) {
+    const hits = echo.hits();
+    const r = await request(agent, `http://${VS_VIP}/x`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+    t.equal(r.status, 200);
+    t.equal(r.headers['access-control-allow-origin'], origin, `${origin} allowed`);
+    t.equal(r.headers['access-control-allow-methods'], 'GET, POST');
+    t.equal(r.headers['access-control-allow-headers'], 'x-a');
+    t.equal(r.headers['access-control-max-age'], '60');
+    t.equal(r.headers['access-control-allow-credentials'], 'true');
+    t.equal(echo.hits(), hits, 'answered by the waypoint');
+  }
+  const hits = echo.hits();
+  const ignored = await request(agent, `http://${VS_VIP}/x`, { method: 'OPTIONS', headers: { origin: 'https://evil.example.net', 'access-control-request-method': 'POST' } });
+  t.equal(ignored.status, 200, 'IGNORE: an unmatched preflight is answered');
+  t.equal(ignored.headers['access-control-allow-origin'], undefined, 'without CORS headers');
+  t.equal(echo.hits(), hits, 'and not forwarded');
+  const actual = await request(agent, `http://${VS_VIP}/x`, { headers: { origin: 'https://app.example.com' } });
+  t.equal(actual.headers['x-backend'], 'echo');
+  t.equal(actual.headers['access-control-allow-origin'], 'https://app.example.com');
 });

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { CorsPolicy } from '../../core/model/routes.js';
+import { valueMatches, type CorsPolicy } from '../../core/model/routes.js';
 import { localReply, sync, type Layer } from '../context.js';
 
 /**
@@ -21,8 +21,13 @@ export const corsLayer: Layer = (next) =>
     const f = filters && filters.length > 0 ? filters.find((x) => x.type === 'CORS') : undefined;
     if (!f || f.type !== 'CORS') return next(ctx);
     const origin = one(ctx.headers['origin']);
-    if (origin === undefined || !originAllowed(f.cors, origin)) return next(ctx);
+    if (origin === undefined) return next(ctx);
     const requested = one(ctx.headers['access-control-request-method']);
+    if (!originAllowed(f.cors, origin)) {
+      // Istio `unmatchedPreflights: IGNORE`: such a preflight is answered, without CORS headers.
+      if (f.cors.unmatchedPreflights === 'ignore' && ctx.method === 'OPTIONS' && requested !== undefined) return Promise.resolve(localReply(200, ''));
+      return next(ctx);
+    }
     if (ctx.method === 'OPTIONS' && requested !== undefined) return Promise.resolve(localReply(200, '', preflightHeaders(f.cors, origin, requested, one(ctx.headers['access-control-request-headers']))));
     ctx.responseEdits.push((h) => addCorsHeaders(h, f.cors, origin));
     return next(ctx);
@@ -34,6 +39,7 @@ function one(v: string | string[] | undefined): string | undefined {
 
 /** Whether `origin` is one the policy allows: `*`, an exact origin (ASCII case-insensitive), or a pattern whose `*` stands for any characters. */
 export function originAllowed(p: CorsPolicy, origin: string): boolean {
+  if (p.originMatches?.some((m) => valueMatches(m, origin))) return true;
   const o = origin.toLowerCase();
   for (const a of p.allowOrigins) {
     if (a === '*') return true;
@@ -57,7 +63,7 @@ function preflightHeaders(p: CorsPolicy, origin: string, method: string, headers
   const allowHeaders = p.allowHeaders.includes('*') ? (headers ?? '') : p.allowHeaders.join(', ');
   if (allowHeaders !== '') h['access-control-allow-headers'] = allowHeaders;
   if (p.exposeHeaders.length > 0) h['access-control-expose-headers'] = p.exposeHeaders.join(', ');
-  h['access-control-max-age'] = String(p.maxAge);
+  if (p.maxAge !== undefined) h['access-control-max-age'] = String(p.maxAge);
   if (p.allowCredentials) h['access-control-allow-credentials'] = 'true';
   return h;
 }

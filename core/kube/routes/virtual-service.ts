@@ -22,7 +22,10 @@ import {
 } from './shared.js';
 
 const VS_SPEC_KEYS = ['hosts', 'gateways', 'http', 'exportTo'];
-const VS_HTTP_KEYS = ['name', 'match', 'route', 'redirect', 'rewrite', 'timeout', 'retries', 'fault', 'mirror', 'mirrorPercentage', 'headers'];
+const VS_HTTP_KEYS = ['name', 'match', 'route', 'redirect', 'rewrite', 'timeout', 'retries', 'fault', 'mirror', 'mirrorPercentage', 'headers', 'corsPolicy'];
+const VS_CORS_KEYS = ['allowOrigin', 'allowOrigins', 'allowMethods', 'allowHeaders', 'exposeHeaders', 'maxAge', 'allowCredentials', 'unmatchedPreflights'];
+// RFC 9110 token characters: a method or header name.
+const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const VS_MATCH_KEYS = ['name', 'uri', 'method', 'headers', 'queryParams', 'withoutHeaders'];
 const STRING_MATCH_KEYS = ['exact', 'prefix', 'regex'];
 const VS_ROUTE_KEYS = ['destination', 'weight', 'headers'];
@@ -38,7 +41,7 @@ const ABORT_KEYS = ['httpStatus', 'grpcStatus', 'percentage'];
 const PERCENTAGE_KEYS = ['value'];
 // Fields of the upstream VirtualService that waypoints do not implement: refused as such, not as unknown keys.
 const VS_SPEC_UNSUPPORTED = ['tcp', 'tls'];
-const VS_HTTP_UNSUPPORTED = ['corsPolicy', 'delegate', 'directResponse', 'mirrors', 'mirrorPercent', 'mirror_percent'];
+const VS_HTTP_UNSUPPORTED = ['delegate', 'directResponse', 'mirrors', 'mirrorPercent', 'mirror_percent'];
 const VS_MATCH_UNSUPPORTED = ['authority', 'gateways', 'ignoreUriCase', 'port', 'scheme', 'sourceLabels', 'sourceNamespace', 'statPrefix'];
 
 /** Converts VirtualService specs, recording problems in `p` under each entry's path. */
@@ -69,6 +72,38 @@ export class VirtualServiceConverter extends RouteSpecChecks {
     });
     if (this.p.size > before || !hosts || !rules) return undefined;
     return { kind: 'VirtualService', name, namespace, hosts, rules };
+  }
+
+  /** Istio `corsPolicy` → the CORS filter (waypoint/filters/cors.ts), as Istio hands it to Envoy's CORS filter. */
+  private vsCors(v: unknown, path: string): RouteFilter | undefined {
+    const m = mapping(this.p, path, v, VS_CORS_KEYS, 'a mapping {allowOrigins, allowMethods, allowHeaders, exposeHeaders, maxAge, allowCredentials}');
+    if (!m) return undefined;
+    const before = this.p.size;
+    const tokens = (k: string, what: string) =>
+      field(this.p, path, m, k, (y, r) => list(this.p, r, y, (e, eq) => string(this.p, eq, e, what, (s) => (TOKEN_RE.test(s) ? undefined : `${quote(s)} is not ${what}`)))) ?? [];
+    // `allowOrigin` (deprecated): exact origins.
+    const exact = field(this.p, path, m, 'allowOrigin', (y, r) => list(this.p, r, y, (e, eq) => string(this.p, eq, e, 'an origin'))) ?? [];
+    const matches = field(this.p, path, m, 'allowOrigins', (y, r) => list(this.p, r, y, (e, eq) => this.stringMatch(e, eq, 'origin', false))) ?? [];
+    const allowMethods = tokens('allowMethods', 'a method');
+    const allowHeaders = tokens('allowHeaders', 'a header name or *').map((h) => h.toLowerCase());
+    const exposeHeaders = tokens('exposeHeaders', 'a header name or *').map((h) => h.toLowerCase());
+    const maxAgeMs = field(this.p, path, m, 'maxAge', (y, r) => this.duration(y, r));
+    const allowCredentials = m.allowCredentials === true;
+    const unmatched = field(this.p, path, m, 'unmatchedPreflights', (y, r) => oneOf(this.p, r, y, ['UNSPECIFIED', 'FORWARD', 'IGNORE'] as const));
+    if (this.p.size > before) return undefined;
+    return {
+      type: 'CORS',
+      cors: {
+        allowOrigins: [],
+        originMatches: [...exact.map((value) => ({ name: 'origin', type: 'Exact' as const, value })), ...matches],
+        allowMethods,
+        allowHeaders,
+        exposeHeaders,
+        allowCredentials,
+        ...(maxAgeMs !== undefined ? { maxAge: Math.floor(maxAgeMs / 1000) } : {}),
+        ...(unmatched === 'IGNORE' ? { unmatchedPreflights: 'ignore' as const } : {}),
+      },
+    };
   }
 
   private stringMatch(v: unknown, path: string, name: string, lower: boolean): ValueMatch | undefined {
@@ -269,6 +304,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
       };
     });
     const fault = field(this.p, path, m, 'fault', (x, q) => this.vsFault(x, q));
+    const cors = field(this.p, path, m, 'corsPolicy', (x, q) => this.vsCors(x, q));
     const mirror = field(this.p, path, m, 'mirror', (x, q) => this.vsDestination(x, q, namespace));
     const mirrorPercent = field(this.p, path, m, 'mirrorPercentage', (x, q) => this.percentage(x, q)) ?? 100;
     if (this.p.size > before) return undefined;
@@ -276,6 +312,7 @@ export class VirtualServiceConverter extends RouteSpecChecks {
     if (redirect) all.push(redirect);
     if (rewrite) all.push(rewrite);
     if (mirror) all.push({ type: 'RequestMirror', backend: { ...mirror, weight: 1, filters: [] }, percent: mirrorPercent });
+    if (cors) all.push(cors);
     return {
       matches,
       filters: all,

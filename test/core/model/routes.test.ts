@@ -111,7 +111,7 @@ t.test('HTTPRoute validation names each field', async (t) => {
   ]));
   // A filter type upstream defines and waypoints do not implement.
   t.same(httpRoute({ parentRefs: [{ kind: 'Service', name: 'svc' }], rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'x.io', kind: 'F', name: 'f' } }] }] }).problems, [
-    'spec.rules[0].filters[0].type: "ExtensionRef" is not supported by the mesh; expected one of RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror',
+    'spec.rules[0].filters[0].type: "ExtensionRef" is not supported by the mesh; expected one of RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS',
   ]);
 });
 
@@ -172,7 +172,7 @@ t.test('VirtualService fields upstream has and waypoints do not implement are re
   t.same(p.list, [
     'spec.tcp: is not supported by the mesh',
     'spec.http[0].directResponse: is not supported by the mesh',
-    'spec.http[0].retrys: unknown key; did you mean "retries"? allowed keys here: name, match, route, redirect, rewrite, timeout, retries, fault, mirror, mirrorPercentage, headers',
+    'spec.http[0].retrys: unknown key; did you mean "retries"? allowed keys here: name, match, route, redirect, rewrite, timeout, retries, fault, mirror, mirrorPercentage, headers, corsPolicy',
     'spec.http[0].match[0].port: is not supported by the mesh',
   ]);
 });
