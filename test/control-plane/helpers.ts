@@ -163,6 +163,27 @@ export function startControlPlaneProcess(env: Record<string, string>): CpProcess
   return startNodeProcess(CONTROL_PLANE_MAIN, env);
 }
 
+export const WAYPOINT_MAIN = fileURLToPath(new URL('../../dist/waypoint/main.js', import.meta.url));
+
+/**
+ * Starts `node dist/waypoint/main.js` in control-plane mode as the waypoint of namespace `apps`
+ * on node-b (its token from `files`), listening and serving its admin port on `address`.
+ */
+export function startWaypointProcess(files: CpFiles, controlPlaneAddress: string, address: string): CpProcess {
+  return startNodeProcess(WAYPOINT_MAIN, {
+    CONTROL_PLANE_ADDRESS: controlPlaneAddress,
+    NODE_TOKEN_FILE: files.tokenFiles['node-b']!,
+    CONTROL_PLANE_ROOT_CERT_FILE: files.certFile,
+    NODE_NAME: 'node-b',
+    POD_NAMESPACE: 'apps',
+    WAYPOINT_NAME: 'waypoint',
+    WAYPOINT_ADDRESS: address,
+    ADMIN_ADDRESS: address,
+    DRAIN_TIMEOUT_SECONDS: '1',
+    LOG_LEVEL: 'info',
+  });
+}
+
 // ---- memory ----
 
 import { readFileSync } from 'node:fs';
@@ -193,39 +214,11 @@ export function documentedMemoryTarget(): { mib: number; sentence: string } {
   return { mib: Number(m[1]!.replace(/,/g, '')), sentence: m[0] };
 }
 
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-
 /**
- * Starts `node dist/control-plane/main.js` as `startControlPlaneProcess` does, but as operators
- * run it: tap's process-info hook (which tap puts in every child's NODE_OPTIONS, and which keeps
- * the source of every module loaded) is left out through `env -u NODE_OPTIONS`, so that the
- * process's memory is the control plane's own (the hook alone adds about 230 MiB). `env` execs
- * node, so the pid is node's. `nodeArgs` go to node (e.g. `--max-old-space-size`).
+ * Starts `node dist/control-plane/main.js` as `startControlPlaneProcess` does, but without tap's
+ * hook (`withoutTapHook`), so that the process's memory is the control plane's own. `nodeArgs` go
+ * to node (e.g. `--max-old-space-size`).
  */
 export function startBareControlPlaneProcess(env: Record<string, string>, nodeArgs: readonly string[] = []): CpProcess {
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...nodeArgs, CONTROL_PLANE_MAIN], {
-    env: { PATH: process.env['PATH'] ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const reap = () => child.kill('SIGKILL');
-  process.once('exit', reap);
-  const exited = once(child, 'exit').then(([code, signal]) => {
-    process.off('exit', reap);
-    return (code ?? signal) as number | string;
-  });
-  return {
-    child,
-    output: () => out,
-    exited,
-    async kill(signal: NodeJS.Signals = 'SIGKILL') {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill(signal);
-        await exited;
-      }
-    },
-  };
+  return startNodeProcess(CONTROL_PLANE_MAIN, env, { nodeArgs, withoutTapHook: true });
 }
