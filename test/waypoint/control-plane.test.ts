@@ -1,10 +1,9 @@
 import t from 'tap';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { X509Certificate } from 'node:crypto';
 import { closeServer } from '../helpers/net.js';
-import { startNodeProcess, waitForStatus } from '../helpers/proc.js';
-import { makeFiles, manifestYaml, namespace, pod, serviceAccount, startControlPlane, startZtunnel, writeAtomic } from '../control-plane/helpers.js';
+import { waitForStatus } from '../helpers/proc.js';
+import { makeFiles, manifestYaml, namespace, pod, serviceAccount, startControlPlane, startWaypointProcess, startZtunnel, writeAtomic } from '../control-plane/helpers.js';
 import { until } from '../helpers/until.js';
 import { backend, meshAgent, request } from './fixture.js';
 import { loadConfig } from '../../waypoint/config.js';
@@ -21,7 +20,6 @@ const NODES = [
 ];
 const CLIENT = `${base}.10`;
 const WAYPOINT_IP = `${base}.30`;
-const WAYPOINT_MAIN = fileURLToPath(new URL('../../dist/waypoint/main.js', import.meta.url));
 const WAYPOINT_ID = 'spiffe://cluster.local/ns/apps/sa/waypoint';
 
 const svc = (name: string, vip: string, selector: Record<string, string>, ports = [{ name: 'http', port: 80, targetPort: 8080 }]) => ({
@@ -87,18 +85,7 @@ const v1 = await backend(`${base}.21`, 8080, 'v1');
 const v2 = await backend(`${base}.22`, 8080, 'v2');
 const a = await startZtunnel({ files, node: NODES[0]!, controlPlane: cpAddress });
 const b = await startZtunnel({ files, node: NODES[1]!, controlPlane: cpAddress });
-const wp = startNodeProcess(WAYPOINT_MAIN, {
-  CONTROL_PLANE_ADDRESS: cpAddress,
-  NODE_TOKEN_FILE: files.tokenFiles['node-b']!,
-  CONTROL_PLANE_ROOT_CERT_FILE: files.certFile,
-  NODE_NAME: 'node-b',
-  POD_NAMESPACE: 'apps',
-  WAYPOINT_NAME: 'waypoint',
-  WAYPOINT_ADDRESS: WAYPOINT_IP,
-  ADMIN_ADDRESS: WAYPOINT_IP,
-  DRAIN_TIMEOUT_SECONDS: '1',
-  LOG_LEVEL: 'info',
-});
+const wp = startWaypointProcess(files, cpAddress, WAYPOINT_IP);
 const agent = meshAgent({ host: NODES[0]!.address, port: 15080 }, CLIENT);
 t.teardown(async () => {
   agent.destroy();

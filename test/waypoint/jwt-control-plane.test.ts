@@ -7,11 +7,10 @@
  */
 import t from 'tap';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { closeServer } from '../helpers/net.js';
-import { startNodeProcess, waitForStatus } from '../helpers/proc.js';
-import { makeFiles, manifestYaml, namespace, pod, serviceAccount, startControlPlane, startZtunnel, writeAtomic } from '../control-plane/helpers.js';
+import { waitForStatus } from '../helpers/proc.js';
+import { makeFiles, manifestYaml, namespace, pod, serviceAccount, startControlPlane, startWaypointProcess, startZtunnel, writeAtomic } from '../control-plane/helpers.js';
 import { until } from '../helpers/until.js';
 import { backend, meshAgent, request } from './fixture.js';
 
@@ -24,7 +23,6 @@ const NODES = [
 ];
 const CLIENT = `${base}.10`;
 const WAYPOINT_IP = `${base}.30`;
-const WAYPOINT_MAIN = fileURLToPath(new URL('../../dist/waypoint/main.js', import.meta.url));
 const ISS = 'https://issuer.example';
 
 const k1 = await generateKeyPair('RS256', { extractable: true });
@@ -76,18 +74,7 @@ const cpAddress = `${base}.1:${cp.addresses.server.port}`;
 const be = await backend(`${base}.21`, 8080, 'backend');
 const a = await startZtunnel({ files, node: NODES[0]!, controlPlane: cpAddress });
 const b = await startZtunnel({ files, node: NODES[1]!, controlPlane: cpAddress });
-const wp = startNodeProcess(WAYPOINT_MAIN, {
-  CONTROL_PLANE_ADDRESS: cpAddress,
-  NODE_TOKEN_FILE: files.tokenFiles['node-b']!,
-  CONTROL_PLANE_ROOT_CERT_FILE: files.certFile,
-  NODE_NAME: 'node-b',
-  POD_NAMESPACE: 'apps',
-  WAYPOINT_NAME: 'waypoint',
-  WAYPOINT_ADDRESS: WAYPOINT_IP,
-  ADMIN_ADDRESS: WAYPOINT_IP,
-  DRAIN_TIMEOUT_SECONDS: '1',
-  LOG_LEVEL: 'info',
-});
+const wp = startWaypointProcess(files, cpAddress, WAYPOINT_IP);
 const agent = meshAgent({ host: NODES[0]!.address, port: 15080 }, CLIENT);
 t.teardown(async () => {
   agent.destroy();
